@@ -1,0 +1,283 @@
+"""The source tables, declared once as data and read by every layer.
+
+Each :class:`SourceTable` names its Kaggle file stem (the table name in the source database),
+its short lake name, its business columns in file order with their types, and its key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import pyarrow as pa
+
+from medallion.errors import CatalogError
+
+UPDATED_AT = "updated_at"
+DELETED_AT = "deleted_at"
+
+
+class ColumnType(StrEnum):
+    """Logical column types; each maps to an Arrow type and a SQL type per dialect."""
+
+    ID = "id"  # 32-character lowercase hex
+    TEXT = "text"
+    ZIP = "zip"  # 5-character zip code prefix, leading zeros kept
+    INT = "int"
+    FLOAT = "float"
+    MONEY = "money"  # BRL with 2 decimals, exact
+    TIMESTAMP = "timestamp"
+
+    @property
+    def arrow(self) -> pa.DataType:
+        return _ARROW[self]
+
+    def sql(self, dialect: str) -> str:
+        return _SQL[dialect][self]
+
+    @property
+    def is_text(self) -> bool:
+        return self in (ColumnType.ID, ColumnType.TEXT, ColumnType.ZIP)
+
+
+_ARROW: dict[ColumnType, pa.DataType] = {
+    ColumnType.ID: pa.string(),
+    ColumnType.TEXT: pa.string(),
+    ColumnType.ZIP: pa.string(),
+    ColumnType.INT: pa.int64(),
+    ColumnType.FLOAT: pa.float64(),
+    ColumnType.MONEY: pa.decimal128(12, 2),
+    ColumnType.TIMESTAMP: pa.timestamp("us"),
+}
+
+# SQLite keeps timestamps as ISO text (what ADBC writes) and money as REAL; Bronze casts
+# both back to exact Arrow types, so the lake is the same whichever source is used.
+_SQL: dict[str, dict[ColumnType, str]] = {
+    "sqlite": {
+        ColumnType.ID: "TEXT",
+        ColumnType.TEXT: "TEXT",
+        ColumnType.ZIP: "TEXT",
+        ColumnType.INT: "INTEGER",
+        ColumnType.FLOAT: "REAL",
+        ColumnType.MONEY: "REAL",
+        ColumnType.TIMESTAMP: "TEXT",
+    },
+    "postgresql": {
+        ColumnType.ID: "TEXT",
+        ColumnType.TEXT: "TEXT",
+        ColumnType.ZIP: "TEXT",
+        ColumnType.INT: "BIGINT",
+        ColumnType.FLOAT: "DOUBLE PRECISION",
+        ColumnType.MONEY: "NUMERIC(12,2)",
+        ColumnType.TIMESTAMP: "TIMESTAMP",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: ColumnType
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    """One operational table: the Kaggle file it mirrors and how it is keyed and tracked."""
+
+    name: str  # short lake name, e.g. "orders"
+    source_name: str  # table name in the source database = Kaggle file stem
+    columns: tuple[Column, ...]  # business columns in Kaggle file order
+    key: tuple[str, ...]  # natural key; empty when the table has none
+    surrogate_key: str | None = None  # source-side surrogate for keyless tables
+    watermark: str = UPDATED_AT
+
+    @property
+    def csv_file(self) -> str:
+        return f"{self.source_name}.csv"
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def row_key(self) -> tuple[str, ...]:
+        """The columns that identify one source row (natural key, else the surrogate)."""
+        if self.key:
+            return self.key
+        assert self.surrogate_key is not None
+        return (self.surrogate_key,)
+
+    @property
+    def all_columns(self) -> tuple[Column, ...]:
+        """Every source column: surrogate, business columns, then change tracking."""
+        extra = (Column(self.surrogate_key, ColumnType.INT, False),) if self.surrogate_key else ()
+        tracking = (
+            Column(UPDATED_AT, ColumnType.TIMESTAMP, False),
+            Column(DELETED_AT, ColumnType.TIMESTAMP, True),
+        )
+        return extra + self.columns + tracking
+
+    def column(self, name: str) -> Column:
+        for col in self.all_columns:
+            if col.name == name:
+                return col
+        valid = ", ".join(c.name for c in self.all_columns)
+        raise CatalogError(f"table {self.name} has no column {name!r}; columns: {valid}")
+
+    def arrow_schema(self, *, business_only: bool = False) -> pa.Schema:
+        cols = self.columns if business_only else self.all_columns
+        return pa.schema([pa.field(c.name, c.type.arrow, c.nullable) for c in cols])
+
+
+def _cols(*spec: tuple[str, ColumnType] | tuple[str, ColumnType, bool]) -> tuple[Column, ...]:
+    return tuple(Column(*s) for s in spec)
+
+
+I, T, Z, N, F, M, TS = (
+    ColumnType.ID,
+    ColumnType.TEXT,
+    ColumnType.ZIP,
+    ColumnType.INT,
+    ColumnType.FLOAT,
+    ColumnType.MONEY,
+    ColumnType.TIMESTAMP,
+)
+
+SOURCE_TABLES: tuple[SourceTable, ...] = (
+    SourceTable(
+        "customers",
+        "olist_customers_dataset",
+        _cols(
+            ("customer_id", I, False),
+            ("customer_unique_id", I),
+            ("customer_zip_code_prefix", Z),
+            ("customer_city", T),
+            ("customer_state", T),
+        ),
+        key=("customer_id",),
+    ),
+    SourceTable(
+        "geolocation",
+        "olist_geolocation_dataset",
+        _cols(
+            ("geolocation_zip_code_prefix", Z),
+            ("geolocation_lat", F),
+            ("geolocation_lng", F),
+            ("geolocation_city", T),
+            ("geolocation_state", T),
+        ),
+        key=(),
+        surrogate_key="geolocation_id",
+    ),
+    SourceTable(
+        "order_items",
+        "olist_order_items_dataset",
+        _cols(
+            ("order_id", I, False),
+            ("order_item_id", N, False),
+            ("product_id", I),
+            ("seller_id", I),
+            ("shipping_limit_date", TS),
+            ("price", M),
+            ("freight_value", M),
+        ),
+        key=("order_id", "order_item_id"),
+    ),
+    SourceTable(
+        "order_payments",
+        "olist_order_payments_dataset",
+        _cols(
+            ("order_id", I, False),
+            ("payment_sequential", N, False),
+            ("payment_type", T),
+            ("payment_installments", N),
+            ("payment_value", M),
+        ),
+        key=("order_id", "payment_sequential"),
+    ),
+    SourceTable(
+        "order_reviews",
+        "olist_order_reviews_dataset",
+        _cols(
+            ("review_id", I, False),
+            ("order_id", I, False),
+            ("review_score", N),
+            ("review_comment_title", T),
+            ("review_comment_message", T),
+            ("review_creation_date", TS),
+            ("review_answer_timestamp", TS),
+        ),
+        key=("review_id", "order_id"),
+    ),
+    SourceTable(
+        "orders",
+        "olist_orders_dataset",
+        _cols(
+            ("order_id", I, False),
+            ("customer_id", I),
+            ("order_status", T),
+            ("order_purchase_timestamp", TS),
+            ("order_approved_at", TS),
+            ("order_delivered_carrier_date", TS),
+            ("order_delivered_customer_date", TS),
+            ("order_estimated_delivery_date", TS),
+        ),
+        key=("order_id",),
+    ),
+    SourceTable(
+        "products",
+        "olist_products_dataset",
+        _cols(
+            ("product_id", I, False),
+            ("product_category_name", T),
+            ("product_name_lenght", N),
+            ("product_description_lenght", N),
+            ("product_photos_qty", N),
+            ("product_weight_g", N),
+            ("product_length_cm", N),
+            ("product_height_cm", N),
+            ("product_width_cm", N),
+        ),
+        key=("product_id",),
+    ),
+    SourceTable(
+        "sellers",
+        "olist_sellers_dataset",
+        _cols(
+            ("seller_id", I, False),
+            ("seller_zip_code_prefix", Z),
+            ("seller_city", T),
+            ("seller_state", T),
+        ),
+        key=("seller_id",),
+    ),
+    SourceTable(
+        "product_category_name_translation",
+        "product_category_name_translation",
+        _cols(("product_category_name", T, False), ("product_category_name_english", T)),
+        key=("product_category_name",),
+    ),
+)
+
+_BY_NAME = {t.name: t for t in SOURCE_TABLES}
+_BY_SOURCE_NAME = {t.source_name: t for t in SOURCE_TABLES}
+if len(_BY_NAME) != len(SOURCE_TABLES):  # pragma: no cover - guards the declarations above
+    raise CatalogError("duplicate source table name in the catalog")
+
+
+def source_table(name: str) -> SourceTable:
+    """A table by short lake name or by source (Kaggle file stem) name."""
+    found = _BY_NAME.get(name) or _BY_SOURCE_NAME.get(name)
+    if found is None:
+        valid = ", ".join(_BY_NAME)
+        raise CatalogError(f"unknown table {name!r}; valid tables: {valid}")
+    return found
+
+
+def source_tables(names: list[str] | tuple[str, ...] | None = None) -> tuple[SourceTable, ...]:
+    """The named tables (all when ``names`` is empty), in catalog order."""
+    if not names:
+        return SOURCE_TABLES
+    wanted = {source_table(n).name for n in names}
+    return tuple(t for t in SOURCE_TABLES if t.name in wanted)

@@ -1,0 +1,39 @@
+"""One exception root; every message names what failed and how to fix it."""
+
+from __future__ import annotations
+
+
+class MedallionError(Exception):
+    """Root of every error the platform raises on purpose; the CLI prints it as one line."""
+
+
+class ConfigError(MedallionError):
+    """A setting is missing, malformed or contradictory."""
+
+
+class SourceError(MedallionError):
+    """The source database is unreachable, misconfigured or lacks a table."""
+
+
+class InputFileError(MedallionError):
+    """An input file (CSV) is missing or malformed."""
+
+
+class CatalogError(MedallionError):
+    """An unknown table or column name."""
+
+
+class TaskError(MedallionError):
+    """A task failed; carries the task name."""
+
+
+class SchemaDriftError(MedallionError):
+    """A source table's columns no longer match its declaration."""
+
+
+class AuditError(MedallionError):
+    """The audit store is unreachable or inconsistent."""
+
+
+class StorageError(MedallionError):
+    """The lake storage (Delta) failed or is locked."""

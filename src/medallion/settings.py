@@ -1,0 +1,129 @@
+"""One typed settings object: defaults < medallion.toml < MEDALLION_* environment < CLI flags."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from medallion.errors import ConfigError
+
+DEFAULT_HOME = "medallion_home"
+TOML_NAME = "medallion.toml"
+_URL_PASSWORD = re.compile(r"(://[^:/@]+:)([^@]+)(@)")
+
+
+class Settings(BaseSettings):
+    """Where the source, the lake and the audit store live, and how a run behaves.
+
+    Relative paths and empty URLs resolve against ``home``: ``source.db``, ``lake/``,
+    ``audit.db`` and ``reports/`` under it.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="MEDALLION_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    home: Path = Field(default=Path(DEFAULT_HOME), description="folder of the embedded defaults")
+    source_url: str = Field(default="", description="SQLite path or postgresql:// URL")
+    lake_uri: str = Field(default="", description="lake folder or s3://bucket/prefix")
+    audit_url: str = Field(default="", description="SQLAlchemy URL of the audit store")
+    parallelism: int = Field(default=2, ge=1, le=64, description="tasks run at once")
+    retries: int = Field(default=2, ge=0, le=10, description="retries of a transient failure")
+    retry_backoff_s: float = Field(default=0.5, ge=0, description="first retry delay, doubling")
+    extract_lag_s: float = Field(default=5.0, ge=0, description="watermark look-back, seconds")
+    extract_batch_rows: int = Field(default=250_000, ge=1000, description="rows per batch")
+    detect_hard_deletes: bool = Field(default=True, description="reconcile keys every run")
+    storage_options: dict[str, SecretStr] = Field(default_factory=dict)
+    discord_webhook_url: SecretStr | None = None
+    slack_webhook_url: SecretStr | None = None
+    webhook_url: SecretStr | None = None
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = _toml_path(init_settings, env_settings)
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_path)
+        return (init_settings, env_settings, toml, file_secret_settings)
+
+    @property
+    def source_location(self) -> str:
+        """The source URL, or the embedded SQLite file under home."""
+        return self.source_url or str(self.home / "source.db")
+
+    @property
+    def lake_location(self) -> str:
+        return self.lake_uri or str(self.home / "lake")
+
+    @property
+    def audit_location(self) -> str:
+        return self.audit_url or f"sqlite:///{self.home / 'audit.db'}"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    def redacted(self) -> dict[str, Any]:
+        """Every setting as printable data, with secrets and URL passwords masked."""
+        shown: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                shown[name] = "**********" if value.get_secret_value() else ""
+            elif isinstance(value, dict):
+                shown[name] = {k: "**********" for k in value}
+            elif isinstance(value, str):
+                shown[name] = redact_url(value)
+            else:
+                shown[name] = str(value) if isinstance(value, Path) else value
+        shown["source_url"] = redact_url(self.source_location)
+        shown["lake_uri"] = self.lake_location
+        shown["audit_url"] = redact_url(self.audit_location)
+        return shown
+
+
+def redact_url(url: str) -> str:
+    """Mask the password of a ``scheme://user:password@host`` URL."""
+    return _URL_PASSWORD.sub(r"\1****\3", url)
+
+
+def _toml_path(
+    init_settings: PydanticBaseSettingsSource, env_settings: PydanticBaseSettingsSource
+) -> Path:
+    home = init_settings().get("home") or os.environ.get("MEDALLION_HOME") or DEFAULT_HOME
+    return Path(home).expanduser() / TOML_NAME
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Resolve the settings; ``overrides`` are CLI flags (``None`` means not given)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise ConfigError(f"setting {where}: {first['msg']} (got {first.get('input')!r})") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {TOML_NAME}: {exc}") from None

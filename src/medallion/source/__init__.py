@@ -1,0 +1,1 @@
+"""The operational source database: schema, bulk loads, generator and change batches."""

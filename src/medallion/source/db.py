@@ -1,0 +1,295 @@
+"""The only module that talks to the source database (SQLite or PostgreSQL, through ADBC).
+
+Rows move as Arrow tables both ways; there is no row-by-row insert. Writes go through a
+temporary staging table and one set-based statement, so a reload is an upsert that only
+touches rows whose values changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import adbc_driver_manager
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from medallion.catalog import DELETED_AT, UPDATED_AT, ColumnType, SourceTable
+from medallion.errors import SourceError
+from medallion.settings import redact_url
+
+log = logging.getLogger(__name__)
+
+Dialect = Literal["sqlite", "postgresql"]
+PG_SCHEMA = "olist"
+_PG_URL = re.compile(r"^postgres(ql)?(\+\w+)?://")
+
+
+def dialect_of(location: str) -> Dialect:
+    """``postgresql://...`` is PostgreSQL; a path or ``sqlite:///path`` is SQLite."""
+    if _PG_URL.match(location):
+        return "postgresql"
+    if "://" in location and not location.startswith("sqlite:///"):
+        scheme = location.split("://", 1)[0]
+        raise SourceError(
+            f"unsupported source URL scheme {scheme!r}: use a SQLite path or postgresql://..."
+        )
+    return "sqlite"
+
+
+def sqlite_path(location: str) -> Path:
+    return Path(location.removeprefix("sqlite:///")).expanduser()
+
+
+class SourceDatabase:
+    """An open connection to the source database; use :func:`open_source` to get one."""
+
+    def __init__(self, conn: Any, dialect: Dialect, location: str) -> None:
+        self._conn = conn
+        self.dialect: Dialect = dialect
+        self.location = location
+
+    # -- naming -----------------------------------------------------------------------------
+    def qualified(self, table: SourceTable | str) -> str:
+        name = table.source_name if isinstance(table, SourceTable) else table
+        return f'"{PG_SCHEMA}"."{name}"' if self.dialect == "postgresql" else f'"{name}"'
+
+    def param(self, index: int) -> str:
+        """The placeholder of the ``index``-th (1-based) query parameter."""
+        return f"${index}" if self.dialect == "postgresql" else "?"
+
+    # -- statements -------------------------------------------------------------------------
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        with self._cursor() as cur:
+            cur.execute(sql, tuple(params) or None)
+        self._conn.commit()
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
+        with self._cursor() as cur:
+            cur.execute(sql, tuple(params) or None)
+            result: pa.Table = cur.fetch_arrow_table()
+        return result
+
+    def query_batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[pa.RecordBatch]:
+        """Stream a query's result in bounded record batches."""
+        with self._cursor() as cur:
+            cur.execute(sql, tuple(params) or None)
+            reader = cur.fetch_record_batch()
+            yield from reader
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        result = self.query(sql, params)
+        return result.column(0)[0].as_py() if result.num_rows else None
+
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        cur = self._conn.cursor()
+        try:
+            yield cur
+        except adbc_driver_manager.Error as exc:
+            self._conn.rollback()
+            raise SourceError(f"source query failed: {_first_line(exc)}") from exc
+        finally:
+            cur.close()
+
+    # -- schema -----------------------------------------------------------------------------
+    def create_tables(self, tables: Sequence[SourceTable]) -> None:
+        """Create the tables (if missing) with keys and an index on ``updated_at``."""
+        if self.dialect == "postgresql":
+            self.execute(f'CREATE SCHEMA IF NOT EXISTS "{PG_SCHEMA}"')
+        for table in tables:
+            cols = ", ".join(
+                f'"{c.name}" {c.type.sql(self.dialect)}{"" if c.nullable else " NOT NULL"}'
+                for c in table.all_columns
+            )
+            key = ", ".join(f'"{k}"' for k in table.row_key)
+            self.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.qualified(table)} ({cols}, PRIMARY KEY ({key}))"
+            )
+            index = f'"ix_{table.name}_{UPDATED_AT}"'
+            on = self.qualified(table)
+            self.execute(f'CREATE INDEX IF NOT EXISTS {index} ON {on} ("{UPDATED_AT}")')
+
+    def existing_tables(self) -> set[str]:
+        if self.dialect == "postgresql":
+            sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = $1"
+            names = self.query(sql, [PG_SCHEMA])
+        else:
+            names = self.query("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return set(names.column(0).to_pylist())
+
+    def table_columns(self, table: SourceTable) -> dict[str, str]:
+        """The table's columns as they are now in the database, name -> declared SQL type."""
+        if self.dialect == "postgresql":
+            sql = (
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position"
+            )
+            rows = self.query(sql, [PG_SCHEMA, table.source_name])
+        else:
+            rows = self.query(f"SELECT name, type FROM pragma_table_info('{table.source_name}')")
+        return dict(zip(rows.column(0).to_pylist(), rows.column(1).to_pylist(), strict=True))
+
+    def require_tables(self, tables: Sequence[SourceTable]) -> None:
+        missing = [t.source_name for t in tables if t.source_name not in self.existing_tables()]
+        if missing:
+            raise SourceError(
+                f"source table(s) missing: {', '.join(missing)}; run `medallion source init`"
+            )
+
+    # -- data -------------------------------------------------------------------------------
+    def to_source_arrow(self, table: SourceTable, data: pa.Table) -> pa.Table:
+        """Shape catalog-typed Arrow for this dialect (SQLite has no DECIMAL)."""
+        data = data.select(list(data.schema.names))
+        if self.dialect != "sqlite":
+            return data
+        for i, name in enumerate(data.schema.names):
+            if table.column(name).type is ColumnType.MONEY:
+                data = data.set_column(i, name, pc.cast(data.column(i), pa.float64()))
+        return data
+
+    def upsert(self, table: SourceTable, data: pa.Table) -> int:
+        """Insert new keys and update rows whose values differ; returns rows staged."""
+        if data.num_rows == 0:
+            return 0
+        stage = f"_stage_{table.name}"
+        with self._cursor() as cur:
+            cur.adbc_ingest(stage, self.to_source_arrow(table, data), "replace", temporary=True)
+        cols = data.schema.names
+        keys = list(table.row_key)
+        target = self.qualified(table)
+        names = ", ".join(f'"{c}"' for c in cols)
+        compared = [c for c in cols if c not in keys and c != UPDATED_AT]
+        sets = ", ".join(f'"{c}" = excluded."{c}"' for c in cols if c not in keys)
+        distinct = "IS DISTINCT FROM" if self.dialect == "postgresql" else "IS NOT"
+        changed = " OR ".join(f'{target}."{c}" {distinct} excluded."{c}"' for c in compared)
+        sql = (
+            f'INSERT INTO {target} ({names}) SELECT {names} FROM "{stage}" WHERE true '
+            f'ON CONFLICT ({", ".join(chr(34) + k + chr(34) for k in keys)}) '
+            f"DO UPDATE SET {sets}" + (f" WHERE {changed}" if changed else "")
+        )
+        self.execute(sql)
+        self.execute(f'DROP TABLE IF EXISTS "{stage}"')
+        return data.num_rows
+
+    def update_rows(self, table: SourceTable, data: pa.Table) -> int:
+        """Set the non-key columns of ``data`` on the rows its key columns name."""
+        if data.num_rows == 0:
+            return 0
+        stage = f"_upd_{table.name}"
+        with self._cursor() as cur:
+            cur.adbc_ingest(stage, self.to_source_arrow(table, data), "replace", temporary=True)
+        target = self.qualified(table)
+        keys = list(table.row_key)
+        sets = ", ".join(f'"{c}" = s."{c}"' for c in data.schema.names if c not in keys)
+        match = " AND ".join(f'{target}."{k}" = s."{k}"' for k in keys)
+        self.execute(f'UPDATE {target} SET {sets} FROM "{stage}" AS s WHERE {match}')
+        self.execute(f'DROP TABLE IF EXISTS "{stage}"')
+        return data.num_rows
+
+    def delete_rows(self, table: SourceTable, keys: pa.Table) -> int:
+        """Hard-delete the rows whose key is in ``keys``."""
+        if keys.num_rows == 0:
+            return 0
+        stage = f"_del_{table.name}"
+        with self._cursor() as cur:
+            cur.adbc_ingest(stage, self.to_source_arrow(table, keys), "replace", temporary=True)
+        target = self.qualified(table)
+        match = " AND ".join(f'{target}."{k}" = s."{k}"' for k in table.row_key)
+        self.execute(f'DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM "{stage}" s WHERE {match})')
+        self.execute(f'DROP TABLE IF EXISTS "{stage}"')
+        return keys.num_rows
+
+    def read_table(self, table: SourceTable, columns: Sequence[str] | None = None) -> pa.Table:
+        """A whole table (or some of its columns) cast to the catalog's Arrow types."""
+        names = list(columns or [c.name for c in table.all_columns])
+        select = ", ".join(f'"{n}"' for n in names)
+        return self.cast_to_catalog(table, self.query(f"SELECT {select} FROM {self.qualified(table)}"))
+
+    def cast_to_catalog(self, table: SourceTable, data: pa.Table) -> pa.Table:
+        """Cast driver-typed Arrow (ISO text, REAL money, numeric strings) to catalog types."""
+        arrays = []
+        for name, column in zip(data.schema.names, data.columns, strict=True):
+            arrays.append(_cast_column(column, table.column(name).type))
+        fields = [pa.field(n, table.column(n).type.arrow) for n in data.schema.names]
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+    def stats(self, tables: Sequence[SourceTable]) -> list[dict[str, Any]]:
+        """Row count, soft-deleted count and max ``updated_at`` per table."""
+        out = []
+        for table in tables:
+            row = self.query(
+                f'SELECT COUNT(*) AS n, COUNT("{DELETED_AT}") AS d, MAX("{UPDATED_AT}") AS m '
+                f"FROM {self.qualified(table)}"
+            ).to_pylist()[0]
+            max_updated = row["m"]
+            if isinstance(max_updated, str):
+                max_updated = datetime.fromisoformat(max_updated)
+            out.append(
+                {
+                    "table": table.name,
+                    "rows": row["n"],
+                    "soft_deleted": row["d"],
+                    "max_updated_at": max_updated,
+                }
+            )
+        return out
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _cast_column(column: pa.ChunkedArray, ctype: ColumnType) -> pa.ChunkedArray:
+    target = ctype.arrow
+    if column.type == target:
+        return column
+    if pa.types.is_null(column.type) or column.null_count == len(column):
+        return pa.chunked_array([pa.nulls(len(column), target)])
+    if isinstance(column.type, pa.ExtensionType):  # PostgreSQL NUMERIC arrives as text
+        column = pa.chunked_array([c.storage for c in column.chunks], column.type.storage_type)
+    if ctype is ColumnType.MONEY and pa.types.is_floating(column.type):
+        column = pc.round(column, 2)
+    return pc.cast(column, target)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for prefix in ("IO: ", "INVALID_ARGUMENT: ", "NOT_FOUND: ", "INTERNAL: "):
+        text = text.removeprefix(prefix)
+    return redact_url(" ".join(text.split()))[:400]
+
+
+@contextmanager
+def open_source(location: str, *, create: bool = False) -> Iterator[SourceDatabase]:
+    """Connect to the source; a missing SQLite file is an error unless ``create``."""
+    dialect = dialect_of(location)
+    try:
+        if dialect == "postgresql":
+            import adbc_driver_postgresql.dbapi as pg
+
+            uri = _PG_URL.sub("postgresql://", location)
+            conn = pg.connect(uri)
+        else:
+            import adbc_driver_sqlite.dbapi as sq
+
+            path = sqlite_path(location)
+            if not path.exists() and not create:
+                raise SourceError(
+                    f"source database {path} does not exist; run `medallion source init` "
+                    "(or generate / load-csv) first"
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sq.connect(str(path))
+    except adbc_driver_manager.Error as exc:
+        where = redact_url(location)
+        raise SourceError(f"cannot connect to source {where}: {_first_line(exc)}") from None
+    db = SourceDatabase(conn, dialect, location)
+    try:
+        yield db
+    finally:
+        db.close()
