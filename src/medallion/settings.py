@@ -93,7 +93,7 @@ class Settings(BaseSettings):
             if isinstance(value, SecretStr):
                 shown[name] = "**********" if value.get_secret_value() else ""
             elif isinstance(value, dict):
-                shown[name] = {k: "**********" for k in value}
+                shown[name] = dict.fromkeys(value, "**********")
             elif isinstance(value, str):
                 shown[name] = redact_url(value)
             else:

@@ -170,12 +170,12 @@ class SourceDatabase:
         changed = " OR ".join(f'{target}."{c}" {distinct} excluded."{c}"' for c in compared)
         sql = (
             f'INSERT INTO {target} ({names}) SELECT {names} FROM "{stage}" WHERE true '
-            f'ON CONFLICT ({", ".join(chr(34) + k + chr(34) for k in keys)}) '
+            f"ON CONFLICT ({', '.join(chr(34) + k + chr(34) for k in keys)}) "
             f"DO UPDATE SET {sets}" + (f" WHERE {changed}" if changed else "")
         )
         self.execute(sql)
         self.execute(f'DROP TABLE IF EXISTS "{stage}"')
-        return data.num_rows
+        return int(data.num_rows)
 
     def update_rows(self, table: SourceTable, data: pa.Table) -> int:
         """Set the non-key columns of ``data`` on the rows its key columns name."""
@@ -190,7 +190,7 @@ class SourceDatabase:
         match = " AND ".join(f'{target}."{k}" = s."{k}"' for k in keys)
         self.execute(f'UPDATE {target} SET {sets} FROM "{stage}" AS s WHERE {match}')
         self.execute(f'DROP TABLE IF EXISTS "{stage}"')
-        return data.num_rows
+        return int(data.num_rows)
 
     def delete_rows(self, table: SourceTable, keys: pa.Table) -> int:
         """Hard-delete the rows whose key is in ``keys``."""
@@ -203,13 +203,15 @@ class SourceDatabase:
         match = " AND ".join(f'{target}."{k}" = s."{k}"' for k in table.row_key)
         self.execute(f'DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM "{stage}" s WHERE {match})')
         self.execute(f'DROP TABLE IF EXISTS "{stage}"')
-        return keys.num_rows
+        return int(keys.num_rows)
 
     def read_table(self, table: SourceTable, columns: Sequence[str] | None = None) -> pa.Table:
         """A whole table (or some of its columns) cast to the catalog's Arrow types."""
         names = list(columns or [c.name for c in table.all_columns])
         select = ", ".join(f'"{n}"' for n in names)
-        return self.cast_to_catalog(table, self.query(f"SELECT {select} FROM {self.qualified(table)}"))
+        return self.cast_to_catalog(
+            table, self.query(f"SELECT {select} FROM {self.qualified(table)}")
+        )
 
     def cast_to_catalog(self, table: SourceTable, data: pa.Table) -> pa.Table:
         """Cast driver-typed Arrow (ISO text, REAL money, numeric strings) to catalog types."""

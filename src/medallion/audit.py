@@ -1,0 +1,265 @@
+"""The audit store: one row per task attempt (``run_logs``), check results (``dq_results``)
+and table leases (``leases``) that keep two runs from writing the same table at once.
+
+SQLAlchemy Core with bound parameters only; SQLite file by default, PostgreSQL (schema
+``audit``) by URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from medallion.errors import AuditError
+from medallion.runner import RunContext, Status, Task, TaskOutcome, TransientError
+from medallion.settings import redact_url
+
+SCHEMA = "audit"
+
+
+def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
+    run_logs = sa.Table(
+        "run_logs",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("run_id", sa.String(64), nullable=False, index=True),
+        sa.Column("job", sa.String(64), nullable=False),
+        sa.Column("layer", sa.String(32), nullable=False),
+        sa.Column("table_name", sa.String(128), nullable=False),
+        sa.Column("task", sa.String(160), nullable=False),
+        sa.Column("attempt", sa.Integer, nullable=False, default=1),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("started_at", sa.DateTime, nullable=False),
+        sa.Column("ended_at", sa.DateTime),
+        sa.Column("rows_read", sa.BigInteger),
+        sa.Column("rows_written", sa.BigInteger),
+        sa.Column("rows_quarantined", sa.BigInteger),
+        sa.Column("watermark_before", sa.String(40)),
+        sa.Column("watermark_after", sa.String(40)),
+        sa.Column("delta_version", sa.BigInteger),
+        sa.Column("error", sa.Text),
+        sa.Column("metrics", sa.Text),
+    )
+    dq_results = sa.Table(
+        "dq_results",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("run_id", sa.String(64), nullable=False, index=True),
+        sa.Column("layer", sa.String(32), nullable=False),
+        sa.Column("table_name", sa.String(128), nullable=False),
+        sa.Column("check_name", sa.String(160), nullable=False),
+        sa.Column("severity", sa.String(16), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("failing_rows", sa.BigInteger),
+        sa.Column("sample", sa.Text),
+        sa.Column("checked_at", sa.DateTime, nullable=False),
+    )
+    leases = sa.Table(
+        "leases",
+        metadata,
+        sa.Column("resource", sa.String(400), primary_key=True),
+        sa.Column("run_id", sa.String(64), nullable=False),
+        sa.Column("holder", sa.String(200), nullable=False),
+        sa.Column("acquired_at", sa.DateTime, nullable=False),
+        sa.Column("expires_at", sa.DateTime, nullable=False),
+    )
+    return {"run_logs": run_logs, "dq_results": dq_results, "leases": leases}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class AuditStore:
+    """Writes and reads the audit tables; also a runner listener (one row per attempt)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self.engine = sa.create_engine(url, pool_pre_ping=True)
+        except (SQLAlchemyError, ValueError, ImportError) as exc:
+            raise AuditError(f"invalid audit_url {redact_url(url)}: {exc}") from None
+        schema = SCHEMA if self.engine.dialect.name == "postgresql" else None
+        self.metadata = sa.MetaData(schema=schema)
+        self.t = _define(self.metadata)
+        self._rows: dict[tuple[str, str, int], int] = {}
+        self._lock = threading.Lock()
+
+    def open(self) -> AuditStore:
+        """Create the tables if needed; an unreachable store fails here with one line."""
+        if self.engine.dialect.name == "sqlite":
+            path = self.engine.url.database
+            if path and path != ":memory:":
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        try:
+            with self.engine.begin() as conn:
+                if self.metadata.schema:
+                    conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.metadata.schema}"'))
+                self.metadata.create_all(conn)
+        except SQLAlchemyError as exc:
+            raise AuditError(
+                f"audit store {redact_url(self.url)} is unreachable: {_one_line(exc)}"
+            ) from None
+        return self
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- run_logs ---------------------------------------------------------------------------
+    def task_started(self, ctx: RunContext, task: Task, attempt: int) -> None:
+        values = {
+            "run_id": ctx.run_id,
+            "job": ctx.job,
+            "layer": task.layer,
+            "table_name": task.table,
+            "task": task.name,
+            "attempt": attempt,
+            "status": Status.RUNNING.value,
+            "started_at": _now(),
+        }
+        row_id = self._write(sa.insert(self.t["run_logs"]).values(**values))
+        with self._lock:
+            self._rows[(ctx.run_id, task.name, attempt)] = row_id
+
+    def task_finished(self, ctx: RunContext, outcome: TaskOutcome) -> None:
+        r = outcome.result
+        values: dict[str, Any] = {
+            "status": outcome.status.value,
+            "ended_at": _now(),
+            "error": outcome.error,
+        }
+        if r is not None:
+            values |= {
+                "rows_read": r.rows_read,
+                "rows_written": r.rows_written,
+                "rows_quarantined": r.rows_quarantined,
+                "watermark_before": r.metrics.get("watermark_before"),
+                "watermark_after": r.metrics.get("watermark_after"),
+                "delta_version": r.metrics.get("delta_version"),
+                "metrics": json.dumps(r.metrics, default=str, sort_keys=True),
+            }
+        with self._lock:
+            row_id = self._rows.pop((ctx.run_id, outcome.task.name, outcome.attempts), None)
+        if row_id is None:  # skipped tasks never started: record them too
+            values |= {
+                "run_id": ctx.run_id,
+                "job": ctx.job,
+                "layer": outcome.task.layer,
+                "table_name": outcome.task.table,
+                "task": outcome.task.name,
+                "attempt": outcome.attempts,
+                "started_at": _now(),
+            }
+            self._write(sa.insert(self.t["run_logs"]).values(**values))
+        else:
+            rl = self.t["run_logs"]
+            self._write(sa.update(rl).where(rl.c.id == row_id).values(**values))
+
+    def _write(self, stmt: sa.Executable) -> int:
+        try:
+            with self.engine.begin() as conn:
+                result = conn.execute(stmt)
+                pk = getattr(result, "inserted_primary_key", None)
+                return int(pk[0]) if pk else 0
+        except SQLAlchemyError as exc:
+            raise AuditError(f"cannot write the audit log: {_one_line(exc)}") from None
+
+    def run_logs(self, last: int | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
+        rl = self.t["run_logs"]
+        stmt = sa.select(rl).order_by(rl.c.id.desc())
+        if run_id:
+            stmt = stmt.where(rl.c.run_id == run_id)
+        if last:
+            stmt = stmt.limit(last)
+        try:
+            with self.engine.connect() as conn:
+                rows = [dict(r._mapping) for r in conn.execute(stmt)]
+        except SQLAlchemyError as exc:
+            raise AuditError(f"cannot read the audit log: {_one_line(exc)}") from None
+        return list(reversed(rows))
+
+    # -- leases -----------------------------------------------------------------------------
+    @contextmanager
+    def lease(
+        self, resource: str, run_id: str, *, wait_s: float = 30.0, ttl_s: float = 6 * 3600
+    ) -> Iterator[None]:
+        """Hold ``resource`` exclusively; wait up to ``wait_s`` for another holder to finish.
+
+        A lease left by a dead process on this host, or past its expiry, is taken over.
+        """
+        holder = f"{socket.gethostname()}:{os.getpid()}"
+        deadline = time.monotonic() + wait_s
+        while not self._try_lease(resource, run_id, holder, ttl_s):
+            if time.monotonic() >= deadline:
+                owner = self._lease_owner(resource)
+                raise TransientError(
+                    f"{resource} is being written by run {owner}; wait for it to finish"
+                )
+            time.sleep(0.5)
+        try:
+            yield
+        finally:
+            le = self.t["leases"]
+            stmt = sa.delete(le).where(le.c.resource == resource, le.c.holder == holder)
+            self._write(stmt)
+
+    def _try_lease(self, resource: str, run_id: str, holder: str, ttl_s: float) -> bool:
+        le = self.t["leases"]
+        now = _now()
+        try:
+            with self.engine.begin() as conn:
+                row = conn.execute(sa.select(le).where(le.c.resource == resource)).first()
+                if row is not None and not _stale(row._mapping, now):
+                    return False
+                if row is not None:
+                    conn.execute(sa.delete(le).where(le.c.resource == resource))
+                conn.execute(
+                    sa.insert(le).values(
+                        resource=resource,
+                        run_id=run_id,
+                        holder=holder,
+                        acquired_at=now,
+                        expires_at=now + timedelta(seconds=ttl_s),
+                    )
+                )
+            return True
+        except IntegrityError:
+            return False
+        except SQLAlchemyError as exc:
+            raise AuditError(f"cannot take a lease in the audit store: {_one_line(exc)}") from None
+
+    def _lease_owner(self, resource: str) -> str:
+        le = self.t["leases"]
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(le.c.run_id).where(le.c.resource == resource)).first()
+        return row[0] if row else "?"
+
+
+def _stale(row: Any, now: datetime) -> bool:
+    if row["expires_at"] <= now:
+        return True
+    host, _, pid = str(row["holder"]).rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return redact_url(" ".join(text.split()))[:300]

@@ -1,0 +1,330 @@
+"""Bronze: append-only raw history per source table, incremental from a watermark.
+
+Per run and table:
+1. read the watermark from the Bronze Delta log (app transaction ``medallion.bronze.<table>``,
+   the maximum ``updated_at`` ever written, in microseconds);
+2. list candidate rows (key, ``updated_at``) with ``updated_at > watermark - lag`` and drop
+   those Bronze already holds, so the look-back never doubles a row;
+3. find hard deletes: keys live in Bronze but gone from the source;
+4. stream the new rows in bounded batches plus tombstones into ONE Delta commit that also
+   records the new watermark. No new rows means no commit.
+A crash anywhere leaves either the whole commit (watermark included) or nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from medallion.audit import AuditStore
+from medallion.catalog import DELETED_AT, UPDATED_AT, SourceTable
+from medallion.engine import default_engine
+from medallion.faults import crash_point
+from medallion.pipeline import Layer, register_layer
+from medallion.runner import RunContext, Task, TaskResult
+from medallion.source.db import SourceDatabase, open_source
+from medallion.source.drift import check_drift
+from medallion.storage import Lake
+
+log = logging.getLogger(__name__)
+
+LAYER = "bronze"
+OP_UPSERT, OP_DELETE = "upsert", "delete"
+META_FIELDS = (
+    pa.field("_run_id", pa.string(), False),
+    pa.field("_ingested_at", pa.timestamp("us"), False),
+    pa.field("_source_updated_at", pa.timestamp("us")),
+    pa.field("_op", pa.string(), False),
+    pa.field("_ingest_date", pa.date32(), False),
+)
+PARTITION = ["_ingest_date"]
+_EPOCH = datetime(1970, 1, 1)
+
+
+def app_id(table: SourceTable) -> str:
+    return f"medallion.{LAYER}.{table.name}"
+
+
+def bronze_schema(table: SourceTable, extra_columns: tuple[str, ...] = ()) -> pa.Schema:
+    """Catalog columns (typed), evolved extra source columns (text), then lineage columns."""
+    fields = list(table.arrow_schema())
+    fields += [pa.field(name, pa.string()) for name in extra_columns]
+    return pa.schema(fields + list(META_FIELDS))
+
+
+def to_micros(ts: datetime) -> int:
+    return (ts - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_micros(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+@dataclass(frozen=True)
+class Window:
+    """What one run extracts: rows after ``low`` (None = everything) up to ``high``."""
+
+    low: datetime | None
+    high: datetime
+
+
+def make_task(table: SourceTable) -> Task:
+    return Task(f"{LAYER}.{table.name}", LAYER, table.name, lambda ctx: extract_table(ctx, table))
+
+
+register_layer(Layer(LAYER, make_task))
+
+
+def extract_table(ctx: RunContext, table: SourceTable) -> TaskResult:
+    """Extract one table's changes into Bronze; the runner's task function."""
+    settings = ctx.settings
+    lake = Lake(settings.lake_location, _storage_options(ctx))
+    audit = AuditStore(settings.audit_location)
+    resource = f"{lake.table_uri(LAYER, table.name)}"
+    try:
+        with audit.lease(resource, ctx.run_id), open_source(settings.source_location) as db:
+            return _extract(ctx, table, db, lake)
+    finally:
+        audit.close()
+
+
+def _extract(ctx: RunContext, table: SourceTable, db: SourceDatabase, lake: Lake) -> TaskResult:
+    db.require_tables([table])
+    drift = check_drift(table, db.table_columns(table))
+    if drift.new_columns:
+        log.warning(
+            "%s: new source column(s) %s evolve into Bronze as text",
+            table.name,
+            ", ".join(drift.new_columns),
+        )
+    previous = lake.app_version(LAYER, table.name, app_id(table))
+    lag = timedelta(seconds=ctx.settings.extract_lag_s)
+    low = None if previous is None or ctx.full_refresh else from_micros(previous) - lag
+    candidates = _candidate_keys(db, table, low)
+    held = _bronze_keys(lake, table, low)
+    new_keys = _anti_join(candidates, held, [*table.row_key, UPDATED_AT])
+    tombstones = _hard_deletes(db, lake, table, ctx) if ctx.settings.detect_hard_deletes else None
+    n_new, n_dead = new_keys.num_rows, (tombstones.num_rows if tombstones is not None else 0)
+    metrics: dict[str, Any] = {
+        "watermark_before": _iso(previous),
+        "candidates": candidates.num_rows,
+        "new_columns": list(drift.new_columns),
+    }
+    if n_new == 0 and n_dead == 0:
+        metrics |= {
+            "watermark_after": _iso(previous),
+            "delta_version": lake.version(LAYER, table.name),
+        }
+        return TaskResult(rows_read=candidates.num_rows, metrics=metrics)
+    high = pc.max(new_keys[UPDATED_AT]).as_py() if n_new else from_micros(previous or 0)
+    watermark = max(to_micros(high), previous or 0)
+    schema = bronze_schema(table, drift.new_columns)
+    counter = _Counter()
+    batches = _rows_to_write(
+        db,
+        table=table,
+        ctx=ctx,
+        window=Window(low, high),
+        held=held,
+        schema=schema,
+        extra=drift.new_columns,
+        counter=counter,
+    )
+    tail = _as_bronze(tombstones, schema, ctx) if tombstones is not None and n_dead else None
+    reader = pa.RecordBatchReader.from_batches(schema, _chain(batches, tail))
+    version = lake.append(
+        LAYER,
+        table.name,
+        reader,
+        partition_by=PARTITION,
+        app_id=app_id(table),
+        app_version=watermark,
+        expected_app_version=previous,
+        metadata={
+            "run_id": ctx.run_id,
+            "step": LAYER,
+            "table": table.name,
+            "watermark_from": _iso(previous),
+            "watermark_to": _iso(watermark),
+            "rows": counter.upserts + counter.deletes + n_dead,
+        },
+        evolve_schema=bool(drift.new_columns),
+    )
+    crash_point("bronze.after_commit")
+    metrics |= {
+        "watermark_after": _iso(watermark),
+        "delta_version": version,
+        "upserts": counter.upserts,
+        "soft_deletes": counter.deletes,
+        "hard_deletes": n_dead,
+    }
+    written = counter.upserts + counter.deletes + n_dead
+    return TaskResult(rows_read=candidates.num_rows, rows_written=written, metrics=metrics)
+
+
+@dataclass
+class _Counter:
+    upserts: int = 0
+    deletes: int = 0
+
+
+def _chain(batches: Iterator[pa.RecordBatch], tail: pa.Table | None) -> Iterator[pa.RecordBatch]:
+    yield from batches
+    if tail is not None:
+        yield from tail.to_batches()
+
+
+def _storage_options(ctx: RunContext) -> dict[str, str]:
+    return {k: v.get_secret_value() for k, v in ctx.settings.storage_options.items()}
+
+
+def _iso(micros: int | None) -> str | None:
+    return None if micros is None else from_micros(micros).isoformat()
+
+
+def _bound(db: SourceDatabase, ts: datetime) -> Any:
+    """A timestamp as a query parameter: ISO text for SQLite (as ADBC stores it)."""
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.%f") if db.dialect == "sqlite" else ts
+
+
+def _candidate_keys(db: SourceDatabase, table: SourceTable, low: datetime | None) -> pa.Table:
+    cols = ", ".join(f'"{c}"' for c in [*table.row_key, UPDATED_AT])
+    sql = f"SELECT {cols} FROM {db.qualified(table)}"
+    params: list[Any] = []
+    if low is not None:
+        sql += f' WHERE "{UPDATED_AT}" > {db.param(1)}'
+        params.append(_bound(db, low))
+    return db.cast_to_catalog(table, db.query(sql, params))
+
+
+def _bronze_keys(lake: Lake, table: SourceTable, low: datetime | None) -> pa.Table | None:
+    """(key, updated_at) of the Bronze rows inside the look-back window (all of them if low
+    is None)."""
+    filters = [("_source_updated_at", ">", low)] if low is not None else None
+    held = lake.read(LAYER, table.name, [*table.row_key, "_source_updated_at"], filters)
+    if held is None:
+        return None
+    return held.rename_columns([*table.row_key, UPDATED_AT])
+
+
+def _anti_join(left: pa.Table, right: pa.Table | None, keys: list[str]) -> pa.Table:
+    if right is None or right.num_rows == 0 or left.num_rows == 0:
+        return left
+    return left.join(
+        right.select(keys).group_by(keys).aggregate([]), keys=keys, join_type="left anti"
+    )
+
+
+def _rows_to_write(
+    db: SourceDatabase,
+    *,
+    table: SourceTable,
+    ctx: RunContext,
+    window: Window,
+    held: pa.Table | None,
+    schema: pa.Schema,
+    extra: tuple[str, ...],
+    counter: _Counter,
+) -> Iterator[pa.RecordBatch]:
+    """Stream the new rows of the window, typed and stamped, in bounded batches."""
+    names = [c.name for c in table.all_columns]
+    cols = ", ".join(f'"{c}"' for c in [*names, *extra])
+    sql = f'SELECT {cols} FROM {db.qualified(table)} WHERE "{UPDATED_AT}" <= {db.param(1)}'
+    params: list[Any] = [_bound(db, window.high)]
+    if window.low is not None:
+        sql += f' AND "{UPDATED_AT}" > {db.param(2)}'
+        params.append(_bound(db, window.low))
+    sql += f' ORDER BY "{UPDATED_AT}"'
+    for i, batch in enumerate(db.query_batches(sql, params)):
+        raw = pa.Table.from_batches([batch])
+        typed = db.cast_to_catalog(table, raw.select(names))
+        for name in extra:
+            typed = typed.append_column(name, pc.cast(raw[name], pa.string()))
+        fresh = _anti_join(typed, held, [*table.row_key, UPDATED_AT])
+        if fresh.num_rows == 0:
+            continue
+        stamped = _as_bronze(fresh, schema, ctx)
+        n_del = pc.sum(pc.equal(stamped["_op"], OP_DELETE)).as_py() or 0
+        counter.deletes += n_del
+        counter.upserts += stamped.num_rows - n_del
+        yield from stamped.to_batches()
+        if i == 0:
+            crash_point("bronze.during_write")
+
+
+def _as_bronze(rows: pa.Table, schema: pa.Schema, ctx: RunContext) -> pa.Table:
+    """Add lineage columns; ``_op`` is 'delete' for soft-deleted rows and tombstones."""
+    n = rows.num_rows
+    if "_op" in rows.column_names:
+        op = rows["_op"]
+        source_ts = rows["_source_updated_at"]
+        rows = rows.drop_columns(["_op", "_source_updated_at"])
+    else:
+        op = pc.if_else(pc.is_valid(rows[DELETED_AT]), OP_DELETE, OP_UPSERT)
+        source_ts = rows[UPDATED_AT]
+    ingested = ctx.started_at.replace(tzinfo=None)
+    columns: dict[str, Any] = {name: rows[name] for name in rows.column_names}
+    columns |= {
+        "_run_id": pa.array([ctx.run_id] * n, pa.string()) if n < 2 else pa.repeat(ctx.run_id, n),
+        "_ingested_at": pa.repeat(pa.scalar(ingested, pa.timestamp("us")), n),
+        "_source_updated_at": source_ts,
+        "_op": op,
+        "_ingest_date": pa.repeat(pa.scalar(ingested.date(), pa.date32()), n),
+    }
+    arrays = [columns[f.name] if f.name in columns else pa.nulls(n, f.type) for f in schema]
+    return pa.Table.from_arrays(
+        [_as_type(a, f.type) for a, f in zip(arrays, schema, strict=True)], schema=schema
+    )
+
+
+def _as_type(values: Any, type_: pa.DataType) -> Any:
+    return values if values.type == type_ else pc.cast(values, type_)
+
+
+def _hard_deletes(
+    db: SourceDatabase, lake: Lake, table: SourceTable, ctx: RunContext
+) -> pa.Table | None:
+    """Tombstones for keys whose latest Bronze row is live but which the source lost.
+
+    A tombstone's ``_source_updated_at`` is the source table's newest ``updated_at`` when the
+    delete was seen (or the key's last version, if later): not before any version of the
+    deleted row, and before any re-insert; on a tie the later-ingested tombstone wins.
+    """
+    keys = list(table.row_key)
+    bronze = lake.read(LAYER, table.name, [*keys, "_source_updated_at", "_ingested_at", "_op"])
+    if bronze is None or bronze.num_rows == 0:
+        return None
+    source = db.cast_to_catalog(
+        table,
+        db.query(
+            f"SELECT {', '.join(chr(34) + k + chr(34) for k in keys)} FROM {db.qualified(table)}"
+        ),
+    )
+    high = db.scalar(f'SELECT MAX("{UPDATED_AT}") FROM {db.qualified(table)}')
+    seen = _as_timestamp(high) if high is not None else ctx.started_at.replace(tzinfo=None)
+    key_list = ", ".join(f'"{k}"' for k in keys)
+    on = " AND ".join(f'l."{k}" = s."{k}"' for k in keys)
+    sql = f"""
+        WITH latest AS (
+            SELECT {key_list}, _op, _source_updated_at FROM bronze
+            QUALIFY row_number() OVER (PARTITION BY {key_list}
+                ORDER BY _source_updated_at DESC, _ingested_at DESC, _op ASC) = 1
+        )
+        SELECT {", ".join(f'l."{k}"' for k in keys)}, '{OP_DELETE}' AS _op,
+            greatest(l._source_updated_at, TIMESTAMP '{seen.isoformat(sep=" ")}')
+                AS _source_updated_at
+        FROM latest l
+        WHERE l._op = '{OP_UPSERT}' AND NOT EXISTS (SELECT 1 FROM source s WHERE {on})
+    """
+    gone = default_engine().query(sql, {"bronze": bronze, "source": source})
+    return gone if gone.num_rows else None
+
+
+def _as_timestamp(value: Any) -> datetime:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value

@@ -1,0 +1,256 @@
+"""The `medallion` command line: parses flags, calls :mod:`medallion.api`, formats results."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from medallion import __version__, api
+from medallion.console import (
+    ProgressListener,
+    configure_logging,
+    error_line,
+    out_console,
+    rows_table,
+    run_table,
+)
+from medallion.errors import MedallionError
+from medallion.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="medallion",
+    help="Olist e-commerce lakehouse: source -> Bronze -> Silver -> Gold on Delta Lake.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+source_app = typer.Typer(
+    help="Create, load, generate and change the source database.", no_args_is_help=True
+)
+config_app = typer.Typer(help="Show the resolved settings.", no_args_is_help=True)
+app.add_typer(source_app, name="source")
+app.add_typer(config_app, name="config")
+
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--home", help="Folder of the embedded defaults [env MEDALLION_HOME].", show_default=False
+    ),
+]
+SourceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--source-url", help="SQLite path or postgresql:// URL [env MEDALLION_SOURCE_URL]."
+    ),
+]
+_STATE: dict[str, bool] = {"debug": False}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def cli_errors(fn: F) -> F:
+    """Turn a MedallionError into one red line and exit code 1 (traceback with --debug)."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MedallionError as exc:
+            if _STATE["debug"]:
+                raise
+            error_line(str(exc))
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def settings_for(home: Path | None, **flags: Any) -> Settings:
+    return load_settings(home=home, **flags)
+
+
+@app.callback()
+def root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    """Olist e-commerce lakehouse: source -> Bronze -> Silver -> Gold on Delta Lake."""
+    if version:
+        out_console.print(__version__)
+        raise typer.Exit(0)
+    _STATE["debug"] = debug
+    configure_logging(debug)
+
+
+@config_app.command("show")
+@cli_errors
+def config_show(home: HomeOpt = None) -> None:
+    """Print the resolved settings as JSON, secrets redacted."""
+    out_console.print_json(json.dumps(settings_for(home).redacted()))
+
+
+@source_app.command("init")
+@cli_errors
+def source_init(home: HomeOpt = None, source_url: SourceOpt = None) -> None:
+    """Create the nine Olist tables (with updated_at, deleted_at, keys, indexes)."""
+    names = api.init_source(settings_for(home, source_url=source_url))
+    out_console.print(f"source ready: {len(names)} tables")
+
+
+@source_app.command("load-csv")
+@cli_errors
+def source_load_csv(
+    directory: Annotated[
+        Path, typer.Argument(help="Folder with the Kaggle CSV files (.csv or .csv.gz).")
+    ],
+    table: Annotated[
+        list[str] | None, typer.Option("--table", help="Load only this table (repeatable).")
+    ] = None,
+    home: HomeOpt = None,
+    source_url: SourceOpt = None,
+) -> None:
+    """Load the Kaggle Olist CSV files as published (a reload does not duplicate rows)."""
+    results = api.load_csv(settings_for(home, source_url=source_url), directory, table)
+    out_console.print(rows_table("loaded", [asdict(r) for r in results]))
+
+
+@source_app.command("generate")
+@cli_errors
+def source_generate(
+    scale: Annotated[float, typer.Option(help="Scale factor: 1 = the Kaggle size.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")] = 42,
+    dirty_rate: Annotated[float, typer.Option(help="Share of dirty rows to mix in (0-0.5).")] = 0.0,
+    csv: Annotated[
+        Path | None, typer.Option("--csv", help="Write Kaggle-format CSVs here instead.")
+    ] = None,
+    home: HomeOpt = None,
+    source_url: SourceOpt = None,
+) -> None:
+    """Generate Olist-shaped data into the source database (or Kaggle CSV files)."""
+    summary = api.generate_source(
+        settings_for(home, source_url=source_url), scale, seed, dirty_rate, csv
+    )
+    rows = [{"table": k, "rows": v} for k, v in summary.rows.items()]
+    out_console.print(rows_table(f"generated (dirty rows: {summary.dirty_rows})", rows))
+
+
+@source_app.command("change")
+@cli_errors
+def source_change(
+    seed: Annotated[int, typer.Option(help="Random seed of the batch.")] = 1,
+    new_orders: Annotated[int, typer.Option(help="New orders with items and payments.")] = 0,
+    status_updates: Annotated[
+        int, typer.Option(help="Orders moving approved -> shipped -> delivered.")
+    ] = 0,
+    customer_moves: Annotated[int, typer.Option(help="Customers moving to a new address.")] = 0,
+    product_updates: Annotated[
+        int, typer.Option(help="Products re-categorised or re-measured.")
+    ] = 0,
+    seller_moves: Annotated[int, typer.Option(help="Sellers relocating.")] = 0,
+    soft_deletes: Annotated[int, typer.Option(help="Orders soft-deleted (deleted_at set).")] = 0,
+    hard_deletes: Annotated[int, typer.Option(help="Orders hard-deleted with their children.")] = 0,
+    late_updates: Annotated[
+        int, typer.Option(help="Updates committed with an old updated_at.")
+    ] = 0,
+    dirty: Annotated[int, typer.Option(help="Dirty rows inserted.")] = 0,
+    home: HomeOpt = None,
+    source_url: SourceOpt = None,
+) -> None:
+    """Apply one batch of realistic changes and write its JSON manifest under --home."""
+    spec = api.ChangeSpec(
+        seed=seed,
+        new_orders=new_orders,
+        status_updates=status_updates,
+        customer_moves=customer_moves,
+        product_updates=product_updates,
+        seller_moves=seller_moves,
+        soft_deletes=soft_deletes,
+        hard_deletes=hard_deletes,
+        late_updates=late_updates,
+        dirty=dirty,
+    )
+    manifest, path = api.change_source(settings_for(home, source_url=source_url), spec)
+    out_console.print(
+        rows_table("changes", [{"change": k, "rows": v} for k, v in manifest.counts.items()])
+    )
+    out_console.print(f"manifest: {path}")
+
+
+@source_app.command("stats")
+@cli_errors
+def source_stats(home: HomeOpt = None, source_url: SourceOpt = None) -> None:
+    """Row counts and the newest updated_at per source table."""
+    out_console.print(
+        rows_table("source", api.source_stats(settings_for(home, source_url=source_url)))
+    )
+
+
+@app.command("run")
+@cli_errors
+def run_command(
+    layer: Annotated[
+        list[str] | None, typer.Option("--layer", help="Run only this layer (repeatable).")
+    ] = None,
+    table: Annotated[
+        list[str] | None, typer.Option("--table", help="Run only this table (repeatable).")
+    ] = None,
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="Re-extract and rebuild everything.")
+    ] = False,
+    run_id: Annotated[
+        str | None, typer.Option("--run-id", help="Use this run id (e.g. from a scheduler).")
+    ] = None,
+    parallelism: Annotated[int | None, typer.Option(help="Tasks run at once.")] = None,
+    home: HomeOpt = None,
+    source_url: SourceOpt = None,
+) -> None:
+    """Run the pipeline's tasks (Bronze, then later layers) in dependency order."""
+    settings = settings_for(home, source_url=source_url, parallelism=parallelism)
+    tasks = api.build_tasks(layer, table)
+    with ProgressListener(tasks) as progress:
+        report = api.run(
+            settings, layer, table, full_refresh=full_refresh, run_id=run_id, listeners=[progress]
+        )
+    out_console.print(run_table(report))
+    if not report.ok:
+        failed = [o.task.name for o in report.outcomes if o.status.value != "SUCCESS"]
+        error_line(f"run {report.run_id} did not complete: {', '.join(failed)}")
+        raise typer.Exit(1)
+
+
+@app.command("audit")
+@cli_errors
+def audit_command(
+    last: Annotated[int | None, typer.Option("--last", help="Show only the last N rows.")] = 20,
+    run_id: Annotated[str | None, typer.Option("--run", help="Show only this run.")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """The run log: one row per task attempt (status, rows, watermarks, errors)."""
+    rows = api.audit_log(settings_for(home), last=last, run_id=run_id)
+    keep = (
+        "run_id",
+        "task",
+        "attempt",
+        "status",
+        "started_at",
+        "rows_read",
+        "rows_written",
+        "watermark_after",
+        "delta_version",
+        "error",
+    )
+    out_console.print(rows_table("audit.run_logs", [{k: r[k] for k in keep} for r in rows]))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        error_line("interrupted")
+        sys.exit(130)

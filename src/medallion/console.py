@@ -1,0 +1,134 @@
+"""Everything the user sees: logging setup, a run's progress, tables and one-line errors.
+
+Library code logs through ``logging``; only entry points call :func:`configure_logging`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from medallion.runner import RunContext, RunReport, Status, Task, TaskOutcome
+
+err_console = Console(stderr=True)
+out_console = Console()
+log = logging.getLogger("medallion")
+
+_STATUS_STYLE = {
+    Status.SUCCESS: "green",
+    Status.FAILED: "red",
+    Status.SKIPPED: "yellow",
+    Status.RUNNING: "cyan",
+}
+
+
+def is_interactive() -> bool:
+    return sys.stderr.isatty()
+
+
+def configure_logging(debug: bool = False) -> None:
+    """Rich log lines on a terminal, plain timestamped lines otherwise."""
+    level = logging.DEBUG if debug else logging.INFO
+    handler: logging.Handler
+    if is_interactive():
+        handler = RichHandler(console=err_console, show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("medallion")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def error_line(message: str) -> None:
+    err_console.print(
+        f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True
+    )
+
+
+class ProgressListener:
+    """Shows a progress bar on a terminal, and one log line per finished task otherwise."""
+
+    def __init__(self, tasks: Sequence[Task]) -> None:
+        self._lock = threading.Lock()
+        self._progress: Progress | None = None
+        if is_interactive() and tasks:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err_console,
+                transient=True,
+            )
+            self._bar = self._progress.add_task("run", total=len(tasks))
+
+    def __enter__(self) -> ProgressListener:
+        if self._progress:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress:
+            self._progress.stop()
+
+    def task_started(self, ctx: RunContext, task: Task, attempt: int) -> None:
+        if self._progress:
+            with self._lock:
+                self._progress.update(self._bar, description=task.name)
+
+    def task_finished(self, ctx: RunContext, outcome: TaskOutcome) -> None:
+        final = outcome.status is not Status.FAILED or outcome.attempts > ctx.settings.retries
+        rows = outcome.result.rows_written if outcome.result else 0
+        detail = f" ({outcome.error})" if outcome.error else ""
+        log.info(
+            "%s %s in %.2fs, %d rows written%s",
+            outcome.task.name,
+            outcome.status.value,
+            outcome.seconds,
+            rows,
+            detail,
+        )
+        if self._progress and final:
+            with self._lock:
+                self._progress.advance(self._bar)
+
+
+def run_table(report: RunReport) -> Table:
+    table = Table(title=f"run {report.run_id}")
+    for col in ("task", "status", "attempts", "seconds", "read", "written", "quarantined", "note"):
+        table.add_column(col, justify="right" if col in {"seconds", "read", "written"} else "left")
+    for o in report.outcomes:
+        r = o.result
+        table.add_row(
+            o.task.name,
+            f"[{_STATUS_STYLE[o.status]}]{o.status.value}[/]",
+            str(o.attempts),
+            f"{o.seconds:.2f}",
+            str(r.rows_read if r else ""),
+            str(r.rows_written if r else ""),
+            str(r.rows_quarantined if r else ""),
+            o.error or "",
+        )
+    return table
+
+
+def rows_table(title: str, rows: Iterable[Mapping[str, Any]]) -> Table:
+    """A Rich table of homogeneous dict rows."""
+    rows = list(rows)
+    table = Table(title=title)
+    for col in rows[0] if rows else []:
+        table.add_column(str(col))
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    return table

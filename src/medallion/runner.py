@@ -1,0 +1,226 @@
+"""A small task graph executor: dependencies, a thread pool, retries, skip-on-failure.
+
+Tasks share nothing in memory: each one is a function of the run context, so any single task
+can also be run on its own in a fresh process (as an Airflow task does).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from medallion.errors import MedallionError, TaskError
+from medallion.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class TransientError(MedallionError):
+    """A failure worth retrying (a dropped connection, a lock held by another writer)."""
+
+
+TRANSIENT: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError)
+
+
+class Status(StrEnum):
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """A sortable, unique run id: UTC time plus a random suffix."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every task of one run shares: ids, logical time and settings (never data)."""
+
+    run_id: str
+    settings: Settings
+    job: str = "medallion_pipeline"
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    full_refresh: bool = False
+
+
+@dataclass
+class TaskResult:
+    """What a task reports back; ``metrics`` lands in the audit row."""
+
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_quarantined: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+TaskFn = Callable[[RunContext], TaskResult]
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    layer: str
+    table: str
+    fn: TaskFn
+    upstream: tuple[str, ...] = ()
+
+
+@dataclass
+class TaskOutcome:
+    task: Task
+    status: Status
+    attempts: int = 0
+    error: str | None = None
+    result: TaskResult | None = None
+    started_at: float = 0.0
+    ended_at: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return max(0.0, self.ended_at - self.started_at)
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    outcomes: list[TaskOutcome]
+
+    @property
+    def ok(self) -> bool:
+        return all(o.status is Status.SUCCESS for o in self.outcomes)
+
+    def by_status(self, status: Status) -> list[TaskOutcome]:
+        return [o for o in self.outcomes if o.status is status]
+
+
+class RunListener(Protocol):
+    """Hooks the runner calls; the audit store and the console implement them."""
+
+    def task_started(self, ctx: RunContext, task: Task, attempt: int) -> None: ...
+
+    def task_finished(self, ctx: RunContext, outcome: TaskOutcome) -> None: ...
+
+
+def order_tasks(tasks: Sequence[Task]) -> list[Task]:
+    """Topological order (stable); unknown upstream names and cycles are errors."""
+    by_name = {t.name: t for t in tasks}
+    if len(by_name) != len(tasks):
+        raise TaskError("duplicate task names in the graph")
+    for task in tasks:
+        unknown = [u for u in task.upstream if u not in by_name]
+        if unknown:
+            raise TaskError(f"task {task.name} depends on unknown task(s): {', '.join(unknown)}")
+    ordered: list[Task] = []
+    done: set[str] = set()
+    pending = list(tasks)
+    while pending:
+        ready = [t for t in pending if all(u in done for u in t.upstream)]
+        if not ready:
+            raise TaskError(f"dependency cycle among: {', '.join(t.name for t in pending)}")
+        ordered.extend(ready)
+        done.update(t.name for t in ready)
+        pending = [t for t in pending if t.name not in done]
+    return ordered
+
+
+def run_tasks(
+    tasks: Sequence[Task],
+    ctx: RunContext,
+    listeners: Iterable[RunListener] = (),
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RunReport:
+    """Run every task once its upstream tasks succeeded; skip those whose upstream did not."""
+    ordered = order_tasks(tasks)
+    hooks = list(listeners)
+    outcomes: dict[str, TaskOutcome] = {}
+    waiting = list(ordered)
+    running: dict[Future[TaskOutcome], Task] = {}
+    with ThreadPoolExecutor(max_workers=ctx.settings.parallelism) as pool:
+        while waiting or running:
+            for task in list(waiting):
+                states = [outcomes[u].status for u in task.upstream if u in outcomes]
+                if any(s is not Status.SUCCESS for s in states):
+                    waiting.remove(task)
+                    outcomes[task.name] = _skipped(task, outcomes)
+                    _notify_finished(hooks, ctx, outcomes[task.name])
+                elif len(states) == len(task.upstream):
+                    waiting.remove(task)
+                    running[pool.submit(_attempt_task, task, ctx, hooks, sleep)] = task
+            if not running:
+                continue
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                task = running.pop(future)
+                outcomes[task.name] = future.result()
+    return RunReport(ctx.run_id, [outcomes[t.name] for t in ordered])
+
+
+def _skipped(task: Task, outcomes: dict[str, TaskOutcome]) -> TaskOutcome:
+    bad = [u for u in task.upstream if outcomes[u].status is not Status.SUCCESS]
+    now = time.time()
+    reason = f"upstream {', '.join(bad)} did not succeed"
+    return TaskOutcome(task, Status.SKIPPED, error=reason, started_at=now, ended_at=now)
+
+
+def _attempt_task(
+    task: Task, ctx: RunContext, hooks: list[RunListener], sleep: Callable[[float], None]
+) -> TaskOutcome:
+    outcome = TaskOutcome(task, Status.RUNNING, started_at=time.time())
+    max_attempts = ctx.settings.retries + 1
+    for attempt in range(1, max_attempts + 1):
+        outcome.attempts = attempt
+        try:
+            for hook in hooks:  # an audit store that cannot record the start fails the task
+                hook.task_started(ctx, task, attempt)
+            outcome.result = task.fn(ctx)
+            outcome.status = Status.SUCCESS
+            outcome.error = None
+        except TRANSIENT as exc:
+            outcome.status, outcome.error = Status.FAILED, _describe(exc)
+            if attempt < max_attempts:
+                delay = ctx.settings.retry_backoff_s * 2 ** (attempt - 1)
+                log.warning(
+                    "%s: transient failure, retry %d in %.1fs: %s",
+                    task.name,
+                    attempt,
+                    delay,
+                    outcome.error,
+                )
+                outcome.ended_at = time.time()
+                _notify_finished(hooks, ctx, outcome)
+                sleep(delay)
+                continue
+        except Exception as exc:
+            outcome.status, outcome.error = Status.FAILED, _describe(exc)
+            if not isinstance(exc, MedallionError):
+                log.debug("%s failed:\n%s", task.name, traceback.format_exc())
+        break
+    outcome.ended_at = time.time()
+    _notify_finished(hooks, ctx, outcome)
+    return outcome
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, MedallionError):
+        return str(exc)
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:1000]
+
+
+def _notify_finished(hooks: list[RunListener], ctx: RunContext, outcome: TaskOutcome) -> None:
+    for hook in hooks:
+        try:
+            hook.task_finished(ctx, outcome)
+        except Exception as exc:  # a listener must never take the run down
+            log.error("%s could not record %s: %s", type(hook).__name__, outcome.task.name, exc)

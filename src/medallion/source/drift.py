@@ -1,0 +1,57 @@
+"""Compare a source table's live columns with its declaration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from medallion.catalog import ColumnType, SourceTable
+from medallion.errors import SchemaDriftError
+
+_FAMILIES = {
+    "text": ("char", "text", "clob", "string", "uuid"),
+    "int": ("int",),
+    "float": ("real", "floa", "doub"),
+    "numeric": ("numeric", "decimal"),
+    "timestamp": ("timestamp", "datetime", "date"),
+}
+_ALLOWED: dict[ColumnType, set[str]] = {
+    ColumnType.ID: {"text"},
+    ColumnType.TEXT: {"text"},
+    ColumnType.ZIP: {"text"},
+    ColumnType.INT: {"int"},
+    ColumnType.FLOAT: {"float", "numeric"},
+    ColumnType.MONEY: {"numeric", "float"},
+    ColumnType.TIMESTAMP: {"timestamp", "text"},  # SQLite keeps ISO-8601 text
+}
+
+
+def type_family(sql_type: str) -> str:
+    lowered = sql_type.lower()
+    for family, needles in _FAMILIES.items():
+        if any(n in lowered for n in needles):
+            return family
+    return lowered or "untyped"
+
+
+@dataclass(frozen=True)
+class Drift:
+    new_columns: tuple[str, ...]
+
+
+def check_drift(table: SourceTable, live: dict[str, str]) -> Drift:
+    """New columns are reported; a dropped or retyped declared column raises."""
+    dropped = [c.name for c in table.all_columns if c.name not in live]
+    if dropped:
+        raise SchemaDriftError(
+            f"source table {table.source_name} lost column(s) {', '.join(dropped)}; "
+            "restore them or update the catalog declaration"
+        )
+    for col in table.all_columns:
+        family = type_family(live[col.name])
+        if family not in _ALLOWED[col.type]:
+            raise SchemaDriftError(
+                f"source column {table.source_name}.{col.name} changed type to {live[col.name]} "
+                f"(declared {col.type.value}); restore it or update the catalog declaration"
+            )
+    declared = {c.name for c in table.all_columns}
+    return Drift(tuple(name for name in live if name not in declared))
