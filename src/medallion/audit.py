@@ -169,8 +169,7 @@ class AuditStore:
         try:
             with self.engine.begin() as conn:
                 result = conn.execute(stmt)
-                pk = getattr(result, "inserted_primary_key", None)
-                return int(pk[0]) if pk else 0
+                return int(result.inserted_primary_key[0]) if result.is_insert else 0
         except SQLAlchemyError as exc:
             raise AuditError(f"cannot write the audit log: {_one_line(exc)}") from None
 

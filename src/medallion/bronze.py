@@ -52,8 +52,12 @@ def app_id(table: SourceTable) -> str:
 
 
 def bronze_schema(table: SourceTable, extra_columns: tuple[str, ...] = ()) -> pa.Schema:
-    """Catalog columns (typed), evolved extra source columns (text), then lineage columns."""
-    fields = list(table.arrow_schema())
+    """Catalog columns (typed), evolved extra source columns (text), then lineage columns.
+
+    Only the key is required: a tombstone carries nothing else.
+    """
+    keys = set(table.row_key)
+    fields = [f.with_nullable(f.name not in keys) for f in table.arrow_schema()]
     fields += [pa.field(name, pa.string()) for name in extra_columns]
     return pa.schema(fields + list(META_FIELDS))
 
@@ -85,7 +89,7 @@ def extract_table(ctx: RunContext, table: SourceTable) -> TaskResult:
     """Extract one table's changes into Bronze; the runner's task function."""
     settings = ctx.settings
     lake = Lake(settings.lake_location, _storage_options(ctx))
-    audit = AuditStore(settings.audit_location)
+    audit = AuditStore(settings.audit_location).open()
     resource = f"{lake.table_uri(LAYER, table.name)}"
     try:
         with audit.lease(resource, ctx.run_id), open_source(settings.source_location) as db:

@@ -38,7 +38,7 @@ class DuckDBEngine:
         try:
             for name, table in (tables or {}).items():
                 con.register(name, table)
-            return con.execute(sql).to_arrow_table()
+            return con.sql(sql).to_arrow_table()
         except duckdb.Error as exc:
             raise EngineError(f"query failed: {' '.join(str(exc).split())[:400]}") from exc
         finally:

@@ -1,0 +1,76 @@
+"""Shared fixtures: the real Olist files and a throwaway PostgreSQL database per test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LOCAL_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The project's shared folder: ``$MEDALLION_SHARED``, else ``<repo>/../shared``."""
+    return Path(os.environ.get("MEDALLION_SHARED") or REPO.parent / "shared")
+
+
+@pytest.fixture(scope="session")
+def olist_dir(shared_dir: Path) -> Path:
+    """The three real Kaggle files (gzip); skips only when the folder is absent."""
+    path = shared_dir / "data" / "olist"
+    if not path.is_dir():
+        pytest.skip(f"real Olist files not found at {path}; set MEDALLION_SHARED")
+    return path
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An admin URL: the local PostgreSQL on 127.0.0.1:5432, else a pgserver in a temp dir."""
+    if _reachable("127.0.0.1", 5432):
+        yield LOCAL_PG_URL
+        return
+    pgserver = pytest.importorskip("pgserver")
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """The URL of a fresh, uniquely named database, dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(pg_server_url)
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def source_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test that takes it runs once on embedded SQLite and once on real PostgreSQL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "source.db")
+    url: str = request.getfixturevalue("pg_url")
+    return url
