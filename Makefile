@@ -1,0 +1,38 @@
+# Every target creates and uses .venv itself, so a fresh clone needs only Python 3.11+.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SCALE ?= 1
+
+.PHONY: demo test lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)  ## generate scale-$(SCALE) data and run the whole pipeline on embedded defaults
+	$(BIN)/medallion demo --scale $(SCALE)
+
+test: $(STAMP)  ## lint, type-check and run every test tier
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy src
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy src
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+bench: $(STAMP)  ## time and peak memory of generate / load / bronze at SCALE
+	$(BIN)/python scripts/bench.py --scale $(SCALE)
+
+clean:
+	rm -rf $(VENV) medallion_home .pytest_cache .mypy_cache .ruff_cache

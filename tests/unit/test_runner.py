@@ -1,0 +1,136 @@
+"""The task runner: ordering, parallelism, retries with backoff, skip-on-failure."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from medallion.errors import TaskError
+from medallion.runner import (
+    RunContext,
+    Status,
+    Task,
+    TaskOutcome,
+    TaskResult,
+    TransientError,
+    new_run_id,
+    order_tasks,
+    run_tasks,
+)
+from medallion.settings import Settings
+
+
+def ctx(tmp_path: Path, **kw: object) -> RunContext:
+    return RunContext(run_id="r1", settings=Settings(home=tmp_path, **kw))
+
+
+def ok(rows: int = 1):
+    return lambda _ctx: TaskResult(rows_written=rows)
+
+
+def test_order_respects_dependencies_and_rejects_cycles() -> None:
+    a, b, c = Task("a", "l", "t", ok()), Task("b", "l", "t", ok(), ("a",)), Task("c", "l", "t", ok(), ("b",))
+    assert [t.name for t in order_tasks([c, b, a])] == ["a", "b", "c"]
+    with pytest.raises(TaskError, match="cycle"):
+        order_tasks([Task("x", "l", "t", ok(), ("y",)), Task("y", "l", "t", ok(), ("x",))])
+    with pytest.raises(TaskError, match="unknown task"):
+        order_tasks([Task("x", "l", "t", ok(), ("nope",))])
+
+
+def test_downstream_runs_after_upstream_and_tasks_run_in_parallel(tmp_path: Path) -> None:
+    log: list[str] = []
+    both_running = threading.Barrier(2, timeout=5)
+
+    def parallel(name: str):
+        def fn(_ctx: RunContext) -> TaskResult:
+            both_running.wait()  # deadlocks (times out) unless two tasks run at once
+            log.append(name)
+            return TaskResult()
+
+        return fn
+
+    def last(_ctx: RunContext) -> TaskResult:
+        log.append("last")
+        return TaskResult()
+
+    tasks = [
+        Task("p1", "l", "t", parallel("p1")),
+        Task("p2", "l", "t", parallel("p2")),
+        Task("last", "l", "t", last, ("p1", "p2")),
+    ]
+    report = run_tasks(tasks, ctx(tmp_path, parallelism=2))
+    assert report.ok
+    assert sorted(log[:2]) == ["p1", "p2"] and log[2] == "last"
+
+
+def test_transient_failures_are_retried_with_backoff(tmp_path: Path) -> None:
+    calls = {"n": 0}
+    sleeps: list[float] = []
+
+    def flaky(_ctx: RunContext) -> TaskResult:
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise TransientError("connection dropped")
+        return TaskResult(rows_written=5)
+
+    report = run_tasks([Task("f", "l", "t", flaky)], ctx(tmp_path, retries=2, retry_backoff_s=0.5), sleep=sleeps.append)
+    assert report.ok and report.outcomes[0].attempts == 3
+    assert sleeps == [0.5, 1.0]
+
+
+def test_permanent_failure_is_not_retried_and_downstream_is_skipped(tmp_path: Path) -> None:
+    calls = {"n": 0}
+
+    def broken(_ctx: RunContext) -> TaskResult:
+        calls["n"] += 1
+        raise ValueError("bad data")
+
+    seen: list[tuple[str, Status]] = []
+
+    class Listener:
+        def task_started(self, _c: RunContext, task: Task, attempt: int) -> None:
+            seen.append((task.name, Status.RUNNING))
+
+        def task_finished(self, _c: RunContext, outcome: TaskOutcome) -> None:
+            seen.append((outcome.task.name, outcome.status))
+
+    tasks = [
+        Task("broken", "l", "t", broken),
+        Task("child", "l", "t", ok(), ("broken",)),
+        Task("grandchild", "l", "t", ok(), ("child",)),
+        Task("other", "l", "t", ok()),
+    ]
+    report = run_tasks(tasks, ctx(tmp_path, retries=3, parallelism=1), [Listener()], sleep=lambda _s: None)
+    status = {o.task.name: o.status for o in report.outcomes}
+    assert status == {
+        "broken": Status.FAILED,
+        "child": Status.SKIPPED,
+        "grandchild": Status.SKIPPED,
+        "other": Status.SUCCESS,
+    }
+    assert calls["n"] == 1 and not report.ok
+    errors = {o.task.name: o.error for o in report.outcomes}
+    assert errors["broken"] == "ValueError: bad data"
+    assert errors["child"] == "upstream broken did not succeed"
+    assert ("child", Status.SKIPPED) in seen and ("child", Status.RUNNING) not in seen
+
+
+def test_a_failing_listener_does_not_take_the_run_down(tmp_path: Path) -> None:
+    class Broken:
+        def task_started(self, _c: RunContext, task: Task, attempt: int) -> None: ...
+
+        def task_finished(self, _c: RunContext, outcome: TaskOutcome) -> None:
+            raise RuntimeError("boom")
+
+    assert run_tasks([Task("a", "l", "t", ok())], ctx(tmp_path), [Broken()]).ok
+
+
+def test_run_ids_sort_by_time_and_are_unique() -> None:
+    ids = [new_run_id() for _ in range(50)]
+    assert len(set(ids)) == 50
+    first = new_run_id()
+    time.sleep(1.01)
+    assert new_run_id() > first

@@ -1,0 +1,70 @@
+"""Settings precedence (defaults < medallion.toml < environment < flags) and redaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medallion.errors import ConfigError
+from medallion.settings import Settings, load_settings, redact_url
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("MEDALLION_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults_live_under_home(tmp_path: Path) -> None:
+    s = load_settings(home=tmp_path)
+    assert s.source_location == str(tmp_path / "source.db")
+    assert s.lake_location == str(tmp_path / "lake")
+    assert s.audit_location == f"sqlite:///{tmp_path / 'audit.db'}"
+    assert s.parallelism == 2
+
+
+def test_precedence_toml_then_env_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "medallion.toml").write_text('parallelism = 3\nextract_lag_s = 9\nlake_uri = "s3://b/p"\n')
+    s = load_settings(home=tmp_path)
+    assert (s.parallelism, s.extract_lag_s, s.lake_location) == (3, 9.0, "s3://b/p")
+    monkeypatch.setenv("MEDALLION_PARALLELISM", "5")
+    s = load_settings(home=tmp_path)
+    assert (s.parallelism, s.extract_lag_s) == (5, 9.0)
+    s = load_settings(home=tmp_path, parallelism=7)
+    assert s.parallelism == 7
+
+
+def test_home_from_environment_finds_its_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "medallion.toml").write_text("retries = 4\n")
+    monkeypatch.setenv("MEDALLION_HOME", str(tmp_path))
+    s = load_settings()
+    assert s.home == tmp_path.resolve() and s.retries == 4
+
+
+def test_unknown_or_invalid_settings_are_one_line_errors(tmp_path: Path) -> None:
+    (tmp_path / "medallion.toml").write_text("paralelism = 3\n")
+    with pytest.raises(ConfigError, match="paralelism"):
+        load_settings(home=tmp_path)
+    with pytest.raises(ConfigError, match="parallelism"):
+        load_settings(home=tmp_path / "other", parallelism=0)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "medallion.toml").write_text("parallelism = [\n")
+    with pytest.raises(ConfigError, match="medallion.toml"):
+        load_settings(home=tmp_path / "bad")
+
+
+def test_secrets_and_url_passwords_are_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDALLION_DISCORD_WEBHOOK_URL", "https://discord.example/api/webhooks/1/tok")
+    monkeypatch.setenv("MEDALLION_STORAGE_OPTIONS", '{"AWS_SECRET_ACCESS_KEY": "hunter22"}')
+    s = load_settings(home=tmp_path, source_url="postgresql://me:s3cret@db:5432/olist")
+    shown = str(s.redacted())
+    assert "s3cret" not in shown and "tok" not in shown and "hunter22" not in shown
+    assert "postgresql://me:****@db:5432/olist" in shown
+    assert s.discord_webhook_url is not None
+    assert s.discord_webhook_url.get_secret_value().endswith("/tok")
+    assert "s3cret" not in repr(Settings(home=tmp_path, source_url="x"))  # no secret in repr
+    assert redact_url("postgresql://u@h/db") == "postgresql://u@h/db"
