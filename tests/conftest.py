@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -41,12 +42,17 @@ def _reachable(host: str, port: int) -> bool:
 
 @pytest.fixture(scope="session")
 def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An admin URL: the local PostgreSQL on 127.0.0.1:5432, else a pgserver in a temp dir."""
-    if _reachable("127.0.0.1", 5432):
+    """An admin URL: the local PostgreSQL on 127.0.0.1:5432, else a pgserver in a temp dir.
+
+    ``MEDALLION_TEST_PGSERVER=1`` uses pgserver even when the local server is reachable.
+    """
+    if not os.environ.get("MEDALLION_TEST_PGSERVER") and _reachable("127.0.0.1", 5432):
         yield LOCAL_PG_URL
         return
-    pgserver = pytest.importorskip("pgserver")
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        pgserver = pytest.importorskip("pgserver")
+        server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
     try:
         yield server.get_uri()
     finally:

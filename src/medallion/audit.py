@@ -169,7 +169,8 @@ class AuditStore:
         try:
             with self.engine.begin() as conn:
                 result = conn.execute(stmt)
-                return int(result.inserted_primary_key[0]) if result.is_insert else 0
+                key = result.inserted_primary_key if result.is_insert else None
+                return int(key[0]) if key else 0
         except SQLAlchemyError as exc:
             raise AuditError(f"cannot write the audit log: {_one_line(exc)}") from None
 

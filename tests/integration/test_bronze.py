@@ -45,8 +45,12 @@ def make_settings(tmp_path: Path, source_url: str, **extra: object) -> Settings:
     return Settings(home=tmp_path / "home", source_url=source_url, parallelism=2, **extra)
 
 
-def run_bronze(settings: Settings, *, full_refresh: bool = False, tables=("customers",)) -> RunReport:
-    ctx = RunContext(run_id=f"r{datetime.now().timestamp()}", settings=settings, full_refresh=full_refresh)
+def run_bronze(
+    settings: Settings, *, full_refresh: bool = False, tables=("customers",)
+) -> RunReport:
+    ctx = RunContext(
+        run_id=f"r{datetime.now().timestamp()}", settings=settings, full_refresh=full_refresh
+    )
     audit = AuditStore(settings.audit_location).open()
     try:
         return run_tasks(build_tasks(["bronze"], list(tables)), ctx, [audit])
@@ -56,7 +60,9 @@ def run_bronze(settings: Settings, *, full_refresh: bool = False, tables=("custo
 
 def bronze_rows(settings: Settings, table: str = "customers") -> list[tuple]:
     dt = DeltaTable(f"{settings.lake_location}/bronze/{table}")
-    data = dt.to_pyarrow_table().sort_by([("_source_updated_at", "ascending"), ("customer_id", "ascending")])
+    data = dt.to_pyarrow_table().sort_by(
+        [("_source_updated_at", "ascending"), ("customer_id", "ascending")]
+    )
     return [
         (r["customer_id"], r["customer_city"], r["_source_updated_at"], r["_op"])
         for r in data.to_pylist()
@@ -78,7 +84,12 @@ def settings(tmp_path: Path, source_url: str) -> Settings:
 
 def test_incremental_changes_deletes_and_replays(settings: Settings) -> None:
     with open_source(settings.source_location) as db:
-        db.upsert(CUSTOMERS, customers(("c1", "sao paulo", T0, None), ("c2", "rio", T0 + timedelta(seconds=10), None)))
+        db.upsert(
+            CUSTOMERS,
+            customers(
+                ("c1", "sao paulo", T0, None), ("c2", "rio", T0 + timedelta(seconds=10), None)
+            ),
+        )
     report = run_bronze(settings)
     assert report.ok, report.outcomes[0].error
     assert bronze_rows(settings) == [
@@ -97,11 +108,14 @@ def test_incremental_changes_deletes_and_replays(settings: Settings) -> None:
     # an update, a late commit stamped exactly at the old watermark, a soft delete
     t_wm = T0 + timedelta(seconds=10)
     with open_source(settings.source_location) as db:
-        db.upsert(CUSTOMERS, customers(
-            ("c1", "campinas", T0 + timedelta(days=1), None),
-            ("c3", "santos", t_wm, None),
-            ("c2", "rio", T0 + timedelta(days=2), T0 + timedelta(days=2)),
-        ))
+        db.upsert(
+            CUSTOMERS,
+            customers(
+                ("c1", "campinas", T0 + timedelta(days=1), None),
+                ("c3", "santos", t_wm, None),
+                ("c2", "rio", T0 + timedelta(days=2), T0 + timedelta(days=2)),
+            ),
+        )
     report = run_bronze(settings)
     assert report.ok, report.outcomes[0].error
     assert report.outcomes[0].result.rows_written == 3
@@ -179,7 +193,10 @@ def test_new_source_column_evolves_into_bronze(settings: Settings) -> None:
     report = run_bronze(settings)
     assert report.ok, report.outcomes[0].error
     assert report.outcomes[0].result.metrics["new_columns"] == ["loyalty_tier"]
-    assert "loyalty_tier" in DeltaTable(f"{settings.lake_location}/bronze/customers").schema().to_arrow().names
+    assert (
+        "loyalty_tier"
+        in DeltaTable(f"{settings.lake_location}/bronze/customers").schema().to_arrow().names
+    )
 
 
 def test_missing_source_table_fails_clearly(settings: Settings) -> None:
@@ -196,7 +213,8 @@ from medallion.runner import RunContext, run_tasks
 from medallion.pipeline import build_tasks
 from medallion.settings import Settings
 s = Settings(home=sys.argv[1], source_url=sys.argv[2])
-report = run_tasks(build_tasks(["bronze"], ["customers"]), RunContext(run_id=sys.argv[3], settings=s))
+ctx = RunContext(run_id=sys.argv[3], settings=s)
+report = run_tasks(build_tasks(["bronze"], ["customers"]), ctx)
 print([o.error for o in report.outcomes], file=sys.stderr)
 sys.exit(0 if report.ok else 1)
 """
@@ -215,3 +233,37 @@ def test_crash_then_rerun_equals_clean_run(settings: Settings, point: str, tmp_p
     assert again.returncode == 0, again.stderr.decode()[-2000:]
     got = bronze_rows(settings)
     assert [r[0] for r in got] == [r[0] for r in rows]  # every row exactly once
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mysql://root@127.0.0.1/olist", "unsupported source URL scheme 'mysql'"),
+        ("postgresql://postgres@127.0.0.1:1/test", "cannot connect to source postgresql://"),
+        ("{tmp}/nowhere/source.db", "does not exist; run `medallion source init`"),
+    ],
+)
+def test_bad_source_gives_one_line_and_failed_audit_row(
+    tmp_path: Path, url: str, expected: str
+) -> None:
+    s = make_settings(tmp_path, url.format(tmp=tmp_path), retries=0)
+    report = run_bronze(s)
+    outcome = report.outcomes[0]
+    assert outcome.status is Status.FAILED
+    assert expected in (outcome.error or "") and "\n" not in (outcome.error or "")
+    audit = AuditStore(s.audit_location).open()
+    rows = audit.run_logs(run_id=report.run_id)
+    audit.close()
+    assert [(r["status"], expected in r["error"]) for r in rows] == [("FAILED", True)]
+
+
+def test_two_concurrent_runs_never_duplicate_rows(settings: Settings) -> None:
+    rows = [(f"c{i:05d}", "x", T0 + timedelta(seconds=i), None) for i in range(3000)]
+    with open_source(settings.source_location) as db:
+        db.upsert(CUSTOMERS, customers(*rows))
+    args = [sys.executable, "-c", CRASH_SCRIPT, str(settings.home), settings.source_location]
+    procs = [subprocess.Popen([*args, f"run{i}"], stderr=subprocess.PIPE) for i in range(2)]
+    codes = [p.wait(timeout=120) for p in procs]
+    assert codes == [0, 0], [p.stderr.read().decode()[-1000:] for p in procs if p.stderr]
+    got = [r[0] for r in bronze_rows(settings)]
+    assert len(got) == len(rows) and len(set(got)) == len(rows)

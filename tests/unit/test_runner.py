@@ -32,7 +32,11 @@ def ok(rows: int = 1):
 
 
 def test_order_respects_dependencies_and_rejects_cycles() -> None:
-    a, b, c = Task("a", "l", "t", ok()), Task("b", "l", "t", ok(), ("a",)), Task("c", "l", "t", ok(), ("b",))
+    a, b, c = (
+        Task("a", "l", "t", ok()),
+        Task("b", "l", "t", ok(), ("a",)),
+        Task("c", "l", "t", ok(), ("b",)),
+    )
     assert [t.name for t in order_tasks([c, b, a])] == ["a", "b", "c"]
     with pytest.raises(TaskError, match="cycle"):
         order_tasks([Task("x", "l", "t", ok(), ("y",)), Task("y", "l", "t", ok(), ("x",))])
@@ -76,7 +80,11 @@ def test_transient_failures_are_retried_with_backoff(tmp_path: Path) -> None:
             raise TransientError("connection dropped")
         return TaskResult(rows_written=5)
 
-    report = run_tasks([Task("f", "l", "t", flaky)], ctx(tmp_path, retries=2, retry_backoff_s=0.5), sleep=sleeps.append)
+    report = run_tasks(
+        [Task("f", "l", "t", flaky)],
+        ctx(tmp_path, retries=2, retry_backoff_s=0.5),
+        sleep=sleeps.append,
+    )
     assert report.ok and report.outcomes[0].attempts == 3
     assert sleeps == [0.5, 1.0]
 
@@ -103,7 +111,9 @@ def test_permanent_failure_is_not_retried_and_downstream_is_skipped(tmp_path: Pa
         Task("grandchild", "l", "t", ok(), ("child",)),
         Task("other", "l", "t", ok()),
     ]
-    report = run_tasks(tasks, ctx(tmp_path, retries=3, parallelism=1), [Listener()], sleep=lambda _s: None)
+    report = run_tasks(
+        tasks, ctx(tmp_path, retries=3, parallelism=1), [Listener()], sleep=lambda _s: None
+    )
     status = {o.task.name: o.status for o in report.outcomes}
     assert status == {
         "broken": Status.FAILED,

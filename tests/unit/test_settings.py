@@ -27,8 +27,12 @@ def test_defaults_live_under_home(tmp_path: Path) -> None:
     assert s.parallelism == 2
 
 
-def test_precedence_toml_then_env_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "medallion.toml").write_text('parallelism = 3\nextract_lag_s = 9\nlake_uri = "s3://b/p"\n')
+def test_precedence_toml_then_env_then_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "medallion.toml").write_text(
+        'parallelism = 3\nextract_lag_s = 9\nlake_uri = "s3://b/p"\n'
+    )
     s = load_settings(home=tmp_path)
     assert (s.parallelism, s.extract_lag_s, s.lake_location) == (3, 9.0, "s3://b/p")
     monkeypatch.setenv("MEDALLION_PARALLELISM", "5")
@@ -38,7 +42,9 @@ def test_precedence_toml_then_env_then_flags(tmp_path: Path, monkeypatch: pytest
     assert s.parallelism == 7
 
 
-def test_home_from_environment_finds_its_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_home_from_environment_finds_its_toml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "medallion.toml").write_text("retries = 4\n")
     monkeypatch.setenv("MEDALLION_HOME", str(tmp_path))
     s = load_settings()
@@ -53,12 +59,16 @@ def test_unknown_or_invalid_settings_are_one_line_errors(tmp_path: Path) -> None
         load_settings(home=tmp_path / "other", parallelism=0)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "medallion.toml").write_text("parallelism = [\n")
-    with pytest.raises(ConfigError, match="medallion.toml"):
+    with pytest.raises(ConfigError, match=r"medallion\.toml"):
         load_settings(home=tmp_path / "bad")
 
 
-def test_secrets_and_url_passwords_are_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEDALLION_DISCORD_WEBHOOK_URL", "https://discord.example/api/webhooks/1/tok")
+def test_secrets_and_url_passwords_are_redacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "MEDALLION_DISCORD_WEBHOOK_URL", "https://discord.example/api/webhooks/1/tok"
+    )
     monkeypatch.setenv("MEDALLION_STORAGE_OPTIONS", '{"AWS_SECRET_ACCESS_KEY": "hunter22"}')
     s = load_settings(home=tmp_path, source_url="postgresql://me:s3cret@db:5432/olist")
     shown = str(s.redacted())
