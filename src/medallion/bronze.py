@@ -45,6 +45,7 @@ META_FIELDS = (
 )
 PARTITION = ["_ingest_date"]
 _EPOCH = datetime(1970, 1, 1)
+CDF = {"delta.enableChangeDataFeed": "true"}  # Silver reads only the files appended since
 
 
 def app_id(table: SourceTable) -> str:
@@ -159,6 +160,7 @@ def _extract(ctx: RunContext, table: SourceTable, db: SourceDatabase, lake: Lake
             "rows": counter.upserts + counter.deletes + n_dead,
         },
         evolve_schema=bool(drift.new_columns),
+        configuration=CDF,
     )
     crash_point("bronze.after_commit")
     metrics |= {

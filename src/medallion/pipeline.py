@@ -67,4 +67,5 @@ def _drop_missing_upstream(tasks: list[Task]) -> list[Task]:
 
 def _load_layers() -> None:
     """Import the layer modules, which register themselves (kept lazy: imports are heavy)."""
-    import medallion.bronze  # noqa: F401
+    import medallion.bronze
+    import medallion.silver.layer  # noqa: F401

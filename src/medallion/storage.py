@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
@@ -86,6 +86,7 @@ class Lake:
         expected_app_version: int | None,
         metadata: Mapping[str, Any],
         evolve_schema: bool = False,
+        configuration: Mapping[str, str] | None = None,
     ) -> int:
         """Append in one commit that also records ``app_id`` -> ``app_version``.
 
@@ -99,22 +100,61 @@ class Lake:
                 f"{uri} was written by another run meanwhile (app version {current}, "
                 f"expected {expected_app_version}); re-run to continue from its state"
             )
-        props = CommitProperties(
-            app_transactions=[Transaction(app_id=app_id, version=app_version)],
-            custom_metadata={
-                k: json.dumps(v, default=str) if not isinstance(v, str) else v
-                for k, v in metadata.items()
-            },
+        return self._write(
+            layer,
+            table,
+            data,
+            mode="append",
+            partition_by=partition_by,
+            props=_commit_props(app_id, app_version, metadata),
+            schema_mode="merge" if evolve_schema else None,
+            configuration=configuration,
         )
+
+    def overwrite(
+        self,
+        layer: str,
+        table: str,
+        data: pa.Table,
+        *,
+        app_id: str,
+        app_version: int,
+        metadata: Mapping[str, Any],
+    ) -> int:
+        """Replace the table's content (schema too) in one commit recording ``app_id``."""
+        return self._write(
+            layer,
+            table,
+            data,
+            mode="overwrite",
+            partition_by=None,
+            props=_commit_props(app_id, app_version, metadata),
+            schema_mode="overwrite",
+        )
+
+    def _write(
+        self,
+        layer: str,
+        table: str,
+        data: pa.RecordBatchReader | pa.Table,
+        *,
+        mode: Literal["append", "overwrite"],
+        partition_by: list[str] | None,
+        props: CommitProperties,
+        schema_mode: Literal["merge", "overwrite"] | None,
+        configuration: Mapping[str, str] | None = None,
+    ) -> int:
+        uri = self.table_uri(layer, table)
         try:
             write_deltalake(
                 uri,
                 data,
-                mode="append",
+                mode=mode,
                 partition_by=partition_by,
-                schema_mode="merge" if evolve_schema else None,
+                schema_mode=schema_mode,
                 storage_options=self._options(),
                 commit_properties=props,
+                configuration=configuration,
             )
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise StorageError(f"cannot write {uri}: {_one_line(exc)}") from exc
@@ -122,12 +162,89 @@ class Lake:
         assert dt is not None
         return dt.version()
 
+    def merge(
+        self,
+        layer: str,
+        table: str,
+        source: pa.Table,
+        plan: MergePlan,
+        *,
+        app_id: str,
+        app_version: int,
+        metadata: Mapping[str, Any],
+    ) -> tuple[int, dict[str, Any]]:
+        """MERGE ``source`` (alias ``s``) into the table (alias ``t``) in one commit.
+
+        Returns the new version and delta-rs's merge metrics.
+        """
+        dt = self.open(layer, table)
+        if dt is None:
+            raise StorageError(f"cannot merge into {self.table_uri(layer, table)}: no such table")
+        merger = dt.merge(
+            source,
+            plan.predicate,
+            source_alias="s",
+            target_alias="t",
+            commit_properties=_commit_props(app_id, app_version, metadata),
+        )
+        for predicate, updates in plan.matched_updates:
+            merger = merger.when_matched_update(dict(updates), predicate)
+        for predicate, values in plan.not_matched_inserts:
+            merger = merger.when_not_matched_insert(dict(values), predicate)
+        try:
+            metrics = merger.execute()
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise StorageError(f"cannot merge into {dt.table_uri}: {_one_line(exc)}") from exc
+        return dt.version(), dict(metrics)
+
+    def read_changes(
+        self, layer: str, table: str, after_version: int | None, columns: list[str] | None = None
+    ) -> tuple[pa.Table | None, int | None]:
+        """Rows appended after ``after_version`` (all when None), and the version read up to.
+
+        Reads the change data feed, so only the new files are scanned.
+        """
+        dt = self.open(layer, table)
+        if dt is None:
+            return None, None
+        current = dt.version()
+        start = 0 if after_version is None else after_version + 1
+        if start > current:
+            return None, current
+        try:
+            reader = dt.load_cdf(starting_version=start, ending_version=current, columns=columns)
+            changes = pa.RecordBatchReader.from_stream(reader).read_all()
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise StorageError(f"cannot read changes of {dt.table_uri}: {_one_line(exc)}") from exc
+        keep = [
+            c for c in changes.column_names if not c.startswith("_commit_") and c != "_change_type"
+        ]
+        return changes.select(keep), current
+
     def history(self, layer: str, table: str, limit: int | None = None) -> list[dict[str, Any]]:
         dt = self.open(layer, table)
         return [] if dt is None else list(dt.history(limit))
 
     def tables(self, layer: str, names: Iterable[str]) -> dict[str, int | None]:
         return {name: self.version(layer, name) for name in names}
+
+
+@dataclass(frozen=True)
+class MergePlan:
+    """A MERGE as data: the join predicate and ordered (condition, assignments) clauses."""
+
+    predicate: str
+    matched_updates: tuple[tuple[str | None, Mapping[str, str]], ...] = ()
+    not_matched_inserts: tuple[tuple[str | None, Mapping[str, str]], ...] = ()
+
+
+def _commit_props(app_id: str, app_version: int, metadata: Mapping[str, Any]) -> CommitProperties:
+    return CommitProperties(
+        app_transactions=[Transaction(app_id=app_id, version=app_version)],
+        custom_metadata={
+            k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in metadata.items()
+        },
+    )
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,0 +1,1 @@
+"""Silver: typed, cleansed, de-duplicated current state with quarantine, MERGE and deletes."""

@@ -1,0 +1,256 @@
+"""Silver tasks: read the Bronze rows appended since the last merge, validate, quarantine,
+MERGE. The Bronze version merged through is recorded in the Silver commit (app transaction
+``medallion.silver.<table>``), so a re-run reads nothing new and writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from medallion.audit import AuditStore
+from medallion.catalog import source_table
+from medallion.engine import default_engine
+from medallion.errors import MedallionError
+from medallion.faults import crash_point
+from medallion.pipeline import Layer, register_layer
+from medallion.runner import RunContext, Task, TaskResult
+from medallion.silver.contracts import Kind, SilverTable, silver_table, silver_tables
+from medallion.silver.transform import (
+    TOMBSTONE,
+    aggregate_geolocation,
+    geolocation_points,
+    geolocation_rejects,
+    silver_columns,
+    validate,
+)
+from medallion.storage import Lake, MergePlan
+
+log = logging.getLogger(__name__)
+
+LAYER = "silver"
+QUARANTINE = "quarantine"
+
+
+class ReconciliationError(MedallionError):
+    """Rows in != rows merged + quarantined + superseded."""
+
+
+def app_id(layer: str, table: str) -> str:
+    return f"medallion.{layer}.{table}"
+
+
+def make_task(table_name: str) -> Task | None:
+    try:
+        spec = silver_table(source_table(table_name).name)
+    except MedallionError:
+        return None
+    upstream = (f"bronze.{spec.bronze}", *(f"silver.{u}" for u in spec.upstream))
+    return Task(
+        f"{LAYER}.{spec.name}", LAYER, spec.name, lambda ctx: build_table(ctx, spec), upstream
+    )
+
+
+register_layer(Layer(LAYER, lambda table: make_task(table.name)))
+
+
+def build_table(ctx: RunContext, spec: SilverTable) -> TaskResult:
+    """Bring one Silver table up to date with Bronze; the runner's task function."""
+    settings = ctx.settings
+    lake = Lake(settings.lake_location, _storage_options(ctx))
+    audit = AuditStore(settings.audit_location).open()
+    try:
+        with audit.lease(lake.table_uri(LAYER, spec.name), ctx.run_id):
+            if spec.kind is Kind.AGGREGATE:
+                return _build_aggregate(ctx, spec, lake)
+            return _build_upsert(ctx, spec, lake)
+    finally:
+        audit.close()
+
+
+def _storage_options(ctx: RunContext) -> dict[str, str]:
+    return {k: v.get_secret_value() for k, v in ctx.settings.storage_options.items()}
+
+
+def _merged_through(ctx: RunContext, lake: Lake, spec: SilverTable) -> int | None:
+    if ctx.full_refresh:
+        return None
+    return lake.app_version(LAYER, spec.name, app_id(LAYER, spec.name))
+
+
+def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake) -> TaskResult:
+    before = _merged_through(ctx, lake, spec)
+    bronze, through = lake.read_changes("bronze", spec.bronze, before)
+    if bronze is None or through is None or bronze.num_rows == 0:
+        return _unchanged(lake, spec, before)
+    engine = default_engine()
+    refs = {r.table: _read_keys(lake, r.table, r.key) for r in spec.references}
+    lookup = lake.read(LAYER, spec.lookup.table) if spec.lookup else None
+    batch = validate(spec, bronze, refs, lookup, engine)
+    quarantined = _quarantine(ctx, lake, spec.name, batch.quarantine, through)
+    source = _stamp(batch.merge, ctx)
+    metrics: dict[str, Any] = {
+        "bronze_version_before": before,
+        "bronze_version_after": through,
+        "superseded": batch.superseded,
+        "warnings": batch.warnings,
+    }
+    meta = {"run_id": ctx.run_id, "step": LAYER, "table": spec.name, "bronze_version": through}
+    exists = lake.version(LAYER, spec.name) is not None
+    if ctx.full_refresh or not exists:
+        rows = source.filter(pc.invert(source[TOMBSTONE])).drop_columns([TOMBSTONE])
+        version = lake.overwrite(
+            LAYER,
+            spec.name,
+            rows,
+            app_id=app_id(LAYER, spec.name),
+            app_version=through,
+            metadata=meta,
+        )
+        merge_metrics = {
+            "num_source_rows": source.num_rows,
+            "num_target_rows_inserted": rows.num_rows,
+        }
+    else:
+        version, merge_metrics = lake.merge(
+            LAYER,
+            spec.name,
+            source,
+            _merge_plan(spec),
+            app_id=app_id(LAYER, spec.name),
+            app_version=through,
+            metadata=meta,
+        )
+    crash_point("silver.after_commit")
+    merged = int(merge_metrics.get("num_target_rows_inserted", 0)) + int(
+        merge_metrics.get("num_target_rows_updated", 0)
+    )
+    _reconcile(
+        spec.name,
+        bronze.num_rows,
+        int(merge_metrics["num_source_rows"]),
+        quarantined,
+        batch.superseded,
+    )
+    metrics |= {
+        "delta_version": version,
+        "merge_source_rows": int(merge_metrics["num_source_rows"]),
+        "stale_or_unchanged": int(merge_metrics["num_source_rows"]) - merged,
+        "quarantined": quarantined,
+    }
+    return TaskResult(bronze.num_rows, merged, quarantined, metrics)
+
+
+def _unchanged(lake: Lake, spec: SilverTable, before: int | None) -> TaskResult:
+    version = lake.version(LAYER, spec.name)
+    return TaskResult(metrics={"bronze_version_before": before, "delta_version": version})
+
+
+def _read_keys(lake: Lake, table: str, key: tuple[str, ...]) -> pa.Table:
+    keys = lake.read(LAYER, table, list(key))
+    if keys is None:
+        return pa.table({k: pa.array([], pa.string()) for k in key})
+    return keys
+
+
+def _stamp(rows: pa.Table, ctx: RunContext) -> pa.Table:
+    return rows.append_column("_run_id", pa.repeat(pa.scalar(ctx.run_id), rows.num_rows))
+
+
+def _merge_plan(spec: SilverTable) -> MergePlan:
+    """Newer rows win; on equal times a delete wins; a tombstone only flips the flags."""
+    cols = silver_columns(spec)
+    match = " AND ".join(f"t.{k} = s.{k}" for k in spec.key)
+    newer = (
+        "(s.updated_at > t.updated_at OR (s.updated_at = t.updated_at AND s.is_deleted "
+        "AND NOT t.is_deleted))"
+    )
+    flags = {
+        c: f"s.{c}" for c in ("updated_at", "is_deleted", "deleted_at", "_bronze_run_id", "_run_id")
+    }
+    everything = {c: f"s.{c}" for c in cols}
+    return MergePlan(
+        predicate=match,
+        matched_updates=(
+            (f"{newer} AND s.{TOMBSTONE}", flags),
+            (f"{newer} AND NOT s.{TOMBSTONE}", everything),
+        ),
+        not_matched_inserts=((f"NOT s.{TOMBSTONE}", everything),),
+    )
+
+
+def _quarantine(ctx: RunContext, lake: Lake, table: str, rows: pa.Table, through: int) -> int:
+    """Append rejected rows once per Bronze version range (a re-run after a crash skips it)."""
+    if rows.num_rows == 0:
+        return 0
+    qid = app_id(QUARANTINE, table)
+    done = lake.app_version(QUARANTINE, table, qid)
+    if done is not None and done >= through:
+        return int(rows.num_rows)
+    stamped = rows.append_column(
+        "_quarantine_run_id", pa.repeat(pa.scalar(ctx.run_id), rows.num_rows)
+    ).append_column(
+        "_quarantined_at",
+        pa.repeat(
+            pa.scalar(ctx.started_at.replace(tzinfo=None), pa.timestamp("us")), rows.num_rows
+        ),
+    )
+    lake.append(
+        QUARANTINE,
+        table,
+        stamped,
+        app_id=qid,
+        app_version=through,
+        expected_app_version=done,
+        metadata={"run_id": ctx.run_id, "step": QUARANTINE, "table": table, "rows": rows.num_rows},
+        evolve_schema=True,
+    )
+    crash_point("silver.after_quarantine")
+    return int(rows.num_rows)
+
+
+def _reconcile(table: str, read: int, merged: int, quarantined: int, superseded: int) -> None:
+    if read != merged + quarantined + superseded:
+        raise ReconciliationError(
+            f"silver.{table}: {read} rows read != {merged} merged + {quarantined} quarantined "
+            f"+ {superseded} superseded"
+        )
+
+
+def _build_aggregate(ctx: RunContext, spec: SilverTable, lake: Lake) -> TaskResult:
+    before = _merged_through(ctx, lake, spec)
+    new, through = lake.read_changes("bronze", spec.bronze, before)
+    if new is None or through is None or new.num_rows == 0:
+        return _unchanged(lake, spec, before)
+    engine = default_engine()
+    rejects = geolocation_rejects(spec, new, engine)
+    quarantined = _quarantine(ctx, lake, spec.name, rejects, through)
+    history = lake.read("bronze", spec.bronze)
+    assert history is not None
+    points = geolocation_points(spec, history, engine)
+    aggregate = _stamp(aggregate_geolocation(points, engine), ctx)
+    meta = {"run_id": ctx.run_id, "step": LAYER, "table": spec.name, "bronze_version": through}
+    version = lake.overwrite(
+        LAYER,
+        spec.name,
+        aggregate,
+        app_id=app_id(LAYER, spec.name),
+        app_version=through,
+        metadata=meta,
+    )
+    metrics = {
+        "bronze_version_before": before,
+        "bronze_version_after": through,
+        "delta_version": version,
+        "points": points.num_rows,
+        "zip_prefixes": aggregate.num_rows,
+        "quarantined": quarantined,
+    }
+    return TaskResult(new.num_rows, aggregate.num_rows, quarantined, metrics)
+
+
+def silver_table_names() -> list[str]:
+    return [t.name for t in silver_tables()]

@@ -1,0 +1,281 @@
+"""Pure Silver transforms: conform, validate, de-duplicate, aggregate. Arrow in, Arrow out,
+all SQL through the engine; no Delta, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from medallion.engine import Engine
+from medallion.silver.contracts import Action, Col, Kind, Reference, Rule, SilverTable
+
+# Brazil's bounding box (with its islands), for geolocation points.
+BRAZIL_LAT = (-33.8, 5.3)
+BRAZIL_LNG = (-73.99, -28.8)
+TOMBSTONE = "_tombstone"
+
+
+@dataclass(frozen=True)
+class Validated:
+    """The outcome of one batch: rows to merge, rows to quarantine, and how many were
+    superseded by a newer row of the same key in the batch."""
+
+    merge: pa.Table
+    quarantine: pa.Table
+    superseded: int
+    warnings: dict[str, int]
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+def _conformed_select(spec: SilverTable) -> str:
+    cols = []
+    for col in spec.columns:
+        cols.append(f"TRY_CAST({col.expr} AS {col.type}) AS {_q(col.name)}")
+    type_checks = ", ".join(
+        f"CASE WHEN ({c.expr}) IS NOT NULL AND TRY_CAST({c.expr} AS {c.type}) IS NULL "
+        f"THEN '{c.name}_type' END"
+        for c in spec.columns
+    )
+    return (
+        f"SELECT {', '.join(cols)}, "
+        "b._source_updated_at AS updated_at, b._ingested_at AS _ingested_at, "
+        "b._op = 'delete' AS is_deleted, "
+        "CASE WHEN b._op = 'delete' THEN coalesce(b.deleted_at, b._source_updated_at) END "
+        "AS deleted_at, b.updated_at IS NULL AS _tombstone, b._run_id AS _bronze_run_id, "
+        f"b._row AS _row, list_filter([{type_checks}], lambda x: x IS NOT NULL) AS _type_errors "
+        "FROM bronze b"
+    )
+
+
+def _rule_case(rule: Rule) -> str:
+    return (
+        f"CASE WHEN NOT is_deleted AND coalesce(({rule.violation}), false) THEN '{rule.name}' END"
+    )
+
+
+def _reference_rule(ref: Reference) -> Rule:
+    alias = f"ref_{ref.table}"
+    match = " AND ".join(
+        f"{alias}.{_q(k)} = c.{_q(c)}" for c, k in zip(ref.columns, ref.key, strict=True)
+    )
+    present = " AND ".join(f"c.{_q(c)} IS NOT NULL" for c in ref.columns)
+    return Rule(
+        ref.rule_name,
+        f"{present} AND NOT EXISTS (SELECT 1 FROM {alias} WHERE {match})",
+        f"{', '.join(ref.columns)} not found in {ref.table}",
+    )
+
+
+def all_rules(spec: SilverTable) -> tuple[Rule, ...]:
+    return spec.rules + tuple(_reference_rule(r) for r in spec.references)
+
+
+def reasons(spec: SilverTable) -> dict[str, str]:
+    """Rule name -> readable reason, including the automatic type rules."""
+    out = {r.name: r.reason for r in all_rules(spec)}
+    out |= {f"{c.name}_type": f"{c.name} does not fit {c.type}" for c in spec.columns}
+    return out
+
+
+def validate(
+    spec: SilverTable,
+    bronze: pa.Table,
+    references: Mapping[str, pa.Table],
+    lookup: pa.Table | None,
+    engine: Engine,
+) -> Validated:
+    """Conform a Bronze batch, split off rule breakers, keep the latest row per key."""
+    bronze = bronze.append_column("_row", pa.array(range(bronze.num_rows), pa.int64()))
+    rules = all_rules(spec)
+    quarantine_rules = [r for r in rules if r.action is Action.QUARANTINE]
+    warn_rules = [r for r in rules if r.action is Action.WARN]
+    checked = engine.query(
+        f"""
+        WITH c AS ({_conformed_select(spec)})
+        SELECT c.*,
+            list_concat(c._type_errors,
+                list_filter([{_cases(quarantine_rules)}], lambda x: x IS NOT NULL)) AS _broken,
+            list_filter([{_cases(warn_rules)}], lambda x: x IS NOT NULL) AS _warned
+        FROM c
+        """,
+        {"bronze": bronze, **{f"ref_{k}": v for k, v in references.items()}},
+    )
+    warnings = _warning_counts(checked, engine)
+    quarantine = _quarantine_rows(spec, bronze, checked, engine)
+    deduped, superseded = _latest_per_key(spec, checked, lookup, engine)
+    return Validated(deduped, quarantine, superseded, warnings)
+
+
+def _cases(rules: list[Rule]) -> str:
+    return ", ".join(_rule_case(r) for r in rules) if rules else "NULL"
+
+
+def _warning_counts(checked: pa.Table, engine: Engine) -> dict[str, int]:
+    rows = engine.query(
+        "SELECT w AS rule, count(*) AS n FROM (SELECT unnest(_warned) AS w FROM checked) "
+        "GROUP BY w ORDER BY w",
+        {"checked": checked.select(["_warned"])},
+    )
+    return dict(zip(rows["rule"].to_pylist(), rows["n"].to_pylist(), strict=True))
+
+
+def _quarantine_rows(
+    spec: SilverTable, bronze: pa.Table, checked: pa.Table, engine: Engine
+) -> pa.Table:
+    """Every original Bronze value of each broken row, with the rules and readable reasons."""
+    reason_map = reasons(spec)
+    names = list(reason_map)
+    texts = [reason_map[n] for n in names]
+    return engine.query(
+        """
+        SELECT b.* EXCLUDE (_row),
+            array_to_string(k._broken, ',') AS _rule,
+            array_to_string(list_transform(k._broken,
+                lambda r: reasons[list_position(names, r)]), '; ') AS _reason
+        FROM bronze b JOIN (SELECT _row, _broken FROM checked WHERE len(_broken) > 0) k
+            USING (_row),
+            (SELECT $names::VARCHAR[] AS names, $texts::VARCHAR[] AS reasons)
+        ORDER BY b._row
+        """.replace("$names", _sql_list(names)).replace("$texts", _sql_list(texts)),
+        {"bronze": bronze, "checked": checked.select(["_row", "_broken"])},
+    )
+
+
+def _sql_list(values: list[str]) -> str:
+    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+
+
+def _latest_per_key(
+    spec: SilverTable, checked: pa.Table, lookup: pa.Table | None, engine: Engine
+) -> tuple[pa.Table, int]:
+    """The latest valid row per key; a tombstone takes its values from the key's latest
+    upsert in the batch, so one batch and many small ones give the same Silver row."""
+    keys = ", ".join(_q(k) for k in spec.key)
+    order = "updated_at DESC, _ingested_at DESC, is_deleted DESC, _row DESC"
+    values = [c.name for c in spec.columns if c.name not in spec.key]
+    filled = ", ".join(
+        f"CASE WHEN l._tombstone THEN u.{_q(v)} ELSE l.{_q(v)} END AS {_q(v)}" for v in values
+    )
+    join_keys = " AND ".join(f"u.{_q(k)} = l.{_q(k)}" for k in spec.key)
+    lookup_cols, lookup_join = _lookup_sql(spec)
+    sql = f"""
+        WITH valid AS (SELECT * FROM checked WHERE len(_broken) = 0),
+        latest AS (
+            SELECT * FROM valid
+            QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1
+        ),
+        last_upsert AS (
+            SELECT * FROM valid WHERE NOT _tombstone
+            QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1
+        ),
+        s AS (
+            SELECT {", ".join(f"l.{_q(k)}" for k in spec.key)}{", " if filled else ""}{filled},
+                l.updated_at, l.is_deleted, l.deleted_at, l._bronze_run_id,
+                l._tombstone AND u.updated_at IS NULL AS {TOMBSTONE}
+            FROM latest l LEFT JOIN last_upsert u ON {join_keys}
+        )
+        SELECT s.*{lookup_cols} FROM s {lookup_join} ORDER BY {keys}
+    """
+    tables = {"checked": checked}
+    if lookup is not None:
+        tables["lookup"] = lookup
+    latest = engine.query(sql, tables)
+    valid = engine.query(
+        "SELECT count(*) AS n FROM checked WHERE len(_broken) = 0",
+        {"checked": checked.select(["_broken"])},
+    )["n"][0].as_py()
+    return latest, int(valid) - latest.num_rows
+
+
+def _lookup_sql(spec: SilverTable) -> tuple[str, str]:
+    if spec.lookup is None:
+        return "", ""
+    on = _q(spec.lookup.on)
+    cols = "".join(f", {c.expr} AS {_q(c.name)}" for c in spec.lookup.columns)
+    return cols, f"LEFT JOIN lookup l ON l.{on} = s.{on}"
+
+
+def silver_columns(spec: SilverTable) -> list[str]:
+    """The Silver table's columns, in order."""
+    lookup = [c.name for c in spec.lookup.columns] if spec.lookup else []
+    meta = ["updated_at", "is_deleted", "deleted_at", "_bronze_run_id", "_run_id"]
+    return [*spec.column_names, *lookup, *meta]
+
+
+# -- geolocation: an aggregate over Bronze's current state ----------------------------------
+def geolocation_points(spec: SilverTable, bronze_history: pa.Table, engine: Engine) -> pa.Table:
+    """The current, conformed points: the latest Bronze row per surrogate id, not deleted."""
+    assert spec.kind is Kind.AGGREGATE
+    history = bronze_history.append_column(
+        "_row", pa.array(range(bronze_history.num_rows), pa.int64())
+    )
+    return engine.query(
+        f"""
+        WITH c AS ({_conformed_select(spec)})
+        SELECT * EXCLUDE (_type_errors, _row) FROM c
+        QUALIFY row_number() OVER (PARTITION BY geolocation_id
+            ORDER BY updated_at DESC, _ingested_at DESC, is_deleted DESC) = 1
+        """,
+        {"bronze": history},
+    )
+
+
+def inside_brazil(lat: str = "lat", lng: str = "lng") -> str:
+    return (
+        f"{lat} BETWEEN {BRAZIL_LAT[0]} AND {BRAZIL_LAT[1]} "
+        f"AND {lng} BETWEEN {BRAZIL_LNG[0]} AND {BRAZIL_LNG[1]}"
+    )
+
+
+GEO_RULES = (
+    Rule("point_inside_brazil", f"NOT ({inside_brazil()})", "point lies outside Brazil"),
+    Rule(
+        "zip_code_prefix_format",
+        "NOT regexp_full_match(zip_code_prefix, '[0-9]{5}')",
+        "zip_code_prefix is not 5 digits",
+    ),
+    Rule("coordinates_present", "lat IS NULL OR lng IS NULL", "latitude or longitude missing"),
+)
+
+
+def geolocation_rejects(spec: SilverTable, bronze: pa.Table, engine: Engine) -> pa.Table:
+    """New Bronze points that cannot enter the aggregate, with every original value."""
+    checked = validate(
+        SilverTable(spec.name, spec.bronze, ("geolocation_id",), spec.columns, GEO_RULES),
+        bronze,
+        {},
+        None,
+        engine,
+    )
+    return checked.quarantine
+
+
+def aggregate_geolocation(points: pa.Table, engine: Engine) -> pa.Table:
+    """Per zip prefix: median point, most frequent city and state, point count."""
+    where = " AND ".join(f"({r.violation}) IS NOT TRUE" for r in GEO_RULES)
+    return engine.query(
+        f"""
+        WITH p AS (SELECT * FROM points WHERE NOT is_deleted AND {where}),
+        cities AS (SELECT zip_code_prefix, city, count(*) AS n FROM p GROUP BY ALL),
+        states AS (SELECT zip_code_prefix, state, count(*) AS n FROM p GROUP BY ALL)
+        SELECT p.zip_code_prefix,
+            median(p.lat) AS lat, median(p.lng) AS lng,
+            (SELECT first(c.city ORDER BY c.n DESC, c.city) FROM cities c
+                WHERE c.zip_code_prefix = p.zip_code_prefix) AS city,
+            (SELECT first(s.state ORDER BY s.n DESC, s.state) FROM states s
+                WHERE s.zip_code_prefix = p.zip_code_prefix) AS state,
+            count(*)::INTEGER AS point_count,
+            max(p.updated_at) AS updated_at
+        FROM p GROUP BY p.zip_code_prefix ORDER BY p.zip_code_prefix
+        """,
+        {"points": points},
+    )
+
+
+__all__ = ["Col", "Validated", "aggregate_geolocation", "validate"]

@@ -1,0 +1,309 @@
+"""Silver end to end from a SQLite source through Bronze, with exact expected rows."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+
+from medallion.audit import AuditStore
+from medallion.bronze import app_id as bronze_app_id
+from medallion.bronze import bronze_schema
+from medallion.catalog import SOURCE_TABLES, source_table
+from medallion.pipeline import build_tasks
+from medallion.runner import RunContext, RunReport, Status, run_tasks
+from medallion.settings import Settings
+from medallion.source.db import open_source
+from medallion.storage import Lake
+
+T0 = datetime(2018, 3, 1, 9, 0, 0)
+C1, C2, C3 = ("a" * 32, "b" * 32, "c" * 32)
+O1, O2, O3, O4, O5 = (f"{i}" * 32 for i in range(1, 6))
+UNKNOWN = "f" * 32
+
+
+def table_of(name: str, rows: list[dict]) -> pa.Table:
+    schema = source_table(name).arrow_schema()
+    full = [{f.name: r.get(f.name) for f in schema} for r in rows]
+    return pa.Table.from_pylist(full, schema=schema)
+
+
+def customer(
+    cid: str,
+    *,
+    city: str = "sao paulo",
+    zip_: str = "01037",
+    state: str = "SP",
+    at: datetime = T0,
+    deleted: datetime | None = None,
+) -> dict:
+    return {
+        "customer_id": cid,
+        "customer_unique_id": cid[::-1],
+        "customer_zip_code_prefix": zip_,
+        "customer_city": city,
+        "customer_state": state,
+        "updated_at": at,
+        "deleted_at": deleted,
+    }
+
+
+def order(
+    oid: str,
+    cid: str,
+    *,
+    status: str = "delivered",
+    at: datetime = T0,
+    purchase: datetime = T0 - timedelta(days=10),
+    delivered: datetime | None = T0,
+    deleted: datetime | None = None,
+) -> dict:
+    return {
+        "order_id": oid,
+        "customer_id": cid,
+        "order_status": status,
+        "order_purchase_timestamp": purchase,
+        "order_approved_at": purchase,
+        "order_delivered_carrier_date": None,
+        "order_delivered_customer_date": delivered,
+        "order_estimated_delivery_date": purchase + timedelta(days=20),
+        "updated_at": at,
+        "deleted_at": deleted,
+    }
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    s = Settings(home=tmp_path / "home", parallelism=2, retries=0)
+    s.home.mkdir(parents=True)
+    with open_source(s.source_location, create=True) as db:
+        db.create_tables(SOURCE_TABLES)
+    return s
+
+
+def load(settings: Settings, name: str, rows: list[dict]) -> None:
+    with open_source(settings.source_location) as db:
+        db.upsert(source_table(name), table_of(name, rows))
+
+
+def run(
+    settings: Settings, tables=("customers", "orders"), full_refresh: bool = False
+) -> RunReport:
+    ctx = RunContext(
+        run_id=f"r{datetime.now().timestamp()}", settings=settings, full_refresh=full_refresh
+    )
+    audit = AuditStore(settings.audit_location).open()
+    try:
+        report = run_tasks(build_tasks(["bronze", "silver"], list(tables)), ctx, [audit])
+    finally:
+        audit.close()
+    failed = [(o.task.name, o.error) for o in report.outcomes if o.status is not Status.SUCCESS]
+    assert not failed, failed
+    return report
+
+
+def silver(settings: Settings, name: str, cols: list[str]) -> list[tuple]:
+    data = DeltaTable(f"{settings.lake_location}/silver/{name}").to_pyarrow_table(columns=cols)
+    return sorted(tuple(r.values()) for r in data.to_pylist())
+
+
+def quarantine(settings: Settings, name: str) -> list[tuple]:
+    uri = f"{settings.lake_location}/quarantine/{name}"
+    if not DeltaTable.is_deltatable(uri):
+        return []
+    data = DeltaTable(uri).to_pyarrow_table(columns=[source_table(name).row_key[0], "_rule"])
+    return sorted(tuple(r.values()) for r in data.to_pylist())
+
+
+def test_conform_quarantine_and_reconcile(settings: Settings) -> None:
+    load(
+        settings,
+        "olist_customers_dataset",
+        [
+            customer(C1, city="  São   Paulo / sp "),
+            customer(C2, zip_="1037", state=" rj ", city="Rio de Janeiro"),
+            customer(C3, zip_="ABCDE"),
+        ],
+    )
+    load(
+        settings,
+        "olist_orders_dataset",
+        [
+            order(O1, C1),
+            order(O2, UNKNOWN),
+            order(O3, C2, status="lost"),
+            order(O4, C2, delivered=T0 - timedelta(days=30)),
+            order(O5, C2, status="delivered", delivered=None),
+        ],
+    )
+    report = run(settings)
+    assert silver(
+        settings,
+        "customers",
+        [
+            "customer_id",
+            "customer_zip_code_prefix",
+            "customer_city",
+            "customer_state",
+            "is_deleted",
+        ],
+    ) == [
+        (C1, "01037", "sao paulo", "SP", False),
+        (C2, "01037", "rio de janeiro", "RJ", False),
+    ]
+    assert quarantine(settings, "customers") == [(C3, "customer_zip_code_prefix_format")]
+    assert silver(settings, "orders", ["order_id", "customer_id"]) == [(O1, C1), (O5, C2)]
+    assert quarantine(settings, "orders") == [
+        (O2, "customer_id_exists_in_customers"),
+        (O3, "order_status_accepted"),
+        (O4, "delivered_after_purchase"),
+    ]
+    by_task = {o.task.name: o.result for o in report.outcomes}
+    orders = by_task["silver.orders"]
+    assert (orders.rows_read, orders.rows_written, orders.rows_quarantined) == (5, 2, 3)
+    assert orders.metrics["warnings"] == {"delivered_has_date": 1}
+    reasons = DeltaTable(f"{settings.lake_location}/quarantine/orders").to_pyarrow_table(
+        columns=["_reason"]
+    )
+    assert "order_status is not one of created" in " ".join(reasons["_reason"].to_pylist())
+
+
+def test_rerun_writes_nothing_and_changes_are_merged(settings: Settings) -> None:
+    load(settings, "olist_customers_dataset", [customer(C1), customer(C2)])
+    load(settings, "olist_orders_dataset", [order(O1, C1), order(O2, C2)])
+    run(settings)
+    version = DeltaTable(f"{settings.lake_location}/silver/orders").version()
+    report = run(settings)
+    assert all(o.result.rows_written == 0 for o in report.outcomes)
+    assert DeltaTable(f"{settings.lake_location}/silver/orders").version() == version
+
+    # update, soft delete, hard delete, and a key that comes back after a delete
+    t1 = T0 + timedelta(days=1)
+    load(
+        settings,
+        "olist_orders_dataset",
+        [
+            order(O1, C1, status="canceled", at=t1),
+            order(O2, C2, at=t1, deleted=t1),
+        ],
+    )
+    with open_source(settings.source_location) as db:
+        db.delete_rows(source_table("customers"), pa.table({"customer_id": [C2]}))
+    run(settings)
+    assert silver(settings, "orders", ["order_id", "order_status", "is_deleted", "deleted_at"]) == [
+        (O1, "canceled", False, None),
+        (O2, "delivered", True, t1),
+    ]
+    assert silver(settings, "customers", ["customer_id", "customer_city", "is_deleted"]) == [
+        (C1, "sao paulo", False),
+        (C2, "sao paulo", True),  # a hard delete keeps the last values, flagged
+    ]
+    t2 = t1 + timedelta(days=1)
+    load(settings, "olist_orders_dataset", [order(O2, C2, status="shipped", at=t2)])
+    load(settings, "olist_customers_dataset", [customer(C2, city="santos", at=t2)])
+    run(settings)
+    assert silver(settings, "orders", ["order_id", "order_status", "is_deleted", "deleted_at"]) == [
+        (O1, "canceled", False, None),
+        (O2, "shipped", False, None),
+    ]
+    assert silver(settings, "customers", ["customer_id", "customer_city", "is_deleted"]) == [
+        (C1, "sao paulo", False),
+        (C2, "santos", False),
+    ]
+    # a full rebuild from Bronze gives the same rows
+    before = silver(
+        settings, "orders", ["order_id", "order_status", "is_deleted", "deleted_at", "updated_at"]
+    )
+    run(settings, full_refresh=True)
+    assert (
+        silver(
+            settings,
+            "orders",
+            ["order_id", "order_status", "is_deleted", "deleted_at", "updated_at"],
+        )
+        == before
+    )
+
+
+def append_bronze(settings: Settings, name: str, rows: list[dict], op: str = "upsert") -> None:
+    """Write rows straight into Bronze, as a late or replayed extraction would."""
+    table = source_table(name)
+    lake = Lake(settings.lake_location)
+    schema = bronze_schema(table)
+    now = datetime(2026, 1, 1)
+    full = [
+        {
+            **{f.name: r.get(f.name) for f in schema},
+            "_run_id": "manual",
+            "_ingested_at": now,
+            "_source_updated_at": r["updated_at"],
+            "_op": op,
+            "_ingest_date": now.date(),
+        }
+        for r in rows
+    ]
+    current = lake.app_version("bronze", table.name, bronze_app_id(table))
+    lake.append(
+        "bronze",
+        table.name,
+        pa.Table.from_pylist(full, schema=schema),
+        partition_by=["_ingest_date"],
+        app_id=bronze_app_id(table),
+        app_version=current or 0,
+        expected_app_version=current,
+        metadata={"run_id": "manual"},
+    )
+
+
+def test_late_older_update_never_overwrites_and_ties_are_deterministic(settings: Settings) -> None:
+    load(
+        settings,
+        "olist_customers_dataset",
+        [customer(C1, city="campinas", at=T0 + timedelta(hours=5))],
+    )
+    run(settings, tables=("customers",))
+    append_bronze(settings, "olist_customers_dataset", [customer(C1, city="old town", at=T0)])
+    report = run(settings, tables=("customers",))
+    result = {o.task.name: o.result for o in report.outcomes}["silver.customers"]
+    assert result.rows_written == 0 and result.metrics["stale_or_unchanged"] == 1
+    assert silver(settings, "customers", ["customer_id", "customer_city"]) == [(C1, "campinas")]
+
+    # two versions with the same updated_at in one batch: the later-ingested one wins,
+    # and a delete at the same instant wins over an upsert
+    t = T0 + timedelta(hours=9)
+    append_bronze(
+        settings,
+        "olist_customers_dataset",
+        [customer(C2, city="x", at=t), customer(C2, city="y", at=t)],
+    )
+    run(settings, tables=("customers",))
+    assert silver(settings, "customers", ["customer_id", "customer_city"])[1][1] in {"x", "y"}
+    first = silver(settings, "customers", ["customer_id", "customer_city"])
+    append_bronze(
+        settings, "olist_customers_dataset", [customer(C2, city="z", at=t, deleted=t)], op="delete"
+    )
+    run(settings, tables=("customers",))
+    assert silver(settings, "customers", ["customer_id", "is_deleted"]) == [(C1, False), (C2, True)]
+    assert first[0] == (C1, "campinas")
+
+
+def test_duplicates_in_one_batch_are_superseded_and_counted(settings: Settings) -> None:
+    load(settings, "olist_customers_dataset", [customer(C1, at=T0)])
+    run(settings, tables=("customers",))
+    append_bronze(
+        settings,
+        "olist_customers_dataset",
+        [
+            customer(C1, city="a", at=T0 + timedelta(hours=1)),
+            customer(C1, city="b", at=T0 + timedelta(hours=3)),
+            customer(C1, city="c", at=T0 + timedelta(hours=2)),
+        ],
+    )
+    report = run(settings, tables=("customers",))
+    result = {o.task.name: o.result for o in report.outcomes}["silver.customers"]
+    assert (result.rows_read, result.rows_written, result.metrics["superseded"]) == (3, 1, 2)
+    assert silver(settings, "customers", ["customer_id", "customer_city"]) == [(C1, "b")]
