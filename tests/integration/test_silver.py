@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -307,3 +306,36 @@ def test_duplicates_in_one_batch_are_superseded_and_counted(settings: Settings) 
     result = {o.task.name: o.result for o in report.outcomes}["silver.customers"]
     assert (result.rows_read, result.rows_written, result.metrics["superseded"]) == (3, 1, 2)
     assert silver(settings, "customers", ["customer_id", "customer_city"]) == [(C1, "b")]
+
+
+def test_real_olist_files_flow_to_silver(settings: Settings, olist_dir: Path) -> None:
+    from medallion.source.kaggle_csv import load_csv_dir
+
+    with open_source(settings.source_location) as db:
+        load_csv_dir(db, olist_dir, loaded_at=T0)
+    report = run(settings, tables=("products", "sellers", "product_category_name_translation"))
+    products = DeltaTable(f"{settings.lake_location}/silver/products").to_pyarrow_table()
+    assert products.num_rows == 32_951
+    assert products["product_category_name"].null_count == 610
+    untranslated = products.filter(pa.compute.invert(products["category_translated"]))
+    assert sorted(set(untranslated["product_category_name"].to_pylist())) == [
+        "pc_gamer",
+        "portateis_cozinha_e_preparadores_de_alimentos",
+    ]
+    assert set(untranslated["product_category_name_english"].to_pylist()) == {
+        "pc_gamer",
+        "portateis_cozinha_e_preparadores_de_alimentos",
+    }
+    sellers = DeltaTable(f"{settings.lake_location}/silver/sellers").to_pyarrow_table()
+    zips = sellers["seller_zip_code_prefix"].to_pylist()
+    assert all(len(z) == 5 for z in zips) and "01044" in zips
+    quarantined = quarantine(settings, "sellers")
+    assert sellers.num_rows + len(quarantined) == 3_095
+    assert sorted(rule for _key, rule in quarantined) == [
+        "seller_city_not_a_zip",
+        "seller_city_not_an_email",
+    ]
+    by_task = {o.task.name: o.result for o in report.outcomes}
+    assert by_task["silver.products"].metrics["warnings"] == {"category_present": 610}
+    cities = set(sellers["seller_city"].to_pylist())
+    assert "sao paulo" in cities and not any(c and "/" in c for c in cities)

@@ -94,9 +94,11 @@ def lower_id(col: str) -> str:
 
 
 def city(col: str) -> str:
-    """Lower-case, accents stripped, spaces collapsed, a trailing ' / sp' state suffix removed."""
+    """Lower-case, accents stripped, spaces collapsed; a state or country written after the
+    city ('sao paulo / sp', 'rio de janeiro, rio de janeiro, brasil', 'santos - sp') is cut."""
     cleaned = f"regexp_replace(lower(strip_accents(trim({col}))), '\\s+', ' ', 'g')"
-    return f"nullif(trim(regexp_replace({cleaned}, '\\s*[/,-]\\s*[a-z]{{2}}$', '')), '')"
+    first = f"split_part(regexp_replace({cleaned}, '[/\\\\,]', '/', 'g'), '/', 1)"
+    return f"nullif(trim(regexp_replace({first}, '\\s+-\\s+[a-z]{{2}}$', '')), '')"
 
 
 def state(col: str) -> str:
@@ -225,6 +227,11 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
                 "seller_city_not_a_zip",
                 "regexp_full_match(seller_city, '[0-9 -]+')",
                 "seller_city holds a zip code, not a city",
+            ),
+            Rule(
+                "seller_city_not_an_email",
+                "contains(seller_city, '@')",
+                "seller_city holds an e-mail address, not a city",
             ),
             Rule(
                 "seller_city_present", "seller_city IS NULL", "seller_city is missing", Action.WARN
