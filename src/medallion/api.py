@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,23 +11,29 @@ from typing import Any
 
 from medallion.audit import AuditStore
 from medallion.catalog import SOURCE_TABLES, source_table
+from medallion.engine import default_engine
 from medallion.errors import ConfigError
 from medallion.pipeline import build_tasks
 from medallion.runner import RunContext, RunListener, RunReport, new_run_id, run_tasks
 from medallion.settings import Settings
+from medallion.silver.contracts import silver_table
+from medallion.silver.layer import silver_table_names
 from medallion.source.changes import ChangeManifest, ChangeSpec, apply_changes
 from medallion.source.db import open_source
 from medallion.source.generator import GeneratorConfig, generate, write_to_source
 from medallion.source.kaggle_csv import LoadResult, load_csv_dir, write_kaggle_csv
+from medallion.storage import Lake
 
 __all__ = [
     "ChangeSpec",
     "audit_log",
     "build_tasks",
     "change_source",
+    "demo",
     "generate_source",
     "init_source",
     "load_csv",
+    "quarantine_summary",
     "run",
     "source_stats",
 ]
@@ -127,6 +134,82 @@ def audit_log(
         return audit.run_logs(last=last, run_id=run_id)
     finally:
         audit.close()
+
+
+@dataclass
+class DemoResult:
+    home: Path
+    source_rows: dict[str, int]
+    full: RunReport
+    change_manifest: Path | None
+    incremental: RunReport | None
+    seconds: dict[str, float]
+
+
+def demo(
+    settings: Settings,
+    scale: float = 1.0,
+    olist_dir: Path | None = None,
+    seed: int = 42,
+    listeners: list[RunListener] | None = None,
+) -> DemoResult:
+    """Everything end to end on the settings' stores: data, full run, change batch, rerun."""
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    init_source(settings)
+    if olist_dir is not None:
+        rows = {r.table: r.rows_in_file for r in load_csv(settings, olist_dir)}
+    else:
+        rows = generate_source(settings, scale, seed).rows
+    seconds["source"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    full = run(settings, listeners=listeners)
+    seconds["full_run"] = time.perf_counter() - clock
+    if not full.ok or not rows.get("orders"):
+        return DemoResult(settings.home, rows, full, None, None, seconds)
+    n = max(1, rows["orders"] // 100)
+    spec = ChangeSpec(
+        seed=seed,
+        new_orders=n,
+        status_updates=n,
+        customer_moves=max(1, n // 10),
+        product_updates=max(1, n // 20),
+        seller_moves=max(1, n // 50),
+        soft_deletes=max(1, n // 50),
+        hard_deletes=max(1, n // 50),
+        late_updates=max(1, n // 50),
+    )
+    _, manifest_path = change_source(settings, spec)
+    clock = time.perf_counter()
+    incremental = run(settings, listeners=listeners)
+    seconds["incremental_run"] = time.perf_counter() - clock
+    return DemoResult(settings.home, rows, full, manifest_path, incremental, seconds)
+
+
+def quarantine_summary(settings: Settings, tables: list[str] | None = None) -> list[dict[str, Any]]:
+    """Quarantined rows per table and rule, with one example reason."""
+    lake = Lake(settings.lake_location, _storage_options(settings))
+    names = (
+        [silver_table(source_table(t).name).name for t in tables]
+        if tables
+        else silver_table_names()
+    )
+    out: list[dict[str, Any]] = []
+    for name in names:
+        rows = lake.read("quarantine", name, ["_rule", "_reason"])
+        if rows is None or rows.num_rows == 0:
+            continue
+        summary = default_engine().query(
+            "SELECT _rule AS rule, count(*) AS rows, min(_reason) AS reason FROM q "
+            "GROUP BY _rule ORDER BY rows DESC, rule",
+            {"q": rows},
+        )
+        out += [{"table": name, **row} for row in summary.to_pylist()]
+    return out
+
+
+def _storage_options(settings: Settings) -> dict[str, str]:
+    return {k: v.get_secret_value() for k, v in settings.storage_options.items()}
 
 
 def _now() -> datetime:

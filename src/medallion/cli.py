@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -245,6 +246,72 @@ def audit_command(
         "error",
     )
     out_console.print(rows_table("audit.run_logs", [{k: r[k] for k in keep} for r in rows]))
+
+
+@app.command("quarantine")
+@cli_errors
+def quarantine_command(
+    table: Annotated[
+        list[str] | None, typer.Option("--table", help="Only this table (repeatable).")
+    ] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Rows rejected by Silver rules, per table and rule, with the reason."""
+    rows = api.quarantine_summary(settings_for(home), table)
+    if not rows:
+        out_console.print("quarantine is empty")
+        return
+    out_console.print(rows_table("quarantine", rows))
+
+
+@app.command("demo")
+@cli_errors
+def demo_command(
+    scale: Annotated[float, typer.Option(help="Scale factor of the generated data.")] = 1.0,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Home folder to use [default: --home].")
+    ] = None,
+    olist_dir: Annotated[
+        Path | None,
+        typer.Option("--olist-dir", help="Load these Kaggle CSVs instead of generating."),
+    ] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Generate (or load) data, run everything, apply a change batch, run again, summarise."""
+    settings = settings_for(directory or home)
+    with ProgressListener(api.build_tasks()) as progress:
+        result = api.demo(settings, scale, olist_dir, listeners=[progress])
+    out_console.print(run_table(result.full))
+    if result.incremental is not None:
+        out_console.print(run_table(result.incremental))
+    timing = [{"stage": k, "seconds": f"{v:.1f}"} for k, v in result.seconds.items()]
+    out_console.print(rows_table("demo", timing))
+    out_console.print(f"home: {result.home}")
+    out_console.print(
+        "next: medallion audit --home " + str(result.home) + "   |   medallion quarantine"
+    )
+    reports = [result.full, *([result.incremental] if result.incremental else [])]
+    if not all(r.ok for r in reports):
+        error_line("the demo run did not complete; see `medallion audit`")
+        raise typer.Exit(1)
+
+
+@app.command("bench")
+@cli_errors
+def bench_command(
+    scale: Annotated[float, typer.Option(help="Scale factor to benchmark.")] = 1.0,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the JSON here too.")] = None,
+    home: HomeOpt = None,
+    source_url: SourceOpt = None,
+) -> None:
+    """Time generate, full run, a 1 % change batch and the incremental run (fresh processes)."""
+    from medallion.bench import bench
+
+    base = settings_for(home, source_url=source_url)
+    work = base.home / "bench" / f"scale-{scale}"
+    shutil.rmtree(work, ignore_errors=True)
+    result = bench(settings_for(work, source_url=source_url), scale, out)
+    out_console.print_json(json.dumps(result))
 
 
 def main() -> None:

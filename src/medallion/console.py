@@ -106,8 +106,9 @@ class ProgressListener:
 
 def run_table(report: RunReport) -> Table:
     table = Table(title=f"run {report.run_id}")
-    for col in ("task", "status", "attempts", "seconds", "read", "written", "quarantined", "note"):
-        table.add_column(col, justify="right" if col in {"seconds", "read", "written"} else "left")
+    for col in ("task", "status", "try", "secs", "read", "written", "quar.", "note"):
+        numeric = col in {"try", "secs", "read", "written", "quar."}
+        table.add_column(col, justify="right" if numeric else "left", no_wrap=col != "note")
     for o in report.outcomes:
         r = o.result
         table.add_row(

@@ -95,10 +95,14 @@ def lower_id(col: str) -> str:
 
 def city(col: str) -> str:
     """Lower-case, accents stripped, spaces collapsed; a state or country written after the
-    city ('sao paulo / sp', 'rio de janeiro, rio de janeiro, brasil', 'santos - sp') is cut."""
+    city ('sao paulo / sp', 'rio de janeiro, rio de janeiro, brasil', 'santos - sp') is cut;
+    a zip code or an e-mail address in place of a city becomes NULL (the row is kept: its
+    orders must not be lost over a typo; a warn rule counts it)."""
     cleaned = f"regexp_replace(lower(strip_accents(trim({col}))), '\\s+', ' ', 'g')"
     first = f"split_part(regexp_replace({cleaned}, '[/\\\\,]', '/', 'g'), '/', 1)"
-    return f"nullif(trim(regexp_replace({first}, '\\s+-\\s+[a-z]{{2}}$', '')), '')"
+    name = f"trim(regexp_replace({first}, '\\s+-\\s+[a-z]{{2}}$', ''))"
+    not_a_city = f"regexp_full_match({name}, '[0-9 -]*') OR contains({name}, '@')"
+    return f"CASE WHEN {not_a_city} THEN NULL ELSE {name} END"
 
 
 def state(col: str) -> str:
@@ -224,17 +228,10 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
             valid_zip("seller_zip_code_prefix"),
             valid_state("seller_state"),
             Rule(
-                "seller_city_not_a_zip",
-                "regexp_full_match(seller_city, '[0-9 -]+')",
-                "seller_city holds a zip code, not a city",
-            ),
-            Rule(
-                "seller_city_not_an_email",
-                "contains(seller_city, '@')",
-                "seller_city holds an e-mail address, not a city",
-            ),
-            Rule(
-                "seller_city_present", "seller_city IS NULL", "seller_city is missing", Action.WARN
+                "seller_city_present",
+                "seller_city IS NULL",
+                "seller_city is missing, or held a zip code or e-mail and was cleared",
+                Action.WARN,
             ),
         ),
     ),

@@ -1,0 +1,5 @@
+"""`python -m medallion` runs the CLI."""
+
+from medallion.cli import main
+
+main()

@@ -1,0 +1,99 @@
+"""Benchmark: each stage runs as its own `medallion` process; wall time and the peak RSS of
+that process are measured (``os.wait4``), per-layer times come from the audit log."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medallion.audit import AuditStore
+from medallion.errors import MedallionError
+from medallion.runner import new_run_id
+from medallion.settings import Settings
+
+
+@dataclass
+class Stage:
+    name: str
+    seconds: float
+    peak_rss_mib: float
+    rows: int = 0
+    rows_per_s: float = 0.0
+    layers: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def run_stage(name: str, args: list[str], env: dict[str, str] | None = None) -> Stage:
+    """Run ``medallion ARGS`` in a fresh process; fail with its last output line on error."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medallion", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise MedallionError(f"bench stage {name} failed: {tail[0]}")
+    return Stage(name, round(seconds, 2), round(usage.ru_maxrss / 1024, 1))
+
+
+def layer_times(settings: Settings, run_id: str) -> tuple[int, dict[str, dict[str, float]]]:
+    """Rows written and summed task seconds per layer of one run, from the audit log."""
+    audit = AuditStore(settings.audit_location).open()
+    try:
+        rows = audit.run_logs(run_id=run_id)
+    finally:
+        audit.close()
+    layers: dict[str, dict[str, float]] = defaultdict(lambda: {"task_seconds": 0.0, "rows": 0})
+    for r in rows:
+        if r["ended_at"] and r["started_at"]:
+            layers[r["layer"]]["task_seconds"] += (r["ended_at"] - r["started_at"]).total_seconds()
+        layers[r["layer"]]["rows"] += r["rows_written"] or 0
+    total = int(sum(v["rows"] for v in layers.values()))
+    return total, {k: {kk: round(vv, 2) for kk, vv in v.items()} for k, v in layers.items()}
+
+
+def bench(settings: Settings, scale: float, out: Path | None = None) -> dict[str, Any]:
+    """generate -> full run -> 1 % change batch -> incremental run, in a fresh home."""
+    home = ["--home", str(settings.home)]
+    src = ["--source-url", settings.source_url] if settings.source_url else []
+    orders = max(1, round(99_441 * scale / 100))
+    stages = [run_stage("generate", ["source", "generate", "--scale", str(scale), *home, *src])]
+    for name, extra in (("full_run", []), ("change_1pct", None), ("incremental_run", [])):
+        if extra is None:
+            change = [
+                "source",
+                "change",
+                "--new-orders",
+                str(orders),
+                "--status-updates",
+                str(orders),
+                "--customer-moves",
+                str(max(1, orders // 10)),
+                *home,
+                *src,
+            ]
+            stages.append(run_stage(name, change))
+            continue
+        run_id = new_run_id()
+        stage = run_stage(name, ["run", "--run-id", run_id, *home, *src])
+        stage.rows, stage.layers = layer_times(settings, run_id)
+        stage.rows_per_s = round(stage.rows / stage.seconds, 1) if stage.seconds else 0.0
+        stages.append(stage)
+    result = {"scale": scale, "cpus": os.cpu_count(), "stages": [asdict(s) for s in stages]}
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+    return result
