@@ -88,7 +88,7 @@ class ProgressListener:
                 self._progress.update(self._bar, description=task.name)
 
     def task_finished(self, ctx: RunContext, outcome: TaskOutcome) -> None:
-        final = outcome.status is not Status.FAILED or outcome.attempts > ctx.settings.retries
+        final = outcome.is_final
         rows = outcome.result.rows_written if outcome.result else 0
         detail = f" ({outcome.error})" if outcome.error else ""
         log.info(

@@ -85,6 +85,12 @@ class TaskOutcome:
     result: TaskResult | None = None
     started_at: float = 0.0
     ended_at: float = 0.0
+    will_retry: bool = False  # a failed attempt that the runner is about to retry
+
+    @property
+    def is_final(self) -> bool:
+        """True unless this is a failed attempt that will be retried."""
+        return not self.will_retry
 
     @property
     def seconds(self) -> float:
@@ -199,7 +205,9 @@ def _attempt_task(
                     outcome.error,
                 )
                 outcome.ended_at = time.time()
+                outcome.will_retry = True
                 _notify_finished(hooks, ctx, outcome)
+                outcome.will_retry = False
                 sleep(delay)
                 continue
         except Exception as exc:

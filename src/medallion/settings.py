@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -20,6 +20,9 @@ from medallion.errors import ConfigError
 DEFAULT_HOME = "medallion_home"
 TOML_NAME = "medallion.toml"
 _URL_PASSWORD = re.compile(r"(://[^:/@]+:)([^@]+)(@)")
+
+AlertKind = Literal["failure", "check_failed", "check_warned", "summary"]
+ALERT_KINDS: tuple[AlertKind, ...] = ("failure", "check_failed", "check_warned", "summary")
 
 
 class Settings(BaseSettings):
@@ -50,6 +53,12 @@ class Settings(BaseSettings):
     discord_webhook_url: SecretStr | None = None
     slack_webhook_url: SecretStr | None = None
     webhook_url: SecretStr | None = None
+    alert_on: list[AlertKind] = Field(
+        default_factory=lambda: list(ALERT_KINDS), description="events that send an alert"
+    )
+    alert_timeout_s: float = Field(default=5.0, gt=0, le=60, description="per webhook request")
+    alert_retries: int = Field(default=1, ge=0, le=3, description="retries of a failed delivery")
+    report_url: str = Field(default="", description="report link in alerts; {run_id} expands")
 
     @field_validator("home", mode="after")
     @classmethod

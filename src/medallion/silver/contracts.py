@@ -70,6 +70,7 @@ class SilverTable:
     references: tuple[Reference, ...] = ()
     lookup: Lookup | None = None
     kind: Kind = Kind.UPSERT
+    unique_content: tuple[str, ...] = ()  # no two live keys may carry the same values here
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -402,6 +403,14 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
             ),
         ),
         references=(Reference(("order_id",), "orders", ("order_id",)),),
+        unique_content=(
+            "order_id",
+            "review_score",
+            "review_comment_title",
+            "review_comment_message",
+            "review_creation_date",
+            "review_answer_timestamp",
+        ),
     ),
 )
 

@@ -20,6 +20,7 @@ from medallion.pipeline import Layer, register_layer
 from medallion.runner import RunContext, Task, TaskResult
 from medallion.silver.contracts import Kind, SilverTable, silver_table, silver_tables
 from medallion.silver.transform import (
+    CONTENT_HASH,
     TOMBSTONE,
     aggregate_geolocation,
     geolocation_points,
@@ -89,7 +90,8 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake) -> TaskResult:
     engine = default_engine()
     refs = {r.table: _read_keys(lake, r.table, r.key) for r in spec.references}
     lookup = lake.read(LAYER, spec.lookup.table) if spec.lookup else None
-    batch = validate(spec, bronze, refs, lookup, engine)
+    existing = _existing_content(lake, spec)
+    batch = validate(spec, bronze, refs, lookup, engine=engine, existing=existing)
     quarantined = _quarantine(ctx, lake, spec.name, batch.quarantine, through)
     source = _stamp(batch.merge, ctx)
     metrics: dict[str, Any] = {
@@ -147,6 +149,12 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake) -> TaskResult:
 def _unchanged(lake: Lake, spec: SilverTable, before: int | None) -> TaskResult:
     version = lake.version(LAYER, spec.name)
     return TaskResult(metrics={"bronze_version_before": before, "delta_version": version})
+
+
+def _existing_content(lake: Lake, spec: SilverTable) -> pa.Table | None:
+    if not spec.unique_content:
+        return None
+    return lake.read(LAYER, spec.name, [*spec.key, CONTENT_HASH, "updated_at", "is_deleted"])
 
 
 def _read_keys(lake: Lake, table: str, key: tuple[str, ...]) -> pa.Table:
@@ -226,11 +234,11 @@ def _build_aggregate(ctx: RunContext, spec: SilverTable, lake: Lake) -> TaskResu
     if new is None or through is None or new.num_rows == 0:
         return _unchanged(lake, spec, before)
     engine = default_engine()
-    rejects = geolocation_rejects(spec, new, engine)
-    quarantined = _quarantine(ctx, lake, spec.name, rejects, through)
     history = lake.read("bronze", spec.bronze)
     assert history is not None
     points = geolocation_points(spec, history, engine)
+    rejects = geolocation_rejects(spec, new, points, engine)
+    quarantined = _quarantine(ctx, lake, spec.name, rejects, through)
     aggregate = _stamp(aggregate_geolocation(points, engine), ctx)
     meta = {"run_id": ctx.run_id, "step": LAYER, "table": spec.name, "bronze_version": through}
     version = lake.overwrite(

@@ -72,8 +72,47 @@ def _reference_rule(ref: Reference) -> Rule:
     )
 
 
+CONTENT_HASH = "_content_hash"
+
+
+def _duplicate_content_rule(spec: SilverTable) -> Rule:
+    """The later of two live rows with different keys and the same content is a duplicate."""
+    return Rule(
+        "duplicate_content",
+        f"EXISTS (SELECT 1 FROM seen o WHERE o.{CONTENT_HASH} = c.{CONTENT_HASH} "
+        "AND o._key_text <> c._key_text AND (o.updated_at < c.updated_at "
+        "OR (o.updated_at = c.updated_at AND o._key_text < c._key_text)))",
+        f"duplicates the {', '.join(spec.unique_content)} of another {spec.name} row",
+    )
+
+
 def all_rules(spec: SilverTable) -> tuple[Rule, ...]:
-    return spec.rules + tuple(_reference_rule(r) for r in spec.references)
+    content = (_duplicate_content_rule(spec),) if spec.unique_content else ()
+    return spec.rules + tuple(_reference_rule(r) for r in spec.references) + content
+
+
+def _content_columns(spec: SilverTable) -> str:
+    """SQL for the content hash and a text form of the key (empty without unique_content)."""
+    if not spec.unique_content:
+        return ""
+    fields = ", ".join(f"{_q(c)} := {_q(c)}" for c in spec.unique_content)
+    key_text = "concat_ws('|', " + ", ".join(f"{_q(k)}::VARCHAR" for k in spec.key) + ")"
+    return f", md5(to_json(struct_pack({fields}))) AS {CONTENT_HASH}, {key_text} AS _key_text"
+
+
+def _seen_sql(spec: SilverTable, has_existing: bool) -> str:
+    """Live content already in Silver plus this batch, for the duplicate-content rule."""
+    if not spec.unique_content:
+        return ""
+    key_text = "concat_ws('|', " + ", ".join(f"{_q(k)}::VARCHAR" for k in spec.key) + ")"
+    batch = f"SELECT {CONTENT_HASH}, _key_text, updated_at FROM h WHERE NOT is_deleted"
+    if not has_existing:
+        return f", seen AS ({batch})"
+    existing = (
+        f"SELECT {CONTENT_HASH}, {key_text} AS _key_text, updated_at FROM existing "
+        "WHERE NOT is_deleted"
+    )
+    return f", seen AS ({batch} UNION ALL {existing})"
 
 
 def reasons(spec: SilverTable) -> dict[str, str]:
@@ -88,23 +127,33 @@ def validate(
     bronze: pa.Table,
     references: Mapping[str, pa.Table],
     lookup: pa.Table | None,
+    *,
     engine: Engine,
+    existing: pa.Table | None = None,
 ) -> Validated:
-    """Conform a Bronze batch, split off rule breakers, keep the latest row per key."""
+    """Conform a Bronze batch, split off rule breakers, keep the latest row per key.
+
+    ``existing`` holds the Silver rows' keys, content hashes, times and delete flags, for
+    tables that declare ``unique_content``.
+    """
     bronze = bronze.append_column("_row", pa.array(range(bronze.num_rows), pa.int64()))
     rules = all_rules(spec)
     quarantine_rules = [r for r in rules if r.action is Action.QUARANTINE]
     warn_rules = [r for r in rules if r.action is Action.WARN]
+    tables = {"bronze": bronze, **{f"ref_{k}": v for k, v in references.items()}}
+    if existing is not None:
+        tables["existing"] = existing
     checked = engine.query(
         f"""
-        WITH c AS ({_conformed_select(spec)})
-        SELECT c.*,
+        WITH h AS (SELECT *{_content_columns(spec)} FROM ({_conformed_select(spec)}))
+        {_seen_sql(spec, existing is not None)}
+        SELECT {"c.* EXCLUDE (_key_text)" if spec.unique_content else "c.*"},
             list_concat(c._type_errors,
                 list_filter([{_cases(quarantine_rules)}], lambda x: x IS NOT NULL)) AS _broken,
             list_filter([{_cases(warn_rules)}], lambda x: x IS NOT NULL) AS _warned
-        FROM c
+        FROM h c
         """,
-        {"bronze": bronze, **{f"ref_{k}": v for k, v in references.items()}},
+        tables,
     )
     warnings = _warning_counts(checked, engine)
     quarantine = _quarantine_rows(spec, bronze, checked, engine)
@@ -159,6 +208,7 @@ def _latest_per_key(
     keys = ", ".join(_q(k) for k in spec.key)
     order = "updated_at DESC, _ingested_at DESC, is_deleted DESC, _row DESC"
     values = [c.name for c in spec.columns if c.name not in spec.key]
+    values += [CONTENT_HASH] if spec.unique_content else []
     filled = ", ".join(
         f"CASE WHEN l._tombstone THEN u.{_q(v)} ELSE l.{_q(v)} END AS {_q(v)}" for v in values
     )
@@ -205,22 +255,33 @@ def silver_columns(spec: SilverTable) -> list[str]:
     """The Silver table's columns, in order."""
     lookup = [c.name for c in spec.lookup.columns] if spec.lookup else []
     meta = ["updated_at", "is_deleted", "deleted_at", "_bronze_run_id", "_run_id"]
-    return [*spec.column_names, *lookup, *meta]
+    content = [CONTENT_HASH] if spec.unique_content else []
+    return [*spec.column_names, *lookup, *content, *meta]
 
 
 # -- geolocation: an aggregate over Bronze's current state ----------------------------------
+POINT = ("zip_code_prefix", "lat", "lng", "city", "state")
+
+
 def geolocation_points(spec: SilverTable, bronze_history: pa.Table, engine: Engine) -> pa.Table:
-    """The current, conformed points: the latest Bronze row per surrogate id, not deleted."""
+    """The current, conformed points (the latest Bronze row per surrogate id, not deleted);
+    ``_duplicate`` marks a point equal to one with a smaller id."""
     assert spec.kind is Kind.AGGREGATE
     history = bronze_history.append_column(
         "_row", pa.array(range(bronze_history.num_rows), pa.int64())
     )
+    point = ", ".join(POINT)
     return engine.query(
         f"""
-        WITH c AS ({_conformed_select(spec)})
-        SELECT * EXCLUDE (_type_errors, _row) FROM c
-        QUALIFY row_number() OVER (PARTITION BY geolocation_id
-            ORDER BY updated_at DESC, _ingested_at DESC, is_deleted DESC) = 1
+        WITH c AS ({_conformed_select(spec)}),
+        current AS (
+            SELECT * EXCLUDE (_type_errors, _row) FROM c
+            QUALIFY row_number() OVER (PARTITION BY geolocation_id
+                ORDER BY updated_at DESC, _ingested_at DESC, is_deleted DESC) = 1
+        )
+        SELECT *, NOT is_deleted AND row_number() OVER (
+            PARTITION BY {point}, is_deleted ORDER BY geolocation_id) > 1 AS _duplicate
+        FROM current
         """,
         {"bronze": history},
     )
@@ -244,14 +305,24 @@ GEO_RULES = (
 )
 
 
-def geolocation_rejects(spec: SilverTable, bronze: pa.Table, engine: Engine) -> pa.Table:
-    """New Bronze points that cannot enter the aggregate, with every original value."""
+def geolocation_rejects(
+    spec: SilverTable, bronze: pa.Table, points: pa.Table, engine: Engine
+) -> pa.Table:
+    """New Bronze points that cannot enter the aggregate (rules, or a duplicate of an
+    existing point), with every original value."""
+    duplicate = Rule(
+        "duplicate_point",
+        "geolocation_id IN (SELECT geolocation_id FROM ref_duplicates)",
+        "same zip, coordinates, city and state as a point with a smaller geolocation_id",
+    )
+    rules = (*GEO_RULES, duplicate)
+    duplicates = points.filter(points["_duplicate"]).select(["geolocation_id"])
     checked = validate(
-        SilverTable(spec.name, spec.bronze, ("geolocation_id",), spec.columns, GEO_RULES),
+        SilverTable(spec.name, spec.bronze, ("geolocation_id",), spec.columns, rules),
         bronze,
-        {},
+        {"duplicates": duplicates},
         None,
-        engine,
+        engine=engine,
     )
     return checked.quarantine
 
@@ -261,7 +332,7 @@ def aggregate_geolocation(points: pa.Table, engine: Engine) -> pa.Table:
     where = " AND ".join(f"({r.violation}) IS NOT TRUE" for r in GEO_RULES)
     return engine.query(
         f"""
-        WITH p AS (SELECT * FROM points WHERE NOT is_deleted AND {where}),
+        WITH p AS (SELECT * FROM points WHERE NOT is_deleted AND NOT _duplicate AND {where}),
         cities AS (SELECT zip_code_prefix, city, count(*) AS n FROM p GROUP BY ALL),
         states AS (SELECT zip_code_prefix, state, count(*) AS n FROM p GROUP BY ALL)
         SELECT p.zip_code_prefix,
