@@ -200,8 +200,9 @@ class SourceDatabase:
         with self._cursor() as cur:
             cur.adbc_ingest(stage, self.to_source_arrow(table, keys), "replace", temporary=True)
         target = self.qualified(table)
-        match = " AND ".join(f'{target}."{k}" = s."{k}"' for k in table.row_key)
-        self.execute(f'DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM "{stage}" s WHERE {match})')
+        cols = ", ".join(f'"{k}"' for k in table.row_key)
+        # a row-value IN uses the primary-key index (a correlated EXISTS scans on SQLite)
+        self.execute(f'DELETE FROM {target} WHERE ({cols}) IN (SELECT {cols} FROM "{stage}")')
         self.execute(f'DROP TABLE IF EXISTS "{stage}"')
         return int(keys.num_rows)
 
