@@ -399,7 +399,6 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
                 "answered_after_creation",
                 "review_answer_timestamp < review_creation_date",
                 "answered before the review was created",
-                Action.WARN,
             ),
         ),
         references=(Reference(("order_id",), "orders", ("order_id",)),),
