@@ -18,8 +18,10 @@ from rich.table import Table
 
 from medallion.runner import RunContext, RunReport, Status, Task, TaskOutcome
 
+# Off a terminal Rich assumes 80 columns; tables of runs are wider than that.
+_WIDTH = None if sys.stdout.isatty() else 160
 err_console = Console(stderr=True)
-out_console = Console()
+out_console = Console(width=_WIDTH)
 log = logging.getLogger("medallion")
 
 _STATUS_STYLE = {

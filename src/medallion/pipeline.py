@@ -16,10 +16,21 @@ from medallion.runner import Task
 
 @dataclass(frozen=True)
 class Layer:
-    """A layer: its name, what it builds per source table, and the layer it reads."""
+    """A layer: its name and the tasks it runs for a set of source tables."""
 
     name: str
-    make_task: Callable[[SourceTable], Task | None]
+    make_tasks: Callable[[Sequence[SourceTable]], list[Task]]
+
+
+def per_table(
+    make_task: Callable[[SourceTable], Task | None],
+) -> Callable[[Sequence[SourceTable]], list[Task]]:
+    """A task factory for layers with one task per source table."""
+
+    def make_tasks(tables: Sequence[SourceTable]) -> list[Task]:
+        return [t for t in (make_task(table) for table in tables) if t is not None]
+
+    return make_tasks
 
 
 LAYERS: dict[str, Layer] = {}
@@ -45,14 +56,11 @@ def build_tasks(
     unknown = [name for name in chosen if name not in LAYERS]
     if unknown:
         raise CatalogError(f"unknown layer(s) {', '.join(unknown)}; valid: {', '.join(LAYERS)}")
-    tasks = []
+    picked = source_tables(list(tables or []))
+    tasks: list[Task] = []
     for name, layer in LAYERS.items():
-        if name not in chosen:
-            continue
-        for table in source_tables(list(tables or [])):
-            task = layer.make_task(table)
-            if task is not None:
-                tasks.append(task)
+        if name in chosen:
+            tasks += layer.make_tasks(picked)
     return _drop_missing_upstream(tasks)
 
 
@@ -68,4 +76,5 @@ def _drop_missing_upstream(tasks: list[Task]) -> list[Task]:
 def _load_layers() -> None:
     """Import the layer modules, which register themselves (kept lazy: imports are heavy)."""
     import medallion.bronze
+    import medallion.gold.layer
     import medallion.silver.layer  # noqa: F401

@@ -174,7 +174,7 @@ def run_tasks(
 
 
 def _skipped(task: Task, outcomes: dict[str, TaskOutcome]) -> TaskOutcome:
-    bad = [u for u in task.upstream if outcomes[u].status is not Status.SUCCESS]
+    bad = [u for u in task.upstream if u in outcomes and outcomes[u].status is not Status.SUCCESS]
     now = time.time()
     reason = f"upstream {', '.join(bad)} did not succeed"
     return TaskOutcome(task, Status.SKIPPED, error=reason, started_at=now, ended_at=now)

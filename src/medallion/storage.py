@@ -106,7 +106,7 @@ class Lake:
             data,
             mode="append",
             partition_by=partition_by,
-            props=_commit_props(app_id, app_version, metadata),
+            props=_commit_props({app_id: app_version}, metadata),
             schema_mode="merge" if evolve_schema else None,
             configuration=configuration,
         )
@@ -117,19 +117,21 @@ class Lake:
         table: str,
         data: pa.Table,
         *,
-        app_id: str,
-        app_version: int,
+        transactions: Mapping[str, int],
         metadata: Mapping[str, Any],
+        configuration: Mapping[str, str] | None = None,
     ) -> int:
-        """Replace the table's content (schema too) in one commit recording ``app_id``."""
+        """Replace the table's content (schema too) in one commit recording ``transactions``
+        (app id -> version)."""
         return self._write(
             layer,
             table,
             data,
             mode="overwrite",
             partition_by=None,
-            props=_commit_props(app_id, app_version, metadata),
+            props=_commit_props(transactions, metadata),
             schema_mode="overwrite",
+            configuration=configuration,
         )
 
     def _write(
@@ -185,7 +187,7 @@ class Lake:
             plan.predicate,
             source_alias="s",
             target_alias="t",
-            commit_properties=_commit_props(app_id, app_version, metadata),
+            commit_properties=_commit_props({app_id: app_version}, metadata),
         )
         for predicate, updates in plan.matched_updates:
             merger = merger.when_matched_update(dict(updates), predicate)
@@ -198,11 +200,18 @@ class Lake:
         return dt.version(), dict(metrics)
 
     def read_changes(
-        self, layer: str, table: str, after_version: int | None, columns: list[str] | None = None
+        self,
+        layer: str,
+        table: str,
+        after_version: int | None,
+        columns: list[str] | None = None,
+        *,
+        with_change_type: bool = False,
     ) -> tuple[pa.Table | None, int | None]:
-        """Rows appended after ``after_version`` (all when None), and the version read up to.
+        """Rows changed after ``after_version`` (all when None), and the version read up to.
 
-        Reads the change data feed, so only the new files are scanned.
+        Reads the change data feed, so only the new files are scanned; ``_change_type``
+        (insert, update_preimage, update_postimage, delete) is kept on request.
         """
         dt = self.open(layer, table)
         if dt is None:
@@ -217,7 +226,9 @@ class Lake:
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise StorageError(f"cannot read changes of {dt.table_uri}: {_one_line(exc)}") from exc
         keep = [
-            c for c in changes.column_names if not c.startswith("_commit_") and c != "_change_type"
+            c
+            for c in changes.column_names
+            if not c.startswith("_commit_") and (with_change_type or c != "_change_type")
         ]
         return changes.select(keep), current
 
@@ -238,9 +249,9 @@ class MergePlan:
     not_matched_inserts: tuple[tuple[str | None, Mapping[str, str]], ...] = ()
 
 
-def _commit_props(app_id: str, app_version: int, metadata: Mapping[str, Any]) -> CommitProperties:
+def _commit_props(transactions: Mapping[str, int], metadata: Mapping[str, Any]) -> CommitProperties:
     return CommitProperties(
-        app_transactions=[Transaction(app_id=app_id, version=app_version)],
+        app_transactions=[Transaction(app_id=k, version=v) for k, v in transactions.items()],
         custom_metadata={
             k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in metadata.items()
         },

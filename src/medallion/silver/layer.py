@@ -12,11 +12,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion.audit import AuditStore
+from medallion.bronze import CDF
 from medallion.catalog import source_table
 from medallion.engine import default_engine
 from medallion.errors import MedallionError
 from medallion.faults import crash_point
-from medallion.pipeline import Layer, register_layer
+from medallion.pipeline import Layer, per_table, register_layer
 from medallion.runner import RunContext, Task, TaskResult
 from medallion.silver.contracts import Kind, SilverTable, silver_table, silver_tables
 from medallion.silver.transform import (
@@ -55,7 +56,7 @@ def make_task(table_name: str) -> Task | None:
     )
 
 
-register_layer(Layer(LAYER, lambda table: make_task(table.name)))
+register_layer(Layer(LAYER, per_table(lambda table: make_task(table.name))))
 
 
 def build_table(ctx: RunContext, spec: SilverTable) -> TaskResult:
@@ -108,9 +109,9 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake) -> TaskResult:
             LAYER,
             spec.name,
             rows,
-            app_id=app_id(LAYER, spec.name),
-            app_version=through,
+            transactions={app_id(LAYER, spec.name): through},
             metadata=meta,
+            configuration=CDF,
         )
         merge_metrics = {
             "num_source_rows": source.num_rows,
@@ -245,9 +246,9 @@ def _build_aggregate(ctx: RunContext, spec: SilverTable, lake: Lake) -> TaskResu
         LAYER,
         spec.name,
         aggregate,
-        app_id=app_id(LAYER, spec.name),
-        app_version=through,
+        transactions={app_id(LAYER, spec.name): through},
         metadata=meta,
+        configuration=CDF,
     )
     metrics = {
         "bronze_version_before": before,

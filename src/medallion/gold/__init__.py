@@ -1,0 +1,1 @@
+"""Gold: the star schema (SCD2 dimensions, the date dimension) as pure Arrow-to-Arrow functions."""

@@ -1,0 +1,151 @@
+"""The Gold tables, declared as data: inputs (Silver or Gold tables) and how each is built.
+
+Every builder is pure: it gets its inputs as Arrow tables and returns the table to write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+import pyarrow as pa
+
+from medallion.engine import Engine
+from medallion.errors import CatalogError
+from medallion.gold import facts, features
+from medallion.gold.dimensions import (
+    DIMENSIONS,
+    SCD2Dimension,
+    build_date_dimension,
+    build_dim_location,
+)
+
+
+class GoldKind(StrEnum):
+    SCD2 = "scd2"  # history kept and extended from Silver's change feed
+    SNAPSHOT = "snapshot"  # rebuilt from its inputs whenever one of them changed
+
+
+Inputs = Mapping[str, pa.Table]  # "silver.orders" -> table (reference names stripped)
+Builder = Callable[[Inputs, Engine], pa.Table]
+
+
+@dataclass(frozen=True)
+class GoldTable:
+    name: str
+    kind: GoldKind
+    inputs: tuple[str, ...]  # "silver.<table>" or "gold.<table>"
+    build: Builder | None = None  # SNAPSHOT tables
+    dimension: SCD2Dimension | None = None  # SCD2 tables
+    optional_inputs: tuple[str, ...] = ()  # may not exist yet (streamed reviews)
+
+
+def sql(query: str) -> Builder:
+    """A builder that runs one query with every input visible under its short name."""
+
+    def build(inputs: Inputs, engine: Engine) -> pa.Table:
+        return engine.query(query, {ref.split(".", 1)[1]: t for ref, t in inputs.items()})
+
+    return build
+
+
+def _date(inputs: Inputs, engine: Engine) -> pa.Table:
+    return build_date_dimension(
+        inputs["silver.orders"],
+        inputs["silver.order_reviews"],
+        inputs["silver.order_items"],
+        engine,
+    )
+
+
+def _location(inputs: Inputs, engine: Engine) -> pa.Table:
+    return build_dim_location(inputs["silver.geolocation"], engine)
+
+
+def _rfm(inputs: Inputs, engine: Engine) -> pa.Table:
+    return sql(features.rfm_sql(None))(inputs, engine)
+
+
+STREAMED_REVIEWS = "silver.review_events"
+_FACT_INPUTS = ("silver.orders", "silver.customers", "gold.dim_customer")
+
+GOLD_TABLES: tuple[GoldTable, ...] = (
+    GoldTable("dim_location", GoldKind.SNAPSHOT, ("silver.geolocation",), _location),
+    GoldTable(
+        "dim_date",
+        GoldKind.SNAPSHOT,
+        ("silver.orders", "silver.order_reviews", "silver.order_items"),
+        _date,
+    ),
+    *(
+        GoldTable(
+            d.spec.name,
+            GoldKind.SCD2,
+            (f"silver.{d.silver}", *(("gold.dim_location",) if d.location_zip else ())),
+            dimension=d,
+        )
+        for d in DIMENSIONS
+    ),
+    GoldTable(
+        "fact_order_item",
+        GoldKind.SNAPSHOT,
+        ("silver.order_items", *_FACT_INPUTS, "gold.dim_product", "gold.dim_seller"),
+        sql(facts.FACT_ORDER_ITEM),
+    ),
+    GoldTable(
+        "fact_payment",
+        GoldKind.SNAPSHOT,
+        ("silver.order_payments", *_FACT_INPUTS),
+        sql(facts.FACT_PAYMENT),
+    ),
+    GoldTable(
+        "fact_review",
+        GoldKind.SNAPSHOT,
+        ("silver.order_reviews", STREAMED_REVIEWS),
+        sql(facts.FACT_REVIEW),
+        optional_inputs=(STREAMED_REVIEWS,),
+    ),
+    GoldTable(
+        "fact_order",
+        GoldKind.SNAPSHOT,
+        (
+            *_FACT_INPUTS,
+            "silver.order_items",
+            "silver.order_payments",
+            "silver.order_reviews",
+            STREAMED_REVIEWS,
+        ),
+        sql(facts.FACT_ORDER),
+        optional_inputs=(STREAMED_REVIEWS,),
+    ),
+    GoldTable(
+        "feature_customer_rfm",
+        GoldKind.SNAPSHOT,
+        ("silver.orders", "silver.customers", "silver.order_payments"),
+        _rfm,
+    ),
+    GoldTable(
+        "feature_product_performance",
+        GoldKind.SNAPSHOT,
+        ("silver.order_items", "gold.fact_review"),
+        sql(features.PRODUCT_PERFORMANCE),
+    ),
+    GoldTable(
+        "feature_seller_reliability",
+        GoldKind.SNAPSHOT,
+        ("silver.order_items", "gold.fact_order"),
+        sql(features.SELLER_RELIABILITY),
+    ),
+)
+
+_BY_NAME = {t.name: t for t in GOLD_TABLES}
+if len(_BY_NAME) != len(GOLD_TABLES):  # pragma: no cover - guards the declarations above
+    raise CatalogError("duplicate Gold table name")
+
+
+def gold_table(name: str) -> GoldTable:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise CatalogError(f"unknown Gold table {name!r}; valid: {', '.join(_BY_NAME)}") from None
