@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from medallion.audit import AuditStore
 from medallion.catalog import SOURCE_TABLES, source_table
@@ -34,8 +37,10 @@ __all__ = [
     "init_source",
     "load_csv",
     "quarantine_summary",
+    "query",
     "run",
     "source_stats",
+    "sql",
 ]
 
 log = logging.getLogger(__name__)
@@ -206,6 +211,38 @@ def quarantine_summary(settings: Settings, tables: list[str] | None = None) -> l
         )
         out += [{"table": name, **row} for row in summary.to_pylist()]
     return out
+
+
+def lake_tables() -> dict[str, str]:
+    """Every table `medallion sql` can see: name -> layer (Gold and Silver)."""
+    from medallion.gold.model import GOLD_TABLES
+
+    tables = {t.name: "gold" for t in GOLD_TABLES}
+    tables |= dict.fromkeys([*silver_table_names(), "review_events"], "silver")
+    return tables
+
+
+def sql(settings: Settings, query: str) -> pa.Table:
+    """Run DuckDB SQL over the Gold and Silver tables the query names."""
+    lake = Lake(settings.lake_location, _storage_options(settings))
+    wanted = {
+        name: layer
+        for name, layer in lake_tables().items()
+        if re.search(rf"\b{re.escape(name)}\b", query, re.IGNORECASE)
+    }
+    tables = {}
+    for name, layer in wanted.items():
+        data = lake.read(layer, name)
+        if data is not None:
+            tables[name] = data
+    return default_engine().query(query, tables)
+
+
+def query(settings: Settings, name: str) -> pa.Table:
+    """Run one of the named business questions (``medallion query --list``)."""
+    from medallion.gold.queries import named_query
+
+    return sql(settings, named_query(name).sql)
 
 
 def _storage_options(settings: Settings) -> dict[str, str]:

@@ -7,10 +7,13 @@ import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
+from enum import StrEnum
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import typer
 
 from medallion import __version__, api
@@ -312,6 +315,79 @@ def bench_command(
     shutil.rmtree(work, ignore_errors=True)
     result = bench(settings_for(work, source_url=source_url), scale, out)
     out_console.print_json(json.dumps(result))
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
+
+
+def print_result(data: pa.Table, fmt: Format, title: str = "") -> None:
+    if fmt is Format.csv:
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(data, sink)
+        sys.stdout.write(sink.getvalue().to_pybytes().decode())
+    elif fmt is Format.json:
+        sys.stdout.write(json.dumps(data.to_pylist(), default=str, indent=1) + "\n")
+    else:
+        out_console.print(rows_table(title, data.to_pylist()))
+
+
+@app.command("query")
+@cli_errors
+def query_command(
+    name: Annotated[str | None, typer.Argument(help="A named business question.")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the named queries.")] = False,
+    fmt: FormatOpt = Format.table,
+    home: HomeOpt = None,
+) -> None:
+    """Answer one of the business questions over Gold (see --list)."""
+    from medallion.gold.queries import QUERIES, named_query
+
+    if list_ or name is None:
+        out_console.print(
+            rows_table("queries", [{"name": q.name, "question": q.title} for q in QUERIES])
+        )
+        return
+    print_result(api.query(settings_for(home), name), fmt, named_query(name).title)
+
+
+@app.command("sql")
+@cli_errors
+def sql_command(
+    statement: Annotated[str, typer.Argument(help="DuckDB SQL over Gold and Silver tables.")],
+    fmt: FormatOpt = Format.table,
+    home: HomeOpt = None,
+) -> None:
+    """Run SQL (DuckDB) with every Gold and Silver table visible by name."""
+    print_result(api.sql(settings_for(home), statement), fmt)
+
+
+@app.command("shell")
+@cli_errors
+def shell_command(home: HomeOpt = None) -> None:
+    """An interactive SQL prompt over Gold and Silver (end statements with ';', quit with .q)."""
+    settings = settings_for(home)
+    out_console.print("tables: " + ", ".join(api.lake_tables()))
+    buffer: list[str] = []
+    while True:
+        try:
+            line = input("medallion> " if not buffer else "      ...> ")
+        except EOFError:
+            break
+        if line.strip() in {".q", ".quit", "exit"}:
+            break
+        buffer.append(line)
+        if line.rstrip().endswith(";"):
+            statement, buffer = "\n".join(buffer).rstrip().rstrip(";"), []
+            try:
+                print_result(api.sql(settings, statement), Format.table)
+            except MedallionError as exc:
+                error_line(str(exc))
 
 
 def main() -> None:
