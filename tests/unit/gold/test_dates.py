@@ -21,7 +21,10 @@ def dim() -> pa.Table:
 
 
 def day(dim: pa.Table, d: date) -> dict[str, Any]:
-    (row,) = dim.filter(pc.equal(dim["date"], pa.scalar(d, pa.date32()))).to_pylist()
+    rows: list[dict[str, Any]] = dim.filter(
+        pc.equal(dim["date"], pa.scalar(d, pa.date32()))
+    ).to_pylist()
+    (row,) = rows
     return row
 
 

@@ -343,3 +343,33 @@ def test_bad_specs_are_rejected(
 def test_sk_column_name() -> None:
     assert SPEC.sk_column == "customer_sk"
     assert SCD2Spec("product", ("p",), ("c",)).sk_column == "product_sk"
+
+
+def test_composite_and_integer_natural_keys() -> None:
+    spec = SCD2Spec("dim_item", ("order_id", "item_no"), ("status",))
+    schema = pa.schema(
+        [
+            ("order_id", pa.string()),
+            ("item_no", pa.int32()),
+            ("status", pa.string()),
+            ("effective_at", pa.timestamp("us")),
+            ("is_delete", pa.bool_()),
+        ]
+    )
+
+    def batch(*rows: tuple[str, int, str | None, datetime, bool]) -> pa.Table:
+        return pa.Table.from_pylist([dict(zip(schema.names, r, strict=True)) for r in rows], schema)
+
+    first = apply_scd2(
+        spec, None, batch(("o", 1, "new", t(1), False), ("o", 2, "new", t(1), False))
+    )
+    after = apply_scd2(
+        spec, first, batch(("o", 1, "paid", t(2), False), ("o", 2, None, t(3), True))
+    )
+    cols = ["order_id", "item_no", "status", "valid_from", "valid_to", "is_current", "is_deleted"]
+    assert set(zip(*(after[c].to_pylist() for c in cols), strict=True)) == {
+        ("o", 1, "new", LOW, t(2), False, False),
+        ("o", 1, "paid", t(2), HIGH, True, False),
+        ("o", 2, "new", LOW, t(3), False, True),
+    }
+    assert after.schema.field("item_no").type == pa.int32()
