@@ -188,6 +188,16 @@ class AuditStore:
             raise AuditError(f"cannot read the audit log: {_one_line(exc)}") from None
         return list(reversed(rows))
 
+    def dq_results(self, run_id: str) -> list[dict[str, Any]]:
+        """The check results of one run, in the order they were recorded."""
+        dq = self.t["dq_results"]
+        stmt = sa.select(dq).where(dq.c.run_id == run_id).order_by(dq.c.id)
+        try:
+            with self.engine.connect() as conn:
+                return [dict(r._mapping) for r in conn.execute(stmt)]
+        except SQLAlchemyError as exc:
+            raise AuditError(f"cannot read the check results: {_one_line(exc)}") from None
+
     # -- leases -----------------------------------------------------------------------------
     @contextmanager
     def lease(

@@ -9,14 +9,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from medallion.audit import AuditStore
 from medallion.catalog import SOURCE_TABLES, SourceTable
 from medallion.engine import Engine, default_engine
+from medallion.errors import MedallionError
 from medallion.gold.dimensions import build_scd2, scd2_events
 from medallion.gold.model import GOLD_TABLES, STREAMED_REVIEWS, GoldKind, GoldTable
 from medallion.pipeline import Layer, register_layer
 from medallion.runner import RunContext, Task, TaskResult
+from medallion.silver.contracts import silver_table
+from medallion.silver.transform import empty_silver_sql
 from medallion.storage import Lake
 
 log = logging.getLogger(__name__)
@@ -63,19 +67,18 @@ def build_table(ctx: RunContext, table: GoldTable) -> TaskResult:
 
 
 def _input_versions(lake: Lake, table: GoldTable) -> dict[str, int]:
+    """Each input's Delta version; MISSING for a Silver table never written (empty source)."""
     versions = {}
     for ref in table.inputs:
         layer, name = ref.split(".", 1)
         version = lake.version(layer, name)
-        if version is None and ref not in table.optional_inputs:
+        if version is None and layer == LAYER:
             raise_missing(ref, table)
         versions[ref] = MISSING if version is None else version
     return versions
 
 
 def raise_missing(ref: str, table: GoldTable) -> None:
-    from medallion.errors import MedallionError
-
     raise MedallionError(f"gold.{table.name} needs {ref}, which does not exist yet; run it first")
 
 
@@ -103,25 +106,33 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
         metadata={"run_id": ctx.run_id, "step": LAYER, "table": table.name, "inputs": current},
     )
     metrics["delta_version"] = version
+    metrics["unknown_members"] = unknown_members(data)
     return TaskResult(rows_read=read, rows_written=data.num_rows, metrics=metrics)
+
+
+def unknown_members(data: pa.Table) -> dict[str, int]:
+    """Fact rows pointing at an unknown member (sk or date key 0), per key column."""
+    keys = [c for c in data.column_names if c.endswith(("_sk", "_date_key"))]
+    if table_is_dimension(data):
+        return {}
+    return {c: int(pc.sum(pc.equal(data[c], 0)).as_py() or 0) for c in keys}
+
+
+def table_is_dimension(data: pa.Table) -> bool:
+    return "valid_from" in data.column_names or "date_key" in data.column_names
 
 
 def _read(lake: Lake, ref: str, table: GoldTable) -> pa.Table:
     layer, name = ref.split(".", 1)
     data = lake.read(layer, name)
-    if data is None:
-        if ref == STREAMED_REVIEWS:
-            return _empty_review_events(lake)
+    if data is not None:
+        return data
+    if layer != "silver":
         raise_missing(ref, table)
-    assert data is not None
-    return data
-
-
-def _empty_review_events(lake: Lake) -> pa.Table:
-    """Streamed reviews shaped like batch reviews, before the stream ever wrote any."""
-    reviews = lake.read("silver", "order_reviews")
-    assert reviews is not None
-    return reviews.schema.empty_table()
+    # a Silver table never written: its source is empty, or no review was streamed yet
+    # (streamed reviews have the batch reviews' columns)
+    spec = silver_table("order_reviews" if ref == STREAMED_REVIEWS else name)
+    return default_engine().query(empty_silver_sql(spec))
 
 
 def _build_scd2(

@@ -24,6 +24,7 @@ from medallion.silver.transform import (
     CONTENT_HASH,
     TOMBSTONE,
     aggregate_geolocation,
+    empty_silver_sql,
     geolocation_points,
     geolocation_rejects,
     silver_columns,
@@ -90,7 +91,7 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake) -> TaskResult:
         return _unchanged(lake, spec, before)
     engine = default_engine()
     refs = {r.table: _read_keys(lake, r.table, r.key) for r in spec.references}
-    lookup = lake.read(LAYER, spec.lookup.table) if spec.lookup else None
+    lookup = read_silver(lake, silver_table(spec.lookup.table)) if spec.lookup else None
     existing = _existing_content(lake, spec)
     batch = validate(spec, bronze, refs, lookup, engine=engine, existing=existing)
     quarantined = _quarantine(ctx, lake, spec.name, batch.quarantine, through)
@@ -150,6 +151,12 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake) -> TaskResult:
 def _unchanged(lake: Lake, spec: SilverTable, before: int | None) -> TaskResult:
     version = lake.version(LAYER, spec.name)
     return TaskResult(metrics={"bronze_version_before": before, "delta_version": version})
+
+
+def read_silver(lake: Lake, spec: SilverTable) -> pa.Table:
+    """A Silver table; an empty one with the right columns if it was never written."""
+    data = lake.read(LAYER, spec.name)
+    return data if data is not None else default_engine().query(empty_silver_sql(spec))
 
 
 def _existing_content(lake: Lake, spec: SilverTable) -> pa.Table | None:

@@ -259,6 +259,29 @@ def silver_columns(spec: SilverTable) -> list[str]:
     return [*spec.column_names, *lookup, *content, *meta]
 
 
+def empty_silver_sql(spec: SilverTable) -> str:
+    """A zero-row query with the Silver table's columns and types (for a table never written:
+    its source table is empty)."""
+    if spec.kind is Kind.AGGREGATE:
+        cols = [
+            "NULL::VARCHAR AS zip_code_prefix", "NULL::DOUBLE AS lat", "NULL::DOUBLE AS lng",
+            "NULL::VARCHAR AS city", "NULL::VARCHAR AS state", "NULL::INTEGER AS point_count",
+            "NULL::TIMESTAMP AS updated_at", "NULL::VARCHAR AS _run_id",
+        ]  # fmt: skip
+        return f"SELECT {', '.join(cols)} LIMIT 0"
+    typed = [f"NULL::{c.type} AS {_q(c.name)}" for c in spec.columns]
+    if spec.lookup:
+        typed += [f"NULL::{c.type} AS {_q(c.name)}" for c in spec.lookup.columns]
+    if spec.unique_content:
+        typed.append(f"NULL::VARCHAR AS {CONTENT_HASH}")
+    typed += [
+        "NULL::TIMESTAMP AS updated_at", "NULL::BOOLEAN AS is_deleted",
+        "NULL::TIMESTAMP AS deleted_at", "NULL::VARCHAR AS _bronze_run_id",
+        "NULL::VARCHAR AS _run_id",
+    ]  # fmt: skip
+    return f"SELECT {', '.join(typed)} LIMIT 0"
+
+
 # -- geolocation: an aggregate over Bronze's current state ----------------------------------
 POINT = ("zip_code_prefix", "lat", "lng", "city", "state")
 

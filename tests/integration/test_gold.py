@@ -1,0 +1,214 @@
+"""Gold end to end: point-in-time joins, exact money, unknown members, reruns and rebuilds,
+SCD2 invariants on generated data under several change batches."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from medallion import api
+from medallion.catalog import SOURCE_TABLES, source_table
+from medallion.engine import default_engine
+from medallion.gold.model import GOLD_TABLES
+from medallion.settings import Settings
+from medallion.source.changes import ChangeSpec
+from medallion.source.db import open_source
+from medallion.storage import Lake
+
+T0 = datetime(2018, 3, 1, 9, 0, 0)
+H = "0123456789abcdef"
+
+
+def hx(prefix: str) -> str:
+    return (prefix + H * 4)[:32]
+
+
+def put(settings: Settings, name: str, rows: list[dict]) -> None:
+    table = source_table(name)
+    schema = table.arrow_schema()
+    full = [{f.name: r.get(f.name) for f in schema} for r in rows]
+    with open_source(settings.source_location) as db:
+        db.upsert(table, pa.Table.from_pylist(full, schema=schema))
+
+
+def run_all(settings: Settings, full_refresh: bool = False) -> None:
+    report = api.run(settings, full_refresh=full_refresh)
+    assert report.ok, [(o.task.name, o.error) for o in report.outcomes if o.error]
+
+
+def gold(settings: Settings, name: str) -> pa.Table:
+    data = Lake(settings.lake_location).read("gold", name)
+    assert data is not None, name
+    return data
+
+
+def test_point_in_time_join_follows_a_customer_move(tmp_path: Path) -> None:
+    s = Settings(home=tmp_path / "home", retries=0)
+    with open_source(s.source_location, create=True) as db:
+        db.create_tables(SOURCE_TABLES)
+    c1, c2, u1 = hx("c1"), hx("c2"), hx("ee")
+    o1, o2, p1, s1 = hx("01"), hx("02"), hx("aa"), hx("bb")
+    person = {"customer_unique_id": u1, "customer_city": "sao paulo"}
+    put(s, "customers", [{"customer_id": c1, "customer_zip_code_prefix": "01037",
+                          "customer_state": "SP", "updated_at": T0, **person}])  # fmt: skip
+    put(s, "sellers", [{"seller_id": s1, "seller_zip_code_prefix": "13023", "seller_city": "campinas",
+                        "seller_state": "SP", "updated_at": T0}])  # fmt: skip
+    put(
+        s, "products", [{"product_id": p1, "product_category_name": "perfumaria", "updated_at": T0}]
+    )
+
+    def order(oid: str, cid: str, at: datetime, value: str) -> None:
+        put(s, "orders", [{"order_id": oid, "customer_id": cid, "order_status": "delivered",
+                           "order_purchase_timestamp": at, "order_approved_at": at,
+                           "order_delivered_customer_date": at + timedelta(days=3),
+                           "order_estimated_delivery_date": at + timedelta(days=5),
+                           "updated_at": at + timedelta(days=3)}])  # fmt: skip
+        put(s, "order_items", [{"order_id": oid, "order_item_id": 1, "product_id": p1,
+                                "seller_id": s1, "shipping_limit_date": at,
+                                "price": Decimal(value), "freight_value": Decimal("5.00"),
+                                "updated_at": at}])  # fmt: skip
+        put(s, "order_payments", [{"order_id": oid, "payment_sequential": 1,
+                                   "payment_type": "boleto", "payment_installments": 1,
+                                   "payment_value": Decimal(value) + 5, "updated_at": at}])  # fmt: skip
+
+    order(o1, c1, T0 + timedelta(days=1), "100.00")
+    run_all(s)
+    # the person moves to Rio on day 10 (their customer row changes), then orders again
+    moved = T0 + timedelta(days=10)
+    put(s, "customers", [{"customer_id": c1, "customer_zip_code_prefix": "20040",
+                          "customer_state": "RJ", "updated_at": moved, **person,
+                          "customer_city": "rio de janeiro"}])  # fmt: skip
+    put(s, "customers", [{"customer_id": c2, "customer_zip_code_prefix": "20040",
+                          "customer_state": "RJ", "updated_at": moved + timedelta(days=1),
+                          **person, "customer_city": "rio de janeiro"}])  # fmt: skip
+    order(o2, c2, T0 + timedelta(days=12), "40.00")
+    run_all(s)
+
+    dim = {r["customer_sk"]: r for r in gold(s, "dim_customer").to_pylist()}
+    facts = {r["order_id"]: r for r in gold(s, "fact_order").to_pylist()}
+    assert dim[facts[o1]["customer_sk"]]["state"] == "SP"
+    assert dim[facts[o2]["customer_sk"]]["state"] == "RJ"
+    versions = sorted(
+        (r["valid_from"], r["valid_to"], r["state"], r["is_current"])
+        for r in dim.values() if r["customer_unique_id"] == u1
+    )  # fmt: skip
+    assert versions == [
+        (datetime(1900, 1, 1), moved, "SP", False),
+        (moved, datetime(9999, 12, 31), "RJ", True),
+    ]
+    by_state = {r["state"]: r["revenue"] for r in api.query(s, "revenue_by_state").to_pylist()}
+    assert by_state == {"SP": Decimal("105.00"), "RJ": Decimal("45.00")}
+    # the product's and seller's dimension rows were found: no unknown members
+    items = gold(s, "fact_order_item")
+    assert pc.min(items["product_sk"]).as_py() != 0 and pc.min(items["seller_sk"]).as_py() != 0
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Scale 0.02 with two change batches, each followed by an incremental run."""
+    s = Settings(home=tmp_path_factory.mktemp("gold") / "home", retries=0)
+    api.generate_source(s, scale=0.02, seed=21)
+    run_all(s)
+    for seed in (1, 2):
+        api.change_source(s, ChangeSpec(seed=seed, new_orders=30, status_updates=30,
+                                        customer_moves=25, product_updates=20, seller_moves=10,
+                                        soft_deletes=5, hard_deletes=5, late_updates=5))  # fmt: skip
+        run_all(s)
+    return s
+
+
+def test_scd2_invariants_hold_after_change_batches(generated: Settings) -> None:
+    engine = default_engine()
+    for name, key in (("dim_customer", "customer_unique_id"), ("dim_product", "product_id"),
+                      ("dim_seller", "seller_id")):  # fmt: skip
+        dim = gold(generated, name)
+        bad = engine.query(
+            f"""
+            WITH v AS (
+                SELECT *, lag(valid_to) OVER w AS prev_to, lag(row_hash) OVER w AS prev_hash,
+                    lag(is_deleted) OVER w AS prev_deleted, row_number() OVER w AS n
+                FROM d WHERE {key} <> 'unknown'
+                WINDOW w AS (PARTITION BY {key} ORDER BY valid_from, valid_to)
+            )
+            SELECT
+                count(*) FILTER (WHERE n = 1 AND valid_from <> TIMESTAMP '1900-01-01') AS bad_start,
+                count(*) FILTER (WHERE n > 1 AND NOT prev_deleted AND prev_to <> valid_from)
+                    AS gaps_or_overlaps,
+                count(*) FILTER (WHERE n > 1 AND prev_to > valid_from) AS overlaps,
+                count(*) FILTER (WHERE n > 1 AND NOT prev_deleted AND prev_hash = row_hash
+                    AND valid_from < valid_to) AS unchanged_versions,
+                count(*) FILTER (WHERE valid_from > valid_to) AS inverted
+            FROM v
+            """,
+            {"d": dim},
+        ).to_pylist()[0]
+        assert bad == dict.fromkeys(bad, 0), (name, bad)
+        current = engine.query(
+            f"SELECT {key}, count(*) FILTER (WHERE is_current) AS cur, "
+            f"bool_or(is_deleted AND valid_to = max_to) AS deleted_last FROM "
+            f"(SELECT *, max(valid_to) OVER (PARTITION BY {key}) AS max_to FROM d) "
+            f"GROUP BY {key} HAVING cur <> CASE WHEN deleted_last THEN 0 ELSE 1 END",
+            {"d": dim},
+        )
+        assert current.num_rows == 0, (name, current.to_pylist()[:3])
+        assert pc.count_distinct(dim[name.removeprefix("dim_") + "_sk"]).as_py() == dim.num_rows
+
+
+def test_facts_have_keys_and_exact_money(generated: Settings) -> None:
+    lake = Lake(generated.lake_location)
+    items = gold(generated, "fact_order_item")
+    silver_items = lake.read("silver", "order_items")
+    live = silver_items.filter(pc.invert(silver_items["is_deleted"]))
+    assert pc.sum(items["price"]).as_py() == pc.sum(live["price"]).as_py()
+    assert pc.sum(items["freight_value"]).as_py() == pc.sum(live["freight_value"]).as_py()
+    payments = gold(generated, "fact_payment")
+    silver_pay = lake.read("silver", "order_payments")
+    live_pay = silver_pay.filter(pc.invert(silver_pay["is_deleted"]))
+    assert pc.sum(payments["payment_value"]).as_py() == pc.sum(live_pay["payment_value"]).as_py()
+    for name in ("fact_order_item", "fact_order", "fact_payment", "fact_review"):
+        fact = gold(generated, name)
+        for col in fact.column_names:
+            if col.endswith("_sk") or col.endswith("_date_key"):
+                assert fact[col].null_count == 0, (name, col)
+    orders = gold(generated, "fact_order")
+    assert pc.sum(orders["items_value"]).as_py() == pc.sum(items["price"]).as_py()
+    dates = set(gold(generated, "dim_date")["date_key"].to_pylist())
+    for name, col in (
+        ("fact_order", "purchase_date_key"),
+        ("fact_order_item", "shipping_limit_date_key"),
+    ):
+        assert set(gold(generated, name)[col].to_pylist()) <= dates, (name, col)
+
+
+def test_unknown_member_is_used_and_reported(generated: Settings) -> None:
+    audit = api.audit_log(generated, last=200)
+    facts = [r for r in audit if r["task"] == "gold.fact_order_item" and r["status"] == "SUCCESS"]
+    assert facts and "unknown_members" in (facts[-1]["metrics"] or "")
+
+
+def snapshot(settings: Settings) -> dict[str, set[tuple]]:
+    out = {}
+    for g in GOLD_TABLES:
+        data = gold(settings, g.name)
+        out[g.name] = {tuple(r.values()) for r in data.to_pylist()}
+    return out
+
+
+def test_rerun_writes_nothing_and_full_rebuild_is_identical(generated: Settings) -> None:
+    before = snapshot(generated)
+    versions = {g.name: Lake(generated.lake_location).version("gold", g.name) for g in GOLD_TABLES}
+    report = api.run(generated)
+    assert report.ok and sum(o.result.rows_written for o in report.outcomes if o.result) == 0
+    assert versions == {
+        g.name: Lake(generated.lake_location).version("gold", g.name) for g in GOLD_TABLES
+    }
+    report = api.run(generated, ["gold"], full_refresh=True)
+    assert report.ok, [(o.task.name, o.error) for o in report.outcomes if o.error]
+    after = snapshot(generated)
+    for name in before:
+        assert after[name] == before[name], name
