@@ -54,38 +54,116 @@ def test_point_in_time_join_follows_a_customer_move(tmp_path: Path) -> None:
     c1, c2, u1 = hx("c1"), hx("c2"), hx("ee")
     o1, o2, p1, s1 = hx("01"), hx("02"), hx("aa"), hx("bb")
     person = {"customer_unique_id": u1, "customer_city": "sao paulo"}
-    put(s, "customers", [{"customer_id": c1, "customer_zip_code_prefix": "01037",
-                          "customer_state": "SP", "updated_at": T0, **person}])  # fmt: skip
-    put(s, "sellers", [{"seller_id": s1, "seller_zip_code_prefix": "13023", "seller_city": "campinas",
-                        "seller_state": "SP", "updated_at": T0}])  # fmt: skip
+    put(
+        s,
+        "customers",
+        [
+            {
+                "customer_id": c1,
+                "customer_zip_code_prefix": "01037",
+                "customer_state": "SP",
+                "updated_at": T0,
+                **person,
+            }
+        ],
+    )
+    put(
+        s,
+        "sellers",
+        [
+            {
+                "seller_id": s1,
+                "seller_zip_code_prefix": "13023",
+                "seller_city": "campinas",
+                "seller_state": "SP",
+                "updated_at": T0,
+            }
+        ],
+    )
     put(
         s, "products", [{"product_id": p1, "product_category_name": "perfumaria", "updated_at": T0}]
     )
 
     def order(oid: str, cid: str, at: datetime, value: str) -> None:
-        put(s, "orders", [{"order_id": oid, "customer_id": cid, "order_status": "delivered",
-                           "order_purchase_timestamp": at, "order_approved_at": at,
-                           "order_delivered_customer_date": at + timedelta(days=3),
-                           "order_estimated_delivery_date": at + timedelta(days=5),
-                           "updated_at": at + timedelta(days=3)}])  # fmt: skip
-        put(s, "order_items", [{"order_id": oid, "order_item_id": 1, "product_id": p1,
-                                "seller_id": s1, "shipping_limit_date": at,
-                                "price": Decimal(value), "freight_value": Decimal("5.00"),
-                                "updated_at": at}])  # fmt: skip
-        put(s, "order_payments", [{"order_id": oid, "payment_sequential": 1,
-                                   "payment_type": "boleto", "payment_installments": 1,
-                                   "payment_value": Decimal(value) + 5, "updated_at": at}])  # fmt: skip
+        put(
+            s,
+            "orders",
+            [
+                {
+                    "order_id": oid,
+                    "customer_id": cid,
+                    "order_status": "delivered",
+                    "order_purchase_timestamp": at,
+                    "order_approved_at": at,
+                    "order_delivered_customer_date": at + timedelta(days=3),
+                    "order_estimated_delivery_date": at + timedelta(days=5),
+                    "updated_at": at + timedelta(days=3),
+                }
+            ],
+        )
+        put(
+            s,
+            "order_items",
+            [
+                {
+                    "order_id": oid,
+                    "order_item_id": 1,
+                    "product_id": p1,
+                    "seller_id": s1,
+                    "shipping_limit_date": at,
+                    "price": Decimal(value),
+                    "freight_value": Decimal("5.00"),
+                    "updated_at": at,
+                }
+            ],
+        )
+        put(
+            s,
+            "order_payments",
+            [
+                {
+                    "order_id": oid,
+                    "payment_sequential": 1,
+                    "payment_type": "boleto",
+                    "payment_installments": 1,
+                    "payment_value": Decimal(value) + 5,
+                    "updated_at": at,
+                }
+            ],
+        )
 
     order(o1, c1, T0 + timedelta(days=1), "100.00")
     run_all(s)
     # the person moves to Rio on day 10 (their customer row changes), then orders again
     moved = T0 + timedelta(days=10)
-    put(s, "customers", [{"customer_id": c1, "customer_zip_code_prefix": "20040",
-                          "customer_state": "RJ", "updated_at": moved, **person,
-                          "customer_city": "rio de janeiro"}])  # fmt: skip
-    put(s, "customers", [{"customer_id": c2, "customer_zip_code_prefix": "20040",
-                          "customer_state": "RJ", "updated_at": moved + timedelta(days=1),
-                          **person, "customer_city": "rio de janeiro"}])  # fmt: skip
+    put(
+        s,
+        "customers",
+        [
+            {
+                "customer_id": c1,
+                "customer_zip_code_prefix": "20040",
+                "customer_state": "RJ",
+                "updated_at": moved,
+                **person,
+                "customer_city": "rio de janeiro",
+            }
+        ],
+    )
+    put(
+        s,
+        "customers",
+        [
+            {
+                "customer_id": c2,
+                "customer_zip_code_prefix": "20040",
+                "customer_state": "RJ",
+                "updated_at": moved + timedelta(days=1),
+                **person,
+                "customer_city": "rio de janeiro",
+            }
+        ],
+    )
     order(o2, c2, T0 + timedelta(days=12), "40.00")
     run_all(s)
 
@@ -95,8 +173,9 @@ def test_point_in_time_join_follows_a_customer_move(tmp_path: Path) -> None:
     assert dim[facts[o2]["customer_sk"]]["state"] == "RJ"
     versions = sorted(
         (r["valid_from"], r["valid_to"], r["state"], r["is_current"])
-        for r in dim.values() if r["customer_unique_id"] == u1
-    )  # fmt: skip
+        for r in dim.values()
+        if r["customer_unique_id"] == u1
+    )
     assert versions == [
         (datetime(1900, 1, 1), moved, "SP", False),
         (moved, datetime(9999, 12, 31), "RJ", True),
@@ -115,17 +194,31 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     api.generate_source(s, scale=0.02, seed=21)
     run_all(s)
     for seed in (1, 2):
-        api.change_source(s, ChangeSpec(seed=seed, new_orders=30, status_updates=30,
-                                        customer_moves=25, product_updates=20, seller_moves=10,
-                                        soft_deletes=5, hard_deletes=5, late_updates=5))  # fmt: skip
+        api.change_source(
+            s,
+            ChangeSpec(
+                seed=seed,
+                new_orders=30,
+                status_updates=30,
+                customer_moves=25,
+                product_updates=20,
+                seller_moves=10,
+                soft_deletes=5,
+                hard_deletes=5,
+                late_updates=5,
+            ),
+        )
         run_all(s)
     return s
 
 
 def test_scd2_invariants_hold_after_change_batches(generated: Settings) -> None:
     engine = default_engine()
-    for name, key in (("dim_customer", "customer_unique_id"), ("dim_product", "product_id"),
-                      ("dim_seller", "seller_id")):  # fmt: skip
+    for name, key in (
+        ("dim_customer", "customer_unique_id"),
+        ("dim_product", "product_id"),
+        ("dim_seller", "seller_id"),
+    ):
         dim = gold(generated, name)
         bad = engine.query(
             f"""

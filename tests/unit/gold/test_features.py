@@ -43,7 +43,7 @@ def rfm(as_of: date | None, o: pa.Table, c: pa.Table, p: pa.Table) -> dict[str, 
     return {r["customer_unique_id"]: r for r in out.to_pylist()}
 
 
-O = orders(
+ORDERS = orders(
     ("o1", "c1", "delivered", D(2018, 1, 1), D(2018, 1, 5)),
     ("o2", "c2", "delivered", D(2018, 1, 10), D(2018, 1, 12)),
     ("o3", "c2", "delivered", D(2018, 2, 1), D(2018, 2, 3)),
@@ -51,13 +51,13 @@ O = orders(
     ("o5", "c3", "canceled", D(2018, 3, 2), None),
     ("o6", "c4", "delivered", D(2018, 3, 20), D(2018, 4, 2)),
 )
-C = customers(("c1", "u1"), ("c2", "u2"), ("c3", "u3"), ("c4", "u4"))
-P = payments(("o1", "100.00"), ("o2", "50.00"), ("o3", "25.50"), ("o4", "10.00"),
+CUSTOMERS = customers(("c1", "u1"), ("c2", "u2"), ("c3", "u3"), ("c4", "u4"))
+PAYMENTS = payments(("o1", "100.00"), ("o2", "50.00"), ("o3", "25.50"), ("o4", "10.00"),
              ("o4", "5.00"), ("o5", "999.00"), ("o6", "70.00"))  # fmt: skip
 
 
 def test_rfm_matches_a_hand_computed_case() -> None:
-    got = rfm(None, O, C, P)  # as of the last purchase date, 2018-03-20
+    got = rfm(None, ORDERS, CUSTOMERS, PAYMENTS)  # as of the last purchase date, 2018-03-20
     assert {k: (v["recency_days"], v["frequency"], v["monetary"]) for k, v in got.items()} == {
         "u1": (78, 1, Decimal("100.00")),
         "u2": (47, 2, Decimal("75.50")),
@@ -79,7 +79,7 @@ def test_rfm_matches_a_hand_computed_case() -> None:
 
 
 def test_rfm_as_of_an_earlier_date_uses_only_what_was_known() -> None:
-    got = rfm(date(2018, 1, 11), O, C, P)
+    got = rfm(date(2018, 1, 11), ORDERS, CUSTOMERS, PAYMENTS)
     # o2 was purchased on 01-10 but delivered on 01-12: unknown as delivered on 01-11
     assert {k: (v["recency_days"], v["frequency"], v["monetary"]) for k, v in got.items()} == {
         "u1": (10, 1, Decimal("100.00")),
