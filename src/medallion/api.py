@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from medallion.audit import AuditStore
 from medallion.catalog import SOURCE_TABLES, source_table
+from medallion.checks import check_only_tasks, with_checks
 from medallion.engine import default_engine
 from medallion.errors import ConfigError
 from medallion.pipeline import build_tasks
@@ -32,12 +33,14 @@ __all__ = [
     "audit_log",
     "build_tasks",
     "change_source",
+    "check",
     "demo",
     "generate_source",
     "init_source",
     "load_csv",
     "quarantine_summary",
     "query",
+    "report",
     "run",
     "source_stats",
     "sql",
@@ -122,10 +125,25 @@ def run(
     tasks = build_tasks(layers, tables)
     if not tasks:
         raise ConfigError("nothing to run: no task matches the chosen layers and tables")
+    if settings.checks:
+        tasks = with_checks(tasks, settings)
     ctx = RunContext(run_id=run_id or new_run_id(), settings=settings, full_refresh=full_refresh)
     audit = AuditStore(settings.audit_location).open()  # unreachable: fail before any task
     try:
         return run_tasks(tasks, ctx, [audit, *(listeners or [])])
+    finally:
+        audit.close()
+
+
+def check(
+    settings: Settings, listeners: list[RunListener] | None = None
+) -> tuple[RunReport, list[dict[str, Any]]]:
+    """Run every data-quality check alone; returns the run and its results."""
+    ctx = RunContext(run_id=new_run_id(), settings=settings, job="medallion_check")
+    audit = AuditStore(settings.audit_location).open()
+    try:
+        report = run_tasks(check_only_tasks(settings), ctx, [audit, *(listeners or [])])
+        return report, audit.dq_results(ctx.run_id)
     finally:
         audit.close()
 
@@ -243,6 +261,13 @@ def query(settings: Settings, name: str) -> pa.Table:
     from medallion.gold.queries import named_query
 
     return sql(settings, named_query(name).sql)
+
+
+def report(settings: Settings, run_id: str | None = None) -> Path:
+    """Write the HTML report of a run (default: the latest) and ``latest.html``; its path."""
+    from medallion.report import build_report
+
+    return build_report(settings, run_id)
 
 
 def _storage_options(settings: Settings) -> dict[str, str]:

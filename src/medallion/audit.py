@@ -62,6 +62,8 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("failing_rows", sa.BigInteger),
         sa.Column("sample", sa.Text),
+        sa.Column("observed", sa.Float),  # the measured value (row count, lag, difference)
+        sa.Column("details", sa.Text),
         sa.Column("checked_at", sa.DateTime, nullable=False),
     )
     leases = sa.Table(
@@ -197,6 +199,29 @@ class AuditStore:
                 return [dict(r._mapping) for r in conn.execute(stmt)]
         except SQLAlchemyError as exc:
             raise AuditError(f"cannot read the check results: {_one_line(exc)}") from None
+
+    def record_check(self, run_id: str, values: dict[str, Any]) -> None:
+        self._write(
+            sa.insert(self.t["dq_results"]).values(run_id=run_id, checked_at=_now(), **values)
+        )
+
+    def last_observed(self, check_name: str, before_run: str) -> float | None:
+        """The value a check observed in the latest earlier run where it did not fail."""
+        dq = self.t["dq_results"]
+        stmt = (
+            sa.select(dq.c.observed)
+            .where(
+                dq.c.check_name == check_name,
+                dq.c.run_id != before_run,
+                dq.c.status != "fail",
+                dq.c.observed.is_not(None),
+            )
+            .order_by(dq.c.id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else float(row[0])
 
     # -- leases -----------------------------------------------------------------------------
     @contextmanager

@@ -200,13 +200,10 @@ def _bound(db: SourceDatabase, ts: datetime) -> Any:
 
 
 def _candidate_keys(db: SourceDatabase, table: SourceTable, low: datetime | None) -> pa.Table:
-    cols = ", ".join(f'"{c}"' for c in [*table.row_key, UPDATED_AT])
-    sql = f"SELECT {cols} FROM {db.qualified(table)}"
-    params: list[Any] = []
-    if low is not None:
-        sql += f' WHERE "{UPDATED_AT}" > {db.param(1)}'
-        params.append(_bound(db, low))
-    return db.cast_to_catalog(table, db.query(sql, params))
+    columns = [*table.row_key, UPDATED_AT]
+    if low is None:
+        return db.select(table, columns)
+    return db.select(table, columns, f'"{UPDATED_AT}" > {db.param(1)}', [_bound(db, low)])
 
 
 def _bronze_keys(lake: Lake, table: SourceTable, low: datetime | None) -> pa.Table | None:
@@ -240,19 +237,14 @@ def _rows_to_write(
 ) -> Iterator[pa.RecordBatch]:
     """Stream the new rows of the window, typed and stamped, in bounded batches."""
     names = [c.name for c in table.all_columns]
-    cols = ", ".join(f'"{c}"' for c in [*names, *extra])
-    sql = f'SELECT {cols} FROM {db.qualified(table)} WHERE "{UPDATED_AT}" <= {db.param(1)}'
+    where = f'"{UPDATED_AT}" <= {db.param(1)}'
     params: list[Any] = [_bound(db, window.high)]
     if window.low is not None:
-        sql += f' AND "{UPDATED_AT}" > {db.param(2)}'
+        where += f' AND "{UPDATED_AT}" > {db.param(2)}'
         params.append(_bound(db, window.low))
-    sql += f' ORDER BY "{UPDATED_AT}"'
-    for i, batch in enumerate(db.query_batches(sql, params)):
-        raw = pa.Table.from_batches([batch])
-        typed = db.cast_to_catalog(table, raw.select(names))
-        for name in extra:
-            typed = typed.append_column(name, pc.cast(raw[name], pa.string()))
-        fresh = _anti_join(typed, held, [*table.row_key, UPDATED_AT])
+    batches = db.select_batches(table, [*names, *extra], where, params, f'"{UPDATED_AT}"')
+    for i, batch in enumerate(batches):
+        fresh = _anti_join(pa.Table.from_batches([batch]), held, [*table.row_key, UPDATED_AT])
         if fresh.num_rows == 0:
             continue
         stamped = _as_bronze(fresh, schema, ctx)
@@ -306,12 +298,7 @@ def _hard_deletes(
     bronze = lake.read(LAYER, table.name, [*keys, "_source_updated_at", "_ingested_at", "_op"])
     if bronze is None or bronze.num_rows == 0:
         return None
-    source = db.cast_to_catalog(
-        table,
-        db.query(
-            f"SELECT {', '.join(chr(34) + k + chr(34) for k in keys)} FROM {db.qualified(table)}"
-        ),
-    )
+    source = db.select(table, keys)
     high = db.scalar(f'SELECT MAX("{UPDATED_AT}") FROM {db.qualified(table)}')
     seen = _as_timestamp(high) if high is not None else ctx.started_at.replace(tzinfo=None)
     key_list = ", ".join(f'"{k}"' for k in keys)

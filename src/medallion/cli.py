@@ -227,6 +227,21 @@ def run_command(
         raise typer.Exit(1)
 
 
+@app.command("check")
+@cli_errors
+def check_command(home: HomeOpt = None) -> None:
+    """Run the data-quality checks of every layer alone and print their results."""
+    report, results = api.check(settings_for(home))
+    keep = ("check_name", "severity", "status", "failing_rows", "observed", "details")
+    out_console.print(
+        rows_table(f"checks {report.run_id}", [{k: r[k] for k in keep} for r in results])
+    )
+    failed = [r["check_name"] for r in results if r["status"] == "fail"]
+    if failed or not report.ok:
+        error_line(f"{len(failed)} check(s) failed: {', '.join(failed[:10])}")
+        raise typer.Exit(1)
+
+
 @app.command("audit")
 @cli_errors
 def audit_command(
@@ -265,6 +280,22 @@ def quarantine_command(
         out_console.print("quarantine is empty")
         return
     out_console.print(rows_table("quarantine", rows))
+
+
+@app.command("report")
+@cli_errors
+def report_command(
+    run_id: Annotated[str | None, typer.Option("--run", help="This run [default: latest].")] = None,
+    open_: Annotated[bool, typer.Option("--open", help="Open it in the web browser.")] = False,
+    home: HomeOpt = None,
+) -> None:
+    """Write the run's self-contained HTML report (and reports/latest.html); print its path."""
+    path = api.report(settings_for(home), run_id)
+    out_console.print(str(path), soft_wrap=True)
+    if open_:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
 
 
 @app.command("demo")

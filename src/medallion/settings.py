@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     extract_lag_s: float = Field(default=5.0, ge=0, description="watermark look-back, seconds")
     extract_batch_rows: int = Field(default=250_000, ge=1000, description="rows per batch")
     detect_hard_deletes: bool = Field(default=True, description="reconcile keys every run")
+    checks: bool = Field(default=True, description="run data-quality checks after each layer")
+    drift_threshold: float = Field(default=0.5, gt=0, description="row-count change that warns")
+    drift_thresholds: dict[str, float] = Field(
+        default_factory=dict, description='per table, e.g. {"silver.orders": 0.2}'
+    )
+    freshness_max_lag_s: float = Field(
+        default=86_400.0, gt=0, description="how far a layer may trail the source"
+    )
     storage_options: dict[str, SecretStr] = Field(default_factory=dict)
     discord_webhook_url: SecretStr | None = None
     slack_webhook_url: SecretStr | None = None

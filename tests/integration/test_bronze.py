@@ -267,3 +267,16 @@ def test_two_concurrent_runs_never_duplicate_rows(settings: Settings) -> None:
     assert codes == [0, 0], [p.stderr.read().decode()[-1000:] for p in procs if p.stderr]
     got = [r[0] for r in bronze_rows(settings)]
     assert len(got) == len(rows) and len(set(got)) == len(rows)
+
+
+def test_columns_that_start_with_nulls_keep_their_type(settings: Settings) -> None:
+    """SQLite's driver infers types from the first rows; a nullable text column that is NULL
+    for thousands of rows and then set must still come through (and stay text)."""
+    rows = [(f"c{i:05d}", "x", T0 + timedelta(seconds=i), None) for i in range(3000)]
+    rows.append(("c99999", "y", T0 + timedelta(hours=2), T0 + timedelta(hours=2)))
+    with open_source(settings.source_location) as db:
+        db.upsert(CUSTOMERS, customers(*rows))
+        assert db.read_table(CUSTOMERS)["deleted_at"].null_count == 3000
+    report = run_bronze(settings)
+    assert report.ok, report.outcomes[0].error
+    assert bronze_rows(settings)[-1] == ("c99999", "y", T0 + timedelta(hours=2), "delete")

@@ -208,11 +208,61 @@ class SourceDatabase:
 
     def read_table(self, table: SourceTable, columns: Sequence[str] | None = None) -> pa.Table:
         """A whole table (or some of its columns) cast to the catalog's Arrow types."""
+        return self.select(table, columns)
+
+    def select(
+        self,
+        table: SourceTable,
+        columns: Sequence[str] | None = None,
+        where: str = "",
+        params: Sequence[Any] = (),
+        order_by: str = "",
+    ) -> pa.Table:
+        """:meth:`select_batches` gathered into one table."""
         names = list(columns or [c.name for c in table.all_columns])
-        select = ", ".join(f'"{n}"' for n in names)
-        return self.cast_to_catalog(
-            table, self.query(f"SELECT {select} FROM {self.qualified(table)}")
-        )
+        batches = list(self.select_batches(table, names, where, params, order_by))
+        if batches:
+            return pa.Table.from_batches(batches)
+        return self.cast_to_catalog(table, _empty(table, names))
+
+    def select_batches(
+        self,
+        table: SourceTable,
+        columns: Sequence[str],
+        where: str = "",
+        params: Sequence[Any] = (),
+        order_by: str = "",
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream ``columns`` of ``table`` in bounded batches, typed as the catalog declares.
+
+        Columns the catalog does not declare (new in the source) come as text. On SQLite a
+        typed sentinel row leads the result: the driver infers each column's type from the
+        first rows, and a column that starts with NULLs would otherwise be taken for an
+        integer and fail later on text.
+        """
+        cols = ", ".join(f'"{c}"' for c in columns)
+        sql = f"SELECT {cols} FROM {self.qualified(table)}" + (f" WHERE {where}" if where else "")
+        if self.dialect == "sqlite":
+            sentinel = ", ".join(f'{_sqlite_sample(table, c)} AS "{c}"' for c in columns)
+            sql = f"SELECT 0 AS _sentinel, {sentinel} UNION ALL SELECT 1, * FROM ({sql})"
+            sql += f" ORDER BY _sentinel{', ' + order_by if order_by else ''}"
+        elif order_by:
+            sql += f" ORDER BY {order_by}"
+        for batch in self.query_batches(sql, params):
+            data = pa.Table.from_batches([batch])
+            if self.dialect == "sqlite":
+                data = data.filter(pc.equal(data["_sentinel"], 1)).drop_columns(["_sentinel"])
+            if data.num_rows:
+                yield from self._typed(table, data).to_batches()
+
+    def _typed(self, table: SourceTable, data: pa.Table) -> pa.Table:
+        declared = {c.name for c in table.all_columns}
+        known = [n for n in data.column_names if n in declared]
+        typed = self.cast_to_catalog(table, data.select(known))
+        for name in data.column_names:
+            if name not in declared:
+                typed = typed.append_column(name, pc.cast(data[name], pa.string()))
+        return typed.select(data.column_names)
 
     def cast_to_catalog(self, table: SourceTable, data: pa.Table) -> pa.Table:
         """Cast driver-typed Arrow (ISO text, REAL money, numeric strings) to catalog types."""
@@ -245,6 +295,25 @@ class SourceDatabase:
 
     def close(self) -> None:
         self._conn.close()
+
+
+_SQLITE_SAMPLE = {
+    ColumnType.INT: "0",
+    ColumnType.FLOAT: "0.0",
+    ColumnType.MONEY: "0.0",
+}
+
+
+def _sqlite_sample(table: SourceTable, column: str) -> str:
+    """A literal of the column's SQLite storage class (text for undeclared columns)."""
+    declared = {c.name: c.type for c in table.all_columns}
+    ctype = declared.get(column)
+    return _SQLITE_SAMPLE.get(ctype, "''") if ctype is not None else "''"
+
+
+def _empty(table: SourceTable, columns: Sequence[str]) -> pa.Table:
+    declared = {c.name: c.type.arrow for c in table.all_columns}
+    return pa.table({c: pa.array([], declared.get(c, pa.string())) for c in columns})
 
 
 def _cast_column(column: pa.ChunkedArray, ctype: ColumnType) -> pa.ChunkedArray:
