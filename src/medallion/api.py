@@ -12,6 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from medallion.alerts import Alerter, AlertListener, alert_run_summary
 from medallion.audit import AuditStore
 from medallion.catalog import SOURCE_TABLES, source_table
 from medallion.checks import check_only_tasks, with_checks
@@ -129,10 +130,16 @@ def run(
         tasks = with_checks(tasks, settings)
     ctx = RunContext(run_id=run_id or new_run_id(), settings=settings, full_refresh=full_refresh)
     audit = AuditStore(settings.audit_location).open()  # unreachable: fail before any task
+    alerter = Alerter.from_settings(settings)
     try:
-        return run_tasks(tasks, ctx, [audit, *(listeners or [])])
+        report = run_tasks(tasks, ctx, [audit, AlertListener(alerter), *(listeners or [])])
+        results = audit.dq_results(ctx.run_id)
     finally:
         audit.close()
+    failed = [r["check_name"] for r in results if r["status"] == "fail"]
+    warned = [r["check_name"] for r in results if r["status"] == "warn"]
+    alert_run_summary(alerter, ctx, report, failed, warned)
+    return report
 
 
 def check(
