@@ -17,7 +17,7 @@ from medallion.audit import AuditStore
 from medallion.catalog import SOURCE_TABLES, source_table
 from medallion.checks import check_only_tasks, with_checks
 from medallion.engine import default_engine
-from medallion.errors import ConfigError
+from medallion.errors import ConfigError, MedallionError
 from medallion.pipeline import build_tasks
 from medallion.runner import RunContext, RunListener, RunReport, new_run_id, run_tasks
 from medallion.settings import Settings
@@ -138,8 +138,20 @@ def run(
         audit.close()
     failed = [r["check_name"] for r in results if r["status"] == "fail"]
     warned = [r["check_name"] for r in results if r["status"] == "warn"]
-    alert_run_summary(alerter, ctx, report, failed, warned)
+    page = _write_report(settings, ctx.run_id) if settings.report_on_run else None
+    alert_run_summary(alerter, ctx, report, failed, warned, report_url=page)
     return report
+
+
+def _write_report(settings: Settings, run_id: str) -> str | None:
+    """The run's HTML report; a report that cannot be written never fails the run."""
+    from medallion.report import build_report
+
+    try:
+        return str(build_report(settings, run_id))
+    except (MedallionError, OSError) as exc:
+        log.warning("could not write the report of run %s: %s", run_id, exc)
+        return None
 
 
 def check(

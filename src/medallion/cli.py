@@ -285,7 +285,7 @@ def quarantine_command(
 @app.command("report")
 @cli_errors
 def report_command(
-    run_id: Annotated[str | None, typer.Option("--run", help="This run [default: latest].")] = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="This run (default: latest).")] = None,
     open_: Annotated[bool, typer.Option("--open", help="Open it in the web browser.")] = False,
     home: HomeOpt = None,
 ) -> None:

@@ -6,7 +6,6 @@ can stand behind the same interface later.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from functools import cache
 from typing import Protocol
@@ -26,11 +25,14 @@ class Engine(Protocol):
 
 
 class DuckDBEngine:
-    """One in-memory DuckDB connection per call: thread-safe, nothing shared between tasks."""
+    """One in-memory DuckDB connection per call: thread-safe, nothing shared between tasks.
+
+    Known DuckDB 2.0 trap: a ``LIMIT`` over a ``UNION ALL`` of window-function CTEs on
+    registered Arrow tables never returns; callers sample results in Arrow instead.
+    """
 
     def __init__(self, threads: int = 2, memory_limit: str = "4GB") -> None:
         self._config: dict[str, str | int] = {"threads": threads, "memory_limit": memory_limit}
-        self._lock = threading.Lock()
 
     def query(self, sql: str, tables: Mapping[str, pa.Table] | None = None) -> pa.Table:
         """Run ``sql`` with each Arrow table of ``tables`` visible under its name."""

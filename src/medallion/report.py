@@ -103,6 +103,7 @@ class RunData:
 
 
 def load_run(settings: Settings, run_id: str | None = None) -> RunData:
+    """The run's attempts and check results (default: the latest run), and its predecessor."""
     store = AuditStore(settings.audit_location).open()
     try:
         order = _run_ids(store)
@@ -182,30 +183,30 @@ def value_label(value: float, percent: bool = False) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else _trim(f"{value:,.2f}")
 
 
-def html_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], cls: str = "") -> str:
-    """A table of already formatted cells (strings are escaped; numbers are formatted)."""
-    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
-    body = []
-    for row in rows:
-        cells = []
-        for column, cell in zip(columns, row, strict=True):
-            if isinstance(cell, Markup):
-                cells.append(f"<td>{cell.html}</td>")
-            elif isinstance(cell, int | float | Decimal) and not isinstance(cell, bool):
-                cells.append(f'<td class="num">{esc(fmt_num(cell, column))}</td>')
-            else:
-                cells.append(f"<td>{esc(DASH if cell is None else cell)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return (
-        f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-    )
-
-
 @dataclass(frozen=True)
 class Markup:
-    """A cell that is already HTML (built from escaped parts)."""
+    """A table cell that is already HTML (built from escaped parts)."""
 
     html: str
+
+
+def html_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], cls: str = "") -> str:
+    """A table of cells: text is escaped, numbers formatted and right-aligned, Markup kept."""
+    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(_cell(c, v) for c, v in zip(columns, row, strict=True)) + "</tr>"
+        for row in rows
+    )
+    table = f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f'<div class="tw">{table}</div>'
+
+
+def _cell(column: str, value: Any) -> str:
+    if isinstance(value, Markup):
+        return f"<td>{value.html}</td>"
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return f'<td class="num">{esc(fmt_num(value, column))}</td>'
+    return f"<td>{esc(DASH if value is None else value)}</td>"
 
 
 def badge(status: str) -> Markup:
@@ -316,9 +317,10 @@ def _y_axis(
 def vbar_chart(labels: Sequence[str], values: Sequence[float], spec: Chart) -> str:
     n = max(len(values), 1)
     width, left, right = 560.0, 62.0, 14.0
-    rotate = n * max(_text_width(s) for s in labels) > (width - left - right) * 0.9
+    widest = max((_text_width(s) for s in labels), default=0.0)
+    rotate = n * widest > (width - left - right) * 0.9
     top = 46.0 if n > 12 else 26.0
-    bottom = 36.0 + (min(max(_text_width(s) for s in labels), 110) * 0.72 if rotate else 16)
+    bottom = 36.0 + (min(widest, 110) * 0.72 if rotate else 16)
     height = 300.0 + (bottom - 40)
     plot_w, plot_h = width - left - right, height - top - bottom
     ticks = nice_ticks(max(values, default=0))
@@ -405,7 +407,7 @@ def line_chart(labels: Sequence[str], values: Sequence[float], spec: Chart) -> s
         )
         if n <= 12 or i in marked:
             parts.append(text(x, y - 8, value_label(value, spec.percent), "middle", "val"))
-        if i % every == 0 or i == n - 1:
+        if (n - 1 - i) % every == 0:  # always label the latest point
             parts.append(text(x + 3, top + plot_h + 12, label, "end", "tick", rot=-45))
     parts.append(line(left, top + plot_h, width - right, top + plot_h, "axis"))
     parts.append(text(14, top + plot_h / 2, spec.axis, "middle", "axis-title", rot=-90))
@@ -429,7 +431,7 @@ def timeline_svg(attempts: Sequence[Row]) -> str:
     """A Gantt chart: one row per task, one bar per attempt, grouped by layer."""
     t0 = min(r["started_at"] for r in attempts)
     span = max(_offsets(r, t0)[1] for r in attempts)
-    label_w, plot_w, row_h, head_h, top = 280.0, 780.0, 18.0, 22.0, 6.0
+    label_w, plot_w, row_h, head_h, top = 300.0, 760.0, 18.0, 22.0, 6.0
     width = label_w + plot_w + 80
     ticks = nice_ticks(max(span, 1e-3), 8)
     x_of = Scale(label_w, plot_w, ticks[-1])
@@ -471,7 +473,7 @@ def _offsets(row: Row, t0: datetime) -> tuple[float, float]:
 
 def _timeline_row(task: str, attempts: list[Row], y: float, t0: datetime, x_of: Scale) -> str:
     row_h = 18.0
-    parts = [text(12, y + row_h - 5, _clip(task, 44), "start", "task")]
+    parts = [text(12, y + row_h - 5, _clip(task, 48), "start", "task")]
     end_x = 0.0
     for row in sorted(attempts, key=lambda r: (r["attempt"], r["id"])):
         start, end = _offsets(row, t0)
@@ -542,13 +544,14 @@ def summary_section(settings: Settings, data: RunData) -> Section:
         previous = f'<a href="{esc(report_name(data.previous))}">{esc(data.previous)}</a>'
     else:
         previous = f"{esc(data.previous)} (no report built)"
-    counts = ", ".join(f"{t.counts[s]:,} {s.lower()}" for s in ("SUCCESS", "FAILED", "SKIPPED"))
+    verbs = {"SUCCESS": "succeeded", "FAILED": "failed", "SKIPPED": "skipped"}
+    counts = ", ".join(f"{t.counts[s]:,} {verb}" for s, verb in verbs.items())
     if t.counts["RUNNING"]:
         counts += f", {t.counts['RUNNING']:,} running"
     facts = [
         (
             "status",
-            f'{badge(t.status).html} <span class="counts">{esc(counts)} tasks'
+            f'{badge(t.status).html} <span class="counts">tasks: {esc(counts)}'
             f"{f', {t.retried} retried' if t.retried else ''}</span>",
         ),
         ("job", esc(first.get("job", DASH))),
@@ -648,51 +651,75 @@ def quarantine_section(settings: Settings, data: RunData) -> Section:
     return "quarantine", "Quarantine", intro + table
 
 
-def is_drift(check: Row) -> bool:
-    return "drift" in str(check["check_name"]).lower()
+STATUS_ORDER = {"fail": 0, "warn": 1, "pass": 2}
+
+
+def check_tally(checks: Sequence[Row]) -> str:
+    counts = {s: sum(str(c["status"]).lower() == s for c in checks) for s in CHECK_CLASSES}
+    badges = " ".join(
+        f'<span class="badge {CHECK_CLASSES[s]}">{n:,} {s}</span>' for s, n in counts.items()
+    )
+    return f'<p class="counts">{badges}</p>'
 
 
 def checks_table(checks: Sequence[Row]) -> str:
-    """Check results with a pass/warn/fail tally; ``observed``/``details`` when recorded."""
-    counts = {s: sum(str(c["status"]).lower() == s for c in checks) for s in CHECK_CLASSES}
-    summary = " ".join(
-        f'<span class="badge {CHECK_CLASSES[s]}">{n:,} {s}</span>' for s, n in counts.items()
-    )
-    columns = ["check", "table", "layer", "severity", "status", "failing rows"]
-    extra = [k for k in ("observed", "details") if any(c.get(k) is not None for c in checks)]
-    columns += [*extra, "sample"]
+    """Check results, failures first; optional columns only when some check recorded them."""
+    optional = {"failing_rows": "failing rows", "observed": "observed", "details": "details"}
+    shown = [k for k in (*optional, "sample") if any(c.get(k) is not None for c in checks)]
+    columns = ["check", "table", "layer", "severity", "status"]
+    columns += [optional.get(k, k) for k in shown]
+    ordered = sorted(checks, key=lambda c: STATUS_ORDER.get(str(c["status"]).lower(), -1))
     cells = [
         (
-            c["check_name"],
+            _check_name(c),
             c["table_name"],
             c["layer"],
             c["severity"],
             badge(str(c["status"])),
-            c["failing_rows"],
-            *(c.get(k) for k in extra),
-            _code(c["sample"]),
+            *(_code(c[k]) if k == "sample" else c.get(k) for k in shown),
         )
-        for c in checks
+        for c in ordered
     ]
-    return f'<p class="counts">{summary}</p>' + html_table(columns, cells, "checks")
+    return html_table(columns, cells, "checks")
+
+
+def _check_name(check: Row) -> str:
+    """The check's name without the ``layer.table.`` prefix the table columns already show."""
+    prefix = f"{check['layer']}.{check['table_name']}."
+    name = str(check["check_name"])
+    return name.removeprefix(prefix) or name
 
 
 def _code(value: Any) -> Markup | None:
-    return Markup(f"<code>{esc(_clip(str(value), 300))}</code>") if value else None
+    return Markup(f"<code>{esc(_clip(str(value), 240))}</code>") if value else None
+
+
+def is_drift(check: Row) -> bool:
+    return "drift" in str(check["check_name"]).lower()
 
 
 def checks_section(data: RunData) -> Section:
+    """Failed and warned checks in full; the passed ones folded away."""
     checks = [c for c in data.checks if not is_drift(c)]
     if not checks:
         return "checks", "Data-quality checks", note("No check results recorded for this run.")
-    return "checks", "Data-quality checks", checks_table(checks)
+    problems = [c for c in checks if str(c["status"]).lower() != "pass"]
+    passed = [c for c in checks if str(c["status"]).lower() == "pass"]
+    parts = [check_tally(checks)]
+    parts.append(checks_table(problems) if problems else note("Every check passed."))
+    if passed:
+        parts.append(
+            f"<details><summary>{len(passed):,} passed checks</summary>"
+            f"{checks_table(passed)}</details>"
+        )
+    return "checks", "Data-quality checks", "".join(parts)
 
 
 def drift_section(data: RunData) -> Section:
     drift = [c for c in data.checks if is_drift(c)]
     if not drift:
         return "drift", "Drift", note("No drift check results recorded for this run.")
-    return "drift", "Drift", checks_table(drift)
+    return "drift", "Drift", check_tally(drift) + checks_table(drift)
 
 
 @dataclass(frozen=True)
@@ -848,7 +875,7 @@ th,td{padding:4px 10px;border-bottom:1px solid var(--line);text-align:left;verti
 th{background:#eef1f5;font-weight:600;white-space:nowrap}
 tbody tr:nth-child(even){background:#fafbfc}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-table.checks td:last-child{max-width:420px;word-break:break-all}
+table.checks td:last-child{max-width:440px;overflow-wrap:anywhere}
 code{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12px;
 background:#f0f2f5;padding:1px 4px;border-radius:3px}
 pre{background:#2b2b2b;color:#f3f3f3;padding:10px 12px;border-radius:6px;overflow:auto;
@@ -868,7 +895,7 @@ color:#222}.badge.muted{background:#6b7378}
 .card + .card{border-top:1px solid var(--line)}
 .plots{display:flex;flex-wrap:wrap;gap:16px}
 .plot{flex:1 1 520px;max-width:580px}
-.scroll{overflow-x:auto}
+.scroll,.tw{overflow-x:auto}
 svg.chart{max-width:100%;height:auto;display:block}
 svg.chart text{font-family:system-ui,"DejaVu Sans",sans-serif;font-size:11px;fill:#333}
 svg.chart text.val{font-size:10px;fill:#1f2933;paint-order:stroke;stroke:#fff;stroke-width:3px;

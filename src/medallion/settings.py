@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     extract_batch_rows: int = Field(default=250_000, ge=1000, description="rows per batch")
     detect_hard_deletes: bool = Field(default=True, description="reconcile keys every run")
     checks: bool = Field(default=True, description="run data-quality checks after each layer")
+    report_on_run: bool = Field(default=True, description="write the HTML report after a run")
     drift_threshold: float = Field(default=0.5, gt=0, description="row-count change that warns")
     drift_thresholds: dict[str, float] = Field(
         default_factory=dict, description='per table, e.g. {"silver.orders": 0.2}'
