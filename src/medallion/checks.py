@@ -427,6 +427,14 @@ class CheckRunner:
         options = {k: v.get_secret_value() for k, v in ctx.settings.storage_options.items()}
         self.lake = Lake(ctx.settings.lake_location, options)
         self.engine = engine or default_engine()
+        self._cache: dict[tuple[str, str, tuple[str, ...] | None], pa.Table | None] = {}
+
+    def _cached(self, layer: str, table: str, columns: tuple[str, ...] | None) -> pa.Table | None:
+        """Each table is read once per runner, however many checks use it."""
+        key = (layer, table, columns)
+        if key not in self._cache:
+            self._cache[key] = self.lake.read(layer, table, list(columns) if columns else None)
+        return self._cache[key]
 
     def run(self, checks: Iterable[Check], audit: AuditStore) -> list[Result]:
         results = []
@@ -437,11 +445,14 @@ class CheckRunner:
         return results
 
     def evaluate(self, check: Check, audit: AuditStore) -> Result:
-        target = self.lake.read(check.layer, check.table)
+        if check.expected_schema is not None:
+            schema = self.lake.schema(check.layer, check.table)
+            if schema is None:
+                return Result(check, "pass", details="table not written yet (empty source)")
+            return _schema_result(check, schema)
+        target = self._cached(check.layer, check.table, None)
         if target is None:
             return Result(check, "pass", details="table not written yet (empty source)")
-        if check.expected_schema is not None:
-            return _schema_result(check, target.schema)
         tables = {"t": target, **{n.alias: self._read(n) for n in check.needs}}
         if check.measure:
             return self._measured(check, tables, audit)
@@ -477,7 +488,7 @@ class CheckRunner:
         if need.layer == "source":
             with open_source(self.ctx.settings.source_location) as db:
                 return db.read_table(source_table(need.table), columns)
-        data = self.lake.read(need.layer, need.table, columns)
+        data = self._cached(need.layer, need.table, need.columns)
         if data is not None:
             return data
         if need.layer == "silver":

@@ -58,6 +58,11 @@ class Lake:
         dt = self.open(layer, table)
         return None if dt is None else dt.transaction_version(app_id)
 
+    def schema(self, layer: str, table: str) -> pa.Schema | None:
+        """The table's Arrow schema (no data read); None when it was never written."""
+        dt = self.open(layer, table)
+        return None if dt is None else pa.schema(dt.schema().to_arrow())
+
     def read(
         self,
         layer: str,
