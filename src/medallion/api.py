@@ -43,6 +43,7 @@ __all__ = [
     "query",
     "report",
     "run",
+    "run_summary",
     "source_stats",
     "sql",
 ]
@@ -226,6 +227,31 @@ def demo(
     incremental = run(settings, listeners=listeners)
     seconds["incremental_run"] = time.perf_counter() - clock
     return DemoResult(settings.home, rows, full, manifest_path, incremental, seconds)
+
+
+def run_summary(settings: Settings, report: RunReport) -> dict[str, Any]:
+    """Rows written and task time per layer, check outcomes, quarantine and report path."""
+    audit = AuditStore(settings.audit_location).open()
+    try:
+        checks = audit.dq_results(report.run_id)
+    finally:
+        audit.close()
+    layers: dict[str, dict[str, float]] = {}
+    for o in report.outcomes:
+        layer = layers.setdefault(
+            o.task.layer, {"tasks": 0, "rows_written": 0, "task_seconds": 0.0}
+        )
+        layer["tasks"] += 1
+        layer["rows_written"] += o.result.rows_written if o.result else 0
+        layer["task_seconds"] += o.seconds
+    statuses = [c["status"] for c in checks]
+    page = settings.reports_dir / f"{report.run_id}.html"
+    return {
+        "layers": layers,
+        "checks": {k: statuses.count(k) for k in ("pass", "warn", "fail")},
+        "quarantined": sum(r["rows"] for r in quarantine_summary(settings)),
+        "report": str(page) if page.exists() else None,
+    }
 
 
 def quarantine_summary(settings: Settings, tables: list[str] | None = None) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ from medallion.console import (
     run_table,
 )
 from medallion.errors import MedallionError
+from medallion.runner import RunReport, Status
 from medallion.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -222,9 +223,48 @@ def run_command(
         )
     out_console.print(run_table(report))
     if not report.ok:
-        failed = [o.task.name for o in report.outcomes if o.status.value != "SUCCESS"]
-        error_line(f"run {report.run_id} did not complete: {', '.join(failed)}")
+        error_line(failure_summary(report))
         raise typer.Exit(1)
+
+
+def demo_rows(label: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the demo table: one per layer, then the checks."""
+    rows = []
+    for layer, v in summary["layers"].items():
+        if layer == "check":
+            continue
+        rows.append(
+            {
+                "run": label,
+                "layer": layer,
+                "tasks": v["tasks"],
+                "rows written": v["rows_written"],
+                "task seconds": f"{v['task_seconds']:.1f}",
+            }
+        )
+    checks, check_tasks = summary["checks"], summary["layers"].get("check", {})
+    verdicts = f"{checks['pass']} pass / {checks['warn']} warn / {checks['fail']} fail"
+    rows.append(
+        {
+            "run": label,
+            "layer": "checks",
+            "tasks": check_tasks.get("tasks", 0),
+            "rows written": verdicts,
+            "task seconds": f"{check_tasks.get('task_seconds', 0.0):.1f}",
+        }
+    )
+    return rows
+
+
+def failure_summary(report: RunReport) -> str:
+    """One line: how many tasks failed or were skipped, and the first failure's reason."""
+    failed = report.by_status(Status.FAILED)
+    skipped = report.by_status(Status.SKIPPED)
+    first = f"; first: {failed[0].task.name}: {failed[0].error}" if failed else ""
+    return (
+        f"run {report.run_id} did not complete: {len(failed)} task(s) failed, "
+        f"{len(skipped)} skipped{first}"
+    )
 
 
 @app.command("check")
@@ -315,19 +355,26 @@ def demo_command(
     settings = settings_for(directory or home)
     with ProgressListener(api.build_tasks()) as progress:
         result = api.demo(settings, scale, olist_dir, listeners=[progress])
-    out_console.print(run_table(result.full))
-    if result.incremental is not None:
-        out_console.print(run_table(result.incremental))
-    timing = [{"stage": k, "seconds": f"{v:.1f}"} for k, v in result.seconds.items()]
-    out_console.print(rows_table("demo", timing))
-    out_console.print(f"home: {result.home}")
+    rows, last = [], {}
+    for label, report in (("full", result.full), ("incremental", result.incremental)):
+        if report is not None:
+            last = api.run_summary(settings, report)
+            rows += demo_rows(label, last)
+    out_console.print(rows_table("demo: rows and time per layer", rows))
+    timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
+    out_console.print(f"wall time: {timing}")
+    out_console.print(f"quarantined rows: {last.get('quarantined')}   report: {last.get('report')}")
+    h = f"--home {result.home}"
     out_console.print(
-        "next: medallion audit --home " + str(result.home) + "   |   medallion quarantine"
+        f"next: medallion query --list {h} | medallion report --open {h} | "
+        f"medallion audit {h} | medallion quarantine {h} | "
+        f'medallion sql "SELECT * FROM fact_order LIMIT 5" {h}'
     )
     reports = [result.full, *([result.incremental] if result.incremental else [])]
-    if not all(r.ok for r in reports):
-        error_line("the demo run did not complete; see `medallion audit`")
-        raise typer.Exit(1)
+    for r in reports:
+        if not r.ok:
+            error_line(failure_summary(r))
+            raise typer.Exit(1)
 
 
 @app.command("bench")
