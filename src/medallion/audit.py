@@ -78,6 +78,14 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
     return {"run_logs": run_logs, "dq_results": dq_results, "leases": leases}
 
 
+def sqlalchemy_url(url: str) -> str:
+    """``postgresql://`` means psycopg 3 (installed), not SQLAlchemy's default psycopg2."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -88,7 +96,7 @@ class AuditStore:
     def __init__(self, url: str) -> None:
         self.url = url
         try:
-            self.engine = sa.create_engine(url, pool_pre_ping=True)
+            self.engine = sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True)
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             raise AuditError(f"invalid audit_url {redact_url(url)}: {exc}") from None
         schema = SCHEMA if self.engine.dialect.name == "postgresql" else None
