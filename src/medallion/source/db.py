@@ -153,13 +153,21 @@ class SourceDatabase:
                 data = data.set_column(i, name, pc.cast(data.column(i), pa.float64()))
         return data
 
-    def upsert(self, table: SourceTable, data: pa.Table) -> int:
-        """Insert new keys and update rows whose values differ; returns rows staged."""
+    def _apply_staged(self, table: SourceTable, data: pa.Table, statement: str) -> int:
+        """Bulk-load ``data`` into a temporary table ``stage``, run ``statement`` (which reads
+        ``"stage"``) and drop the stage: one set-based statement, no per-row SQL."""
         if data.num_rows == 0:
             return 0
-        stage = f"_stage_{table.name}"
         with self._cursor() as cur:
-            cur.adbc_ingest(stage, self.to_source_arrow(table, data), "replace", temporary=True)
+            cur.adbc_ingest("stage", self.to_source_arrow(table, data), "replace", temporary=True)
+        try:
+            self.execute(statement)
+        finally:
+            self.execute('DROP TABLE IF EXISTS "stage"')
+        return int(data.num_rows)
+
+    def upsert(self, table: SourceTable, data: pa.Table) -> int:
+        """Insert new keys and update rows whose values differ; returns rows staged."""
         cols = data.schema.names
         keys = list(table.row_key)
         target = self.qualified(table)
@@ -168,43 +176,29 @@ class SourceDatabase:
         sets = ", ".join(f'"{c}" = excluded."{c}"' for c in cols if c not in keys)
         distinct = "IS DISTINCT FROM" if self.dialect == "postgresql" else "IS NOT"
         changed = " OR ".join(f'{target}."{c}" {distinct} excluded."{c}"' for c in compared)
+        conflict = ", ".join(f'"{k}"' for k in keys)
         sql = (
-            f'INSERT INTO {target} ({names}) SELECT {names} FROM "{stage}" WHERE true '
-            f"ON CONFLICT ({', '.join(chr(34) + k + chr(34) for k in keys)}) "
-            f"DO UPDATE SET {sets}" + (f" WHERE {changed}" if changed else "")
+            f'INSERT INTO {target} ({names}) SELECT {names} FROM "stage" WHERE true '
+            f"ON CONFLICT ({conflict}) DO UPDATE SET {sets}"
+            + (f" WHERE {changed}" if changed else "")
         )
-        self.execute(sql)
-        self.execute(f'DROP TABLE IF EXISTS "{stage}"')
-        return int(data.num_rows)
+        return self._apply_staged(table, data, sql)
 
     def update_rows(self, table: SourceTable, data: pa.Table) -> int:
         """Set the non-key columns of ``data`` on the rows its key columns name."""
-        if data.num_rows == 0:
-            return 0
-        stage = f"_upd_{table.name}"
-        with self._cursor() as cur:
-            cur.adbc_ingest(stage, self.to_source_arrow(table, data), "replace", temporary=True)
         target = self.qualified(table)
         keys = list(table.row_key)
         sets = ", ".join(f'"{c}" = s."{c}"' for c in data.schema.names if c not in keys)
         match = " AND ".join(f'{target}."{k}" = s."{k}"' for k in keys)
-        self.execute(f'UPDATE {target} SET {sets} FROM "{stage}" AS s WHERE {match}')
-        self.execute(f'DROP TABLE IF EXISTS "{stage}"')
-        return int(data.num_rows)
+        sql = f'UPDATE {target} SET {sets} FROM "stage" AS s WHERE {match}'
+        return self._apply_staged(table, data, sql)
 
     def delete_rows(self, table: SourceTable, keys: pa.Table) -> int:
         """Hard-delete the rows whose key is in ``keys``."""
-        if keys.num_rows == 0:
-            return 0
-        stage = f"_del_{table.name}"
-        with self._cursor() as cur:
-            cur.adbc_ingest(stage, self.to_source_arrow(table, keys), "replace", temporary=True)
-        target = self.qualified(table)
         cols = ", ".join(f'"{k}"' for k in table.row_key)
         # a row-value IN uses the primary-key index (a correlated EXISTS scans on SQLite)
-        self.execute(f'DELETE FROM {target} WHERE ({cols}) IN (SELECT {cols} FROM "{stage}")')
-        self.execute(f'DROP TABLE IF EXISTS "{stage}"')
-        return int(keys.num_rows)
+        sql = f'DELETE FROM {self.qualified(table)} WHERE ({cols}) IN (SELECT {cols} FROM "stage")'
+        return self._apply_staged(table, keys, sql)
 
     def read_table(self, table: SourceTable, columns: Sequence[str] | None = None) -> pa.Table:
         """A whole table (or some of its columns) cast to the catalog's Arrow types."""
