@@ -53,6 +53,7 @@ class SourceDatabase:
         self._conn = conn
         self.dialect: Dialect = dialect
         self.location = location
+        self.batch_rows = 65_536  # rows per streamed batch (SQLite; PostgreSQL sizes its own)
 
     # -- naming -----------------------------------------------------------------------------
     def qualified(self, table: SourceTable | str) -> str:
@@ -78,6 +79,9 @@ class SourceDatabase:
     def query_batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[pa.RecordBatch]:
         """Stream a query's result in bounded record batches."""
         with self._cursor() as cur:
+            if self.dialect == "sqlite":
+                rows = str(self.batch_rows)
+                cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": rows})
             cur.execute(sql, tuple(params) or None)
             reader = cur.fetch_record_batch()
             yield from reader
