@@ -31,8 +31,8 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
 
-bench: $(STAMP)  ## time and peak memory of generate / load / bronze at SCALE
-	$(BIN)/python scripts/bench.py --scale $(SCALE)
+bench: $(STAMP)  ## time and peak memory of generate, full run, change, incremental at SCALE
+	$(BIN)/medallion bench --scale $(SCALE) --out bench/scale-$(SCALE).json
 
 clean:
 	rm -rf $(VENV) medallion_home .pytest_cache .mypy_cache .ruff_cache
