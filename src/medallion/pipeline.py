@@ -42,11 +42,6 @@ def register_layer(layer: Layer) -> None:
     LAYERS[layer.name] = layer
 
 
-def layer_names() -> list[str]:
-    _load_layers()
-    return list(LAYERS)
-
-
 def build_tasks(
     layers: Sequence[str] | None = None, tables: Sequence[str] | None = None
 ) -> list[Task]:

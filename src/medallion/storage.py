@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -236,13 +236,6 @@ class Lake:
             if not c.startswith("_commit_") and (with_change_type or c != "_change_type")
         ]
         return changes.select(keep), current
-
-    def history(self, layer: str, table: str, limit: int | None = None) -> list[dict[str, Any]]:
-        dt = self.open(layer, table)
-        return [] if dt is None else list(dt.history(limit))
-
-    def tables(self, layer: str, names: Iterable[str]) -> dict[str, int | None]:
-        return {name: self.version(layer, name) for name in names}
 
 
 @dataclass(frozen=True)

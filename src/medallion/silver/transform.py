@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from medallion.engine import Engine
-from medallion.silver.contracts import Action, Col, Kind, Reference, Rule, SilverTable
+from medallion.silver.contracts import Action, Kind, Reference, Rule, SilverTable
 
 # Brazil's bounding box (with its islands), for geolocation points.
 BRAZIL_LAT = (-33.8, 5.3)
@@ -370,6 +370,3 @@ def aggregate_geolocation(points: pa.Table, engine: Engine) -> pa.Table:
         """,
         {"points": points},
     )
-
-
-__all__ = ["Col", "Validated", "aggregate_geolocation", "validate"]
