@@ -78,6 +78,12 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
     return {"run_logs": run_logs, "dq_results": dq_results, "leases": leases}
 
 
+def _lost_creation_race(exc: SQLAlchemyError) -> bool:
+    """SQLite says 'already exists'; PostgreSQL may trip on its catalog's unique index."""
+    text = str(exc)
+    return "already exists" in text or "pg_type_typname_nsp_index" in text
+
+
 def sqlalchemy_url(url: str) -> str:
     """``postgresql://`` means psycopg 3 (installed), not SQLAlchemy's default psycopg2."""
     for prefix in ("postgresql://", "postgres://"):
@@ -111,16 +117,25 @@ class AuditStore:
             path = self.engine.url.database
             if path and path != ":memory:":
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        try:
-            with self.engine.begin() as conn:
-                if self.metadata.schema:
-                    conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.metadata.schema}"'))
-                self.metadata.create_all(conn)
-        except SQLAlchemyError as exc:
-            raise AuditError(
-                f"audit store {redact_url(self.url)} is unreachable: {_one_line(exc)}"
-            ) from None
+        for attempt in range(3):
+            try:
+                self._create_tables()
+                return self
+            except SQLAlchemyError as exc:
+                # another process may have created the tables between our check and ours
+                if attempt < 2 and _lost_creation_race(exc):
+                    time.sleep(0.2)
+                    continue
+                raise AuditError(
+                    f"audit store {redact_url(self.url)} is unreachable: {_one_line(exc)}"
+                ) from None
         return self
+
+    def _create_tables(self) -> None:
+        with self.engine.begin() as conn:
+            if self.metadata.schema:
+                conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.metadata.schema}"'))
+            self.metadata.create_all(conn)
 
     def close(self) -> None:
         self.engine.dispose()
