@@ -145,12 +145,10 @@ def _build_scd2(
     history = None if ctx.full_refresh else lake.read(LAYER, table.name)
     changes, _ = lake.read_changes("silver", dim.silver, after, with_change_type=True)
     current = _read(lake, source, table)
-    if changes is None:
-        changes = pa.table({})
-    events = scd2_events(dim, changes, current, engine) if changes.num_rows else None
+    if changes is None or changes.num_rows == 0:  # only dim_location moved: re-attach lat/lng
+        changes = _no_changes(current)
+    events = scd2_events(dim, changes, current, engine)
     location = lake.read(LAYER, "dim_location") if dim.location_zip else None
-    if events is None:
-        events = scd2_events(dim, _no_changes(current), current, engine)
     return build_scd2(dim, history, events, location, engine), changes.num_rows
 
 
