@@ -176,8 +176,7 @@ class Lake:
         source: pa.Table,
         plan: MergePlan,
         *,
-        app_id: str,
-        app_version: int,
+        transactions: Mapping[str, int],
         metadata: Mapping[str, Any],
     ) -> tuple[int, dict[str, Any]]:
         """MERGE ``source`` (alias ``s``) into the table (alias ``t``) in one commit.
@@ -192,7 +191,7 @@ class Lake:
             plan.predicate,
             source_alias="s",
             target_alias="t",
-            commit_properties=_commit_props({app_id: app_version}, metadata),
+            commit_properties=_commit_props(transactions, metadata),
         )
         for predicate, updates in plan.matched_updates:
             merger = merger.when_matched_update(dict(updates), predicate)

@@ -398,3 +398,69 @@ def test_generated_dirty_rows_all_land_in_quarantine(settings: Settings) -> None
         q = lake.read("quarantine", name, [column])
         quarantined_sum = pa.compute.sum(q[column]).as_py() if q is not None else 0
         assert silver_sum + (quarantined_sum or 0) == source_sum, (name, column)
+
+
+def test_a_new_translation_relabels_existing_products(settings: Settings) -> None:
+    p1, p2 = "a1" * 16, "b2" * 16
+    load(
+        settings,
+        "product_category_name_translation",
+        [
+            {
+                "product_category_name": "perfumaria",
+                "product_category_name_english": "perfumery",
+                "updated_at": T0,
+            },
+        ],
+    )
+    load(
+        settings,
+        "products",
+        [
+            {"product_id": p1, "product_category_name": "perfumaria", "updated_at": T0},
+            {"product_id": p2, "product_category_name": "pc_gamer", "updated_at": T0},
+        ],
+    )
+    tables = ("products", "product_category_name_translation")
+    run(settings, tables=tables)
+    cols = ["product_id", "product_category_name_english", "category_translated", "updated_at"]
+    assert silver(settings, "products", cols) == [
+        (p1, "perfumery", True, T0),
+        (p2, "pc_gamer", False, T0),
+    ]
+    t1 = T0 + timedelta(days=2)
+    load(
+        settings,
+        "product_category_name_translation",
+        [
+            {
+                "product_category_name": "perfumaria",
+                "product_category_name_english": "perfume",
+                "updated_at": t1,
+            },
+            {
+                "product_category_name": "pc_gamer",
+                "product_category_name_english": "gaming_pc",
+                "updated_at": t1,
+            },
+        ],
+    )
+    report = run(settings, tables=tables)
+    result = {o.task.name: o.result for o in report.outcomes}["silver.products"]
+    assert (result.rows_read, result.metrics["lookup_refreshed"]) == (0, 2)
+    assert silver(settings, "products", cols) == [
+        (p1, "perfume", True, t1),
+        (p2, "gaming_pc", True, t1),
+    ]
+    version = DeltaTable(f"{settings.lake_location}/silver/products").version()
+    run(settings, tables=tables)  # nothing moved: nothing written
+    assert DeltaTable(f"{settings.lake_location}/silver/products").version() == version
+    # a translation that disappears no longer translates
+    with open_source(settings.source_location) as db:
+        db.delete_rows(
+            source_table("product_category_name_translation"),
+            pa.table({"product_category_name": ["pc_gamer"]}),
+        )
+    run(settings, tables=tables)
+    got = {r[0]: r[1:3] for r in silver(settings, "products", cols)}
+    assert got[p2] == ("pc_gamer", False)

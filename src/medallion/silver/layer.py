@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from medallion.audit import AuditStore
 from medallion.bronze import CDF
 from medallion.catalog import source_table
-from medallion.engine import default_engine
+from medallion.engine import Engine, default_engine
 from medallion.errors import MedallionError
 from medallion.faults import crash_point
 from medallion.pipeline import Layer, per_table, register_layer
@@ -23,10 +23,12 @@ from medallion.silver.contracts import Kind, SilverTable, silver_table, silver_t
 from medallion.silver.transform import (
     CONTENT_HASH,
     TOMBSTONE,
+    Validated,
     aggregate_geolocation,
     empty_silver_sql,
     geolocation_points,
     geolocation_rejects,
+    refresh_sql,
     silver_columns,
     validate,
 )
@@ -87,32 +89,23 @@ def _merged_through(ctx: RunContext, lake: Lake, spec: SilverTable) -> int | Non
 def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake) -> TaskResult:
     before = _merged_through(ctx, lake, spec)
     bronze, through = lake.read_changes("bronze", spec.bronze, before)
-    if bronze is None or through is None or bronze.num_rows == 0:
-        return _unchanged(lake, spec, before)
     engine = default_engine()
-    refs = {r.table: _read_keys(lake, r.table, r.key) for r in spec.references}
-    lookup = read_silver(lake, silver_table(spec.lookup.table)) if spec.lookup else None
-    existing = _existing_content(lake, spec)
-    batch = validate(spec, bronze, refs, lookup, engine=engine, existing=existing)
-    quarantined = _quarantine(ctx, lake, spec.name, batch.quarantine, through)
-    source = _stamp(batch.merge, ctx)
-    metrics: dict[str, Any] = {
-        "bronze_version_before": before,
-        "bronze_version_after": through,
-        "superseded": batch.superseded,
-        "warnings": batch.warnings,
-    }
+    lookup = _live_lookup(lake, spec)
+    refresh = None if ctx.full_refresh else _lookup_refresh(spec, lake, lookup, engine)
+    if bronze is None or through is None or bronze.num_rows == 0:
+        if refresh is None or through is None:
+            return _unchanged(lake, spec, before)
+        bronze = None
+    batch = _validated(spec, lake, bronze, lookup, engine) if bronze is not None else None
+    refreshed = refresh.num_rows if refresh is not None else 0
+    source = _stamp(_merge_source(spec, batch, refresh), ctx)
+    quarantined = _quarantine(ctx, lake, spec.name, batch.quarantine, through) if batch else 0
+    transactions = {app_id(LAYER, spec.name): through, **_lookup_txn(spec, lake)}
     meta = {"run_id": ctx.run_id, "step": LAYER, "table": spec.name, "bronze_version": through}
-    exists = lake.version(LAYER, spec.name) is not None
-    if ctx.full_refresh or not exists:
+    if ctx.full_refresh or lake.version(LAYER, spec.name) is None:
         rows = source.filter(pc.invert(source[TOMBSTONE])).drop_columns([TOMBSTONE])
         version = lake.overwrite(
-            LAYER,
-            spec.name,
-            rows,
-            transactions={app_id(LAYER, spec.name): through},
-            metadata=meta,
-            configuration=CDF,
+            LAYER, spec.name, rows, transactions=transactions, metadata=meta, configuration=CDF
         )
         merge_metrics = {
             "num_source_rows": source.num_rows,
@@ -120,32 +113,84 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake) -> TaskResult:
         }
     else:
         version, merge_metrics = lake.merge(
-            LAYER,
-            spec.name,
-            source,
-            _merge_plan(spec),
-            app_id=app_id(LAYER, spec.name),
-            app_version=through,
-            metadata=meta,
+            LAYER, spec.name, source, _merge_plan(spec), transactions=transactions, metadata=meta
         )
     crash_point("silver.after_commit")
     merged = int(merge_metrics.get("num_target_rows_inserted", 0)) + int(
         merge_metrics.get("num_target_rows_updated", 0)
     )
-    _reconcile(
-        spec.name,
-        bronze.num_rows,
-        int(merge_metrics["num_source_rows"]),
-        quarantined,
-        batch.superseded,
-    )
-    metrics |= {
+    read = bronze.num_rows if bronze is not None else 0
+    superseded = batch.superseded if batch else 0
+    from_bronze = int(merge_metrics["num_source_rows"]) - refreshed
+    _reconcile(spec.name, read, from_bronze, quarantined, superseded)
+    metrics: dict[str, Any] = {
+        "bronze_version_before": before,
+        "bronze_version_after": through,
+        "superseded": superseded,
+        "warnings": batch.warnings if batch else {},
         "delta_version": version,
         "merge_source_rows": int(merge_metrics["num_source_rows"]),
+        "lookup_refreshed": refreshed,
         "stale_or_unchanged": int(merge_metrics["num_source_rows"]) - merged,
         "quarantined": quarantined,
     }
-    return TaskResult(bronze.num_rows, merged, quarantined, metrics)
+    return TaskResult(read, merged, quarantined, metrics)
+
+
+def _validated(
+    spec: SilverTable, lake: Lake, bronze: pa.Table, lookup: pa.Table | None, engine: Engine
+) -> Validated:
+    refs = {r.table: _read_keys(lake, r.table, r.key) for r in spec.references}
+    existing = _existing_content(lake, spec)
+    return validate(spec, bronze, refs, lookup, engine=engine, existing=existing)
+
+
+def _merge_source(spec: SilverTable, batch: Validated | None, refresh: pa.Table | None) -> pa.Table:
+    """The batch's rows, plus lookup refreshes of keys the batch does not carry."""
+    parts = [batch.merge] if batch is not None else []
+    if refresh is not None and refresh.num_rows:
+        if batch is not None and batch.merge.num_rows:
+            keys = list(spec.key)
+            refresh = refresh.join(batch.merge.select(keys), keys=keys, join_type="left anti")
+        parts.append(refresh.select(parts[0].column_names) if parts else refresh)
+    return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+
+
+def _live_lookup(lake: Lake, spec: SilverTable) -> pa.Table | None:
+    """The lookup table's live rows (a deleted translation no longer translates)."""
+    if spec.lookup is None:
+        return None
+    rows = read_silver(lake, silver_table(spec.lookup.table))
+    return rows.filter(pc.invert(pc.fill_null(rows["is_deleted"], False)))
+
+
+def _lookup_txn(spec: SilverTable, lake: Lake) -> dict[str, int]:
+    """The lookup table's version, recorded with each write so a later change is noticed."""
+    if spec.lookup is None:
+        return {}
+    version = lake.version(LAYER, spec.lookup.table)
+    return {} if version is None else {lookup_id(spec): version}
+
+
+def lookup_id(spec: SilverTable) -> str:
+    return f"{app_id(LAYER, spec.name)}:lookup"
+
+
+def _lookup_refresh(
+    spec: SilverTable, lake: Lake, lookup: pa.Table | None, engine: Engine
+) -> pa.Table | None:
+    """Existing rows whose looked-up columns changed since the lookup table last moved
+    (a new English name for a category), stamped with the later of the two updated_at."""
+    if spec.lookup is None or lookup is None:
+        return None
+    version = lake.version(LAYER, spec.lookup.table)
+    if version is None or lake.app_version(LAYER, spec.name, lookup_id(spec)) == version:
+        return None
+    current = lake.read(LAYER, spec.name)
+    if current is None:
+        return None
+    changed = engine.query(refresh_sql(spec), {"s": current, "lookup": lookup})
+    return changed if changed.num_rows else None
 
 
 def _unchanged(lake: Lake, spec: SilverTable, before: int | None) -> TaskResult:
@@ -184,6 +229,12 @@ def _merge_plan(spec: SilverTable) -> MergePlan:
         "(s.updated_at > t.updated_at OR (s.updated_at = t.updated_at AND s.is_deleted "
         "AND NOT t.is_deleted))"
     )
+    looked_up = [c.name for c in spec.lookup.columns] if spec.lookup else []
+    relabel = (
+        (f"s.updated_at = t.updated_at AND NOT s.{TOMBSTONE} AND ("
+         + " OR ".join(f"(t.{c} IS DISTINCT FROM s.{c})" for c in looked_up) + ")",
+         {c: f"s.{c}" for c in [*looked_up, "_run_id"]}),
+    ) if looked_up else ()  # fmt: skip
     flags = {
         c: f"s.{c}" for c in ("updated_at", "is_deleted", "deleted_at", "_bronze_run_id", "_run_id")
     }
@@ -193,6 +244,7 @@ def _merge_plan(spec: SilverTable) -> MergePlan:
         matched_updates=(
             (f"{newer} AND s.{TOMBSTONE}", flags),
             (f"{newer} AND NOT s.{TOMBSTONE}", everything),
+            *relabel,
         ),
         not_matched_inserts=((f"NOT s.{TOMBSTONE}", everything),),
     )

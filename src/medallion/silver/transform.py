@@ -251,6 +251,26 @@ def _lookup_sql(spec: SilverTable) -> tuple[str, str]:
     return cols, f"LEFT JOIN lookup l ON l.{on} = s.{on}"
 
 
+def refresh_sql(spec: SilverTable) -> str:
+    """Existing Silver rows (``s``) whose looked-up columns come out different against the
+    ``lookup`` table now; ``updated_at`` becomes the later of the row's and the lookup row's."""
+    assert spec.lookup is not None
+    on = _q(spec.lookup.on)
+    looked_up = {c.name for c in spec.lookup.columns}
+    kept = [c for c in silver_columns(spec) if c not in looked_up | {"updated_at", "_run_id"}]
+    new = ", ".join(f"{c.expr} AS {_q(c.name)}" for c in spec.lookup.columns)
+    differs = " OR ".join(
+        f"({c.expr}) IS DISTINCT FROM s.{_q(c.name)}" for c in spec.lookup.columns
+    )
+    return f"""
+        SELECT {", ".join(f"s.{_q(c)}" for c in kept)}, {new},
+            greatest(s.updated_at, coalesce(l.updated_at, s.updated_at)) AS updated_at,
+            false AS {TOMBSTONE}
+        FROM s LEFT JOIN lookup l ON l.{on} = s.{on}
+        WHERE {differs}
+    """
+
+
 def silver_columns(spec: SilverTable) -> list[str]:
     """The Silver table's columns, in order."""
     lookup = [c.name for c in spec.lookup.columns] if spec.lookup else []
