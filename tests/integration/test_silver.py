@@ -445,11 +445,24 @@ def test_a_new_translation_relabels_existing_products(settings: Settings) -> Non
             },
         ],
     )
+    # p1 also changes in the same batch: it comes from Bronze, p2 is relabelled
+    load(
+        settings,
+        "products",
+        [
+            {
+                "product_id": p1,
+                "product_category_name": "perfumaria",
+                "product_weight_g": 5,
+                "updated_at": t1 + timedelta(hours=1),
+            },
+        ],
+    )
     report = run(settings, tables=tables)
     result = {o.task.name: o.result for o in report.outcomes}["silver.products"]
-    assert (result.rows_read, result.metrics["lookup_refreshed"]) == (0, 2)
+    assert (result.rows_read, result.metrics["lookup_refreshed"]) == (1, 1)
     assert silver(settings, "products", cols) == [
-        (p1, "perfume", True, t1),
+        (p1, "perfume", True, t1 + timedelta(hours=1)),
         (p2, "gaming_pc", True, t1),
     ]
     version = DeltaTable(f"{settings.lake_location}/silver/products").version()

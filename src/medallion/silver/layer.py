@@ -97,8 +97,8 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake) -> TaskResult:
             return _unchanged(lake, spec, before)
         bronze = None
     batch = _validated(spec, lake, bronze, lookup, engine) if bronze is not None else None
-    refreshed = refresh.num_rows if refresh is not None else 0
     source = _stamp(_merge_source(spec, batch, refresh), ctx)
+    refreshed = source.num_rows - (batch.merge.num_rows if batch else 0)
     quarantined = _quarantine(ctx, lake, spec.name, batch.quarantine, through) if batch else 0
     transactions = {app_id(LAYER, spec.name): through, **_lookup_txn(spec, lake)}
     meta = {"run_id": ctx.run_id, "step": LAYER, "table": spec.name, "bronze_version": through}
