@@ -477,3 +477,30 @@ def test_a_new_translation_relabels_existing_products(settings: Settings) -> Non
     run(settings, tables=tables)
     got = {r[0]: r[1:3] for r in silver(settings, "products", cols)}
     assert got[p2] == ("pc_gamer", False)
+
+
+def test_a_row_waiting_for_its_parent_is_released_when_the_parent_arrives(
+    settings: Settings,
+) -> None:
+    late_customer = "9" * 32
+    load(settings, "olist_customers_dataset", [customer(C1)])
+    load(settings, "olist_orders_dataset", [order(O1, C1), order(O2, late_customer)])
+    run(settings)
+    assert quarantine(settings, "orders") == [(O2, "customer_id_exists_in_customers")]
+    # another run before the parent arrives: still held, not quarantined twice
+    report = run(settings)
+    assert quarantine(settings, "orders") == [(O2, "customer_id_exists_in_customers")]
+    orders = {o.task.name: o.result for o in report.outcomes}["silver.orders"]
+    assert orders.rows_written == 0
+    # the customer arrives: the order is released into Silver, counted, and stays put after
+    load(settings, "olist_customers_dataset", [customer(late_customer, at=T0 + timedelta(days=1))])
+    report = run(settings)
+    orders = {o.task.name: o.result for o in report.outcomes}["silver.orders"]
+    assert orders.metrics["released_from_quarantine"] == 1
+    assert silver(settings, "orders", ["order_id", "customer_id"]) == [
+        (O1, C1),
+        (O2, late_customer),
+    ]
+    report = run(settings)
+    orders = {o.task.name: o.result for o in report.outcomes}["silver.orders"]
+    assert orders.rows_written == 0 and "retried_from_quarantine" not in orders.metrics

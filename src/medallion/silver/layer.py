@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion.audit import AuditStore
-from medallion.bronze import CDF
+from medallion.bronze import CDF, bronze_schema
 from medallion.catalog import source_table
 from medallion.engine import Engine, default_engine
 from medallion.errors import MedallionError
@@ -29,6 +29,7 @@ from medallion.silver.transform import (
     geolocation_points,
     geolocation_rejects,
     refresh_sql,
+    retry_sql,
     silver_columns,
     validate,
 )
@@ -92,14 +93,18 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake) -> TaskResult:
     engine = default_engine()
     lookup = _live_lookup(lake, spec)
     refresh = None if ctx.full_refresh else _lookup_refresh(spec, lake, lookup, engine)
-    if bronze is None or through is None or bronze.num_rows == 0:
-        if refresh is None or through is None:
-            return _unchanged(lake, spec, before)
-        bronze = None
-    batch = _validated(spec, lake, bronze, lookup, engine) if bronze is not None else None
+    retry = None if ctx.full_refresh else _retry_candidates(spec, lake, engine)
+    fresh = bronze is not None and bronze.num_rows > 0
+    if through is None or not (fresh or refresh is not None or retry is not None):
+        return _unchanged(lake, spec, before)
+    if bronze is None:
+        bronze = bronze_schema(source_table(spec.bronze)).empty_table()
+    batch = _validated(spec, lake, bronze, lookup, engine, retry=retry)
     source = _stamp(_merge_source(spec, batch, refresh), ctx)
-    refreshed = source.num_rows - (batch.merge.num_rows if batch else 0)
-    quarantined = _quarantine(ctx, lake, spec.name, batch.quarantine, through) if batch else 0
+    if not fresh and source.num_rows == 0:  # retried rows still wait for their parents
+        return _unchanged(lake, spec, before)
+    refreshed = source.num_rows - batch.merge.num_rows
+    quarantined = _quarantine(ctx, lake, spec.name, batch.quarantine, through)
     transactions = {app_id(LAYER, spec.name): through, **_lookup_txn(spec, lake)}
     meta = {"run_id": ctx.run_id, "step": LAYER, "table": spec.name, "bronze_version": through}
     if ctx.full_refresh or lake.version(LAYER, spec.name) is None:
@@ -119,30 +124,50 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake) -> TaskResult:
     merged = int(merge_metrics.get("num_target_rows_inserted", 0)) + int(
         merge_metrics.get("num_target_rows_updated", 0)
     )
-    read = bronze.num_rows if bronze is not None else 0
-    superseded = batch.superseded if batch else 0
-    from_bronze = int(merge_metrics["num_source_rows"]) - refreshed
-    _reconcile(spec.name, read, from_bronze, quarantined, superseded)
+    retried = retry.num_rows if retry is not None else 0
+    read = bronze.num_rows + retried
+    accounted = int(merge_metrics["num_source_rows"]) - refreshed + batch.still_held
+    _reconcile(spec.name, read, accounted, quarantined, batch.superseded)
     metrics: dict[str, Any] = {
         "bronze_version_before": before,
         "bronze_version_after": through,
-        "superseded": superseded,
-        "warnings": batch.warnings if batch else {},
+        "superseded": batch.superseded,
+        "warnings": batch.warnings,
         "delta_version": version,
         "merge_source_rows": int(merge_metrics["num_source_rows"]),
         "lookup_refreshed": refreshed,
+        "retried_from_quarantine": retried,
+        "released_from_quarantine": retried - batch.still_held,
         "stale_or_unchanged": int(merge_metrics["num_source_rows"]) - merged,
         "quarantined": quarantined,
     }
-    return TaskResult(read, merged, quarantined, metrics)
+    return TaskResult(bronze.num_rows, merged, quarantined, metrics)
+
+
+def _retry_candidates(spec: SilverTable, lake: Lake, engine: Engine) -> pa.Table | None:
+    """Quarantined rows held back only by a missing parent; None when there are none."""
+    if not spec.references:
+        return None
+    held = lake.read(QUARANTINE, spec.name)
+    current = lake.read(LAYER, spec.name, list(spec.key))
+    if held is None or held.num_rows == 0 or current is None:
+        return None
+    rows = engine.query(retry_sql(spec), {"quarantine": held, "silver": current})
+    return rows if rows.num_rows else None
 
 
 def _validated(
-    spec: SilverTable, lake: Lake, bronze: pa.Table, lookup: pa.Table | None, engine: Engine
+    spec: SilverTable,
+    lake: Lake,
+    bronze: pa.Table,
+    lookup: pa.Table | None,
+    engine: Engine,
+    *,
+    retry: pa.Table | None,
 ) -> Validated:
     refs = {r.table: _read_keys(lake, r.table, r.key) for r in spec.references}
     existing = _existing_content(lake, spec)
-    return validate(spec, bronze, refs, lookup, engine=engine, existing=existing)
+    return validate(spec, bronze, refs, lookup, engine=engine, existing=existing, retry=retry)
 
 
 def _merge_source(spec: SilverTable, batch: Validated | None, refresh: pa.Table | None) -> pa.Table:

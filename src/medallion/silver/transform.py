@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from medallion.engine import Engine
 from medallion.silver.contracts import Action, Kind, Reference, Rule, SilverTable
@@ -20,13 +21,15 @@ TOMBSTONE = "_tombstone"
 
 @dataclass(frozen=True)
 class Validated:
-    """The outcome of one batch: rows to merge, rows to quarantine, and how many were
-    superseded by a newer row of the same key in the batch."""
+    """The outcome of one batch: rows to merge, rows to quarantine, how many were superseded
+    by a newer row of the same key in the batch, and how many retried quarantined rows are
+    still held back (they stay where they are, not quarantined twice)."""
 
     merge: pa.Table
     quarantine: pa.Table
     superseded: int
     warnings: dict[str, int]
+    still_held: int = 0
 
 
 def _q(name: str) -> str:
@@ -130,12 +133,17 @@ def validate(
     *,
     engine: Engine,
     existing: pa.Table | None = None,
+    retry: pa.Table | None = None,
 ) -> Validated:
     """Conform a Bronze batch, split off rule breakers, keep the latest row per key.
 
     ``existing`` holds the Silver rows' keys, content hashes, times and delete flags, for
-    tables that declare ``unique_content``.
+    tables that declare ``unique_content``. ``retry`` holds quarantined rows to try again
+    (their parent may have arrived since).
     """
+    fresh = bronze.num_rows
+    if retry is not None and retry.num_rows:
+        bronze = pa.concat_tables([bronze, _shaped_like(retry, bronze.schema)])
     bronze = bronze.append_column("_row", pa.array(range(bronze.num_rows), pa.int64()))
     rules = all_rules(spec)
     quarantine_rules = [r for r in rules if r.action is Action.QUARANTINE]
@@ -156,9 +164,40 @@ def validate(
         tables,
     )
     warnings = _warning_counts(checked, engine)
-    quarantine = _quarantine_rows(spec, bronze, checked, engine)
+    broken = _quarantine_rows(spec, bronze, checked, engine)
+    new = pc.less(broken["_row"], fresh)
+    quarantine = broken.filter(new).drop_columns(["_row"])
     deduped, superseded = _latest_per_key(spec, checked, lookup, engine)
-    return Validated(deduped, quarantine, superseded, warnings)
+    held = broken.num_rows - quarantine.num_rows
+    return Validated(deduped, quarantine, superseded, warnings, held)
+
+
+def _shaped_like(rows: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``rows`` with exactly ``schema``'s columns (missing ones NULL), in its order."""
+    n = rows.num_rows
+    arrays = [
+        rows[f.name].cast(f.type) if f.name in rows.column_names else pa.nulls(n, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def retry_sql(spec: SilverTable) -> str:
+    """Quarantined rows worth another try: per key the latest quarantined row, when it was
+    held back only by missing parents and Silver still has no row for the key."""
+    keys = ", ".join(_q(k) for k in spec.key)
+    match = " AND ".join(f"s.{_q(k)} = q.{_q(k)}" for k in spec.key)
+    return f"""
+        WITH latest AS (
+            SELECT * FROM quarantine
+            QUALIFY row_number() OVER (PARTITION BY {keys}
+                ORDER BY _source_updated_at DESC, _ingested_at DESC, _quarantined_at DESC) = 1
+        )
+        SELECT q.* EXCLUDE (_rule, _reason, _quarantine_run_id, _quarantined_at) FROM latest q
+        WHERE len(list_filter(string_split(q._rule, ','),
+                lambda r: NOT contains(r, '_exists_in_'))) = 0
+            AND NOT EXISTS (SELECT 1 FROM silver s WHERE {match})
+    """
 
 
 def _cases(rules: list[Rule]) -> str:
@@ -183,7 +222,7 @@ def _quarantine_rows(
     texts = [reason_map[n] for n in names]
     return engine.query(
         """
-        SELECT b.* EXCLUDE (_row),
+        SELECT b.*,
             array_to_string(k._broken, ',') AS _rule,
             array_to_string(list_transform(k._broken,
                 lambda r: reasons[list_position(names, r)]), '; ') AS _reason
