@@ -603,7 +603,14 @@ def rowflow_section(data: RunData) -> Section:
         "status",
     )
     gold = [
-        (r["table_name"], r["rows_read"], r["rows_written"], _inputs(r), badge(r["status"]))
+        (
+            r["table_name"],
+            r["rows_read"],
+            r["rows_written"],
+            _unknown_members(r),
+            _inputs(r),
+            badge(r["status"]),
+        )
         for r in final.values()
         if r["layer"] == "gold"
     ]
@@ -611,7 +618,17 @@ def rowflow_section(data: RunData) -> Section:
         "<h3>Bronze \u2192 Silver</h3>",
         html_table(columns, flow) if flow else note("No Bronze or Silver task in this run."),
         "<h3>Gold</h3>",
-        html_table(("table", "rows read", "rows written", "inputs (version read)", "status"), gold)
+        html_table(
+            (
+                "table",
+                "rows read",
+                "rows written",
+                "unknown members",
+                "inputs (version read)",
+                "status",
+            ),
+            gold,
+        )
         if gold
         else note("No Gold task in this run."),
         note(
@@ -620,6 +637,18 @@ def rowflow_section(data: RunData) -> Section:
         ),
     ]
     return "rows", "Row flow", "".join(parts)
+
+
+def _unknown_members(row: Row) -> str:
+    """Fact rows that point at an unknown dimension member, per key (from the task metrics)."""
+    try:
+        metrics = json.loads(row["metrics"] or "{}")
+    except (TypeError, ValueError):
+        return DASH
+    counts = metrics.get("unknown_members") if isinstance(metrics, dict) else None
+    if not isinstance(counts, dict) or not counts:
+        return DASH
+    return ", ".join(f"{key} {n:,}" for key, n in sorted(counts.items()) if isinstance(n, int))
 
 
 def _inputs(row: Row) -> str:

@@ -123,6 +123,7 @@ def test_summary_names_the_run_and_every_task(home: Home, page: str) -> None:
         assert f">{row['task']}<" in page
     assert "Bronze \u2192 Silver" in page
     assert "<h3>Gold</h3>" in page
+    assert "unknown members" in page and "customer_sk 0" in page  # facts all found their customer
 
 
 def test_latest_is_a_copy_of_the_run_report(home: Home) -> None:
