@@ -639,13 +639,18 @@ def rowflow_section(data: RunData) -> Section:
     return "rows", "Row flow", "".join(parts)
 
 
-def _unknown_members(row: Row) -> str:
-    """Fact rows that point at an unknown dimension member, per key (from the task metrics)."""
+def _metrics(row: Row) -> dict[str, Any]:
+    """A task's metrics JSON as a dict (empty when missing or unreadable)."""
     try:
         metrics = json.loads(row["metrics"] or "{}")
     except (TypeError, ValueError):
-        return DASH
-    counts = metrics.get("unknown_members") if isinstance(metrics, dict) else None
+        return {}
+    return metrics if isinstance(metrics, dict) else {}
+
+
+def _unknown_members(row: Row) -> str:
+    """Fact rows that point at an unknown dimension member, per key (from the task metrics)."""
+    counts = _metrics(row).get("unknown_members")
     if not isinstance(counts, dict) or not counts:
         return DASH
     return ", ".join(f"{key} {n:,}" for key, n in sorted(counts.items()) if isinstance(n, int))
@@ -653,11 +658,7 @@ def _unknown_members(row: Row) -> str:
 
 def _inputs(row: Row) -> str:
     """The upstream tables (and their Delta versions) a Gold task recorded in its metrics."""
-    try:
-        metrics = json.loads(row["metrics"] or "{}")
-    except (TypeError, ValueError):
-        return DASH
-    inputs = metrics.get("inputs") if isinstance(metrics, dict) else None
+    inputs = _metrics(row).get("inputs")
     if not isinstance(inputs, dict) or not inputs:
         return DASH
     return ", ".join(
