@@ -12,7 +12,6 @@ from enum import StrEnum
 import pyarrow as pa
 
 from medallion.engine import Engine
-from medallion.errors import CatalogError
 from medallion.gold import facts, features
 from medallion.gold.dimensions import (
     DIMENSIONS,
@@ -20,6 +19,7 @@ from medallion.gold.dimensions import (
     build_date_dimension,
     build_dim_location,
 )
+from medallion.registry import Registry
 
 
 class GoldKind(StrEnum):
@@ -139,13 +139,8 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
     ),
 )
 
-_BY_NAME = {t.name: t for t in GOLD_TABLES}
-if len(_BY_NAME) != len(GOLD_TABLES):  # pragma: no cover - guards the declarations above
-    raise CatalogError("duplicate Gold table name")
+_REGISTRY = Registry("Gold table", GOLD_TABLES)
 
 
 def gold_table(name: str) -> GoldTable:
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        raise CatalogError(f"unknown Gold table {name!r}; valid: {', '.join(_BY_NAME)}") from None
+    return _REGISTRY[name]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from medallion.errors import CatalogError
+from medallion.registry import Registry
 
 SOLD = "order_status NOT IN ('canceled', 'unavailable')"
 
@@ -108,11 +108,8 @@ QUERIES: tuple[NamedQuery, ...] = (
     ),
 )
 
-_BY_NAME = {q.name: q for q in QUERIES}
+_REGISTRY = Registry("query", QUERIES)
 
 
 def named_query(name: str) -> NamedQuery:
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        raise CatalogError(f"unknown query {name!r}; valid: {', '.join(_BY_NAME)}") from None
+    return _REGISTRY[name]

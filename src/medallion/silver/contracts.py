@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from medallion.errors import CatalogError
+from medallion.registry import Registry
 
 
 class Action(StrEnum):
@@ -413,16 +413,11 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
     ),
 )
 
-_BY_NAME = {t.name: t for t in SILVER_TABLES}
-if len(_BY_NAME) != len(SILVER_TABLES):  # pragma: no cover - guards the declarations above
-    raise CatalogError("duplicate Silver table name")
+_REGISTRY = Registry("Silver table", SILVER_TABLES)
 
 
 def silver_table(name: str) -> SilverTable:
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        raise CatalogError(f"unknown Silver table {name!r}; valid: {', '.join(_BY_NAME)}") from None
+    return _REGISTRY[name]
 
 
 def silver_tables() -> tuple[SilverTable, ...]:
