@@ -94,16 +94,47 @@ def build_scd2(
     dim: SCD2Dimension,
     history: pa.Table | None,
     events: pa.Table,
+    *,
+    known: pa.Table | None,
     location: pa.Table | None,
     engine: Engine,
-) -> pa.Table:
-    """Fold the events into the stored history, then (re)attach the derived columns."""
-    core = history.select(list(dim.spec.columns)) if history is not None else None
-    folded = apply_scd2(dim.spec, core, events, engine)
+) -> tuple[pa.Table, pa.Table]:
+    """The dimension and every event it was folded from.
+
+    Each key that has new events is re-folded from ALL its events (``known`` ones and the new
+    ones), not from its stored versions: a version records when its state began, not every
+    event that repeated it, so an out-of-order event could otherwise be placed wrongly. Keys
+    without new events keep their stored versions.
+    """
+    everything = _distinct_events(known, events, engine)
+    keys = ", ".join(dim.spec.natural_key)
+    touched = engine.query(f"SELECT DISTINCT {keys} FROM e", {"e": events})
+    relevant = engine.query(
+        f"SELECT * FROM a SEMI JOIN t USING ({keys})", {"a": everything, "t": touched}
+    )
+    folded = apply_scd2(dim.spec, None, relevant, engine)
+    if history is not None and history.num_rows:
+        core = history.select(list(dim.spec.columns))
+        kept = engine.query(
+            f"SELECT * FROM h ANTI JOIN t USING ({keys})", {"h": core, "t": touched}
+        )
+        folded = pa.concat_tables([kept, folded], promote_options="permissive")
     has_unknown = pc.any(pc.equal(folded[dim.spec.sk_column], UNKNOWN_SK)).as_py()
     if not has_unknown:
-        folded = pa.concat_tables([unknown_member(dim.spec, folded.schema, engine), folded])
-    return attach_derived(dim, folded, location, engine)
+        folded = pa.concat_tables(
+            [unknown_member(dim.spec, folded.schema, engine), folded], promote_options="permissive"
+        )
+    return attach_derived(dim, folded, location, engine), everything
+
+
+def _distinct_events(known: pa.Table | None, new: pa.Table, engine: Engine) -> pa.Table:
+    if known is None or known.num_rows == 0:
+        return engine.query("SELECT DISTINCT * FROM n", {"n": new})
+    columns = ", ".join(new.column_names)
+    return engine.query(
+        f"SELECT DISTINCT * FROM (SELECT {columns} FROM k UNION ALL SELECT {columns} FROM n)",
+        {"k": known, "n": new},
+    )
 
 
 def attach_derived(

@@ -135,6 +135,11 @@ def _read(lake: Lake, ref: str, table: GoldTable) -> pa.Table:
     return default_engine().query(empty_silver_sql(spec))
 
 
+def events_table(table: GoldTable) -> str:
+    """Where a dimension keeps every event it was folded from (beside it in the Gold layer)."""
+    return f"_events_{table.name}"
+
+
 def _build_scd2(
     ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine, recorded: dict[str, int | None]
 ) -> tuple[pa.Table, int]:
@@ -143,13 +148,24 @@ def _build_scd2(
     source = f"silver.{dim.silver}"
     after = None if ctx.full_refresh else recorded.get(source)
     history = None if ctx.full_refresh else lake.read(LAYER, table.name)
+    known = None if ctx.full_refresh else lake.read(LAYER, events_table(table))
     changes, _ = lake.read_changes("silver", dim.silver, after, with_change_type=True)
     current = _read(lake, source, table)
     if changes is None or changes.num_rows == 0:  # only dim_location moved: re-attach lat/lng
         changes = _no_changes(current)
     events = scd2_events(dim, changes, current, engine)
     location = lake.read(LAYER, "dim_location") if dim.location_zip else None
-    return build_scd2(dim, history, events, location, engine), changes.num_rows
+    data, everything = build_scd2(
+        dim, history, events, known=known, location=location, engine=engine
+    )
+    # the events first: a crash before the dimension's commit re-reads the same change feed,
+    # and the union with the stored events is distinct, so nothing doubles
+    if events.num_rows:
+        lake.overwrite(
+            LAYER, events_table(table), everything, transactions={},
+            metadata={"run_id": ctx.run_id, "step": LAYER, "table": events_table(table)},
+        )  # fmt: skip
+    return data, changes.num_rows
 
 
 def _no_changes(current: pa.Table) -> pa.Table:
