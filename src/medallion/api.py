@@ -256,7 +256,7 @@ def run_summary(settings: Settings, report: RunReport) -> dict[str, Any]:
 
 def quarantine_summary(settings: Settings, tables: list[str] | None = None) -> list[dict[str, Any]]:
     """Quarantined rows per table and rule, with one example reason."""
-    lake = Lake(settings.lake_location, _storage_options(settings))
+    lake = Lake.from_settings(settings)
     names = (
         [silver_table(source_table(t).name).name for t in tables]
         if tables
@@ -287,7 +287,7 @@ def lake_tables() -> dict[str, str]:
 
 def sql(settings: Settings, query: str) -> pa.Table:
     """Run DuckDB SQL over the Gold and Silver tables the query names."""
-    lake = Lake(settings.lake_location, _storage_options(settings))
+    lake = Lake.from_settings(settings)
     wanted = {
         name: layer
         for name, layer in lake_tables().items()
@@ -313,10 +313,6 @@ def report(settings: Settings, run_id: str | None = None) -> Path:
     from medallion.report import build_report
 
     return build_report(settings, run_id)
-
-
-def _storage_options(settings: Settings) -> dict[str, str]:
-    return {k: v.get_secret_value() for k, v in settings.storage_options.items()}
 
 
 def _now() -> datetime:

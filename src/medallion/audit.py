@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from medallion.errors import AuditError
 from medallion.runner import RunContext, Status, Task, TaskOutcome, TransientError
-from medallion.settings import redact_url
+from medallion.settings import Settings, redact_url
 
 SCHEMA = "audit"
 
@@ -76,6 +76,17 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("expires_at", sa.DateTime, nullable=False),
     )
     return {"run_logs": run_logs, "dq_results": dq_results, "leases": leases}
+
+
+@contextmanager
+def table_lease(settings: Settings, resource: str, run_id: str) -> Iterator[None]:
+    """Hold ``resource`` (a lake table) for one task, through a store opened for it alone."""
+    audit = AuditStore(settings.audit_location).open()
+    try:
+        with audit.lease(resource, run_id):
+            yield
+    finally:
+        audit.close()
 
 
 def _lost_creation_race(exc: SQLAlchemyError) -> bool:

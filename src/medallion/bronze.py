@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from medallion.audit import AuditStore
+from medallion.audit import table_lease
 from medallion.catalog import DELETED_AT, UPDATED_AT, SourceTable
 from medallion.engine import default_engine
 from medallion.faults import crash_point
@@ -88,15 +88,12 @@ register_layer(Layer(LAYER, per_table(make_task)))
 
 def extract_table(ctx: RunContext, table: SourceTable) -> TaskResult:
     """Extract one table's changes into Bronze; the runner's task function."""
-    settings = ctx.settings
-    lake = Lake(settings.lake_location, _storage_options(ctx))
-    audit = AuditStore(settings.audit_location).open()
-    resource = f"{lake.table_uri(LAYER, table.name)}"
-    try:
-        with audit.lease(resource, ctx.run_id), open_source(settings.source_location) as db:
-            return _extract(ctx, table, db, lake)
-    finally:
-        audit.close()
+    lake = Lake.from_settings(ctx.settings)
+    with (
+        table_lease(ctx.settings, lake.table_uri(LAYER, table.name), ctx.run_id),
+        open_source(ctx.settings.source_location) as db,
+    ):
+        return _extract(ctx, table, db, lake)
 
 
 def _extract(ctx: RunContext, table: SourceTable, db: SourceDatabase, lake: Lake) -> TaskResult:
@@ -185,10 +182,6 @@ def _chain(batches: Iterator[pa.RecordBatch], tail: pa.Table | None) -> Iterator
     yield from batches
     if tail is not None:
         yield from tail.to_batches()
-
-
-def _storage_options(ctx: RunContext) -> dict[str, str]:
-    return {k: v.get_secret_value() for k, v in ctx.settings.storage_options.items()}
 
 
 def _iso(micros: int | None) -> str | None:

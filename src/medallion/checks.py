@@ -424,8 +424,7 @@ class CheckRunner:
 
     def __init__(self, ctx: RunContext, engine: Engine | None = None) -> None:
         self.ctx = ctx
-        options = {k: v.get_secret_value() for k, v in ctx.settings.storage_options.items()}
-        self.lake = Lake(ctx.settings.lake_location, options)
+        self.lake = Lake.from_settings(ctx.settings)
         self.engine = engine or default_engine()
         self._cache: dict[tuple[str, str, tuple[str, ...] | None], pa.Table | None] = {}
 

@@ -18,6 +18,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from medallion.errors import StorageError
+from medallion.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,12 @@ class Lake:
 
     uri: str
     storage_options: Mapping[str, str] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Lake:
+        """The lake the settings name, with the secret storage options unwrapped."""
+        options = {k: v.get_secret_value() for k, v in settings.storage_options.items()}
+        return cls(settings.lake_location, options)
 
     def table_uri(self, layer: str, table: str) -> str:
         return join_uri(self.uri, layer, table)

@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from medallion.audit import AuditStore
+from medallion.audit import table_lease
 from medallion.catalog import SOURCE_TABLES, SourceTable
 from medallion.engine import Engine, default_engine
 from medallion.errors import MedallionError
@@ -55,15 +55,9 @@ register_layer(Layer(LAYER, make_tasks))
 
 def build_table(ctx: RunContext, table: GoldTable) -> TaskResult:
     """Rebuild or extend one Gold table if any of its inputs moved; the task function."""
-    settings = ctx.settings
-    options = {k: v.get_secret_value() for k, v in settings.storage_options.items()}
-    lake = Lake(settings.lake_location, options)
-    audit = AuditStore(settings.audit_location).open()
-    try:
-        with audit.lease(lake.table_uri(LAYER, table.name), ctx.run_id):
-            return _build(ctx, table, lake, default_engine())
-    finally:
-        audit.close()
+    lake = Lake.from_settings(ctx.settings)
+    with table_lease(ctx.settings, lake.table_uri(LAYER, table.name), ctx.run_id):
+        return _build(ctx, table, lake, default_engine())
 
 
 def _input_versions(lake: Lake, table: GoldTable) -> dict[str, int]:

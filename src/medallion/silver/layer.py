@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from medallion.audit import AuditStore
+from medallion.audit import table_lease
 from medallion.bronze import CDF, bronze_schema
 from medallion.catalog import source_table
 from medallion.engine import Engine, default_engine
@@ -65,20 +65,11 @@ register_layer(Layer(LAYER, per_table(lambda table: make_task(table.name))))
 
 def build_table(ctx: RunContext, spec: SilverTable) -> TaskResult:
     """Bring one Silver table up to date with Bronze; the runner's task function."""
-    settings = ctx.settings
-    lake = Lake(settings.lake_location, _storage_options(ctx))
-    audit = AuditStore(settings.audit_location).open()
-    try:
-        with audit.lease(lake.table_uri(LAYER, spec.name), ctx.run_id):
-            if spec.kind is Kind.AGGREGATE:
-                return _build_aggregate(ctx, spec, lake)
-            return _build_upsert(ctx, spec, lake)
-    finally:
-        audit.close()
-
-
-def _storage_options(ctx: RunContext) -> dict[str, str]:
-    return {k: v.get_secret_value() for k, v in ctx.settings.storage_options.items()}
+    lake = Lake.from_settings(ctx.settings)
+    with table_lease(ctx.settings, lake.table_uri(LAYER, spec.name), ctx.run_id):
+        if spec.kind is Kind.AGGREGATE:
+            return _build_aggregate(ctx, spec, lake)
+        return _build_upsert(ctx, spec, lake)
 
 
 def _merged_through(ctx: RunContext, lake: Lake, spec: SilverTable) -> int | None:

@@ -94,12 +94,17 @@ def all_rules(spec: SilverTable) -> tuple[Rule, ...]:
     return spec.rules + tuple(_reference_rule(r) for r in spec.references) + content
 
 
+def _key_text(spec: SilverTable) -> str:
+    """The key as one text value, to compare keys of any width."""
+    return "concat_ws('|', " + ", ".join(f"{_q(k)}::VARCHAR" for k in spec.key) + ")"
+
+
 def _content_columns(spec: SilverTable) -> str:
     """SQL for the content hash and a text form of the key (empty without unique_content)."""
     if not spec.unique_content:
         return ""
     fields = ", ".join(f"{_q(c)} := {_q(c)}" for c in spec.unique_content)
-    key_text = "concat_ws('|', " + ", ".join(f"{_q(k)}::VARCHAR" for k in spec.key) + ")"
+    key_text = _key_text(spec)
     return f", md5(to_json(struct_pack({fields}))) AS {CONTENT_HASH}, {key_text} AS _key_text"
 
 
@@ -107,7 +112,7 @@ def _seen_sql(spec: SilverTable, has_existing: bool) -> str:
     """Live content already in Silver plus this batch, for the duplicate-content rule."""
     if not spec.unique_content:
         return ""
-    key_text = "concat_ws('|', " + ", ".join(f"{_q(k)}::VARCHAR" for k in spec.key) + ")"
+    key_text = _key_text(spec)
     batch = f"SELECT {CONTENT_HASH}, _key_text, updated_at FROM h WHERE NOT is_deleted"
     if not has_existing:
         return f", seen AS ({batch})"
