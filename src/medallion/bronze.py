@@ -23,44 +23,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion.audit import table_lease
-from medallion.catalog import DELETED_AT, UPDATED_AT, SourceTable
+from medallion.catalog import DELETED_AT, UPDATED_AT, SourceTable, bronze_schema
 from medallion.engine import default_engine
 from medallion.faults import crash_point
 from medallion.pipeline import Layer, per_table, register_layer
 from medallion.runner import RunContext, Task, TaskResult
 from medallion.source.db import SourceDatabase, open_source
 from medallion.source.drift import check_drift
-from medallion.storage import Lake
+from medallion.storage import CDF, Lake
 
 log = logging.getLogger(__name__)
 
 LAYER = "bronze"
 OP_UPSERT, OP_DELETE = "upsert", "delete"
-META_FIELDS = (
-    pa.field("_run_id", pa.string(), False),
-    pa.field("_ingested_at", pa.timestamp("us"), False),
-    pa.field("_source_updated_at", pa.timestamp("us")),
-    pa.field("_op", pa.string(), False),
-    pa.field("_ingest_date", pa.date32(), False),
-)
 PARTITION = ["_ingest_date"]
 _EPOCH = datetime(1970, 1, 1)
-CDF = {"delta.enableChangeDataFeed": "true"}  # Silver reads only the files appended since
 
 
 def app_id(table: SourceTable) -> str:
     return f"medallion.{LAYER}.{table.name}"
-
-
-def bronze_schema(table: SourceTable, extra_columns: tuple[str, ...] = ()) -> pa.Schema:
-    """Catalog columns (typed), evolved extra source columns (text), then lineage columns.
-
-    Only the key is required: a tombstone carries nothing else.
-    """
-    keys = set(table.row_key)
-    fields = [f.with_nullable(f.name not in keys) for f in table.arrow_schema()]
-    fields += [pa.field(name, pa.string()) for name in extra_columns]
-    return pa.schema(fields + list(META_FIELDS))
 
 
 def to_micros(ts: datetime) -> int:

@@ -281,3 +281,24 @@ def source_tables(names: list[str] | tuple[str, ...] | None = None) -> tuple[Sou
         return SOURCE_TABLES
     wanted = {source_table(n).name for n in names}
     return tuple(t for t in SOURCE_TABLES if t.name in wanted)
+
+
+# Lineage columns every Bronze row carries after the source columns.
+META_FIELDS = (
+    pa.field("_run_id", pa.string(), False),
+    pa.field("_ingested_at", pa.timestamp("us"), False),
+    pa.field("_source_updated_at", pa.timestamp("us")),
+    pa.field("_op", pa.string(), False),
+    pa.field("_ingest_date", pa.date32(), False),
+)
+
+
+def bronze_schema(table: SourceTable, extra_columns: tuple[str, ...] = ()) -> pa.Schema:
+    """Catalog columns (typed), evolved extra source columns (text), then lineage columns.
+
+    Only the key is required: a tombstone carries nothing else.
+    """
+    keys = set(table.row_key)
+    fields = [f.with_nullable(f.name not in keys) for f in table.arrow_schema()]
+    fields += [pa.field(name, pa.string()) for name in extra_columns]
+    return pa.schema(fields + list(META_FIELDS))

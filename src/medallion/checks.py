@@ -18,8 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from medallion.audit import AuditStore
-from medallion.bronze import bronze_schema
-from medallion.catalog import SOURCE_TABLES, SourceTable, source_table
+from medallion.catalog import SOURCE_TABLES, SourceTable, bronze_schema, source_table
 from medallion.engine import Engine, default_engine
 from medallion.errors import MedallionError
 from medallion.gold.model import GOLD_TABLES

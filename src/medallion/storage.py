@@ -22,6 +22,8 @@ from medallion.settings import Settings
 
 log = logging.getLogger(__name__)
 
+CDF = {"delta.enableChangeDataFeed": "true"}  # readers of a table read only its new files
+
 
 def join_uri(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
@@ -46,11 +48,11 @@ class Lake:
     def _options(self) -> dict[str, str] | None:
         return dict(self.storage_options) if self.storage_options else None
 
-    def open(self, layer: str, table: str) -> DeltaTable | None:
-        """The Delta table, or None when it was never written."""
+    def open(self, layer: str, table: str, version: int | None = None) -> DeltaTable | None:
+        """The Delta table (at ``version``, else the latest), or None when never written."""
         uri = self.table_uri(layer, table)
         try:
-            return DeltaTable(uri, storage_options=self._options())
+            return DeltaTable(uri, version=version, storage_options=self._options())
         except TableNotFoundError:
             return None
         except (DeltaError, OSError) as exc:
@@ -76,9 +78,11 @@ class Lake:
         table: str,
         columns: list[str] | None = None,
         filters: list[tuple[str, str, Any]] | None = None,
+        version: int | None = None,
     ) -> pa.Table | None:
-        """Read (some columns of) a table as Arrow; None when the table does not exist."""
-        dt = self.open(layer, table)
+        """Read (some columns of) a table as Arrow, as of ``version`` if given; None when the
+        table does not exist."""
+        dt = self.open(layer, table, version)
         if dt is None:
             return None
         try:
@@ -217,9 +221,11 @@ class Lake:
         after_version: int | None,
         columns: list[str] | None = None,
         *,
+        until: int | None = None,
         with_change_type: bool = False,
     ) -> tuple[pa.Table | None, int | None]:
-        """Rows changed after ``after_version`` (all when None), and the version read up to.
+        """Rows changed after ``after_version`` (all when None) up to ``until`` (the latest
+        when None), and the version read up to.
 
         Reads the change data feed, so only the new files are scanned; ``_change_type``
         (insert, update_preimage, update_postimage, delete) is kept on request.
@@ -227,7 +233,7 @@ class Lake:
         dt = self.open(layer, table)
         if dt is None:
             return None, None
-        current = dt.version()
+        current = dt.version() if until is None else until
         start = 0 if after_version is None else after_version + 1
         if start > current:
             return None, current

@@ -1,5 +1,5 @@
-"""Gold dimensions: SCD2 customer, product and seller from Silver's change feed, and the
-location and date dimensions. Pure: Arrow in, Arrow out, SQL through the engine."""
+"""Gold dimensions: SCD2 customer, product and seller folded from every state Bronze captured,
+and the location and date dimensions. Pure: Arrow in, Arrow out, SQL through the engine."""
 
 from __future__ import annotations
 
@@ -11,36 +11,57 @@ import pyarrow.compute as pc
 
 from medallion.engine import Engine
 from medallion.gold.dates import build_dim_date
-from medallion.gold.scd2 import UNKNOWN_SK, SCD2Spec, apply_scd2, unknown_member
-
-CHANGED = "_change_type IN ('insert', 'update_postimage')"
+from medallion.gold.scd2 import UNKNOWN_SK, SCD2Error, SCD2Spec, apply_scd2, unknown_member
+from medallion.silver.contracts import SilverTable, silver_table
 
 
 @dataclass(frozen=True)
 class SCD2Dimension:
-    """An SCD2 dimension fed by one Silver table: how its events are selected, and which
-    derived columns are joined on after the fold."""
+    """An SCD2 dimension folded from every state Bronze captured of one Silver table.
+
+    ``columns`` maps each dimension column (natural key first, then the attributes) to the
+    Silver column it comes from; a Silver lookup column (a product's English category name)
+    is taken as of each event's time. When the natural key is not the Silver row key (a person,
+    ``customer_unique_id``, has many customer rows), the entity's state at a time is its most
+    recently updated live row at that time; it is deleted when none is live.
+    """
 
     spec: SCD2Spec
     silver: str
-    events_sql: str  # over ``changes`` (Silver CDF rows) and ``current`` (Silver now)
+    columns: tuple[tuple[str, str], ...]
     location_zip: str | None = None  # join lat/lng from dim_location on this column
     derived: tuple[tuple[str, str], ...] = ()  # (name, SQL over the dimension)
+
+    def __post_init__(self) -> None:
+        declared = tuple(c for c, _ in self.columns)
+        if declared != (*self.spec.natural_key, *self.spec.attributes):
+            raise SCD2Error(
+                f"{self.spec.name}: columns {declared} must be the natural key and the "
+                f"attributes in order {(*self.spec.natural_key, *self.spec.attributes)}"
+            )
+        if len(self.spec.natural_key) != 1:
+            raise SCD2Error(f"{self.spec.name}: a natural key of one column is supported")
+
+    @property
+    def entity(self) -> str:
+        """The Silver column holding the natural key."""
+        return self.columns[0][1]
+
+    @property
+    def contract(self) -> SilverTable:
+        return silver_table(self.silver)
 
 
 DIMENSIONS: tuple[SCD2Dimension, ...] = (
     SCD2Dimension(
         SCD2Spec("dim_customer", ("customer_unique_id",), ("zip_code_prefix", "city", "state")),
         "customers",
-        f"""
-        SELECT e.customer_unique_id, e.customer_zip_code_prefix AS zip_code_prefix,
-            e.customer_city AS city, e.customer_state AS state, e.updated_at AS effective_at,
-            -- a person is gone only when none of their customer rows is live any more
-            e.is_deleted AND NOT EXISTS (
-                SELECT 1 FROM current c WHERE c.customer_unique_id = e.customer_unique_id
-                AND NOT c.is_deleted) AS is_delete
-        FROM changes e WHERE {CHANGED} AND e.customer_unique_id IS NOT NULL
-        """,
+        (
+            ("customer_unique_id", "customer_unique_id"),
+            ("zip_code_prefix", "customer_zip_code_prefix"),
+            ("city", "customer_city"),
+            ("state", "customer_state"),
+        ),
         location_zip="zip_code_prefix",
     ),
     SCD2Dimension(
@@ -58,83 +79,176 @@ DIMENSIONS: tuple[SCD2Dimension, ...] = (
             ("name_length", "description_length", "photos_qty"),
         ),
         "products",
-        f"""
-        SELECT product_id, product_category_name AS category_name,
-            product_category_name_english AS category_name_english,
-            product_weight_g AS weight_g, product_length_cm AS length_cm,
-            product_height_cm AS height_cm, product_width_cm AS width_cm,
-            product_name_length AS name_length,
-            product_description_length AS description_length,
-            product_photos_qty AS photos_qty,
-            updated_at AS effective_at, is_deleted AS is_delete
-        FROM changes WHERE {CHANGED}
-        """,
+        (
+            ("product_id", "product_id"),
+            ("category_name", "product_category_name"),
+            ("category_name_english", "product_category_name_english"),
+            ("weight_g", "product_weight_g"),
+            ("length_cm", "product_length_cm"),
+            ("height_cm", "product_height_cm"),
+            ("width_cm", "product_width_cm"),
+            ("name_length", "product_name_length"),
+            ("description_length", "product_description_length"),
+            ("photos_qty", "product_photos_qty"),
+        ),
         derived=(("volume_cm3", "CAST(length_cm AS INTEGER) * height_cm * width_cm"),),
     ),
     SCD2Dimension(
         SCD2Spec("dim_seller", ("seller_id",), ("zip_code_prefix", "city", "state")),
         "sellers",
-        f"""
-        SELECT seller_id, seller_zip_code_prefix AS zip_code_prefix, seller_city AS city,
-            seller_state AS state, updated_at AS effective_at, is_deleted AS is_delete
-        FROM changes WHERE {CHANGED}
-        """,
+        (
+            ("seller_id", "seller_id"),
+            ("zip_code_prefix", "seller_zip_code_prefix"),
+            ("city", "seller_city"),
+            ("state", "seller_state"),
+        ),
         location_zip="zip_code_prefix",
     ),
 )
 
 
-def scd2_events(
-    dim: SCD2Dimension, changes: pa.Table, current: pa.Table, engine: Engine
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def touched_entities(
+    dim: SCD2Dimension,
+    history: pa.Table,
+    new: pa.Table,
+    lookup_new: pa.Table | None,
+    engine: Engine,
 ) -> pa.Table:
-    return engine.query(dim.events_sql, {"changes": changes, "current": current})
+    """The natural keys whose history a batch changes: every entity a new row's key ever
+    belonged to, and every entity that ever had a lookup value the batch relabels.
+
+    ``history`` and ``new`` are valid Bronze histories (``valid_history``); ``new`` is part of
+    ``history``.
+    """
+    rk = ", ".join(_q(k) for k in dim.contract.key)
+    entity = _q(dim.entity)
+    sql = f"SELECT DISTINCT {entity} AS e FROM h SEMI JOIN n USING ({rk}) WHERE {entity} NOTNULL"
+    tables = {"h": history, "n": new.select(list(dim.contract.key))}
+    lookup = dim.contract.lookup
+    if lookup is not None and lookup_new is not None and lookup_new.num_rows:
+        on = _q(lookup.on)
+        sql += f" UNION SELECT {entity} FROM h SEMI JOIN ln USING ({on}) WHERE {entity} NOTNULL"
+        tables["ln"] = lookup_new.select([lookup.on])
+    return engine.query(sql, tables)
+
+
+def rows_of(dim: SCD2Dimension, history: pa.Table, entities: pa.Table, engine: Engine) -> pa.Table:
+    """Every history row of every Silver key that ever belonged to one of ``entities``."""
+    rk = ", ".join(_q(k) for k in dim.contract.key)
+    return engine.query(
+        f"""
+        SELECT * FROM h SEMI JOIN (
+            SELECT {rk} FROM h WHERE {_q(dim.entity)} IN (SELECT e FROM t)
+        ) USING ({rk})
+        """,
+        {"h": history, "t": entities},
+    )
+
+
+def dimension_events(
+    dim: SCD2Dimension, history: pa.Table, lookup: pa.Table | None, engine: Engine
+) -> pa.Table:
+    """One SCD2 event per entity and instant at which any of its rows (or its lookup row)
+    changed, carrying the entity's state at that instant. Pure; set-based.
+
+    ``history`` holds every valid Bronze state of the entities' rows (``valid_history``),
+    ``lookup`` every valid state of the lookup table (None when the table has no lookup).
+    """
+    key = dim.contract.key
+    rk, rk_h = ", ".join(_q(k) for k in key), ", ".join(f"h.{_q(k)}" for k in key)
+    e = _q(dim.entity)
+    spec_lookup = dim.contract.lookup
+    lookup_times, lookup_join, looked_up = "", "", {}
+    tables = {"hist": history}
+    if spec_lookup is not None:
+        if lookup is None:
+            raise SCD2Error(f"{dim.spec.name}: the lookup table's history is needed")
+        on = _q(spec_lookup.on)
+        values = [c for c in silver_table(spec_lookup.table).column_names if c != spec_lookup.on]
+        lookup_times = (
+            f"UNION SELECT h.{e}, l.updated_at FROM lk l JOIN h ON l.{on} = h.{on} "
+            f"WHERE h.{e} NOTNULL AND l.updated_at NOTNULL"
+        )
+        lookup_join = f"""
+            LEFT JOIN (
+                SELECT {on}, updated_at AS _l_at, is_deleted AS _l_deleted,
+                    {
+            ", ".join(f"CASE WHEN is_deleted THEN NULL ELSE {_q(c)} END AS {_q(c)}" for c in values)
+        }
+                FROM lk
+            ) l ON l.{on} = s.{on} AND l._l_at <= s._at
+            QUALIFY row_number() OVER (PARTITION BY s._entity, s._at
+                ORDER BY l._l_at DESC NULLS LAST, l._l_deleted DESC) = 1
+        """
+        looked_up = {c.name: c.expr for c in spec_lookup.columns}
+        tables["lk"] = lookup
+    picked = ", ".join(
+        f"CASE WHEN s._gone THEN NULL ELSE {looked_up.get(src, f's.{_q(src)}')} END AS {_q(col)}"
+        for col, src in dim.columns[1:]
+    )
+    nk = _q(dim.spec.natural_key[0])
+    sql = f"""
+    WITH h AS (  -- a tombstone carries only its key: it belongs to the row's last entity
+        SELECT * REPLACE (coalesce({e}, last_value({e} IGNORE NULLS) OVER (
+            PARTITION BY {rk} ORDER BY updated_at, is_deleted
+            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) AS {e})
+        FROM hist WHERE updated_at NOTNULL
+    ),
+    times AS (
+        SELECT DISTINCT {e} AS _entity, updated_at AS _at FROM h WHERE {e} NOTNULL
+        {lookup_times}
+    ),
+    links AS (SELECT DISTINCT {e} AS _entity, {rk} FROM h WHERE {e} NOTNULL),
+    as_of AS (  -- each of the entity's rows as it stood at the instant
+        SELECT t._entity, t._at, h.* FROM times t JOIN links k USING (_entity)
+        JOIN h ON {" AND ".join(f"h.{_q(k)} = k.{_q(k)}" for k in key)} AND h.updated_at <= t._at
+        QUALIFY row_number() OVER (PARTITION BY t._entity, t._at, {rk_h}
+            ORDER BY h.updated_at DESC, h.is_deleted DESC) = 1
+    ),
+    state AS (  -- the entity's latest live row, or gone when it has none
+        SELECT *, is_deleted OR {e} IS DISTINCT FROM _entity AS _gone FROM as_of
+        QUALIFY row_number() OVER (PARTITION BY _entity, _at
+            ORDER BY _gone, updated_at DESC, {rk} DESC) = 1
+    )
+    SELECT s._entity AS {nk}, {picked}, s._at AS effective_at, s._gone AS is_delete
+    FROM state s {lookup_join}
+    """
+    return engine.query(sql, tables)
 
 
 def build_scd2(
     dim: SCD2Dimension,
-    history: pa.Table | None,
+    stored: pa.Table | None,
     events: pa.Table,
+    touched: pa.Table | None,
     *,
-    known: pa.Table | None,
     location: pa.Table | None,
     engine: Engine,
-) -> tuple[pa.Table, pa.Table]:
-    """The dimension and every event it was folded from.
-
-    Each key that has new events is re-folded from ALL its events (``known`` ones and the new
-    ones), not from its stored versions: a version records when its state began, not every
-    event that repeated it, so an out-of-order event could otherwise be placed wrongly. Keys
-    without new events keep their stored versions.
-    """
-    everything = _distinct_events(known, events, engine)
-    keys = ", ".join(dim.spec.natural_key)
-    touched = engine.query(f"SELECT DISTINCT {keys} FROM e", {"e": events})
-    relevant = engine.query(
-        f"SELECT * FROM a SEMI JOIN t USING ({keys})", {"a": everything, "t": touched}
-    )
-    folded = apply_scd2(dim.spec, None, relevant, engine)
-    if history is not None and history.num_rows:
-        core = history.select(list(dim.spec.columns))
+) -> pa.Table:
+    """The dimension: the ``touched`` entities (all when None) folded from ``events``, which
+    hold ALL their events; the others keep their ``stored`` versions. Folding a key from all
+    its events, never from its stored versions, is what makes the result independent of the
+    order in which events arrived, and equal to a rebuild."""
+    folded = apply_scd2(dim.spec, None, events, engine)
+    if touched is not None and stored is not None and stored.num_rows:
+        nk = _q(dim.spec.natural_key[0])
+        core = stored.select(list(dim.spec.columns))
         kept = engine.query(
-            f"SELECT * FROM h ANTI JOIN t USING ({keys})", {"h": core, "t": touched}
+            f"SELECT * FROM h WHERE {nk} NOT IN (SELECT e FROM t) OR {dim.spec.sk_column} = "
+            f"{UNKNOWN_SK}",
+            {"h": core, "t": touched},
         )
-        folded = pa.concat_tables([kept, folded], promote_options="permissive")
+        folded = pa.concat_tables([kept, folded.cast(kept.schema)])
     has_unknown = pc.any(pc.equal(folded[dim.spec.sk_column], UNKNOWN_SK)).as_py()
     if not has_unknown:
         folded = pa.concat_tables(
             [unknown_member(dim.spec, folded.schema, engine), folded], promote_options="permissive"
         )
-    return attach_derived(dim, folded, location, engine), everything
-
-
-def _distinct_events(known: pa.Table | None, new: pa.Table, engine: Engine) -> pa.Table:
-    if known is None or known.num_rows == 0:
-        return engine.query("SELECT DISTINCT * FROM n", {"n": new})
-    columns = ", ".join(new.column_names)
-    return engine.query(
-        f"SELECT DISTINCT * FROM (SELECT {columns} FROM k UNION ALL SELECT {columns} FROM n)",
-        {"k": known, "n": new},
-    )
+    return attach_derived(dim, folded, location, engine)
 
 
 def attach_derived(

@@ -24,11 +24,12 @@ def pit(table: str, alias: str, on: str, at: str) -> str:
 PURCHASE = "o.order_purchase_timestamp"
 CUSTOMER_PIT = pit("dim_customer", "dc", "dc.customer_unique_id = c.customer_unique_id", PURCHASE)
 
-# Live Silver rows only; a soft- or hard-deleted row leaves the facts.
+# Live Silver orders only: a soft- or hard-deleted order leaves the facts. Every customer row,
+# deleted or not, maps an order to its person: the point-in-time join then finds the version
+# valid when the order was bought, also when the customer was deleted later.
 LIVE = """
     orders_live AS (SELECT * FROM orders WHERE NOT is_deleted),
-    customers_live AS (
-        SELECT customer_id, customer_unique_id FROM customers WHERE NOT is_deleted)
+    customer_people AS (SELECT customer_id, customer_unique_id FROM customers)
 """
 
 FACT_ORDER_ITEM = f"""
@@ -43,7 +44,7 @@ SELECT i.order_id, i.order_item_id,
     i.price, i.freight_value, CAST(i.price + i.freight_value AS DECIMAL(14,2)) AS item_total
 FROM order_items i
 LEFT JOIN orders_live o ON o.order_id = i.order_id
-LEFT JOIN customers_live c ON c.customer_id = o.customer_id
+LEFT JOIN customer_people c ON c.customer_id = o.customer_id
 {CUSTOMER_PIT}
 {pit("dim_product", "dp", "dp.product_id = i.product_id", PURCHASE)}
 {pit("dim_seller", "ds", "ds.seller_id = i.seller_id", PURCHASE)}
@@ -92,7 +93,7 @@ SELECT p.order_id, p.payment_sequential, p.payment_type,
     {date_key(PURCHASE)} AS purchase_date_key
 FROM order_payments p
 LEFT JOIN orders_live o ON o.order_id = p.order_id
-LEFT JOIN customers_live c ON c.customer_id = o.customer_id
+LEFT JOIN customer_people c ON c.customer_id = o.customer_id
 {CUSTOMER_PIT}
 WHERE NOT p.is_deleted
 ORDER BY p.order_id, p.payment_sequential
@@ -137,7 +138,7 @@ SELECT o.order_id, coalesce(dc.customer_sk, 0) AS customer_sk,
     o.order_delivered_customer_date::DATE > o.order_estimated_delivery_date::DATE AS is_late,
     r.review_score
 FROM orders_live o
-LEFT JOIN customers_live c ON c.customer_id = o.customer_id
+LEFT JOIN customer_people c ON c.customer_id = o.customer_id
 {CUSTOMER_PIT}
 LEFT JOIN items i ON i.order_id = o.order_id
 LEFT JOIN payments p ON p.order_id = o.order_id

@@ -1,6 +1,7 @@
 """Gold tasks. Each table records, as app transactions in its own commit, the version of
 every input it was built from; a run whose inputs did not move writes nothing, and
-``--full-refresh`` rebuilds from Silver (SCD2 history from Silver's full change feed)."""
+``--full-refresh`` rebuilds from Silver, and SCD2 dimensions from every state Bronze captured
+up to what Silver merged: the same events an incremental run folds, so the same tables."""
 
 from __future__ import annotations
 
@@ -12,15 +13,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion.audit import table_lease
-from medallion.catalog import SOURCE_TABLES, SourceTable
+from medallion.catalog import SOURCE_TABLES, SourceTable, bronze_schema, source_table
 from medallion.engine import Engine, default_engine
 from medallion.errors import MedallionError
-from medallion.gold.dimensions import build_scd2, scd2_events
+from medallion.gold.dimensions import build_scd2, dimension_events, rows_of, touched_entities
 from medallion.gold.model import GOLD_TABLES, STREAMED_REVIEWS, GoldKind, GoldTable
 from medallion.pipeline import Layer, register_layer
 from medallion.runner import RunContext, Task, TaskResult
 from medallion.silver.contracts import silver_table
-from medallion.silver.transform import empty_silver_sql
+from medallion.silver.transform import empty_silver_sql, valid_history
 from medallion.storage import Lake
 
 log = logging.getLogger(__name__)
@@ -85,8 +86,15 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
     if not ctx.full_refresh and all(recorded[r] == v for r, v in current.items()):
         metrics["delta_version"] = lake.version(LAYER, table.name)
         return TaskResult(metrics=metrics)
+    transactions = {txn_id(table.name, ref): v for ref, v in current.items()}
     if table.kind is GoldKind.SCD2:
-        data, read = _build_scd2(ctx, table, lake, engine, recorded)
+        folded = {
+            f"bronze.{n}": lake.app_version(LAYER, table.name, txn_id(table.name, f"bronze.{n}"))
+            for n in _dimension_sources(table)
+        }
+        data, read, through = _build_scd2(ctx, table, lake, engine, folded)
+        transactions |= {txn_id(table.name, ref): v for ref, v in through.items()}
+        metrics["bronze_through"] = through
     else:
         inputs = {ref: _read(lake, ref, table) for ref in table.inputs}
         read = sum(t.num_rows for t in inputs.values())
@@ -96,12 +104,19 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
         LAYER,
         table.name,
         data,
-        transactions={txn_id(table.name, ref): v for ref, v in current.items()},
+        transactions=transactions,
         metadata={"run_id": ctx.run_id, "step": LAYER, "table": table.name, "inputs": current},
     )
     metrics["delta_version"] = version
     metrics["unknown_members"] = unknown_members(data)
     return TaskResult(rows_read=read, rows_written=data.num_rows, metrics=metrics)
+
+
+def _dimension_sources(table: GoldTable) -> list[str]:
+    """The Silver tables whose Bronze history a dimension is folded from."""
+    assert table.dimension is not None
+    lookup = table.dimension.contract.lookup
+    return [table.dimension.silver, *([lookup.table] if lookup else [])]
 
 
 def unknown_members(data: pa.Table) -> dict[str, int]:
@@ -129,38 +144,64 @@ def _read(lake: Lake, ref: str, table: GoldTable) -> pa.Table:
     return default_engine().query(empty_silver_sql(spec))
 
 
-def events_table(table: GoldTable) -> str:
-    """Where a dimension keeps every event it was folded from (beside it in the Gold layer)."""
-    return f"_events_{table.name}"
-
-
 def _build_scd2(
     ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine, recorded: dict[str, int | None]
-) -> tuple[pa.Table, int]:
+) -> tuple[pa.Table, int, dict[str, int]]:
+    """Fold the entities whose Bronze history grew since the last build from ALL their valid
+    Bronze states, up to the Bronze version Silver has merged (so Silver's current state and
+    Gold's history always come from the same rows). Returns the dimension, the rows read, and
+    the Bronze versions folded through (recorded with the commit)."""
     dim = table.dimension
     assert dim is not None
-    source = f"silver.{dim.silver}"
-    after = None if ctx.full_refresh else recorded.get(source)
-    history = None if ctx.full_refresh else lake.read(LAYER, table.name)
-    known = None if ctx.full_refresh else lake.read(LAYER, events_table(table))
-    changes, _ = lake.read_changes("silver", dim.silver, after, with_change_type=True)
-    current = _read(lake, source, table)
-    if changes is None or changes.num_rows == 0:  # only dim_location moved: re-attach lat/lng
-        changes = _no_changes(current)
-    events = scd2_events(dim, changes, current, engine)
-    location = lake.read(LAYER, "dim_location") if dim.location_zip else None
-    data, everything = build_scd2(
-        dim, history, events, known=known, location=location, engine=engine
+    lookup = dim.contract.lookup
+    sources = [dim.silver, *([lookup.table] if lookup else [])]
+    through = {name: _silver_through(lake, name) for name in sources}
+    folded = {name: recorded.get(f"bronze.{name}") for name in sources}
+    rebuild = ctx.full_refresh or any(v is None for v in folded.values())
+    rebuild = rebuild or lake.version(LAYER, table.name) is None
+    history = _valid_history(lake, dim.silver, through[dim.silver], engine)
+    lookup_history = (
+        _valid_history(lake, lookup.table, through[lookup.table], engine) if lookup else None
     )
-    # the events first: a crash before the dimension's commit re-reads the same change feed,
-    # and the union with the stored events is distinct, so nothing doubles
-    if events.num_rows:
-        lake.overwrite(
-            LAYER, events_table(table), everything, transactions={},
-            metadata={"run_id": ctx.run_id, "step": LAYER, "table": events_table(table)},
-        )  # fmt: skip
-    return data, changes.num_rows
+    stored, touched = None, None
+    if not rebuild:
+        new = {
+            name: _valid_new(lake, name, folded[name], through[name], engine) for name in sources
+        }
+        lookup_new = new[lookup.table] if lookup else None
+        touched = touched_entities(dim, history, new[dim.silver], lookup_new, engine)
+        history = rows_of(dim, history, touched, engine)
+        stored = lake.read(LAYER, table.name)
+    events = dimension_events(dim, history, lookup_history, engine)
+    location = lake.read(LAYER, "dim_location") if dim.location_zip else None
+    data = build_scd2(dim, stored, events, touched, location=location, engine=engine)
+    versions = {f"bronze.{name}": MISSING if v is None else v for name, v in through.items()}
+    return data, history.num_rows, versions
 
 
-def _no_changes(current: pa.Table) -> pa.Table:
-    return current.schema.empty_table().append_column("_change_type", pa.array([], pa.string()))
+def _silver_through(lake: Lake, name: str) -> int | None:
+    """The Bronze version Silver ``name`` has merged through (None: nothing merged yet)."""
+    return lake.app_version("silver", name, f"medallion.silver.{name}")
+
+
+def _valid_history(lake: Lake, name: str, through: int | None, engine: Engine) -> pa.Table:
+    """Every state of ``name`` in Bronze as of version ``through`` that Silver accepts."""
+    spec = silver_table(name)
+    rows = None if through is None else lake.read("bronze", spec.bronze, version=through)
+    if rows is None:
+        rows = bronze_schema(source_table(spec.bronze)).empty_table()
+    return valid_history(spec, rows, engine)
+
+
+def _valid_new(
+    lake: Lake, name: str, after: int | None, through: int | None, engine: Engine
+) -> pa.Table:
+    """The valid Bronze states of ``name`` appended after version ``after`` up to ``through``."""
+    spec = silver_table(name)
+    rows = None
+    if through is not None and (after is None or after < through):
+        after = None if after == MISSING else after
+        rows, _ = lake.read_changes("bronze", spec.bronze, after, until=through)
+    if rows is None:
+        rows = bronze_schema(source_table(spec.bronze)).empty_table()
+    return valid_history(spec, rows, engine)

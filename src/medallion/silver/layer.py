@@ -12,8 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion.audit import table_lease
-from medallion.bronze import CDF, bronze_schema
-from medallion.catalog import source_table
+from medallion.catalog import bronze_schema, source_table
 from medallion.engine import Engine, default_engine
 from medallion.errors import MedallionError
 from medallion.faults import crash_point
@@ -33,7 +32,7 @@ from medallion.silver.transform import (
     silver_columns,
     validate,
 )
-from medallion.storage import Lake, MergePlan
+from medallion.storage import CDF, Lake, MergePlan
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion.engine import Engine
+from medallion.errors import MedallionError
 from medallion.silver.contracts import Action, Kind, Reference, Rule, SilverTable
 
 # Brazil's bounding box (with its islands), for geolocation points.
@@ -177,6 +178,27 @@ def validate(
     return Validated(deduped, quarantine, superseded, warnings, held)
 
 
+def valid_history(spec: SilverTable, bronze: pa.Table, engine: Engine) -> pa.Table:
+    """Every Bronze row of ``bronze`` that Silver accepts, conformed, not de-duplicated: the
+    states Gold's history is folded from. Only for tables whose rules are row-local (no
+    references, no unique content), so a row's fate never depends on other tables."""
+    if spec.references or spec.unique_content:
+        raise MedallionError(
+            f"silver.{spec.name}: its rules depend on other rows, so its Bronze history cannot "
+            "be validated row by row; feed Gold from its Silver table instead"
+        )
+    rules = [r for r in all_rules(spec) if r.action is Action.QUARANTINE]
+    numbered = bronze.append_column("_row", pa.array(range(bronze.num_rows), pa.int64()))
+    return engine.query(
+        f"""
+        SELECT * EXCLUDE (_type_errors, _row, _bronze_run_id) FROM ({_conformed_select(spec)}) c
+        WHERE len(c._type_errors) = 0
+            AND len(list_filter([{_cases(rules)}], lambda x: x IS NOT NULL)) = 0
+        """,
+        {"bronze": numbered},
+    )
+
+
 def _shaped_like(rows: pa.Table, schema: pa.Schema) -> pa.Table:
     """``rows`` with exactly ``schema``'s columns (missing ones NULL), in its order."""
     n = rows.num_rows
@@ -250,7 +272,8 @@ def _latest_per_key(
     """The latest valid row per key; a tombstone takes its values from the key's latest
     upsert in the batch, so one batch and many small ones give the same Silver row."""
     keys = ", ".join(_q(k) for k in spec.key)
-    order = "updated_at DESC, _ingested_at DESC, is_deleted DESC, _row DESC"
+    # at one updated_at a delete wins, as in the MERGE and in Gold's SCD2 fold
+    order = "updated_at DESC, is_deleted DESC, _ingested_at DESC, _row DESC"
     values = [c.name for c in spec.columns if c.name not in spec.key]
     values += [CONTENT_HASH] if spec.unique_content else []
     filled = ", ".join(
@@ -297,7 +320,8 @@ def _lookup_sql(spec: SilverTable) -> tuple[str, str]:
 
 def refresh_sql(spec: SilverTable) -> str:
     """Existing Silver rows (``s``) whose looked-up columns come out different against the
-    ``lookup`` table now; ``updated_at`` becomes the later of the row's and the lookup row's."""
+    ``lookup`` table now. ``updated_at`` stays the row's own: a relabel is the lookup row's
+    event, and must never make a newer change of the row itself look stale."""
     assert spec.lookup is not None
     on = _q(spec.lookup.on)
     looked_up = {c.name for c in spec.lookup.columns}
@@ -308,8 +332,7 @@ def refresh_sql(spec: SilverTable) -> str:
     )
     return f"""
         SELECT {", ".join(f"s.{_q(c)}" for c in kept)}, {new},
-            greatest(s.updated_at, coalesce(l.updated_at, s.updated_at)) AS updated_at,
-            false AS {TOMBSTONE}
+            s.updated_at, false AS {TOMBSTONE}
         FROM s LEFT JOIN lookup l ON l.{on} = s.{on}
         WHERE {differs}
     """
