@@ -62,9 +62,14 @@ def init_source(settings: Settings) -> list[str]:
 def load_csv(
     settings: Settings, directory: Path, tables: list[str] | None = None
 ) -> list[LoadResult]:
-    """Load (upsert) the Kaggle CSV files found in ``directory`` into the source."""
+    """Load (upsert) the Kaggle CSV files found in ``directory`` into the source.
+
+    The nine tables are created first (empty where no file was given), so that a run after
+    loading only some files extracts what is there instead of failing on the missing ones.
+    """
     settings.home.mkdir(parents=True, exist_ok=True)
     with open_source(settings.source_location, create=True) as db:
+        db.create_tables(SOURCE_TABLES)
         return load_csv_dir(db, directory, loaded_at=_now(), tables=tables)
 
 

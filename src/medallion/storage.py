@@ -192,11 +192,13 @@ class Lake:
     ) -> tuple[int, dict[str, Any]]:
         """MERGE ``source`` (alias ``s``) into the table (alias ``t``) in one commit.
 
-        Returns the new version and delta-rs's merge metrics.
+        Returns the new version and delta-rs's merge metrics. A MERGE that changes no row
+        still commits (an empty one), so that ``transactions`` always record the progress.
         """
         dt = self.open(layer, table)
         if dt is None:
             raise StorageError(f"cannot merge into {self.table_uri(layer, table)}: no such table")
+        before = dt.version()
         merger = dt.merge(
             source,
             plan.predicate,
@@ -212,6 +214,13 @@ class Lake:
             metrics = merger.execute()
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise StorageError(f"cannot merge into {dt.table_uri}: {_one_line(exc)}") from exc
+        if dt.version() == before:  # delta-rs skips the commit of a MERGE that changed nothing
+            empty = pa.schema(dt.schema().to_arrow()).empty_table()
+            props = _commit_props(transactions, metadata)
+            return self._write(
+                layer, table, empty, mode="append", partition_by=None, props=props,
+                schema_mode=None,
+            ), dict(metrics)  # fmt: skip
         return dt.version(), dict(metrics)
 
     def read_changes(

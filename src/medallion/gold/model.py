@@ -23,7 +23,7 @@ from medallion.registry import Registry
 
 
 class GoldKind(StrEnum):
-    SCD2 = "scd2"  # history kept and extended from Silver's change feed
+    SCD2 = "scd2"  # history folded from every state Bronze captured
     SNAPSHOT = "snapshot"  # rebuilt from its inputs whenever one of them changed
 
 
@@ -82,7 +82,11 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
         GoldTable(
             d.spec.name,
             GoldKind.SCD2,
-            (f"silver.{d.silver}", *(("gold.dim_location",) if d.location_zip else ())),
+            (
+                f"silver.{d.silver}",
+                *(f"silver.{t}" for t in d.contract.upstream),
+                *(("gold.dim_location",) if d.location_zip else ()),
+            ),
             dimension=d,
         )
         for d in DIMENSIONS

@@ -98,8 +98,10 @@ def city(col: str) -> str:
     """Lower-case, accents stripped, spaces collapsed; a state or country written after the
     city ('sao paulo / sp', 'rio de janeiro, rio de janeiro, brasil', 'santos - sp') is cut;
     a zip code or an e-mail address in place of a city becomes NULL (the row is kept: its
-    orders must not be lost over a typo; a warn rule counts it)."""
-    cleaned = f"regexp_replace(lower(strip_accents(trim({col}))), '\\s+', ' ', 'g')"
+    orders must not be lost over a typo; a warn rule counts it). Accents written as spacing
+    characters (``d´oeste``, ``d`oeste``, ``d’oeste``) become the apostrophe (``d'oeste``)."""
+    apostrophe = f"regexp_replace(trim({col}), '[´`‘’]', chr(39), 'g')"
+    cleaned = f"regexp_replace(lower(strip_accents({apostrophe})), '\\s+', ' ', 'g')"
     first = f"split_part(regexp_replace({cleaned}, '[/\\\\,]', '/', 'g'), '/', 1)"
     name = f"trim(regexp_replace({first}, '\\s+-\\s+[a-z]{{2}}$', ''))"
     not_a_city = f"regexp_full_match({name}, '[0-9 -]*') OR contains({name}, '@')"

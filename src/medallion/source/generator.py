@@ -409,7 +409,8 @@ def _translation() -> pa.Table:
         {
             "product_category_name": translated["product_category_name"],
             "product_category_name_english": translated["product_category_name_english"],
-            "updated_at": dimension_times(translated.num_rows),
+            # a day before the products: each product is labelled from its first version on
+            "updated_at": dimension_times(translated.num_rows, start=DIMENSION_TIME - DAY),
         },
     )
 
