@@ -29,7 +29,8 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from medallion import api
@@ -68,6 +69,17 @@ DIM_TABLES = {
     ),
     "products": ("product_id", ("product_category_name", "product_weight_g")),
     TRANSLATION: ("product_category_name", ("product_category_name_english",)),
+}
+PLACE_COLUMNS = ("zip_code_prefix", "city", "state")
+# per source table: (its dimension, natural key, tracked columns the model predicts)
+DIMENSIONS = {
+    "sellers": ("dim_seller", "seller_id", PLACE_COLUMNS),
+    "customers": ("dim_customer", "customer_unique_id", PLACE_COLUMNS),
+    "products": (
+        "dim_product",
+        "product_id",
+        ("category_name", "category_name_english", "weight_g"),
+    ),
 }
 KEYS = {
     "sellers": SELLERS,
@@ -465,11 +477,7 @@ class PipelineModel(RuleBasedStateMachine):
 
     def dimensions_hold_every_captured_state(self) -> None:
         lake = Lake(self.settings.lake_location)
-        for table, dim, key, tracked in (
-            ("sellers", "dim_seller", "seller_id", ("zip_code_prefix", "city", "state")),
-            ("customers", "dim_customer", "customer_unique_id", ("zip_code_prefix", "city", "state")),
-            ("products", "dim_product", "product_id", ("category_name", "category_name_english", "weight_g")),
-        ):  # fmt: skip
+        for table, (dim, key, tracked) in DIMENSIONS.items():
             data = lake.read("gold", dim)
             got = {
                 (r[key], r["valid_from"], r["valid_to"], tuple(r[c] for c in tracked),
@@ -498,11 +506,12 @@ class PipelineModel(RuleBasedStateMachine):
                 continue
             customer = silver["customers"].get(silver["orders"][fact["order_id"]]["customer_id"])
             person = customer["customer_unique_id"] if customer else None
+            item = self.tables["order_items"].rows[fact["order_id"]]
             for sk, key, value in (
                 ("customer_sk", "customer_unique_id", person),
-                ("product_sk", "product_id", self.tables["order_items"].rows[fact["order_id"]]["product_id"]),
-                ("seller_sk", "seller_id", self.tables["order_items"].rows[fact["order_id"]]["seller_id"]),
-            ):  # fmt: skip
+                ("product_sk", "product_id", item["product_id"]),
+                ("seller_sk", "seller_id", item["seller_id"]),
+            ):
                 valid = [
                     r for r in dims[sk].values()
                     if r[key] == value and r["valid_from"] <= at < r["valid_to"]

@@ -94,13 +94,17 @@ def lower_id(col: str) -> str:
     return f"lower(nullif(trim({col}), ''))"
 
 
+SPACING_ACCENTS = "\u00b4`\u2018\u2019"  # written in place of an apostrophe
+
+
 def city(col: str) -> str:
     """Lower-case, accents stripped, spaces collapsed; a state or country written after the
     city ('sao paulo / sp', 'rio de janeiro, rio de janeiro, brasil', 'santos - sp') is cut;
     a zip code or an e-mail address in place of a city becomes NULL (the row is kept: its
     orders must not be lost over a typo; a warn rule counts it). Accents written as spacing
-    characters (``d´oeste``, ``d`oeste``, ``d’oeste``) become the apostrophe (``d'oeste``)."""
-    apostrophe = f"regexp_replace(trim({col}), '[´`‘’]', chr(39), 'g')"
+    characters (acute accent U+00B4, grave accent, curly quotes: ``santa barbara d\u00b4oeste``)
+    become the apostrophe (``d'oeste``)."""
+    apostrophe = f"regexp_replace(trim({col}), '[{SPACING_ACCENTS}]', chr(39), 'g')"
     cleaned = f"regexp_replace(lower(strip_accents({apostrophe})), '\\s+', ' ', 'g')"
     first = f"split_part(regexp_replace({cleaned}, '[/\\\\,]', '/', 'g'), '/', 1)"
     name = f"trim(regexp_replace({first}, '\\s+-\\s+[a-z]{{2}}$', ''))"
