@@ -16,7 +16,7 @@ from medallion.alerts import Alerter, AlertListener, alert_run_summary
 from medallion.audit import AuditStore
 from medallion.catalog import SOURCE_TABLES, source_table
 from medallion.checks import check_only_tasks, with_checks
-from medallion.engine import default_engine
+from medallion.engine import default_engine, query_read_only
 from medallion.errors import ConfigError, MedallionError
 from medallion.pipeline import build_tasks
 from medallion.runner import RunContext, RunListener, RunReport, new_run_id, run_tasks
@@ -164,6 +164,12 @@ def check(
     settings: Settings, listeners: list[RunListener] | None = None
 ) -> tuple[RunReport, list[dict[str, Any]]]:
     """Run every data-quality check alone; returns the run and its results."""
+    lake = Lake.from_settings(settings)
+    if all(lake.version("bronze", t.name) is None for t in SOURCE_TABLES):
+        raise ConfigError(
+            f"nothing to check: the lake at {settings.lake_location} holds no table; "
+            "run `medallion run` first, or check --home"
+        )
     ctx = RunContext(run_id=new_run_id(), settings=settings, job="medallion_check")
     audit = AuditStore(settings.audit_location).open()
     try:
@@ -290,8 +296,14 @@ def lake_tables() -> dict[str, str]:
     return tables
 
 
+SQL_LIMITS = (
+    "read-only: one SELECT at a time over the Gold and Silver tables; no files, no network, "
+    "no DDL, DML, COPY, ATTACH, SET or extensions"
+)
+
+
 def sql(settings: Settings, query: str) -> pa.Table:
-    """Run DuckDB SQL over the Gold and Silver tables the query names."""
+    """Run one read-only DuckDB SELECT over the Gold and Silver tables the query names."""
     lake = Lake.from_settings(settings)
     wanted = {
         name: layer
@@ -303,7 +315,7 @@ def sql(settings: Settings, query: str) -> pa.Table:
         data = lake.read(layer, name)
         if data is not None:
             tables[name] = data
-    return default_engine().query(query, tables)
+    return query_read_only(query, tables)
 
 
 def query(settings: Settings, name: str) -> pa.Table:

@@ -21,7 +21,7 @@ from medallion.audit import AuditStore
 from medallion.catalog import SOURCE_TABLES, SourceTable, bronze_schema, source_table
 from medallion.engine import Engine, default_engine
 from medallion.errors import MedallionError
-from medallion.gold.model import GOLD_TABLES
+from medallion.gold.model import GOLD_TABLES, gold_table
 from medallion.runner import RunContext, Task, TaskResult
 from medallion.settings import Settings
 from medallion.silver.contracts import Action, Kind, SilverTable, silver_tables
@@ -446,11 +446,11 @@ class CheckRunner:
         if check.expected_schema is not None:
             schema = self.lake.schema(check.layer, check.table)
             if schema is None:
-                return Result(check, "pass", details="table not written yet (empty source)")
+                return self._absent(check)
             return _schema_result(check, schema)
         target = self._cached(check.layer, check.table, None)
         if target is None:
-            return Result(check, "pass", details="table not written yet (empty source)")
+            return self._absent(check)
         tables = {"t": target, **{n.alias: self._read(n) for n in check.needs}}
         if check.measure:
             return self._measured(check, tables, audit)
@@ -461,6 +461,50 @@ class CheckRunner:
             return Result(check, "pass")
         sample = found.slice(0, SAMPLE_ROWS).to_pylist()
         return Result(check, _status(check), int(found.num_rows), sample)
+
+    def _absent(self, check: Check) -> Result:
+        """A table that was never written passes only when everything it is built from is
+        empty too (an empty source); otherwise its absence fails."""
+        rows = self._upstream_rows(check.layer, check.table)
+        if rows == 0:
+            return Result(check, "pass", details="table not written yet (its inputs are empty)")
+        held = "cannot be read" if rows is None else f"hold {rows} rows"
+        return Result(
+            check,
+            "fail",
+            1,
+            details=f"{check.layer}.{check.table} does not exist although its inputs {held}; "
+            "run `medallion run` (or check --home)",
+        )
+
+    def _upstream_rows(self, layer: str, table: str) -> int | None:
+        """Rows in the nearest existing tables this one is built from (None: unreadable)."""
+        if layer == "bronze":
+            try:
+                with open_source(self.ctx.settings.source_location) as db:
+                    return int(
+                        db.scalar(f"SELECT count(*) FROM {db.qualified(source_table(table))}") or 0
+                    )
+            except MedallionError:
+                return None
+        if layer == "silver":
+            inputs = [f"bronze.{next(s for s in silver_tables() if s.name == table).bronze}"]
+        else:  # an optional input (streamed reviews) may rightly be missing
+            spec = gold_table(table)
+            inputs = [ref for ref in spec.inputs if ref not in spec.optional_inputs]
+        total = 0
+        for ref in inputs:
+            up_layer, up_table = ref.split(".", 1)
+            schema = self.lake.schema(up_layer, up_table)
+            if schema is None:
+                rows = self._upstream_rows(up_layer, up_table)
+            else:
+                data = self._cached(up_layer, up_table, (schema.names[0],))
+                rows = 0 if data is None else data.num_rows
+            if rows is None:
+                return None
+            total += rows
+        return total
 
     def _measured(self, check: Check, tables: Mapping[str, pa.Table], audit: AuditStore) -> Result:
         observed = float(self.engine.query(check.measure, tables)["observed"][0].as_py() or 0)

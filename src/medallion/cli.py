@@ -450,7 +450,8 @@ def sql_command(
 def shell_command(home: HomeOpt = None) -> None:
     """An interactive SQL prompt over Gold and Silver (end statements with ';', quit with .q)."""
     settings = settings_for(home)
-    out_console.print("tables: " + ", ".join(api.lake_tables()))
+    out_console.print(api.SQL_LIMITS, markup=False)
+    out_console.print("tables: " + ", ".join(api.lake_tables()), markup=False)
     buffer: list[str] = []
     while True:
         try:

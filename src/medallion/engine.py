@@ -47,6 +47,38 @@ class DuckDBEngine:
             con.close()
 
 
+class ReadOnlyError(EngineError):
+    """A statement other than one SELECT was given to the read-only query surface."""
+
+
+_READ_ONLY = {"enable_external_access": False, "lock_configuration": True}
+_ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+
+def query_read_only(sql: str, tables: Mapping[str, pa.Table]) -> pa.Table:
+    """Run one user SELECT over ``tables`` and nothing else: no file, network or extension
+    access (``enable_external_access`` off), configuration locked, and any statement that is
+    not a single SELECT (DDL, DML, COPY, ATTACH, SET, PRAGMA, INSTALL/LOAD, CALL) refused."""
+    con = duckdb.connect(config={"threads": 2, "memory_limit": "4GB"})
+    try:
+        for name, table in tables.items():
+            con.register(name, table)
+        for key, value in _READ_ONLY.items():  # after registering: locked from here on
+            con.execute(f"SET {key} = {str(value).lower()}")
+        statements = con.extract_statements(sql)
+        if len(statements) != 1 or statements[0].type not in _ALLOWED:
+            kinds = ", ".join(s.type.name for s in statements) or "nothing"
+            raise ReadOnlyError(
+                f"only one SELECT statement can run on the lake (got {kinds}); "
+                "the lake is read-only here"
+            )
+        return con.sql(sql).to_arrow_table()
+    except duckdb.Error as exc:
+        raise EngineError(f"query failed: {' '.join(str(exc).split())[:400]}") from exc
+    finally:
+        con.close()
+
+
 @cache
 def default_engine() -> Engine:
     return DuckDBEngine()

@@ -15,6 +15,7 @@ from deltalake import DeltaTable, write_deltalake
 from medallion import api
 from medallion.catalog import source_table
 from medallion.checks import Check, Severity, _schema_result, declared_checks
+from medallion.errors import ConfigError
 from medallion.runner import Status
 from medallion.settings import Settings
 from medallion.source.db import open_source
@@ -160,3 +161,23 @@ def test_schema_contract_names_missing_and_retyped_columns() -> None:
         {"column": "c", "problem": "missing"},
     ]
     assert _schema_result(check, expected).status == "pass"
+
+
+def test_a_missing_table_fails_unless_its_inputs_are_empty(settings: Settings) -> None:
+    removed = (("bronze", "sellers"), ("silver", "orders"), ("gold", "dim_product"))
+    for layer, table in removed:
+        shutil.rmtree(Path(table_uri(settings, layer, table)))
+    got = results(settings)
+    for layer, table in removed:
+        mine = [r for r in got.values() if (r["layer"], r["table_name"]) == (layer, table)]
+        assert mine, (layer, table)
+        for row in mine:
+            assert row["status"] == "fail", row["check_name"]
+            assert "does not exist although its inputs hold" in row["details"], row["check_name"]
+    # streamed reviews are an optional input: fact_review stands without them
+    assert {r["status"] for r in got.values() if r["table_name"] == "fact_review"} == {"pass"}
+
+
+def test_checks_on_a_lake_that_is_not_there_fail_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nothing to check"):
+        api.check(Settings(home=tmp_path / "misspelt", retries=0))

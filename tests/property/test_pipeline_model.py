@@ -189,6 +189,7 @@ class PipelineModel(RuleBasedStateMachine):
         spec = source_table(table)
         model = self.tables[table]
         at = at or self.now
+        exists = key in model.rows
         base = dict(model.rows.get(key, {}))
         base.update(values)
         row = {
@@ -198,11 +199,11 @@ class PipelineModel(RuleBasedStateMachine):
             "deleted_at": at if deleted else None,
         }
         model.rows[key] = row
-        schema = spec.arrow_schema()
+        data = pa.Table.from_pylist([row], spec.arrow_schema())
         with open_source(self.settings.source_location) as db:
-            db.upsert(
-                spec, pa.Table.from_pylist([{f.name: row.get(f.name) for f in schema}], schema)
-            )
+            # an UPDATE of every column, as a database trigger stamping updated_at would do
+            # (the upsert skips rows whose values did not change)
+            (db.update_rows if exists else db.upsert)(spec, data)
 
     def _values(self, table: str, key: str, choice: Choice) -> dict[str, Any]:
         if table == TRANSLATION:

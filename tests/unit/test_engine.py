@@ -1,0 +1,56 @@
+"""The read-only query surface behind `medallion sql` and `medallion shell`: every escape an
+adversarial user tried is refused with one line, and the lake's files are never touched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from medallion.engine import EngineError, query_read_only
+
+TABLES = {"fact_order": pa.table({"order_id": ["a", "b"], "payment_value": [1.5, 2.5]})}
+
+
+def test_a_select_over_the_lake_tables_runs() -> None:
+    got = query_read_only("SELECT sum(payment_value) AS s FROM fact_order", TABLES)
+    assert got.to_pylist() == [{"s": 4.0}]
+    with_cte = query_read_only(
+        "WITH x AS (SELECT * FROM fact_order) SELECT count(*) FROM x", TABLES
+    )
+    assert with_cte.num_rows == 1
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT * FROM read_text('/etc/shadow')",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM glob('/etc/*')",
+        "SELECT * FROM read_parquet('{target}')",
+        "COPY fact_order TO '{target}'",
+        "COPY (SELECT 1) TO '{target}' (FORMAT parquet)",
+        "ATTACH '{target}' AS other",
+        "CREATE TABLE stolen AS SELECT * FROM fact_order",
+        "INSERT INTO fact_order VALUES ('c', 3.0)",
+        "DROP VIEW fact_order",
+        "SET enable_external_access = true",
+        "RESET lock_configuration",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "PRAGMA database_list",
+        "CALL duckdb_settings()",
+        "SELECT 1; COPY fact_order TO '{target}'",
+        "EXPORT DATABASE '{target}'",
+    ],
+)
+def test_every_escape_is_refused_in_one_line(statement: str, tmp_path: Path) -> None:
+    target = tmp_path / "victim.parquet"
+    target.write_bytes(b"precious")
+    with pytest.raises(EngineError) as raised:
+        query_read_only(statement.format(target=target), TABLES)
+    message = str(raised.value)
+    assert "\n" not in message and len(message) < 500
+    assert target.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["victim.parquet"]
