@@ -172,7 +172,7 @@ class AuditStore:
         values: dict[str, Any] = {
             "status": outcome.status.value,
             "ended_at": _now(),
-            "error": outcome.error,
+            "error": redact_url(outcome.error) if outcome.error else None,
         }
         if r is not None:
             values |= {

@@ -13,10 +13,12 @@ from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from medallion.runner import RunContext, RunReport, Status, Task, TaskOutcome
+from medallion.settings import redact_url
 
 # Off a terminal Rich assumes 80 columns; tables of runs are wider than that.
 _WIDTH = None if sys.stdout.isatty() else 160
@@ -54,7 +56,10 @@ def configure_logging(debug: bool = False) -> None:
 
 def error_line(message: str) -> None:
     err_console.print(
-        f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True
+        f"[bold red]error:[/] {escape(redact_url(message))}",
+        highlight=False,
+        markup=True,
+        soft_wrap=True,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -19,7 +20,14 @@ from medallion.errors import ConfigError
 
 DEFAULT_HOME = "medallion_home"
 TOML_NAME = "medallion.toml"
-_URL_PASSWORD = re.compile(r"(://[^:/@]+:)([^@]+)(@)")
+# the password of ``scheme://user:password@host`` (the user may be empty)
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s/]+)(@)")
+# a query parameter that can carry a secret (``?password=...``, ``&sslpassword=...``, tokens)
+_SECRET_PARAM = re.compile(
+    r"([?&;](?:[\w.-]*(?:password|passwd|pwd|secret|token|key|credential|signature|auth)"
+    r"[\w.-]*)=)[^&;#\s'\"]*",
+    re.IGNORECASE,
+)
 
 AlertKind = Literal["failure", "check_failed", "check_warned", "summary"]
 ALERT_KINDS: tuple[AlertKind, ...] = ("failure", "check_failed", "check_warned", "summary")
@@ -123,8 +131,9 @@ class Settings(BaseSettings):
 
 
 def redact_url(url: str) -> str:
-    """Mask the password of a ``scheme://user:password@host`` URL."""
-    return _URL_PASSWORD.sub(r"\1****\3", url)
+    """Mask every secret a URL (or a text holding URLs) can carry: the password of its user
+    info and each query parameter named like a password, key, token or signature."""
+    return _SECRET_PARAM.sub(r"\1****", _URL_PASSWORD.sub(r"\1****\3", url))
 
 
 def _toml_path(
@@ -140,8 +149,20 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**given)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise ConfigError(f"setting {where}: {first['msg']} (got {first.get('input')!r})") from None
+        raise ConfigError(_first_problem(exc)) from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read {TOML_NAME}: {exc}") from None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    """One line naming the setting; never the value of an unknown or secret setting."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "settings"
+    if first["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(where, list(Settings.model_fields), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown setting {where!r}{hint} (its value is not shown)"
+    field = Settings.model_fields.get(str(first["loc"][0])) if first["loc"] else None
+    secret = field is not None and "SecretStr" in str(field.annotation)
+    shown = "" if secret else f" (got {redact_url(repr(first.get('input')))})"
+    return f"setting {where}: {first['msg']}{shown}"

@@ -78,3 +78,43 @@ def test_secrets_and_url_passwords_are_redacted(
     assert s.discord_webhook_url.get_secret_value().endswith("/tok")
     assert "s3cret" not in repr(Settings(home=tmp_path, source_url="x"))  # no secret in repr
     assert redact_url("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u@h/db?password=PW", "postgresql://u@h/db?password=****"),
+        ("postgresql://:PW@h/db", "postgresql://:****@h/db"),
+        ("postgresql://u:PW@h:5432/db", "postgresql://u:****@h:5432/db"),
+        (
+            "postgresql://u@h/db?sslmode=require&sslpassword=PW&application_name=x",
+            "postgresql://u@h/db?sslmode=require&sslpassword=****&application_name=x",
+        ),
+        (
+            "s3://b/k?X-Amz-Signature=PW&X-Amz-Credential=PW",
+            "s3://b/k?X-Amz-Signature=****&X-Amz-Credential=****",
+        ),
+        (
+            "cannot reach postgresql://a:PW@h/d: refused",
+            "cannot reach postgresql://a:****@h/d: refused",
+        ),
+    ],
+)
+def test_every_url_form_of_a_secret_is_masked(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_a_misspelt_setting_never_echoes_its_value(tmp_path: Path) -> None:
+    (tmp_path / "medallion.toml").write_text('webhook_ur = "https://hooks.example/T0KEN"\n')
+    with pytest.raises(ConfigError) as raised:
+        load_settings(home=tmp_path)
+    assert "T0KEN" not in str(raised.value)
+    assert "webhook_ur" in str(raised.value) and "did you mean 'webhook_url'" in str(raised.value)
+
+
+def test_error_lines_print_markup_and_secrets_literally(capsys: pytest.CaptureFixture[str]) -> None:
+    from medallion.console import error_line
+
+    error_line("bad SQL near [/x] in postgresql://u:PW@h/db")
+    err = capsys.readouterr().err
+    assert "[/x]" in err and "PW" not in err
