@@ -112,3 +112,33 @@ def test_product_performance_does_not_double_count_orders() -> None:
         None,
         0,
     )
+
+
+def test_average_delivery_days_are_exact_whatever_the_row_order() -> None:
+    """0.01 and 0.02 days average to exactly 0.015, which rounds half away from zero to 0.02;
+    an average of doubles gives 0.01499... and 0.01, or either, by summation order."""
+    days = [0.01, 0.02] * 500
+    n = len(days)
+    items = pa.table({
+        "order_id": [f"o{i}" for i in range(n)],
+        "seller_id": ["s"] * n,
+        "price": pa.array([Decimal("1.00")] * n, pa.decimal128(12, 2)),
+        "is_deleted": [False] * n,
+    })  # fmt: skip
+    facts = pa.table({
+        "order_id": [f"o{i}" for i in range(n)],
+        "order_status": ["delivered"] * n,
+        "delivery_days": days,
+        "is_late": [False] * n,
+        "review_score": pa.array([5] * n, pa.int16()),
+    })  # fmt: skip
+    got = set()
+    for order in (range(n), reversed(range(n))):
+        picked = pa.array(list(order))
+        out = default_engine().query(
+            features.SELLER_RELIABILITY,
+            {"order_items": items.take(picked), "fact_order": facts.take(picked)},
+        )
+        got.add(out["avg_delivery_days"][0].as_py())
+    exact = sum(Decimal(str(d)) for d in days) / n
+    assert got == {float(exact.quantize(Decimal("0.01"), rounding="ROUND_HALF_UP"))}
