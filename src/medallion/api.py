@@ -136,6 +136,9 @@ def run(
         tasks = with_checks(tasks, settings)
     ctx = RunContext(run_id=run_id or new_run_id(), settings=settings, full_refresh=full_refresh)
     audit = AuditStore(settings.audit_location).open()  # unreachable: fail before any task
+    abandoned = audit.abandon_dead_attempts()
+    if abandoned:
+        log.warning("%d task attempt(s) of killed runs marked ABANDONED", abandoned)
     alerter = Alerter.from_settings(settings)
     try:
         report = run_tasks(tasks, ctx, [audit, AlertListener(alerter), *(listeners or [])])
@@ -172,6 +175,7 @@ def check(
         )
     ctx = RunContext(run_id=new_run_id(), settings=settings, job="medallion_check")
     audit = AuditStore(settings.audit_location).open()
+    audit.abandon_dead_attempts()
     try:
         report = run_tasks(check_only_tasks(settings), ctx, [audit, *(listeners or [])])
         return report, audit.dq_results(ctx.run_id)

@@ -162,6 +162,7 @@ class AuditStore:
             "attempt": attempt,
             "status": Status.RUNNING.value,
             "started_at": _now(),
+            "metrics": json.dumps({"holder": this_process()}),  # to tell a dead attempt later
         }
         row_id = self._write(sa.insert(self.t["run_logs"]).values(**values))
         with self._lock:
@@ -257,6 +258,34 @@ class AuditStore:
             row = conn.execute(stmt).first()
         return None if row is None else float(row[0])
 
+    def abandon_dead_attempts(self) -> int:
+        """Mark RUNNING attempts whose process is gone (killed, or the machine restarted
+        under it) as ABANDONED, with the reason; returns how many. Attempts of other hosts
+        are left alone: their process cannot be checked from here."""
+        logs = self.t["run_logs"]
+        stmt = sa.select(logs.c.id, logs.c.metrics).where(
+            logs.c.status == Status.RUNNING.value, logs.c.ended_at.is_(None)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        dead = {}
+        for row_id, metrics in rows:
+            holder = str(json.loads(metrics or "{}").get("holder", ""))
+            if holder and _gone(holder):
+                dead[row_id] = holder
+        for row_id, holder in dead.items():
+            self._write(
+                sa.update(logs)
+                .where(logs.c.id == row_id)
+                .values(
+                    status=Status.ABANDONED.value,
+                    ended_at=_now(),
+                    error=f"abandoned: its process {holder} ended before the task did "
+                    "(killed?); the next run redoes the work",
+                )
+            )
+        return len(dead)
+
     # -- leases -----------------------------------------------------------------------------
     @contextmanager
     def lease(
@@ -266,7 +295,7 @@ class AuditStore:
 
         A lease left by a dead process on this host, or past its expiry, is taken over.
         """
-        holder = f"{socket.gethostname()}:{os.getpid()}"
+        holder = this_process()
         deadline = time.monotonic() + wait_s
         while not self._try_lease(resource, run_id, holder, ttl_s):
             if time.monotonic() >= deadline:
@@ -314,10 +343,18 @@ class AuditStore:
         return row[0] if row else "?"
 
 
+def this_process() -> str:
+    """``host:pid``: who holds a lease or runs a task attempt."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _stale(row: Any, now: datetime) -> bool:
-    if row["expires_at"] <= now:
-        return True
-    host, _, pid = str(row["holder"]).rpartition(":")
+    return bool(row["expires_at"] <= now or _gone(str(row["holder"])))
+
+
+def _gone(holder: str) -> bool:
+    """True when ``holder`` is a process of this host that no longer exists."""
+    host, _, pid = holder.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:

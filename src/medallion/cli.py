@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -222,6 +223,13 @@ def run_command(
             settings, layer, table, full_refresh=full_refresh, run_id=run_id, listeners=[progress]
         )
     out_console.print(run_table(report))
+    if report.stopped_by:
+        done = sum(o.status is not Status.SKIPPED for o in report.outcomes)
+        error_line(
+            f"stopped by {report.stopped_by}: {done} task(s) finished, "
+            f"{len(report.outcomes) - done} not started; run again to continue"
+        )
+        raise typer.Exit(130)
     if not report.ok:
         error_line(failure_summary(report))
         raise typer.Exit(1)
@@ -469,8 +477,14 @@ def shell_command(home: HomeOpt = None) -> None:
                 error_line(str(exc))
 
 
+def _stop_on_term(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. SIGTERM stops like SIGINT (a run installs its own handler
+    that lets running tasks finish)."""
+    signal.signal(signal.SIGTERM, _stop_on_term)
     try:
         app()
     except KeyboardInterrupt:

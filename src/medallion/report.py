@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from medallion import api
 from medallion.audit import AuditStore
 from medallion.errors import AuditError, MedallionError
+from medallion.runner import NOT_STARTED
 from medallion.settings import Settings, redact_url
 
 __all__ = ["build_report"]
@@ -38,6 +39,7 @@ STATUS_COLOURS = {
     "FAILED": "#c62828",
     "SKIPPED": "#9e9e9e",
     "RUNNING": "#f9a825",
+    "ABANDONED": "#6a1b9a",
 }
 LAYER_COLOURS = {"bronze": "#f3e1cf", "silver": "#e8eaed", "gold": "#f7edc4"}
 CHECK_CLASSES = {"pass": "ok", "warn": "warn", "fail": "bad"}
@@ -212,7 +214,8 @@ def _cell(column: str, value: Any) -> str:
 def badge(status: str) -> Markup:
     cls = CHECK_CLASSES.get(status.lower(), "")
     if status in STATUS_COLOURS:
-        cls = {"SUCCESS": "ok", "FAILED": "bad", "SKIPPED": "muted", "RUNNING": "warn"}[status]
+        cls = {"SUCCESS": "ok", "FAILED": "bad", "SKIPPED": "muted", "RUNNING": "warn",
+               "ABANDONED": "bad"}[status]  # fmt: skip
     return Markup(f'<span class="badge {cls}">{esc(status)}</span>')
 
 
@@ -523,7 +526,11 @@ class Totals:
 def totals(data: RunData) -> Totals:
     final = list(data.final.values())
     counts = {s: sum(r["status"] == s for r in final) for s in STATUS_COLOURS}
-    if counts["FAILED"] or counts["SKIPPED"]:
+    if counts["ABANDONED"]:  # its process was killed: say so rather than RUNNING forever
+        status = "ABANDONED"
+    elif any(str(r.get("error") or "").startswith(NOT_STARTED) for r in final):
+        status = "STOPPED"
+    elif counts["FAILED"] or counts["SKIPPED"]:
         status = "FAILED"
     elif counts["RUNNING"]:
         status = "RUNNING"
@@ -840,7 +847,19 @@ def business_section(settings: Settings) -> Section:
 
 
 def errors_section(data: RunData) -> Section:
-    failed = [r for r in data.attempts if r["status"] == "FAILED"]
+    """Failed and abandoned attempts, and why tasks never started when a signal stopped the
+    run (one line for them all)."""
+    failed = [r for r in data.attempts if r["status"] in ("FAILED", "ABANDONED")]
+    stopped = [r for r in data.final.values() if str(r.get("error") or "").startswith(NOT_STARTED)]
+    if stopped:
+        failed.append(
+            {
+                **stopped[0],
+                "task": f"{len(stopped):,} task(s)",
+                "attempt": 0,
+                "error": stopped[0]["error"],
+            }
+        )
     if not failed:
         return "errors", "Errors", note("No task failed.")
     items = "".join(

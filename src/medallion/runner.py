@@ -7,6 +7,8 @@ can also be run on its own in a fresh process (as an Airflow task does).
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 import traceback
 import uuid
@@ -27,6 +29,7 @@ class TransientError(MedallionError):
     """A failure worth retrying (a dropped connection, a lock held by another writer)."""
 
 
+NOT_STARTED = "not started: the run was stopped"  # the reason of tasks a signal kept from starting
 TRANSIENT: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError)
 
 
@@ -35,6 +38,7 @@ class Status(StrEnum):
     SUCCESS = "SUCCESS"
     FAILED = "FAILED"
     SKIPPED = "SKIPPED"
+    ABANDONED = "ABANDONED"  # in the audit log only: the attempt's process died under it
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -101,6 +105,7 @@ class TaskOutcome:
 class RunReport:
     run_id: str
     outcomes: list[TaskOutcome]
+    stopped_by: str | None = None  # the signal that stopped the run before its end
 
     @property
     def ok(self) -> bool:
@@ -147,17 +152,26 @@ def run_tasks(
     *,
     sleep: Callable[[float], None] = time.sleep,
 ) -> RunReport:
-    """Run every task once its upstream tasks succeeded; skip those whose upstream did not."""
+    """Run every task once its upstream tasks succeeded; skip those whose upstream did not.
+
+    SIGINT or SIGTERM stops the run cleanly: running tasks finish (each commits whole or not
+    at all), no new task starts, and those never started are recorded as skipped with the
+    reason. A second signal stops at once.
+    """
     ordered = order_tasks(tasks)
     hooks = list(listeners)
     outcomes: dict[str, TaskOutcome] = {}
     waiting = list(ordered)
     running: dict[Future[TaskOutcome], Task] = {}
-    with ThreadPoolExecutor(max_workers=ctx.settings.parallelism) as pool:
+    with _StopSignals() as stop, ThreadPoolExecutor(max_workers=ctx.settings.parallelism) as pool:
         while waiting or running:
             for task in list(waiting):
                 states = [outcomes[u].status for u in task.upstream if u in outcomes]
-                if any(s is not Status.SUCCESS for s in states):
+                if stop.by is not None:
+                    waiting.remove(task)
+                    outcomes[task.name] = _not_started(task, stop.by)
+                    _notify_finished(hooks, ctx, outcomes[task.name])
+                elif any(s is not Status.SUCCESS for s in states):
                     waiting.remove(task)
                     outcomes[task.name] = _skipped(task, outcomes)
                     _notify_finished(hooks, ctx, outcomes[task.name])
@@ -166,11 +180,41 @@ def run_tasks(
                     running[pool.submit(_attempt_task, task, ctx, hooks, sleep)] = task
             if not running:
                 continue
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            finished, _ = wait(running, timeout=0.25, return_when=FIRST_COMPLETED)
             for future in finished:
                 task = running.pop(future)
                 outcomes[task.name] = future.result()
-    return RunReport(ctx.run_id, [outcomes[t.name] for t in ordered])
+    return RunReport(ctx.run_id, [outcomes[t.name] for t in ordered], stop.by)
+
+
+class _StopSignals:
+    """While a run is on (in the main thread), SIGINT and SIGTERM ask it to stop."""
+
+    def __init__(self) -> None:
+        self.by: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.by is not None:  # asked twice: stop now
+            raise KeyboardInterrupt
+        self.by = signal.Signals(signum).name
+        log.warning("%s: finishing the running tasks, starting no new one", self.by)
+
+    def __exit__(self, *_exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _not_started(task: Task, signal_name: str) -> TaskOutcome:
+    now = time.time()
+    reason = f"{NOT_STARTED} by {signal_name}; run again to continue"
+    return TaskOutcome(task, Status.SKIPPED, error=reason, started_at=now, ended_at=now)
 
 
 def _skipped(task: Task, outcomes: dict[str, TaskOutcome]) -> TaskOutcome:
