@@ -108,7 +108,8 @@ def _extract(ctx: RunContext, table: SourceTable, db: SourceDatabase, lake: Lake
         return TaskResult(rows_read=candidates.num_rows, metrics=metrics)
     high = pc.max(new_keys[UPDATED_AT]).as_py() if n_new else from_micros(previous or 0)
     watermark = max(to_micros(high), previous or 0)
-    schema = bronze_schema(table, drift.new_columns)
+    # columns evolved into Bronze earlier stay, NULL once the source dropped them again
+    schema = bronze_schema(table, _evolved(lake, table, drift.new_columns))
     counter = _Counter()
     batches = _rows_to_write(
         db,
@@ -151,6 +152,14 @@ def _extract(ctx: RunContext, table: SourceTable, db: SourceDatabase, lake: Lake
     }
     written = counter.upserts + counter.deletes + n_dead
     return TaskResult(rows_read=candidates.num_rows, rows_written=written, metrics=metrics)
+
+
+def _evolved(lake: Lake, table: SourceTable, new_columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The extra (undeclared) columns of the Bronze table, then the source's new ones."""
+    current = lake.schema(LAYER, table.name)
+    declared = set(bronze_schema(table).names)
+    held = [n for n in (current.names if current is not None else []) if n not in declared]
+    return tuple(dict.fromkeys([*held, *new_columns]))
 
 
 @dataclass

@@ -15,6 +15,7 @@ from deltalake import DeltaTable
 from medallion.audit import AuditStore
 from medallion.bronze import app_id, from_micros
 from medallion.catalog import SOURCE_TABLES, source_table
+from medallion.errors import SourceError
 from medallion.pipeline import build_tasks
 from medallion.runner import RunContext, RunReport, Status, run_tasks
 from medallion.settings import Settings
@@ -199,6 +200,63 @@ def test_new_source_column_evolves_into_bronze(settings: Settings) -> None:
     )
 
 
+def test_an_evolved_column_dropped_again_stays_in_bronze_as_null(settings: Settings) -> None:
+    with open_source(settings.source_location) as db:
+        db.execute(f'ALTER TABLE {db.qualified(CUSTOMERS)} ADD COLUMN "loyalty_tier" TEXT')
+        db.upsert(CUSTOMERS, customers(("c1", "a", T0, None)))
+    assert run_bronze(settings).ok
+    with open_source(settings.source_location) as db:
+        db.execute(f'ALTER TABLE {db.qualified(CUSTOMERS)} DROP COLUMN "loyalty_tier"')
+        db.upsert(CUSTOMERS, customers(("c2", "b", T0 + timedelta(hours=1), None)))
+    report = run_bronze(settings)
+    assert report.ok, report.outcomes[0].error
+    assert [r[0] for r in bronze_rows(settings)] == ["c1", "c2"]
+
+
+@pytest.mark.parametrize(
+    ("column", "new_type", "says"),
+    [
+        ("updated_at", "DATE", "updated_at changed type"),
+        ("deleted_at", "DATE", "deleted_at changed type"),
+    ],
+)
+def test_a_retyped_timestamp_fails_the_table_in_one_line(
+    settings: Settings, column: str, new_type: str, says: str
+) -> None:
+    with open_source(settings.source_location) as db:
+        if db.dialect != "postgresql":
+            pytest.skip("SQLite keeps no column types to change")
+        db.execute(f'ALTER TABLE {db.qualified(CUSTOMERS)} ALTER COLUMN "{column}" TYPE {new_type}')
+    report = run_bronze(settings)
+    assert says in report.outcomes[0].error and "\n" not in report.outcomes[0].error
+
+
+def test_money_retyped_to_a_float_fails_instead_of_rounding(settings: Settings) -> None:
+    payments = source_table("order_payments")
+    with open_source(settings.source_location) as db:
+        if db.dialect != "postgresql":
+            pytest.skip("SQLite keeps no column types to change")
+        db.execute(
+            f'ALTER TABLE {db.qualified(payments)} ALTER COLUMN "payment_value" '
+            "TYPE DOUBLE PRECISION"
+        )
+    report = run_bronze(settings, tables=("order_payments",))
+    assert "payment_value changed type to double precision" in report.outcomes[0].error
+
+
+@pytest.mark.parametrize("name", ["_op", "Customer_City", "_RUN_ID"])
+def test_a_new_column_that_clashes_fails_in_one_line(settings: Settings, name: str) -> None:
+    with open_source(settings.source_location) as db:
+        try:
+            db.execute(f'ALTER TABLE {db.qualified(CUSTOMERS)} ADD COLUMN "{name}" TEXT')
+        except SourceError:
+            pytest.skip(f"{db.dialect} itself refuses a second column named {name}")
+        db.upsert(CUSTOMERS, customers(("c1", "a", T0, None)))
+    error = run_bronze(settings).outcomes[0].error
+    assert f"new source column olist_customers_dataset.{name} clashes" in error
+    assert "Traceback" not in error and "\n" not in error
+
+
 def test_missing_source_table_fails_clearly(settings: Settings) -> None:
     with open_source(settings.source_location) as db:
         db.execute(f"DROP TABLE {db.qualified(source_table('sellers'))}")
@@ -211,6 +269,7 @@ CRASH_SCRIPT = """
 import sys
 from medallion.runner import RunContext, run_tasks
 from medallion.pipeline import build_tasks
+from medallion.errors import SourceError
 from medallion.settings import Settings
 s = Settings(home=sys.argv[1], source_url=sys.argv[2])
 ctx = RunContext(run_id=sys.argv[3], settings=s)

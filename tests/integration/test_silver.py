@@ -503,3 +503,18 @@ def test_a_row_waiting_for_its_parent_is_released_when_the_parent_arrives(
     report = run(settings)
     orders = {o.task.name: o.result for o in report.outcomes}["silver.orders"]
     assert orders.rows_written == 0 and "retried_from_quarantine" not in orders.metrics
+
+
+def test_a_batch_of_only_rejected_rows_is_quarantined_once(settings: Settings) -> None:
+    load(settings, "customers", [customer(C1)])
+    run(settings, tables=("customers",))
+    load(settings, "customers", [customer(C2, state="S1"), customer(C3, state="S2")])
+    first = run(settings, tables=("customers",))
+    load(settings, "customers", [customer(C1, state="S3", at=T0 + timedelta(hours=1))])
+    second = run(settings, tables=("customers",))
+    assert [r[0] for r in quarantine(settings, "customers")] == [C1, C2, C3]  # once each
+    before = [
+        {o.task.name: o.result for o in r.outcomes}["silver.customers"].metrics
+        for r in (first, second)
+    ]
+    assert before[1]["bronze_version_before"] == before[0]["bronze_version_after"]

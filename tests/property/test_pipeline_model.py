@@ -528,7 +528,8 @@ class PipelineModel(RuleBasedStateMachine):
         assert report.ok, [(o.task.name, o.error) for o in report.outcomes if o.error]
         incremental, rebuilt = Lake(self.settings.lake_location), Lake(copy.lake_location)
         for layer in ("silver", "gold"):
-            for name in sorted(p.name for p in (self.settings.home / "lake" / layer).iterdir()):
+            folder = self.settings.home / "lake" / layer
+            for name in sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []:
                 a, b = incremental.read(layer, name), rebuilt.read(layer, name)
                 assert a is not None and b is not None
                 drop = [c for c in ("_run_id",) if c in a.column_names]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from medallion.catalog import ColumnType, SourceTable
+from medallion.catalog import META_FIELDS, ColumnType, SourceTable
 from medallion.errors import SchemaDriftError
 
 _FAMILIES = {
@@ -12,7 +12,8 @@ _FAMILIES = {
     "int": ("int",),
     "float": ("real", "floa", "doub"),
     "numeric": ("numeric", "decimal"),
-    "timestamp": ("timestamp", "datetime", "date"),
+    "timestamp": ("timestamp", "datetime"),
+    "date": ("date",),  # after timestamp: 'datetime' contains 'date'
 }
 _ALLOWED: dict[ColumnType, set[str]] = {
     ColumnType.ID: {"text"},
@@ -20,7 +21,7 @@ _ALLOWED: dict[ColumnType, set[str]] = {
     ColumnType.ZIP: {"text"},
     ColumnType.INT: {"int"},
     ColumnType.FLOAT: {"float", "numeric"},
-    ColumnType.MONEY: {"numeric", "float"},
+    ColumnType.MONEY: {"numeric"},  # a float would round cents silently
     ColumnType.TIMESTAMP: {"timestamp", "text"},  # SQLite keeps ISO-8601 text
 }
 
@@ -54,4 +55,13 @@ def check_drift(table: SourceTable, live: dict[str, str]) -> Drift:
                 f"(declared {col.type.value}); restore it or update the catalog declaration"
             )
     declared = {c.name for c in table.all_columns}
-    return Drift(tuple(name for name in live if name not in declared))
+    new = tuple(name for name in live if name not in declared)
+    taken = {n.lower(): n for n in [*declared, *(f.name for f in META_FIELDS)]}
+    for name in new:
+        if name.lower() in taken:
+            raise SchemaDriftError(
+                f"new source column {table.source_name}.{name} clashes with the column "
+                f"{taken[name.lower()]} (names are compared without case; names starting with "
+                "'_' are Bronze's own); rename it in the source"
+            )
+    return Drift(new)
