@@ -20,11 +20,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from medallion.errors import AuditError
-from medallion.runner import RunContext, Status, Task, TaskOutcome, TransientError
+from medallion.errors import AuditError, TransientError
+from medallion.runner import RunContext, Status, Task, TaskOutcome
 from medallion.settings import Settings, redact_url
 
 SCHEMA = "audit"
+
+
+BUSY_TIMEOUT_S = 30.0  # how long SQLite waits for another writer before saying it is busy
 
 
 def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
@@ -113,7 +116,11 @@ class AuditStore:
     def __init__(self, url: str) -> None:
         self.url = url
         try:
-            self.engine = sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True)
+            target = sqlalchemy_url(url)
+            # SQLite: wait for a concurrent writer (another task, `source change`) instead of
+            # failing at once with "database is locked"
+            args = {"timeout": BUSY_TIMEOUT_S} if target.startswith("sqlite") else {}
+            self.engine = sa.create_engine(target, pool_pre_ping=True, connect_args=args)
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             raise AuditError(f"invalid audit_url {redact_url(url)}: {exc}") from None
         schema = SCHEMA if self.engine.dialect.name == "postgresql" else None
@@ -203,13 +210,18 @@ class AuditStore:
             self._write(sa.update(rl).where(rl.c.id == row_id).values(**values))
 
     def _write(self, stmt: sa.Executable) -> int:
-        try:
-            with self.engine.begin() as conn:
-                result = conn.execute(stmt)
-                key = result.inserted_primary_key if result.is_insert else None
-                return int(key[0]) if key else 0
-        except SQLAlchemyError as exc:
-            raise AuditError(f"cannot write the audit log: {_one_line(exc)}") from None
+        for attempt in range(3):
+            try:
+                with self.engine.begin() as conn:
+                    result = conn.execute(stmt)
+                    key = result.inserted_primary_key if result.is_insert else None
+                    return int(key[0]) if key else 0
+            except SQLAlchemyError as exc:
+                if attempt < 2 and "locked" in str(exc):  # busy past the timeout: try again
+                    time.sleep(1.0)
+                    continue
+                raise AuditError(f"cannot write the audit log: {_one_line(exc)}") from None
+        return 0  # pragma: no cover - the loop returns or raises
 
     def run_logs(self, last: int | None = None, run_id: str | None = None) -> list[dict[str, Any]]:
         rl = self.t["run_logs"]

@@ -37,3 +37,7 @@ class AuditError(MedallionError):
 
 class StorageError(MedallionError):
     """The lake storage (Delta) failed or is locked."""
+
+
+class TransientError(MedallionError):
+    """A failure worth retrying (a dropped connection, a lock held by another writer)."""

@@ -19,14 +19,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from medallion.errors import MedallionError, TaskError
+from medallion.errors import MedallionError, TaskError, TransientError
 from medallion.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class TransientError(MedallionError):
-    """A failure worth retrying (a dropped connection, a lock held by another writer)."""
 
 
 NOT_STARTED = "not started: the run was stopped"  # the reason of tasks a signal kept from starting

@@ -19,7 +19,7 @@ from medallion.errors import SourceError
 from medallion.pipeline import build_tasks
 from medallion.runner import RunContext, RunReport, Status, run_tasks
 from medallion.settings import Settings
-from medallion.source.db import open_source
+from medallion.source.db import SourceBusyError, open_source
 
 CUSTOMERS = source_table("customers")
 T0 = datetime(2018, 1, 1, 12, 0, 0)
@@ -339,3 +339,59 @@ def test_columns_that_start_with_nulls_keep_their_type(settings: Settings) -> No
     report = run_bronze(settings)
     assert report.ok, report.outcomes[0].error
     assert bronze_rows(settings)[-1] == ("c99999", "y", T0 + timedelta(hours=2), "delete")
+
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+con.execute("COMMIT")
+"""
+
+
+def _hold_lock(path: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process holding SQLite's write lock for ``seconds`` (like `source change`;
+    SQLite's locks are per process, so a thread of this one would not do)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(path), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_busy_sqlite_source_and_audit_store_are_waited_for(tmp_path: Path) -> None:
+    s = make_settings(tmp_path, "")
+    with open_source(s.source_location, create=True) as db:
+        db.create_tables(SOURCE_TABLES)
+        db.upsert(CUSTOMERS, customers(("c1", "a", T0, None)))
+    assert run_bronze(s).ok  # creates the audit store
+    with open_source(s.source_location) as db:
+        db.upsert(CUSTOMERS, customers(("c2", "b", T0 + timedelta(hours=1), None)))
+    holders = [_hold_lock(Path(s.source_location), 1.5), _hold_lock(s.home / "audit.db", 1.5)]
+    report = run_bronze(s)
+    for holder in holders:
+        holder.wait()
+    assert report.ok, [o.error for o in report.outcomes]
+    assert [r[0] for r in bronze_rows(s)] == ["c1", "c2"]
+
+
+def test_a_source_locked_for_too_long_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("medallion.source.db.BUSY_TIMEOUT_S", 0.2)
+    s = make_settings(tmp_path, "", retries=0)
+    with open_source(s.source_location, create=True) as db:
+        db.create_tables(SOURCE_TABLES)
+    holder = _hold_lock(Path(s.source_location), 2.0)
+    try:
+        with (
+            pytest.raises(SourceBusyError, match="stayed locked by another writer"),
+            open_source(s.source_location) as db,
+        ):
+            db.upsert(CUSTOMERS, customers(("c1", "a", T0, None)))
+    finally:
+        holder.wait()

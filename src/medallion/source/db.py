@@ -20,10 +20,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion.catalog import DELETED_AT, UPDATED_AT, ColumnType, SourceTable
-from medallion.errors import SourceError
+from medallion.errors import SourceError, TransientError
 from medallion.settings import redact_url
 
 log = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_S = 30.0  # how long a SQLite source waits for another writer
 
 Dialect = Literal["sqlite", "postgresql"]
 PG_SCHEMA = "olist"
@@ -66,9 +68,9 @@ class SourceDatabase:
 
     # -- statements -------------------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        with self._cursor() as cur:
+        with self._cursor() as cur:  # the commit inside: a lock it meets is reported too
             cur.execute(sql, tuple(params) or None)
-        self._conn.commit()
+            self._conn.commit()
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
         with self._cursor() as cur:
@@ -97,6 +99,11 @@ class SourceDatabase:
             yield cur
         except adbc_driver_manager.Error as exc:
             self._conn.rollback()
+            if "database is locked" in str(exc):
+                raise SourceBusyError(
+                    f"the source database {redact_url(self.location)} stayed locked by another "
+                    f"writer for {BUSY_TIMEOUT_S:.0f} s; try again when it is free"
+                ) from None
             raise SourceError(f"source query failed: {_first_line(exc)}") from exc
         finally:
             cur.close()
@@ -323,7 +330,16 @@ def _cast_column(column: pa.ChunkedArray, ctype: ColumnType) -> pa.ChunkedArray:
     if isinstance(column.type, pa.ExtensionType):  # PostgreSQL NUMERIC arrives as text
         column = pa.chunked_array([c.storage for c in column.chunks], column.type.storage_type)
     if ctype is ColumnType.MONEY and pa.types.is_floating(column.type):
-        column = pc.round(column, 2)
+        # SQLite keeps NUMERIC as REAL: round to cents, but never hide a third decimal
+        rounded = pc.round(column, 2)
+        off = pc.greater(pc.abs(pc.subtract(column, rounded)), 1e-6)
+        if pc.any(off).as_py():
+            example = column.filter(off)[0].as_py()
+            raise SourceError(
+                f"a money column holds {example!r}, which has more than 2 decimals; "
+                "fix the value in the source (money is exact to the cent)"
+            )
+        column = rounded
     return pc.cast(column, target)
 
 
@@ -355,6 +371,8 @@ def open_source(location: str, *, create: bool = False) -> Iterator[SourceDataba
                 )
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sq.connect(str(path))
+            with conn.cursor() as cur:  # wait for another writer instead of failing at once
+                cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
     except adbc_driver_manager.Error as exc:
         where = redact_url(location)
         raise SourceError(f"cannot connect to source {where}: {_first_line(exc)}") from None
@@ -363,3 +381,7 @@ def open_source(location: str, *, create: bool = False) -> Iterator[SourceDataba
         yield db
     finally:
         db.close()
+
+
+class SourceBusyError(SourceError, TransientError):
+    """Another writer held the SQLite source longer than the busy timeout (worth a retry)."""
