@@ -19,6 +19,7 @@ from medallion.checks import check_only_tasks, with_checks
 from medallion.engine import default_engine, query_read_only
 from medallion.errors import ConfigError, MedallionError
 from medallion.pipeline import build_tasks
+from medallion.resources import change_memory, generate_memory, require_memory
 from medallion.runner import RunContext, RunListener, RunReport, new_run_id, run_tasks
 from medallion.settings import Settings
 from medallion.silver.contracts import silver_table
@@ -88,6 +89,9 @@ def generate_source(
     csv_dir: Path | None = None,
 ) -> GenerateSummary:
     """Generate Olist-shaped data into the source database (and optionally Kaggle CSVs)."""
+    if not 0 < scale < float("inf"):
+        raise ConfigError(f"scale must be a number > 0, got {scale}")
+    require_memory(f"scale {scale:g}", generate_memory(scale))
     data = generate(GeneratorConfig(scale=scale, seed=seed, dirty_rate=dirty_rate))
     if csv_dir is not None:
         csv_dir.mkdir(parents=True, exist_ok=True)
@@ -104,6 +108,7 @@ def generate_source(
 
 def change_source(settings: Settings, spec: ChangeSpec) -> tuple[ChangeManifest, Path]:
     """Apply one change batch and write its manifest under ``home/changes``."""
+    require_memory(f"a change batch of {spec.rows:,} rows", change_memory(spec.rows))
     with open_source(settings.source_location) as db:
         db.require_tables(SOURCE_TABLES)
         manifest = apply_changes(db, spec)

@@ -80,7 +80,7 @@ def extract_table(ctx: RunContext, table: SourceTable) -> TaskResult:
 def _extract(ctx: RunContext, table: SourceTable, db: SourceDatabase, lake: Lake) -> TaskResult:
     db.require_tables([table])
     db.batch_rows = ctx.settings.extract_batch_rows
-    drift = check_drift(table, db.table_columns(table))
+    drift = check_drift(table, db.table_columns(table), db.dialect)
     if drift.new_columns:
         log.warning(
             "%s: new source column(s) %s evolve into Bronze as text",

@@ -72,6 +72,12 @@ def cli_errors(fn: F) -> F:
                 raise
             error_line(str(exc))
             raise typer.Exit(1) from None
+        except OSError as exc:  # a folder that cannot be created or written, a full disk
+            if _STATE["debug"]:
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            error_line(f"{exc.strerror or exc}{where}")
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 

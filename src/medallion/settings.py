@@ -45,6 +45,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         validate_default=True,
+        allow_inf_nan=False,  # `extract_lag_s = inf` is refused here, not by every task later
     )
 
     home: Path = Field(default=Path(DEFAULT_HOME), description="folder of the embedded defaults")
@@ -80,7 +81,14 @@ class Settings(BaseSettings):
     @field_validator("home", mode="after")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
+        """An absolute folder; a file (or a folder below a file) is refused."""
+        home = value.expanduser().resolve()
+        for path in (home, *home.parents):
+            if path.exists():
+                if not path.is_dir():
+                    raise ValueError(f"{path} is not a folder; give --home a folder")
+                break
+        return home
 
     @classmethod
     def settings_customise_sources(

@@ -87,3 +87,38 @@ def test_secrets_never_reach_config_show(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "xyzzy" not in result.output and "hunter22" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("source", "generate", "--scale", "1e9"), "needs about"),
+        (("source", "change", "--new-orders", "1000000000"), "needs about"),
+        (("sql", "SELECT * FROM [/x]"), "[/x]"),
+        (("sql", "COPY (SELECT 1) TO '/tmp/x.csv'"), "only one SELECT statement"),
+    ],
+)  # fmt: skip
+def test_sizes_sql_and_markup_are_one_line(
+    tmp_path: Path, args: tuple[str, ...], expected: str
+) -> None:
+    result = medallion(*args, home=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+@pytest.mark.parametrize("home", ["FILE", "FILE/below", "/proc/medallion", "/dev/null"])
+def test_a_home_that_cannot_be_a_folder_is_one_line(tmp_path: Path, home: str) -> None:
+    (tmp_path / "FILE").write_text("not a folder")
+    path = Path(home.replace("FILE", str(tmp_path / "FILE")))
+    result = medallion("source", "init", home=path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_an_infinite_look_back_is_refused(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["config", "show", "--home", str(tmp_path)], env={"MEDALLION_EXTRACT_LAG_S": "inf"}
+    )
+    assert result.exit_code == 1 and "extract_lag_s" in result.output

@@ -89,6 +89,11 @@ class ChangeSpec:
             if value < 0:
                 raise ConfigError(f"change {f.name} must be >= 0, got {value}")
 
+    @property
+    def rows(self) -> int:
+        """How many changes were asked for, all types together."""
+        return sum(getattr(self, f.name) for f in fields(self) if f.name != "seed")
+
 
 @dataclass(frozen=True)
 class ChangeManifest:

@@ -21,7 +21,7 @@ _ALLOWED: dict[ColumnType, set[str]] = {
     ColumnType.ZIP: {"text"},
     ColumnType.INT: {"int"},
     ColumnType.FLOAT: {"float", "numeric"},
-    ColumnType.MONEY: {"numeric"},  # a float would round cents silently
+    ColumnType.MONEY: {"numeric"},  # a float would round cents silently (but see SQLite)
     ColumnType.TIMESTAMP: {"timestamp", "text"},  # SQLite keeps ISO-8601 text
 }
 
@@ -39,8 +39,9 @@ class Drift:
     new_columns: tuple[str, ...]
 
 
-def check_drift(table: SourceTable, live: dict[str, str]) -> Drift:
-    """New columns are reported; a dropped or retyped declared column raises."""
+def check_drift(table: SourceTable, live: dict[str, str], dialect: str) -> Drift:
+    """New columns are reported; a dropped or retyped declared column raises. SQLite has no
+    exact numeric type: its money columns are REAL, checked value by value when read."""
     dropped = [c.name for c in table.all_columns if c.name not in live]
     if dropped:
         raise SchemaDriftError(
@@ -49,7 +50,8 @@ def check_drift(table: SourceTable, live: dict[str, str]) -> Drift:
         )
     for col in table.all_columns:
         family = type_family(live[col.name])
-        if family not in _ALLOWED[col.type]:
+        allowed = _ALLOWED[col.type] | ({"float"} if dialect == "sqlite" else set())
+        if family not in allowed:
             raise SchemaDriftError(
                 f"source column {table.source_name}.{col.name} changed type to {live[col.name]} "
                 f"(declared {col.type.value}); restore it or update the catalog declaration"
