@@ -7,6 +7,7 @@ them, so no Python code runs per row.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import logging
 import time
@@ -99,6 +100,7 @@ def read_kaggle_csv(path: Path, table: SourceTable) -> CsvRead:
     the wrong number of fields, a value that does not parse as its column type, or a NULL key.
     Rows repeating a key are dropped, keeping the last occurrence.
     """
+    _check_bytes(path)
     _check_header(path, table)
     raw = _read_text(path, table)
     typed = _cast_table(raw, table, path)
@@ -107,6 +109,35 @@ def read_kaggle_csv(path: Path, table: SourceTable) -> CsvRead:
     if dropped:
         log.warning("%s: dropped %d row(s) repeating a key (kept the last)", path, dropped)
     return CsvRead(kept, raw.num_rows, dropped)
+
+
+def _check_bytes(path: Path, chunk: int = 1 << 22) -> None:
+    """Refuse a file that is not UTF-8 text, or holds a NUL byte (no text column can keep
+    one), naming the line; the offending bytes are never echoed. A quote inside an unquoted
+    field is no error: it is kept as a literal character, as Python's csv module does."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines = 1
+    try:
+        with pa.input_stream(str(path), compression="detect") as stream:
+            while block := stream.read(chunk):
+                nul = block.find(b"\x00")
+                if nul >= 0:
+                    line = lines + block.count(b"\n", 0, nul)
+                    raise InputFileError(
+                        f"{path}, line {line}: a NUL byte; the file is binary or corrupt "
+                        "(remove the NUL bytes to load it)"
+                    )
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError as exc:
+                    line = lines + block.count(b"\n", 0, exc.start)
+                    raise InputFileError(
+                        f"{path}, line {line}: not UTF-8 text (byte 0x{block[exc.start]:02x}); "
+                        "save the file as UTF-8"
+                    ) from None
+                lines += block.count(b"\n")
+    except (OSError, pa.ArrowException) as exc:
+        raise InputFileError(f"{path}: cannot read: {_first_line(exc)}") from None
 
 
 def _check_header(path: Path, table: SourceTable) -> None:

@@ -207,7 +207,8 @@ def test_duplicate_keys_keep_the_last(tmp_path: Path) -> None:
     assert read.table["price"].to_pylist() == [Decimal("58.90"), Decimal("60.00")]
 
 
-TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=30)
+# any text but NUL, which no text column can hold (a file with one is refused)
+TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=30)
 HEX_ID = st.text("0123456789abcdef", min_size=32, max_size=32)
 MONEY = st.decimals(
     min_value=Decimal("-9999999999.99"), max_value=Decimal("9999999999.99"), places=2
@@ -419,3 +420,26 @@ def test_load_real_files_into_postgres(pg_url: str, olist_dir: Path, tmp_path: P
         assert (result.rows_in_file, result.duplicates_dropped, result.rows_upserted) == (2, 1, 1)
         items = db.read_table(source_table("order_items"), ["price", "freight_value"])
         assert items.to_pylist() == [{"price": Decimal("58.90"), "freight_value": Decimal("13.29")}]
+
+
+SELLERS_HEADER = "seller_id,seller_zip_code_prefix,seller_city,seller_state\n"
+
+
+def test_a_stray_quote_inside_an_unquoted_field_is_kept_literally(tmp_path: Path) -> None:
+    path = _file(tmp_path, "sellers", SELLERS_HEADER + "a" * 32 + ',01037,sao pa"ulo,SP\n')
+    read = read_kaggle_csv(path, source_table("sellers"))
+    assert read.table["seller_city"].to_pylist() == ['sao pa"ulo']
+
+
+def test_a_nul_byte_is_refused_with_its_line(tmp_path: Path) -> None:
+    rows = "a" * 32 + ",01037,santos,SP\n" + "b" * 32 + ",01037,ri\x00o,SP\n"
+    message = _error(_file(tmp_path, "sellers", SELLERS_HEADER + rows), "sellers")
+    assert "line 3: a NUL byte" in message
+
+
+def test_binary_garbage_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    path = tmp_path / "olist_sellers_dataset.csv"
+    path.write_bytes(SELLERS_HEADER.encode() + bytes(range(128, 256)) * 20)
+    message = _error(path, "sellers")
+    assert "line 2: not UTF-8 text (byte 0x80)" in message
+    assert message.isascii() and "\\x" not in message
