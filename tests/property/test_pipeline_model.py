@@ -540,7 +540,7 @@ def _rows(table: pa.Table) -> list[tuple]:
     return sorted((tuple(r.values()) for r in table.to_pylist()), key=repr)
 
 
-EXAMPLES = int(os.environ.get("MEDALLION_PROPERTY_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("MEDALLION_PROPERTY_EXAMPLES", "25"))
 PipelineModel.TestCase.settings = settings(
     max_examples=EXAMPLES,
     stateful_step_count=30,

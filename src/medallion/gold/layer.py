@@ -88,11 +88,7 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
         return TaskResult(metrics=metrics)
     transactions = {txn_id(table.name, ref): v for ref, v in current.items()}
     if table.kind is GoldKind.SCD2:
-        folded = {
-            f"bronze.{n}": lake.app_version(LAYER, table.name, txn_id(table.name, f"bronze.{n}"))
-            for n in _dimension_sources(table)
-        }
-        data, read, through = _build_scd2(ctx, table, lake, engine, folded)
+        data, read, through = _build_scd2(ctx, table, lake, engine)
         transactions |= {txn_id(table.name, ref): v for ref, v in through.items()}
         metrics["bronze_through"] = through
     else:
@@ -145,7 +141,7 @@ def _read(lake: Lake, ref: str, table: GoldTable) -> pa.Table:
 
 
 def _build_scd2(
-    ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine, recorded: dict[str, int | None]
+    ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine
 ) -> tuple[pa.Table, int, dict[str, int]]:
     """Fold the entities whose Bronze history grew since the last build from ALL their valid
     Bronze states, up to the Bronze version Silver has merged (so Silver's current state and
@@ -154,9 +150,12 @@ def _build_scd2(
     dim = table.dimension
     assert dim is not None
     lookup = dim.contract.lookup
-    sources = [dim.silver, *([lookup.table] if lookup else [])]
+    sources = _dimension_sources(table)
     through = {name: _silver_through(lake, name) for name in sources}
-    folded = {name: recorded.get(f"bronze.{name}") for name in sources}
+    folded = {
+        name: lake.app_version(LAYER, table.name, txn_id(table.name, f"bronze.{name}"))
+        for name in sources
+    }
     rebuild = ctx.full_refresh or any(v is None for v in folded.values())
     rebuild = rebuild or lake.version(LAYER, table.name) is None
     history = _valid_history(lake, dim.silver, through[dim.silver], engine)
