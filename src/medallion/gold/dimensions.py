@@ -13,6 +13,7 @@ from medallion.engine import Engine
 from medallion.gold.dates import build_dim_date
 from medallion.gold.scd2 import UNKNOWN_SK, SCD2Error, SCD2Spec, apply_scd2, unknown_member
 from medallion.silver.contracts import SilverTable, silver_table
+from medallion.silver.transform import conformed, conformed_expr
 
 
 @dataclass(frozen=True)
@@ -136,16 +137,32 @@ def touched_entities(
     return engine.query(sql, tables)
 
 
-def rows_of(dim: SCD2Dimension, history: pa.Table, entities: pa.Table, engine: Engine) -> pa.Table:
-    """Every history row of every Silver key that ever belonged to one of ``entities``."""
-    rk = ", ".join(_q(k) for k in dim.contract.key)
+def links(dim: SCD2Dimension, bronze: pa.Table, engine: Engine) -> pa.Table:
+    """Which Silver key ever belonged to which entity (and carried which lookup value), from
+    raw Bronze rows: only those columns are conformed, so finding what a batch touches never
+    conforms the whole history. Rows Silver rejects may add links: folding an extra entity
+    again changes nothing."""
+    lookup = dim.contract.lookup
+    names = tuple(dict.fromkeys([*dim.contract.key, dim.entity, *([lookup.on] if lookup else [])]))
+    return engine.query(f"SELECT DISTINCT {conformed(dim.contract, names)} FROM b", {"b": bronze})
+
+
+def rows_of(
+    dim: SCD2Dimension, bronze: pa.Table, linked: pa.Table, entities: pa.Table, engine: Engine
+) -> pa.Table:
+    """The raw Bronze rows of every Silver key that ever belonged to one of ``entities``."""
+    key = dim.contract.key
+    picked = ", ".join(f"{_q(k)} AS _key{i}" for i, k in enumerate(key))
+    match = " AND ".join(
+        f"{conformed_expr(dim.contract, k)} = k._key{i}" for i, k in enumerate(key)
+    )
     return engine.query(
         f"""
-        SELECT * FROM h SEMI JOIN (
-            SELECT {rk} FROM h WHERE {_q(dim.entity)} IN (SELECT e FROM t)
-        ) USING ({rk})
+        SELECT b.* FROM b SEMI JOIN (
+            SELECT DISTINCT {picked} FROM l WHERE {_q(dim.entity)} IN (SELECT e FROM t)
+        ) k ON {match}
         """,
-        {"h": history, "t": entities},
+        {"b": bronze, "l": linked, "t": entities},
     )
 
 

@@ -16,7 +16,13 @@ from medallion.audit import table_lease
 from medallion.catalog import SOURCE_TABLES, SourceTable, bronze_schema, source_table
 from medallion.engine import Engine, default_engine
 from medallion.errors import MedallionError
-from medallion.gold.dimensions import build_scd2, dimension_events, rows_of, touched_entities
+from medallion.gold.dimensions import (
+    build_scd2,
+    dimension_events,
+    links,
+    rows_of,
+    touched_entities,
+)
 from medallion.gold.model import GOLD_TABLES, STREAMED_REVIEWS, GoldKind, GoldTable
 from medallion.pipeline import Layer, register_layer
 from medallion.runner import RunContext, Task, TaskResult
@@ -158,9 +164,13 @@ def _build_scd2(
     }
     rebuild = ctx.full_refresh or any(v is None for v in folded.values())
     rebuild = rebuild or lake.version(LAYER, table.name) is None
-    history = _valid_history(lake, dim.silver, through[dim.silver], engine)
+    bronze = _bronze(lake, dim.silver, through[dim.silver])
     lookup_history = (
-        _valid_history(lake, lookup.table, through[lookup.table], engine) if lookup else None
+        valid_history(
+            silver_table(lookup.table), _bronze(lake, lookup.table, through[lookup.table]), engine
+        )
+        if lookup
+        else None
     )
     stored, touched = None, None
     if not rebuild:
@@ -168,9 +178,11 @@ def _build_scd2(
             name: _valid_new(lake, name, folded[name], through[name], engine) for name in sources
         }
         lookup_new = new[lookup.table] if lookup else None
-        touched = touched_entities(dim, history, new[dim.silver], lookup_new, engine)
-        history = rows_of(dim, history, touched, engine)
+        linked = links(dim, bronze, engine)
+        touched = touched_entities(dim, linked, new[dim.silver], lookup_new, engine)
+        bronze = rows_of(dim, bronze, linked, touched, engine)
         stored = lake.read(LAYER, table.name)
+    history = valid_history(dim.contract, bronze, engine)
     events = dimension_events(dim, history, lookup_history, engine)
     location = lake.read(LAYER, "dim_location") if dim.location_zip else None
     data = build_scd2(dim, stored, events, touched, location=location, engine=engine)
@@ -183,13 +195,11 @@ def _silver_through(lake: Lake, name: str) -> int | None:
     return lake.app_version("silver", name, f"medallion.silver.{name}")
 
 
-def _valid_history(lake: Lake, name: str, through: int | None, engine: Engine) -> pa.Table:
-    """Every state of ``name`` in Bronze as of version ``through`` that Silver accepts."""
+def _bronze(lake: Lake, name: str, through: int | None) -> pa.Table:
+    """The Bronze rows of Silver table ``name`` as of version ``through`` (None: none)."""
     spec = silver_table(name)
     rows = None if through is None else lake.read("bronze", spec.bronze, version=through)
-    if rows is None:
-        rows = bronze_schema(source_table(spec.bronze)).empty_table()
-    return valid_history(spec, rows, engine)
+    return rows if rows is not None else bronze_schema(source_table(spec.bronze)).empty_table()
 
 
 def _valid_new(

@@ -37,6 +37,17 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
+def conformed_expr(spec: SilverTable, name: str) -> str:
+    """SQL of one column conformed exactly as Silver does it (over Bronze columns)."""
+    col = next(c for c in spec.columns if c.name == name)
+    return f"TRY_CAST({col.expr} AS {col.type})"
+
+
+def conformed(spec: SilverTable, names: tuple[str, ...]) -> str:
+    """A select list of some of the table's columns, conformed as Silver does it."""
+    return ", ".join(f"{conformed_expr(spec, n)} AS {_q(n)}" for n in names)
+
+
 def _conformed_select(spec: SilverTable) -> str:
     cols = []
     for col in spec.columns:

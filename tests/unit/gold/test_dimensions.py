@@ -10,7 +10,13 @@ import pyarrow as pa
 
 from medallion.catalog import bronze_schema, source_table
 from medallion.engine import default_engine
-from medallion.gold.dimensions import DIMENSIONS, dimension_events, rows_of, touched_entities
+from medallion.gold.dimensions import (
+    DIMENSIONS,
+    dimension_events,
+    links,
+    rows_of,
+    touched_entities,
+)
 from medallion.silver.contracts import silver_table
 from medallion.silver.transform import valid_history
 
@@ -118,17 +124,20 @@ def test_a_product_takes_the_translation_in_force_at_each_instant() -> None:
 
 def test_touched_entities_follow_rows_and_relabels() -> None:
     c1, c2 = "c1" * 16, "c2" * 16
-    hist = history(
+    raw = bronze(
         "customers",
         [customer(c1, "SP", at(1)), {**customer(c2, "SP", at(1)), "customer_unique_id": OTHER}],
     )
+    linked = links(dim("dim_customer"), raw, ENGINE)
     new = history("customers", [{"customer_id": c1, "op": "delete", "at": at(2)}])
-    touched = touched_entities(dim("dim_customer"), hist, new, None, ENGINE)
+    touched = touched_entities(dim("dim_customer"), linked, new, None, ENGINE)
     assert touched["e"].to_pylist() == [PERSON]  # the tombstone's person, found in history
-    rows = rows_of(dim("dim_customer"), hist, touched, ENGINE)
+    rows = rows_of(dim("dim_customer"), raw, linked, touched, ENGINE)
     assert rows["customer_id"].to_pylist() == [c1]
-    products = history("products", [product(at(1), 100)])
+    products = bronze("products", [product(at(1), 100)])
     relabel = history("product_category_name_translation", [translation("perfume", at(2))])
-    empty = products.schema.empty_table()
-    got = touched_entities(dim("dim_product"), products, empty, relabel, ENGINE)
+    empty = history("products", [])
+    got = touched_entities(
+        dim("dim_product"), links(dim("dim_product"), products, ENGINE), empty, relabel, ENGINE
+    )
     assert got["e"].to_pylist() == ["a1" * 16]
