@@ -114,21 +114,21 @@ def _q(name: str) -> str:
 
 def touched_entities(
     dim: SCD2Dimension,
-    history: pa.Table,
+    linked: pa.Table,
     new: pa.Table,
     lookup_new: pa.Table | None,
     engine: Engine,
 ) -> pa.Table:
-    """The natural keys whose history a batch changes: every entity a new row's key ever
-    belonged to, and every entity that ever had a lookup value the batch relabels.
+    """The natural keys (column ``e``) whose history a batch changes: every entity a new row's
+    key ever belonged to, and every entity that ever had a lookup value the batch relabels.
 
-    ``history`` and ``new`` are valid Bronze histories (``valid_history``); ``new`` is part of
-    ``history``.
+    ``linked`` is :func:`links` of the whole Bronze history; ``new`` and ``lookup_new`` are the
+    valid states appended since the last build (``valid_history``).
     """
     rk = ", ".join(_q(k) for k in dim.contract.key)
     entity = _q(dim.entity)
     sql = f"SELECT DISTINCT {entity} AS e FROM h SEMI JOIN n USING ({rk}) WHERE {entity} NOTNULL"
-    tables = {"h": history, "n": new.select(list(dim.contract.key))}
+    tables = {"h": linked, "n": new.select(list(dim.contract.key))}
     lookup = dim.contract.lookup
     if lookup is not None and lookup_new is not None and lookup_new.num_rows:
         on = _q(lookup.on)
@@ -186,17 +186,16 @@ def dimension_events(
             raise SCD2Error(f"{dim.spec.name}: the lookup table's history is needed")
         on = _q(spec_lookup.on)
         values = [c for c in silver_table(spec_lookup.table).column_names if c != spec_lookup.on]
+        live = ", ".join(
+            f"CASE WHEN is_deleted THEN NULL ELSE {_q(c)} END AS {_q(c)}" for c in values
+        )
         lookup_times = (
             f"UNION SELECT h.{e}, l.updated_at FROM lk l JOIN h ON l.{on} = h.{on} "
             f"WHERE h.{e} NOTNULL AND l.updated_at NOTNULL"
         )
         lookup_join = f"""
             LEFT JOIN (
-                SELECT {on}, updated_at AS _l_at, is_deleted AS _l_deleted,
-                    {
-            ", ".join(f"CASE WHEN is_deleted THEN NULL ELSE {_q(c)} END AS {_q(c)}" for c in values)
-        }
-                FROM lk
+                SELECT {on}, updated_at AS _l_at, is_deleted AS _l_deleted, {live} FROM lk
             ) l ON l.{on} = s.{on} AND l._l_at <= s._at
             QUALIFY row_number() OVER (PARTITION BY s._entity, s._at
                 ORDER BY l._l_at DESC NULLS LAST, l._l_deleted DESC) = 1
