@@ -159,10 +159,8 @@ def run(
 
 def _write_report(settings: Settings, run_id: str) -> str | None:
     """The run's HTML report; a report that cannot be written never fails the run."""
-    from medallion.report import build_report
-
     try:
-        return str(build_report(settings, run_id))
+        return str(report(settings, run_id))
     except (MedallionError, OSError) as exc:
         log.warning("could not write the report of run %s: %s", run_id, exc)
         return None
@@ -336,9 +334,10 @@ def query(settings: Settings, name: str) -> pa.Table:
 
 def report(settings: Settings, run_id: str | None = None) -> Path:
     """Write the HTML report of a run (default: the latest) and ``latest.html``; its path."""
-    from medallion.report import build_report
+    from medallion.report import LakeViews, build_report
 
-    return build_report(settings, run_id)
+    views = LakeViews(lambda: quarantine_summary(settings), lambda name: query(settings, name))
+    return build_report(settings, views, run_id)
 
 
 def _now() -> datetime:

@@ -21,10 +21,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
-from medallion import api
 from medallion.audit import AuditStore
 from medallion.errors import AuditError, MedallionError
 from medallion.runner import NOT_STARTED
@@ -52,13 +52,22 @@ Section = tuple[str, str, str]  # id, title, HTML body
 
 
 # -- entry point ------------------------------------------------------------------------------
-def build_report(settings: Settings, run_id: str | None = None) -> Path:
+@dataclass(frozen=True)
+class LakeViews:
+    """What the report shows from the lake, handed in by the API (the report reads no lake):
+    the quarantine summary and the named business queries."""
+
+    quarantine: Callable[[], list[dict[str, Any]]]
+    query: Callable[[str], pa.Table]
+
+
+def build_report(settings: Settings, views: LakeViews, run_id: str | None = None) -> Path:
     """Write ``reports/<run_id>.html`` and a copy as ``reports/latest.html``; return the first.
 
     ``run_id`` defaults to the latest run in the audit log.
     """
     data = load_run(settings, run_id)
-    page = render_page(settings, data)
+    page = render_page(settings, views, data)
     out = settings.reports_dir
     out.mkdir(parents=True, exist_ok=True)
     path = out / report_name(data.run_id)
@@ -674,10 +683,10 @@ def _inputs(row: Row) -> str:
     )
 
 
-def quarantine_section(settings: Settings, data: RunData) -> Section:
+def quarantine_section(views: LakeViews, data: RunData) -> Section:
     this_run = sum(r["rows_quarantined"] or 0 for r in data.final.values())
     try:
-        rows = api.quarantine_summary(settings)
+        rows = views.quarantine()
     except MedallionError as exc:
         return "quarantine", "Quarantine", note(f"not available: {redact_url(str(exc))}")
     intro = note(f"This run quarantined {this_run:,} rows. The quarantine tables now hold:")
@@ -822,10 +831,10 @@ FIGURES = (
 )
 
 
-def figure_html(settings: Settings, figure: Figure) -> str:
+def figure_html(views: LakeViews, figure: Figure) -> str:
     head = f'<h3 id="q-{esc(figure.query)}">{esc(figure.title)}</h3>'
     try:
-        result = api.query(settings, figure.query)
+        result = views.query(figure.query)
     except MedallionError as exc:
         reason = redact_url(str(exc))
         return f'<div class="card">{head}<p class="na">not available</p>{note(reason)}</div>'
@@ -841,8 +850,8 @@ def figure_html(settings: Settings, figure: Figure) -> str:
     )
 
 
-def business_section(settings: Settings) -> Section:
-    body = "".join(figure_html(settings, f) for f in FIGURES)
+def business_section(views: LakeViews) -> Section:
+    body = "".join(figure_html(views, f) for f in FIGURES)
     return "business", "Business metrics (Gold)", body
 
 
@@ -872,15 +881,15 @@ def errors_section(data: RunData) -> Section:
 
 
 # -- page -------------------------------------------------------------------------------------
-def render_page(settings: Settings, data: RunData) -> str:
+def render_page(settings: Settings, views: LakeViews, data: RunData) -> str:
     sections = [
         summary_section(settings, data),
         timeline_section(data),
         rowflow_section(data),
-        quarantine_section(settings, data),
+        quarantine_section(views, data),
         checks_section(data),
         drift_section(data),
-        business_section(settings),
+        business_section(views),
         errors_section(data),
     ]
     nav = "".join(f'<a href="#{sid}">{esc(title)}</a>' for sid, title, _ in sections)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from medallion.catalog import SourceTable
 from medallion.errors import MedallionError, TaskError, TransientError
 from medallion.settings import Settings
 
@@ -74,6 +75,26 @@ class Task:
     table: str
     fn: TaskFn
     upstream: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A layer: its name and the tasks it runs for a set of source tables. Each layer module
+    exports one (``LAYER``); the pipeline lists them."""
+
+    name: str
+    make_tasks: Callable[[Sequence[SourceTable]], list[Task]]
+
+
+def per_table(
+    make_task: Callable[[SourceTable], Task | None],
+) -> Callable[[Sequence[SourceTable]], list[Task]]:
+    """A task factory for layers with one task per source table."""
+
+    def make_tasks(tables: Sequence[SourceTable]) -> list[Task]:
+        return [t for t in (make_task(table) for table in tables) if t is not None]
+
+    return make_tasks
 
 
 @dataclass

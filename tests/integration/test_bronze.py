@@ -13,7 +13,7 @@ import pytest
 from deltalake import DeltaTable
 
 from medallion.audit import AuditStore
-from medallion.bronze import app_id, from_micros
+from medallion.bronze.layer import app_id, from_micros
 from medallion.catalog import SOURCE_TABLES, source_table
 from medallion.errors import SourceError
 from medallion.pipeline import build_tasks

@@ -10,7 +10,7 @@ import pytest
 from deltalake import DeltaTable
 
 from medallion.audit import AuditStore
-from medallion.bronze import app_id as bronze_app_id
+from medallion.bronze.layer import app_id as bronze_app_id
 from medallion.catalog import SOURCE_TABLES, bronze_schema, source_table
 from medallion.pipeline import build_tasks
 from medallion.runner import RunContext, RunReport, Status, run_tasks

@@ -24,8 +24,7 @@ from medallion.gold.dimensions import (
     touched_entities,
 )
 from medallion.gold.model import GOLD_TABLES, STREAMED_REVIEWS, GoldKind, GoldTable
-from medallion.pipeline import Layer, register_layer
-from medallion.runner import RunContext, Task, TaskResult
+from medallion.runner import Layer, RunContext, Task, TaskResult
 from medallion.silver.contracts import silver_table
 from medallion.silver.transform import empty_silver_sql, valid_history
 from medallion.storage import Lake
@@ -57,7 +56,7 @@ def make_tasks(tables: Sequence[SourceTable]) -> list[Task]:
     ]
 
 
-register_layer(Layer(LAYER, make_tasks))
+LAYER_TASKS = Layer(LAYER, make_tasks)
 
 
 def build_table(ctx: RunContext, table: GoldTable) -> TaskResult:

@@ -16,8 +16,7 @@ from medallion.catalog import bronze_schema, source_table
 from medallion.engine import Engine, default_engine
 from medallion.errors import MedallionError
 from medallion.faults import crash_point
-from medallion.pipeline import Layer, per_table, register_layer
-from medallion.runner import RunContext, Task, TaskResult
+from medallion.runner import Layer, RunContext, Task, TaskResult, per_table
 from medallion.silver.contracts import Kind, SilverTable, silver_table, silver_tables
 from medallion.silver.transform import (
     CONTENT_HASH,
@@ -59,7 +58,7 @@ def make_task(table_name: str) -> Task | None:
     )
 
 
-register_layer(Layer(LAYER, per_table(lambda table: make_task(table.name))))
+LAYER_TASKS = Layer(LAYER, per_table(lambda table: make_task(table.name)))
 
 
 def build_table(ctx: RunContext, spec: SilverTable) -> TaskResult:

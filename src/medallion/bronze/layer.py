@@ -26,8 +26,7 @@ from medallion.audit import table_lease
 from medallion.catalog import DELETED_AT, UPDATED_AT, SourceTable, bronze_schema
 from medallion.engine import default_engine
 from medallion.faults import crash_point
-from medallion.pipeline import Layer, per_table, register_layer
-from medallion.runner import RunContext, Task, TaskResult
+from medallion.runner import Layer, RunContext, Task, TaskResult, per_table
 from medallion.source.db import SourceDatabase, open_source
 from medallion.source.drift import check_drift
 from medallion.storage import CDF, Lake
@@ -64,7 +63,7 @@ def make_task(table: SourceTable) -> Task:
     return Task(f"{LAYER}.{table.name}", LAYER, table.name, lambda ctx: extract_table(ctx, table))
 
 
-register_layer(Layer(LAYER, per_table(make_task)))
+LAYER_TASKS = Layer(LAYER, per_table(make_task))
 
 
 def extract_table(ctx: RunContext, table: SourceTable) -> TaskResult:

@@ -1,0 +1,1 @@
+"""Bronze: append-only raw history per source table, incremental from a watermark."""
