@@ -20,7 +20,7 @@ import pyarrow as pa
 from medallion.audit import AuditStore
 from medallion.catalog import SOURCE_TABLES, SourceTable, bronze_schema, source_table
 from medallion.engine import Engine, default_engine
-from medallion.errors import MedallionError
+from medallion.errors import CheckFailed, MedallionError
 from medallion.gold.model import GOLD_TABLES, gold_table
 from medallion.runner import RunContext, Task, TaskResult
 from medallion.settings import Settings
@@ -38,10 +38,6 @@ SAMPLE_ROWS = 5
 class Severity(StrEnum):
     WARN = "warn"
     FAIL = "fail"
-
-
-class CheckFailed(MedallionError):
-    """A check of severity ``fail`` found violations."""
 
 
 @dataclass(frozen=True)

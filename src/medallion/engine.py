@@ -13,11 +13,7 @@ from typing import Protocol
 import duckdb
 import pyarrow as pa
 
-from medallion.errors import MedallionError
-
-
-class EngineError(MedallionError):
-    """A transformation query failed."""
+from medallion.errors import EngineError, ReadOnlyError
 
 
 class Engine(Protocol):
@@ -45,10 +41,6 @@ class DuckDBEngine:
             raise EngineError(f"query failed: {' '.join(str(exc).split())[:400]}") from exc
         finally:
             con.close()
-
-
-class ReadOnlyError(EngineError):
-    """A statement other than one SELECT was given to the read-only query surface."""
 
 
 _READ_ONLY = {"enable_external_access": False, "lock_configuration": True}

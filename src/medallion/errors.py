@@ -41,3 +41,31 @@ class StorageError(MedallionError):
 
 class TransientError(MedallionError):
     """A failure worth retrying (a dropped connection, a lock held by another writer)."""
+
+
+class SCD2Error(MedallionError):
+    """An SCD2 declaration or its input is malformed."""
+
+
+class DimDateError(MedallionError):
+    """The requested date range is invalid."""
+
+
+class SourceBusyError(SourceError, TransientError):
+    """Another writer held the SQLite source longer than the busy timeout (worth a retry)."""
+
+
+class EngineError(MedallionError):
+    """A transformation query failed."""
+
+
+class ReadOnlyError(EngineError):
+    """A statement other than one SELECT was given to the read-only query surface."""
+
+
+class CheckFailed(MedallionError):
+    """A check of severity ``fail`` found violations."""
+
+
+class ReconciliationError(MedallionError):
+    """Rows in != rows merged + quarantined + superseded."""

@@ -15,11 +15,11 @@ from deltalake import DeltaTable
 from medallion.audit import AuditStore
 from medallion.bronze.layer import app_id, from_micros
 from medallion.catalog import SOURCE_TABLES, source_table
-from medallion.errors import SourceError
+from medallion.errors import SourceBusyError, SourceError
 from medallion.pipeline import build_tasks
 from medallion.runner import RunContext, RunReport, Status, run_tasks
 from medallion.settings import Settings
-from medallion.source.db import SourceBusyError, open_source
+from medallion.source.db import open_source
 
 CUSTOMERS = source_table("customers")
 T0 = datetime(2018, 1, 1, 12, 0, 0)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from medallion.engine import EngineError, query_read_only
+from medallion.engine import query_read_only
+from medallion.errors import EngineError
 
 TABLES = {"fact_order": pa.table({"order_id": ["a", "b"], "payment_value": [1.5, 2.5]})}
 

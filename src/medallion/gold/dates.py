@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from medallion.errors import MedallionError
+from medallion.errors import DimDateError
 
 UNKNOWN_DATE_KEY = 0
 HOLIDAY_LANGUAGE = "en_US"
@@ -35,10 +35,6 @@ SCHEMA = pa.schema(
         pa.field("holiday_name", pa.string()),
     ]
 )
-
-
-class DimDateError(MedallionError):
-    """The requested date range is invalid."""
 
 
 def build_dim_date(start: date, end: date) -> pa.Table:

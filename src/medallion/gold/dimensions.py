@@ -10,8 +10,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion.engine import Engine
+from medallion.errors import SCD2Error
 from medallion.gold.dates import build_dim_date
-from medallion.gold.scd2 import UNKNOWN_SK, SCD2Error, SCD2Spec, apply_scd2, unknown_member
+from medallion.gold.scd2 import UNKNOWN_SK, SCD2Spec, apply_scd2, unknown_member
 from medallion.silver.contracts import SilverTable, silver_table
 from medallion.silver.transform import conformed, conformed_expr
 

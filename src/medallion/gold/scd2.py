@@ -28,7 +28,7 @@ from datetime import datetime
 import pyarrow as pa
 
 from medallion.engine import Engine, default_engine
-from medallion.errors import MedallionError
+from medallion.errors import SCD2Error
 
 EFFECTIVE_AT, IS_DELETE = "effective_at", "is_delete"
 VALID_FROM, VALID_TO, IS_CURRENT, IS_DELETED, ROW_HASH = (
@@ -43,10 +43,6 @@ UNKNOWN_SK, UNKNOWN_KEY = 0, "unknown"
 _LOW_SQL, _HIGH_SQL = "TIMESTAMP '1900-01-01'", "TIMESTAMP '9999-12-31'"
 _INTERNAL_PREFIX = "_scd2_"
 _META = (EFFECTIVE_AT, VALID_FROM, VALID_TO, IS_CURRENT, IS_DELETED, ROW_HASH)
-
-
-class SCD2Error(MedallionError):
-    """An SCD2 declaration or its input is malformed."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from medallion.audit import table_lease
 from medallion.catalog import bronze_schema, source_table
 from medallion.engine import Engine, default_engine
-from medallion.errors import MedallionError
+from medallion.errors import MedallionError, ReconciliationError
 from medallion.faults import crash_point
 from medallion.runner import Layer, RunContext, Task, TaskResult, per_table
 from medallion.silver.contracts import Kind, SilverTable, silver_table, silver_tables
@@ -37,10 +37,6 @@ log = logging.getLogger(__name__)
 
 LAYER = "silver"
 QUARANTINE = "quarantine"
-
-
-class ReconciliationError(MedallionError):
-    """Rows in != rows merged + quarantined + superseded."""
 
 
 def app_id(layer: str, table: str) -> str:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion.catalog import DELETED_AT, UPDATED_AT, ColumnType, SourceTable
-from medallion.errors import SourceError, TransientError
+from medallion.errors import SourceBusyError, SourceError
 from medallion.settings import redact_url
 
 log = logging.getLogger(__name__)
@@ -381,7 +381,3 @@ def open_source(location: str, *, create: bool = False) -> Iterator[SourceDataba
         yield db
     finally:
         db.close()
-
-
-class SourceBusyError(SourceError, TransientError):
-    """Another writer held the SQLite source longer than the busy timeout (worth a retry)."""
