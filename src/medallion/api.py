@@ -140,16 +140,13 @@ def run(
     if settings.checks:
         tasks = with_checks(tasks, settings)
     ctx = RunContext(run_id=run_id or new_run_id(), settings=settings, full_refresh=full_refresh)
-    audit = AuditStore(settings.audit_location).open()  # unreachable: fail before any task
-    abandoned = audit.abandon_dead_attempts()
-    if abandoned:
-        log.warning("%d task attempt(s) of killed runs marked ABANDONED", abandoned)
     alerter = Alerter.from_settings(settings)
-    try:
+    with AuditStore(settings.audit_location) as audit:  # unreachable: fail before any task
+        abandoned = audit.abandon_dead_attempts()
+        if abandoned:
+            log.warning("%d task attempt(s) of killed runs marked ABANDONED", abandoned)
         report = run_tasks(tasks, ctx, [audit, AlertListener(alerter), *(listeners or [])])
         results = audit.dq_results(ctx.run_id)
-    finally:
-        audit.close()
     failed = [r["check_name"] for r in results if r["status"] == "fail"]
     warned = [r["check_name"] for r in results if r["status"] == "warn"]
     page = _write_report(settings, ctx.run_id) if settings.report_on_run else None
@@ -177,24 +174,18 @@ def check(
             "run `medallion run` first, or check --home"
         )
     ctx = RunContext(run_id=new_run_id(), settings=settings, job="medallion_check")
-    audit = AuditStore(settings.audit_location).open()
-    audit.abandon_dead_attempts()
-    try:
+    with AuditStore(settings.audit_location) as audit:
+        audit.abandon_dead_attempts()
         report = run_tasks(check_only_tasks(settings), ctx, [audit, *(listeners or [])])
         return report, audit.dq_results(ctx.run_id)
-    finally:
-        audit.close()
 
 
 def audit_log(
     settings: Settings, last: int | None = None, run_id: str | None = None
 ) -> list[dict[str, Any]]:
     """Audit rows (one per task attempt), oldest first."""
-    audit = AuditStore(settings.audit_location).open()
-    try:
+    with AuditStore(settings.audit_location) as audit:
         return audit.run_logs(last=last, run_id=run_id)
-    finally:
-        audit.close()
 
 
 @dataclass
@@ -249,11 +240,8 @@ def demo(
 
 def run_summary(settings: Settings, report: RunReport) -> dict[str, Any]:
     """Rows written and task time per layer, check outcomes, quarantine and report path."""
-    audit = AuditStore(settings.audit_location).open()
-    try:
+    with AuditStore(settings.audit_location) as audit:
         checks = audit.dq_results(report.run_id)
-    finally:
-        audit.close()
     layers: dict[str, dict[str, float]] = {}
     for o in report.outcomes:
         layer = layers.setdefault(

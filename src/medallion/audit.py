@@ -84,12 +84,8 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
 @contextmanager
 def table_lease(settings: Settings, resource: str, run_id: str) -> Iterator[None]:
     """Hold ``resource`` (a lake table) for one task, through a store opened for it alone."""
-    audit = AuditStore(settings.audit_location).open()
-    try:
-        with audit.lease(resource, run_id):
-            yield
-    finally:
-        audit.close()
+    with AuditStore(settings.audit_location) as audit, audit.lease(resource, run_id):
+        yield
 
 
 def _lost_creation_race(exc: SQLAlchemyError) -> bool:
@@ -157,6 +153,12 @@ class AuditStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def __enter__(self) -> AuditStore:
+        return self.open()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     # -- run_logs ---------------------------------------------------------------------------
     def task_started(self, ctx: RunContext, task: Task, attempt: int) -> None:

@@ -51,11 +51,8 @@ def run_stage(name: str, args: list[str], env: dict[str, str] | None = None) -> 
 
 def layer_times(settings: Settings, run_id: str) -> tuple[int, dict[str, dict[str, float]]]:
     """Rows written and summed task seconds per layer of one run, from the audit log."""
-    audit = AuditStore(settings.audit_location).open()
-    try:
+    with AuditStore(settings.audit_location) as audit:
         rows = audit.run_logs(run_id=run_id)
-    finally:
-        audit.close()
     layers: dict[str, dict[str, float]] = defaultdict(lambda: {"task_seconds": 0.0, "rows": 0})
     for r in rows:
         if r["ended_at"] and r["started_at"]:

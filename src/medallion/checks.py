@@ -606,11 +606,8 @@ def check_task(layer: str, table: str) -> Task:
 
 def run_table_checks(ctx: RunContext, layer: str, table: str) -> TaskResult:
     grouped = checks_by_table(ctx.settings)
-    audit = AuditStore(ctx.settings.audit_location).open()
-    try:
+    with AuditStore(ctx.settings.audit_location) as audit:
         results = CheckRunner(ctx).run(grouped.get((layer, table), []), audit)
-    finally:
-        audit.close()
     failed = [r.check.name for r in results if r.status == "fail"]
     warned = [r.check.name for r in results if r.status == "warn"]
     metrics = {

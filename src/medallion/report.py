@@ -115,8 +115,7 @@ class RunData:
 
 def load_run(settings: Settings, run_id: str | None = None) -> RunData:
     """The run's attempts and check results (default: the latest run), and its predecessor."""
-    store = AuditStore(settings.audit_location).open()
-    try:
+    with AuditStore(settings.audit_location) as store:
         order = _run_ids(store)
         if not order:
             raise MedallionError(NO_RUN)
@@ -126,8 +125,6 @@ def load_run(settings: Settings, run_id: str | None = None) -> RunData:
         at = order.index(chosen)
         previous = order[at - 1] if at else None
         return RunData(chosen, store.run_logs(run_id=chosen), previous, store.dq_results(chosen))
-    finally:
-        store.close()
 
 
 def _run_ids(store: AuditStore) -> list[str]:
