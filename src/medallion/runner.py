@@ -6,6 +6,7 @@ can also be run on its own in a fresh process (as an Airflow task does).
 
 from __future__ import annotations
 
+import graphlib
 import logging
 import signal
 import threading
@@ -141,7 +142,8 @@ class RunListener(Protocol):
 
 
 def order_tasks(tasks: Sequence[Task]) -> list[Task]:
-    """Topological order (stable); unknown upstream names and cycles are errors."""
+    """Topological order, stable (in waves, each in the given order); unknown upstream names
+    and cycles are errors."""
     by_name = {t.name: t for t in tasks}
     if len(by_name) != len(tasks):
         raise TaskError("duplicate task names in the graph")
@@ -149,17 +151,27 @@ def order_tasks(tasks: Sequence[Task]) -> list[Task]:
         unknown = [u for u in task.upstream if u not in by_name]
         if unknown:
             raise TaskError(f"task {task.name} depends on unknown task(s): {', '.join(unknown)}")
+    graph = _graph(tasks)
     ordered: list[Task] = []
-    done: set[str] = set()
-    pending = list(tasks)
-    while pending:
-        ready = [t for t in pending if all(u in done for u in t.upstream)]
-        if not ready:
-            raise TaskError(f"dependency cycle among: {', '.join(t.name for t in pending)}")
-        ordered.extend(ready)
-        done.update(t.name for t in ready)
-        pending = [t for t in pending if t.name not in done]
+    while graph.is_active():
+        ready = _in_order(graph.get_ready(), tasks)
+        ordered += [by_name[name] for name in ready]
+        graph.done(*ready)
     return ordered
+
+
+def _graph(tasks: Sequence[Task]) -> graphlib.TopologicalSorter[str]:
+    graph = graphlib.TopologicalSorter({t.name: t.upstream for t in tasks})
+    try:
+        graph.prepare()
+    except graphlib.CycleError as exc:
+        raise TaskError(f"dependency cycle among: {', '.join(exc.args[1])}") from None
+    return graph
+
+
+def _in_order(names: Iterable[str], tasks: Sequence[Task]) -> list[str]:
+    position = {t.name: i for i, t in enumerate(tasks)}
+    return sorted(names, key=position.__getitem__)
 
 
 def run_tasks(
@@ -176,31 +188,30 @@ def run_tasks(
     reason. A second signal stops at once.
     """
     ordered = order_tasks(tasks)
+    by_name = {t.name: t for t in ordered}
+    graph = _graph(ordered)
     hooks = list(listeners)
     outcomes: dict[str, TaskOutcome] = {}
-    waiting = list(ordered)
     running: dict[Future[TaskOutcome], Task] = {}
     with _StopSignals() as stop, ThreadPoolExecutor(max_workers=ctx.settings.parallelism) as pool:
-        while waiting or running:
-            for task in list(waiting):
-                states = [outcomes[u].status for u in task.upstream if u in outcomes]
-                if stop.by is not None:
-                    waiting.remove(task)
-                    outcomes[task.name] = _not_started(task, stop.by)
-                    _notify_finished(hooks, ctx, outcomes[task.name])
-                elif any(s is not Status.SUCCESS for s in states):
-                    waiting.remove(task)
-                    outcomes[task.name] = _skipped(task, outcomes)
-                    _notify_finished(hooks, ctx, outcomes[task.name])
-                elif len(states) == len(task.upstream):
-                    waiting.remove(task)
+        while graph.is_active():
+            for name in _in_order(graph.get_ready(), ordered):
+                task = by_name[name]
+                failed = any(outcomes[u].status is not Status.SUCCESS for u in task.upstream)
+                if stop.by is None and not failed:
                     running[pool.submit(_attempt_task, task, ctx, hooks, sleep)] = task
+                    continue
+                outcome = _not_started(task, stop.by) if stop.by else _skipped(task, outcomes)
+                outcomes[name] = outcome
+                _notify_finished(hooks, ctx, outcome)
+                graph.done(name)
             if not running:
                 continue
             finished, _ = wait(running, timeout=0.25, return_when=FIRST_COMPLETED)
             for future in finished:
                 task = running.pop(future)
                 outcomes[task.name] = future.result()
+                graph.done(task.name)
     return RunReport(ctx.run_id, [outcomes[t.name] for t in ordered], stop.by)
 
 
