@@ -118,3 +118,36 @@ def test_error_lines_print_markup_and_secrets_literally(capsys: pytest.CaptureFi
     error_line("bad SQL near [/x] in postgresql://u:PW@h/db")
     err = capsys.readouterr().err
     assert "[/x]" in err and "PW" not in err
+
+
+def _readme_settings() -> dict[str, str]:
+    """Setting name -> default cell, from the README's settings table."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("| setting | default | what it does |", 1)[1].split("\n\n", 1)[0]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0].strip("`")] = cells[1]
+    return rows
+
+
+def _shown(value: object) -> str:
+    """How the README writes a default."""
+    if value is None or value == "":
+        return "unset"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, list):
+        return f"`{', '.join(map(str, value))}`"
+    if isinstance(value, dict):
+        return f"`{value}`"
+    return f"`{value}`"
+
+
+def test_the_readme_lists_every_setting_with_its_default() -> None:
+    documented = _readme_settings()
+    assert sorted(documented) == sorted(Settings.model_fields)
+    defaults = Settings.model_construct()
+    derived = {"home", "source_url", "lake_uri", "audit_url"}  # written as paths under home
+    for name in sorted(set(documented) - derived):
+        assert documented[name] == _shown(getattr(defaults, name)), name
