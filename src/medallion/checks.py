@@ -21,7 +21,7 @@ from medallion.audit import AuditStore
 from medallion.catalog import SOURCE_TABLES, SourceTable, bronze_schema, source_table
 from medallion.engine import Engine, default_engine
 from medallion.errors import CheckFailed, MedallionError
-from medallion.gold.model import GOLD_TABLES, gold_table
+from medallion.gold.model import GOLD_TABLES, GoldKind, gold_table
 from medallion.runner import RunContext, Task, TaskResult
 from medallion.settings import Settings
 from medallion.silver.contracts import Action, Kind, SilverTable, silver_tables
@@ -310,46 +310,32 @@ def silver_checks(spec: SilverTable, drift: float, max_lag_s: float) -> list[Che
 SILVER_LIVE_ORDERS = f"SELECT * FROM s WHERE {LIVE}"
 
 
+def one_current_version(dim: str, natural_key: tuple[str, ...]) -> Check:
+    key = ", ".join(natural_key)
+    return Check(
+        "one_current_version",
+        "gold",
+        dim,
+        "scd2",
+        Severity.FAIL,
+        f"SELECT {key}, count(*) FILTER (WHERE is_current) AS current_versions FROM t "
+        f"GROUP BY {key} HAVING count(*) FILTER (WHERE is_current) > 1",
+    )
+
+
 def gold_checks(drift: float) -> list[Check]:
     checks: list[Check] = []
-    grains = {
-        "fact_order_item": ("order_id", "order_item_id"),
-        "fact_order": ("order_id",),
-        "fact_payment": ("order_id", "payment_sequential"),
-        "fact_review": ("review_id", "order_id"),
-        "feature_customer_rfm": ("customer_unique_id", "as_of_date"),
-        "feature_product_performance": ("product_id",),
-        "feature_seller_reliability": ("seller_id",),
-        "dim_location": ("zip_code_prefix",),
-        "dim_date": ("date_key",),
-    }
-    for table, grain in grains.items():
-        checks.append(unique("gold", table, grain))
-        checks.append(row_count_drift("gold", table, drift))
-    dims = {"customer_sk": "dim_customer", "product_sk": "dim_product", "seller_sk": "dim_seller"}
-    for table in ("fact_order_item", "fact_order", "fact_payment"):
-        fact = next(g for g in GOLD_TABLES if g.name == table)
-        for sk, dim in dims.items():
-            if f"gold.{dim}" in fact.inputs:
-                checks.append(not_null("gold", table, sk))
-                parent = Need("d", "gold", dim, (sk,))
-                checks.append(relationship("gold", table, sk, parent=parent, parent_col=sk))
-    for dim, key in (
-        ("dim_customer", "customer_unique_id"),
-        ("dim_product", "product_id"),
-        ("dim_seller", "seller_id"),
-    ):
-        checks.append(
-            Check(
-                "one_current_version",
-                "gold",
-                dim,
-                "scd2",
-                Severity.FAIL,
-                f"SELECT {key}, count(*) FILTER (WHERE is_current) AS current_versions FROM t "
-                f"GROUP BY {key} HAVING count(*) FILTER (WHERE is_current) > 1",
-            )
-        )
+    for g in GOLD_TABLES:  # grains and foreign keys come from the Gold declarations
+        if g.kind is not GoldKind.SCD2:
+            checks.append(unique("gold", g.name, g.grain))
+            checks.append(row_count_drift("gold", g.name, drift))
+        for sk, dim in g.dimension_keys.items():
+            checks.append(not_null("gold", g.name, sk))
+            parent = Need("d", "gold", dim, (sk,))
+            checks.append(relationship("gold", g.name, sk, parent=parent, parent_col=sk))
+        if g.kind is GoldKind.SCD2:
+            assert g.dimension is not None
+            checks.append(one_current_version(g.name, g.dimension.spec.natural_key))
     orders = Need("s", "silver", "orders", ("order_id", "is_deleted"))
     payments = Need(
         "s",

@@ -39,6 +39,23 @@ class GoldTable:
     build: Builder | None = None  # SNAPSHOT tables
     dimension: SCD2Dimension | None = None  # SCD2 tables
     optional_inputs: tuple[str, ...] = ()  # may not exist yet (streamed reviews)
+    grain: tuple[str, ...] = ()  # the columns that identify a row (SCD2: the surrogate key)
+
+    def __post_init__(self) -> None:
+        if self.kind is GoldKind.SCD2:
+            assert self.dimension is not None
+            object.__setattr__(self, "grain", (self.dimension.spec.sk_column,))
+        if not self.grain:
+            raise ValueError(f"Gold table {self.name} declares no grain")
+
+    @property
+    def dimension_keys(self) -> dict[str, str]:
+        """Surrogate-key column -> the SCD2 dimension it points at (from the inputs)."""
+        return {
+            f"{ref.removeprefix('gold.dim_')}_sk": ref.removeprefix("gold.")
+            for ref in self.inputs
+            if ref.startswith("gold.dim_") and ref.removeprefix("gold.") in _SCD2_NAMES
+        }
 
 
 def sql(query: str) -> Builder:
@@ -68,15 +85,23 @@ def _rfm(inputs: Inputs, engine: Engine) -> pa.Table:
 
 
 STREAMED_REVIEWS = "silver.review_events"
+_SCD2_NAMES = {d.spec.name for d in DIMENSIONS}
 _FACT_INPUTS = ("silver.orders", "silver.customers", "gold.dim_customer")
 
 GOLD_TABLES: tuple[GoldTable, ...] = (
-    GoldTable("dim_location", GoldKind.SNAPSHOT, ("silver.geolocation",), _location),
+    GoldTable(
+        "dim_location",
+        GoldKind.SNAPSHOT,
+        ("silver.geolocation",),
+        _location,
+        grain=("zip_code_prefix",),
+    ),
     GoldTable(
         "dim_date",
         GoldKind.SNAPSHOT,
         ("silver.orders", "silver.order_reviews", "silver.order_items"),
         _date,
+        grain=("date_key",),
     ),
     *(
         GoldTable(
@@ -96,12 +121,14 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
         GoldKind.SNAPSHOT,
         ("silver.order_items", *_FACT_INPUTS, "gold.dim_product", "gold.dim_seller"),
         sql(facts.FACT_ORDER_ITEM),
+        grain=("order_id", "order_item_id"),
     ),
     GoldTable(
         "fact_payment",
         GoldKind.SNAPSHOT,
         ("silver.order_payments", *_FACT_INPUTS),
         sql(facts.FACT_PAYMENT),
+        grain=("order_id", "payment_sequential"),
     ),
     GoldTable(
         "fact_review",
@@ -109,6 +136,7 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
         ("silver.order_reviews", STREAMED_REVIEWS),
         sql(facts.FACT_REVIEW),
         optional_inputs=(STREAMED_REVIEWS,),
+        grain=("review_id", "order_id"),
     ),
     GoldTable(
         "fact_order",
@@ -122,24 +150,28 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
         ),
         sql(facts.FACT_ORDER),
         optional_inputs=(STREAMED_REVIEWS,),
+        grain=("order_id",),
     ),
     GoldTable(
         "feature_customer_rfm",
         GoldKind.SNAPSHOT,
         ("silver.orders", "silver.customers", "silver.order_payments"),
         _rfm,
+        grain=("customer_unique_id", "as_of_date"),
     ),
     GoldTable(
         "feature_product_performance",
         GoldKind.SNAPSHOT,
         ("silver.order_items", "gold.fact_review"),
         sql(features.PRODUCT_PERFORMANCE),
+        grain=("product_id",),
     ),
     GoldTable(
         "feature_seller_reliability",
         GoldKind.SNAPSHOT,
         ("silver.order_items", "gold.fact_order"),
         sql(features.SELLER_RELIABILITY),
+        grain=("seller_id",),
     ),
 )
 
