@@ -25,7 +25,7 @@ from medallion.gold.model import GOLD_TABLES, GoldKind, gold_table
 from medallion.runner import RunContext, Task, TaskResult
 from medallion.settings import Settings
 from medallion.silver.contracts import Action, Kind, SilverTable, silver_tables
-from medallion.silver.transform import CONTENT_HASH, all_rules, empty_silver_sql
+from medallion.silver.transform import all_rules, empty_silver_sql
 from medallion.source.db import open_source
 from medallion.storage import Lake
 
@@ -275,13 +275,10 @@ def silver_checks(spec: SilverTable, drift: float, max_lag_s: float) -> list[Che
         *(not_null("silver", spec.name, k) for k in spec.key),
     ]
     for rule in all_rules(spec):
-        if CONTENT_HASH in rule.violation or "seen" in rule.violation:
+        if rule.batch_only:
             continue  # judged against the batch it arrived in, not re-checkable on Silver
-        needs = tuple(
-            Need(f"ref_{r.table}", "silver", r.table, r.key)
-            for r in spec.references
-            if f"ref_{r.table}" in rule.violation
-        )
+        ref = rule.reference
+        needs = (Need(f"ref_{ref.table}", "silver", ref.table, ref.key),) if ref else ()
         severity = Severity.FAIL if rule.action is Action.QUARANTINE else Severity.WARN
         checks.append(
             rule_check(

@@ -31,14 +31,6 @@ class Col:
 
 
 @dataclass(frozen=True)
-class Rule:
-    name: str
-    violation: str  # SQL over the conformed columns, TRUE when the row breaks the rule
-    reason: str
-    action: Action = Action.QUARANTINE
-
-
-@dataclass(frozen=True)
 class Reference:
     """``columns`` must exist as ``key`` of Silver ``table`` (NULL columns are not checked)."""
 
@@ -49,6 +41,16 @@ class Reference:
     @property
     def rule_name(self) -> str:
         return f"{'_'.join(self.columns)}_exists_in_{self.table}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    violation: str  # SQL over the conformed columns, TRUE when the row breaks the rule
+    reason: str
+    action: Action = Action.QUARANTINE
+    reference: Reference | None = None  # the parent it looks up (its rows wait for it)
+    batch_only: bool = False  # judged against the batch it arrived in; not re-checkable later
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,7 @@ def _reference_rule(ref: Reference) -> Rule:
         ref.rule_name,
         f"{present} AND NOT EXISTS (SELECT 1 FROM {alias} WHERE {match})",
         f"{', '.join(ref.columns)} not found in {ref.table}",
+        reference=ref,
     )
 
 
@@ -98,6 +99,7 @@ def _duplicate_content_rule(spec: SilverTable) -> Rule:
         "AND o._key_text <> c._key_text AND (o.updated_at < c.updated_at "
         "OR (o.updated_at = c.updated_at AND o._key_text < c._key_text)))",
         f"duplicates the {', '.join(spec.unique_content)} of another {spec.name} row",
+        batch_only=True,
     )
 
 
@@ -225,6 +227,7 @@ def retry_sql(spec: SilverTable) -> str:
     held back only by missing parents and Silver still has no row for the key."""
     keys = ", ".join(_q(k) for k in spec.key)
     match = " AND ".join(f"s.{_q(k)} = q.{_q(k)}" for k in spec.key)
+    waiting = _sql_list([r.name for r in all_rules(spec) if r.reference is not None] or [""])
     return f"""
         WITH latest AS (
             SELECT * FROM quarantine
@@ -233,7 +236,7 @@ def retry_sql(spec: SilverTable) -> str:
         )
         SELECT q.* EXCLUDE (_rule, _reason, _quarantine_run_id, _quarantined_at) FROM latest q
         WHERE len(list_filter(string_split(q._rule, ','),
-                lambda r: NOT contains(r, '_exists_in_'))) = 0
+                lambda r: NOT list_contains({waiting}, r))) = 0
             AND NOT EXISTS (SELECT 1 FROM silver s WHERE {match})
     """
 
