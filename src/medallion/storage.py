@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
@@ -23,6 +23,7 @@ from medallion.settings import Settings
 log = logging.getLogger(__name__)
 
 CDF = {"delta.enableChangeDataFeed": "true"}  # readers of a table read only its new files
+Rows: TypeAlias = "pa.RecordBatchReader | pa.Table"
 
 
 def join_uri(base: str, *parts: str) -> str:
@@ -31,7 +32,11 @@ def join_uri(base: str, *parts: str) -> str:
 
 @dataclass(frozen=True)
 class Lake:
-    """The lake root and the storage options (credentials, endpoint) to reach it."""
+    """The lake root and the storage options (credentials, endpoint) to reach it.
+
+    :meth:`table` opens a :class:`DeltaHandle`, which a task keeps for all its work on one
+    table; the one-shot methods here open a handle for a single call.
+    """
 
     uri: str
     storage_options: Mapping[str, str] | None = None
@@ -45,32 +50,30 @@ class Lake:
     def table_uri(self, layer: str, table: str) -> str:
         return join_uri(self.uri, layer, table)
 
-    def _options(self) -> dict[str, str] | None:
-        return dict(self.storage_options) if self.storage_options else None
+    def table(self, layer: str, table: str) -> DeltaHandle:
+        """The table, opened once: a consistent snapshot until the handle itself writes."""
+        return DeltaHandle(self, layer, table)
 
     def open(self, layer: str, table: str, version: int | None = None) -> DeltaTable | None:
         """The Delta table (at ``version``, else the latest), or None when never written."""
         uri = self.table_uri(layer, table)
+        options = dict(self.storage_options) if self.storage_options else None
         try:
-            return DeltaTable(uri, version=version, storage_options=self._options())
+            return DeltaTable(uri, version=version, storage_options=options)
         except TableNotFoundError:
             return None
         except (DeltaError, OSError) as exc:
             raise StorageError(f"cannot open {uri}: {_one_line(exc)}") from exc
 
+    # -- one-shot conveniences ---------------------------------------------------------------
     def version(self, layer: str, table: str) -> int | None:
-        dt = self.open(layer, table)
-        return None if dt is None else dt.version()
+        return self.table(layer, table).version
 
     def app_version(self, layer: str, table: str, app_id: str) -> int | None:
-        """The version recorded by app transaction ``app_id``, None if never written."""
-        dt = self.open(layer, table)
-        return None if dt is None else dt.transaction_version(app_id)
+        return self.table(layer, table).app_version(app_id)
 
     def schema(self, layer: str, table: str) -> pa.Schema | None:
-        """The table's Arrow schema (no data read); None when it was never written."""
-        dt = self.open(layer, table)
-        return None if dt is None else pa.schema(dt.schema().to_arrow())
+        return self.table(layer, table).schema
 
     def read(
         self,
@@ -80,21 +83,107 @@ class Lake:
         filters: list[tuple[str, str, Any]] | None = None,
         version: int | None = None,
     ) -> pa.Table | None:
-        """Read (some columns of) a table as Arrow, as of ``version`` if given; None when the
+        return self.table(layer, table).read(columns, filters, version=version)
+
+    def append(self, layer: str, table: str, data: Rows, **kwargs: Any) -> int:
+        return self.table(layer, table).append(data, **kwargs)
+
+    def overwrite(self, layer: str, table: str, data: pa.Table, **kwargs: Any) -> int:
+        return self.table(layer, table).overwrite(data, **kwargs)
+
+    def merge(
+        self, layer: str, table: str, source: pa.Table, plan: MergePlan, **kwargs: Any
+    ) -> tuple[int, dict[str, Any]]:
+        return self.table(layer, table).merge(source, plan, **kwargs)
+
+    def read_changes(
+        self, layer: str, table: str, after_version: int | None, **kwargs: Any
+    ) -> tuple[pa.Table | None, int | None]:
+        return self.table(layer, table).changes(after_version, **kwargs)
+
+
+class DeltaHandle:
+    """One Delta table, opened once (as delta-rs' ``DeltaTable`` is): versions, app
+    transactions, reads and changes all see the same snapshot, and the handle moves to the
+    version it writes. ``exists`` is False until the table is first written."""
+
+    def __init__(self, lake: Lake, layer: str, name: str) -> None:
+        self.lake, self.layer, self.name = lake, layer, name
+        self.uri = lake.table_uri(layer, name)
+        self._dt = lake.open(layer, name)
+
+    @property
+    def exists(self) -> bool:
+        return self._dt is not None
+
+    @property
+    def version(self) -> int | None:
+        return None if self._dt is None else self._dt.version()
+
+    def app_version(self, app_id: str) -> int | None:
+        """The version recorded by app transaction ``app_id``, None if never written."""
+        return None if self._dt is None else self._dt.transaction_version(app_id)
+
+    @property
+    def schema(self) -> pa.Schema | None:
+        """The table's Arrow schema (no data read); None when it was never written."""
+        return None if self._dt is None else pa.schema(self._dt.schema().to_arrow())
+
+    def read(
+        self,
+        columns: list[str] | None = None,
+        filters: list[tuple[str, str, Any]] | None = None,
+        *,
+        version: int | None = None,
+    ) -> pa.Table | None:
+        """(Some columns of) the table as Arrow, as of ``version`` if given; None when the
         table does not exist."""
-        dt = self.open(layer, table, version)
+        dt = self._dt
+        if dt is not None and version is not None and version != dt.version():
+            dt = self.lake.open(self.layer, self.name, version)
         if dt is None:
             return None
         try:
             return dt.to_pyarrow_table(columns=columns, filters=filters or None)
         except (DeltaError, OSError, pa.ArrowException) as exc:
-            raise StorageError(f"cannot read {dt.table_uri}: {_one_line(exc)}") from exc
+            raise StorageError(f"cannot read {self.uri}: {_one_line(exc)}") from exc
+
+    def changes(
+        self,
+        after_version: int | None,
+        columns: list[str] | None = None,
+        *,
+        until: int | None = None,
+        with_change_type: bool = False,
+    ) -> tuple[pa.Table | None, int | None]:
+        """Rows changed after ``after_version`` (all when None) up to ``until`` (this
+        snapshot's version when None), and the version read up to.
+
+        Reads the change data feed, so only the new files are scanned; ``_change_type``
+        (insert, update_preimage, update_postimage, delete) is kept on request.
+        """
+        dt = self._dt
+        if dt is None:
+            return None, None
+        current = dt.version() if until is None else until
+        start = 0 if after_version is None else after_version + 1
+        if start > current:
+            return None, current
+        try:
+            reader = dt.load_cdf(starting_version=start, ending_version=current, columns=columns)
+            changes = pa.RecordBatchReader.from_stream(reader).read_all()
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise StorageError(f"cannot read changes of {self.uri}: {_one_line(exc)}") from exc
+        keep = [
+            c
+            for c in changes.column_names
+            if not c.startswith("_commit_") and (with_change_type or c != "_change_type")
+        ]
+        return changes.select(keep), current
 
     def append(
         self,
-        layer: str,
-        table: str,
-        data: pa.RecordBatchReader | pa.Table,
+        data: Rows,
         *,
         partition_by: list[str] | None = None,
         app_id: str,
@@ -106,19 +195,18 @@ class Lake:
     ) -> int:
         """Append in one commit that also records ``app_id`` -> ``app_version``.
 
-        Fails if another writer moved ``app_id`` since we read ``expected_app_version``, so two
-        concurrent runs can never both append the same rows. Returns the new table version.
+        Fails if another writer moved ``app_id`` since we read ``expected_app_version`` (read
+        afresh here, not from this snapshot), so two concurrent runs can never both append the
+        same rows. Returns the new table version.
         """
-        uri = self.table_uri(layer, table)
-        current = self.app_version(layer, table, app_id)
+        latest = self.lake.open(self.layer, self.name)
+        current = None if latest is None else latest.transaction_version(app_id)
         if current != expected_app_version:
             raise StorageError(
-                f"{uri} was written by another run meanwhile (app version {current}, "
+                f"{self.uri} was written by another run meanwhile (app version {current}, "
                 f"expected {expected_app_version}); re-run to continue from its state"
             )
         return self._write(
-            layer,
-            table,
             data,
             mode="append",
             partition_by=partition_by,
@@ -129,8 +217,6 @@ class Lake:
 
     def overwrite(
         self,
-        layer: str,
-        table: str,
         data: pa.Table,
         *,
         transactions: Mapping[str, int],
@@ -140,8 +226,6 @@ class Lake:
         """Replace the table's content (schema too) in one commit recording ``transactions``
         (app id -> version)."""
         return self._write(
-            layer,
-            table,
             data,
             mode="overwrite",
             partition_by=None,
@@ -152,9 +236,7 @@ class Lake:
 
     def _write(
         self,
-        layer: str,
-        table: str,
-        data: pa.RecordBatchReader | pa.Table,
+        data: Rows,
         *,
         mode: Literal["append", "overwrite"],
         partition_by: list[str] | None,
@@ -162,28 +244,26 @@ class Lake:
         schema_mode: Literal["merge", "overwrite"] | None,
         configuration: Mapping[str, str] | None = None,
     ) -> int:
-        uri = self.table_uri(layer, table)
+        options = dict(self.lake.storage_options) if self.lake.storage_options else None
         try:
             write_deltalake(
-                uri,
+                self.uri,
                 data,
                 mode=mode,
                 partition_by=partition_by,
                 schema_mode=schema_mode,
-                storage_options=self._options(),
+                storage_options=options,
                 commit_properties=props,
                 configuration=configuration,
             )
         except (DeltaError, OSError, pa.ArrowException) as exc:
-            raise StorageError(f"cannot write {uri}: {_one_line(exc)}") from exc
-        dt = self.open(layer, table)
-        assert dt is not None
-        return dt.version()
+            raise StorageError(f"cannot write {self.uri}: {_one_line(exc)}") from exc
+        self._dt = self.lake.open(self.layer, self.name)  # the handle moves to what it wrote
+        assert self._dt is not None
+        return self._dt.version()
 
     def merge(
         self,
-        layer: str,
-        table: str,
         source: pa.Table,
         plan: MergePlan,
         *,
@@ -195,9 +275,9 @@ class Lake:
         Returns the new version and delta-rs's merge metrics. A MERGE that changes no row
         still commits (an empty one), so that ``transactions`` always record the progress.
         """
-        dt = self.open(layer, table)
+        dt = self._dt
         if dt is None:
-            raise StorageError(f"cannot merge into {self.table_uri(layer, table)}: no such table")
+            raise StorageError(f"cannot merge into {self.uri}: no such table")
         before = dt.version()
         merger = dt.merge(
             source,
@@ -213,50 +293,15 @@ class Lake:
         try:
             metrics = merger.execute()
         except (DeltaError, OSError, pa.ArrowException) as exc:
-            raise StorageError(f"cannot merge into {dt.table_uri}: {_one_line(exc)}") from exc
+            raise StorageError(f"cannot merge into {self.uri}: {_one_line(exc)}") from exc
         if dt.version() == before:  # delta-rs skips the commit of a MERGE that changed nothing
             empty = pa.schema(dt.schema().to_arrow()).empty_table()
             props = _commit_props(transactions, metadata)
-            return self._write(
-                layer, table, empty, mode="append", partition_by=None, props=props,
-                schema_mode=None,
-            ), dict(metrics)  # fmt: skip
+            version = self._write(
+                empty, mode="append", partition_by=None, props=props, schema_mode=None
+            )
+            return version, dict(metrics)
         return dt.version(), dict(metrics)
-
-    def read_changes(
-        self,
-        layer: str,
-        table: str,
-        after_version: int | None,
-        columns: list[str] | None = None,
-        *,
-        until: int | None = None,
-        with_change_type: bool = False,
-    ) -> tuple[pa.Table | None, int | None]:
-        """Rows changed after ``after_version`` (all when None) up to ``until`` (the latest
-        when None), and the version read up to.
-
-        Reads the change data feed, so only the new files are scanned; ``_change_type``
-        (insert, update_preimage, update_postimage, delete) is kept on request.
-        """
-        dt = self.open(layer, table)
-        if dt is None:
-            return None, None
-        current = dt.version() if until is None else until
-        start = 0 if after_version is None else after_version + 1
-        if start > current:
-            return None, current
-        try:
-            reader = dt.load_cdf(starting_version=start, ending_version=current, columns=columns)
-            changes = pa.RecordBatchReader.from_stream(reader).read_all()
-        except (DeltaError, OSError, pa.ArrowException) as exc:
-            raise StorageError(f"cannot read changes of {dt.table_uri}: {_one_line(exc)}") from exc
-        keep = [
-            c
-            for c in changes.column_names
-            if not c.startswith("_commit_") and (with_change_type or c != "_change_type")
-        ]
-        return changes.select(keep), current
 
 
 @dataclass(frozen=True)

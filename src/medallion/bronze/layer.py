@@ -29,7 +29,7 @@ from medallion.faults import crash_point
 from medallion.runner import Layer, RunContext, Task, TaskResult, per_table
 from medallion.source.db import SourceDatabase, open_source
 from medallion.source.drift import check_drift
-from medallion.storage import CDF, Lake
+from medallion.storage import CDF, DeltaHandle, Lake
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,12 @@ def extract_table(ctx: RunContext, table: SourceTable) -> TaskResult:
         table_lease(ctx.settings, lake.table_uri(LAYER, table.name), ctx.run_id),
         open_source(ctx.settings.source_location) as db,
     ):
-        return _extract(ctx, table, db, lake)
+        return _extract(ctx, table, db, lake.table(LAYER, table.name))
 
 
-def _extract(ctx: RunContext, table: SourceTable, db: SourceDatabase, lake: Lake) -> TaskResult:
+def _extract(
+    ctx: RunContext, table: SourceTable, db: SourceDatabase, bronze: DeltaHandle
+) -> TaskResult:
     db.require_tables([table])
     db.batch_rows = ctx.settings.extract_batch_rows
     drift = check_drift(table, db.table_columns(table), db.dialect)
@@ -86,13 +88,13 @@ def _extract(ctx: RunContext, table: SourceTable, db: SourceDatabase, lake: Lake
             table.name,
             ", ".join(drift.new_columns),
         )
-    previous = lake.app_version(LAYER, table.name, app_id(table))
+    previous = bronze.app_version(app_id(table))
     lag = timedelta(seconds=ctx.settings.extract_lag_s)
     low = None if previous is None or ctx.full_refresh else from_micros(previous) - lag
     candidates = _candidate_keys(db, table, low)
-    held = _bronze_keys(lake, table, low)
+    held = _bronze_keys(bronze, table, low)
     new_keys = _anti_join(candidates, held, [*table.row_key, UPDATED_AT])
-    tombstones = _hard_deletes(db, lake, table, ctx) if ctx.settings.detect_hard_deletes else None
+    tombstones = _hard_deletes(db, bronze, table, ctx) if ctx.settings.detect_hard_deletes else None
     n_new, n_dead = new_keys.num_rows, (tombstones.num_rows if tombstones is not None else 0)
     metrics: dict[str, Any] = {
         "watermark_before": _iso(previous),
@@ -102,13 +104,13 @@ def _extract(ctx: RunContext, table: SourceTable, db: SourceDatabase, lake: Lake
     if n_new == 0 and n_dead == 0:
         metrics |= {
             "watermark_after": _iso(previous),
-            "delta_version": lake.version(LAYER, table.name),
+            "delta_version": bronze.version,
         }
         return TaskResult(rows_read=candidates.num_rows, metrics=metrics)
     high = pc.max(new_keys[UPDATED_AT]).as_py() if n_new else from_micros(previous or 0)
     watermark = max(to_micros(high), previous or 0)
     # columns evolved into Bronze earlier stay, NULL once the source dropped them again
-    schema = bronze_schema(table, _evolved(lake, table, drift.new_columns))
+    schema = bronze_schema(table, _evolved(bronze, table, drift.new_columns))
     counter = _Counter()
     batches = _rows_to_write(
         db,
@@ -122,9 +124,7 @@ def _extract(ctx: RunContext, table: SourceTable, db: SourceDatabase, lake: Lake
     )
     tail = _as_bronze(tombstones, schema, ctx) if tombstones is not None and n_dead else None
     reader = pa.RecordBatchReader.from_batches(schema, _chain(batches, tail))
-    version = lake.append(
-        LAYER,
-        table.name,
+    version = bronze.append(
         reader,
         partition_by=PARTITION,
         app_id=app_id(table),
@@ -153,9 +153,11 @@ def _extract(ctx: RunContext, table: SourceTable, db: SourceDatabase, lake: Lake
     return TaskResult(rows_read=candidates.num_rows, rows_written=written, metrics=metrics)
 
 
-def _evolved(lake: Lake, table: SourceTable, new_columns: tuple[str, ...]) -> tuple[str, ...]:
+def _evolved(
+    bronze: DeltaHandle, table: SourceTable, new_columns: tuple[str, ...]
+) -> tuple[str, ...]:
     """The extra (undeclared) columns of the Bronze table, then the source's new ones."""
-    current = lake.schema(LAYER, table.name)
+    current = bronze.schema
     declared = set(bronze_schema(table).names)
     held = [n for n in (current.names if current is not None else []) if n not in declared]
     return tuple(dict.fromkeys([*held, *new_columns]))
@@ -189,11 +191,11 @@ def _candidate_keys(db: SourceDatabase, table: SourceTable, low: datetime | None
     return db.select(table, columns, f'"{UPDATED_AT}" > {db.param(1)}', [_bound(db, low)])
 
 
-def _bronze_keys(lake: Lake, table: SourceTable, low: datetime | None) -> pa.Table | None:
+def _bronze_keys(bronze: DeltaHandle, table: SourceTable, low: datetime | None) -> pa.Table | None:
     """(key, updated_at) of the Bronze rows inside the look-back window (all of them if low
     is None)."""
     filters = [("_source_updated_at", ">", low)] if low is not None else None
-    held = lake.read(LAYER, table.name, [*table.row_key, "_source_updated_at"], filters)
+    held = bronze.read([*table.row_key, "_source_updated_at"], filters)
     if held is None:
         return None
     return held.rename_columns([*table.row_key, UPDATED_AT])
@@ -269,7 +271,7 @@ def _as_type(values: Any, type_: pa.DataType) -> Any:
 
 
 def _hard_deletes(
-    db: SourceDatabase, lake: Lake, table: SourceTable, ctx: RunContext
+    db: SourceDatabase, bronze: DeltaHandle, table: SourceTable, ctx: RunContext
 ) -> pa.Table | None:
     """Tombstones for keys whose latest Bronze row is live but which the source lost.
 
@@ -278,8 +280,8 @@ def _hard_deletes(
     deleted row, and before any re-insert; on a tie the later-ingested tombstone wins.
     """
     keys = list(table.row_key)
-    bronze = lake.read(LAYER, table.name, [*keys, "_source_updated_at", "_ingested_at", "_op"])
-    if bronze is None or bronze.num_rows == 0:
+    held = bronze.read([*keys, "_source_updated_at", "_ingested_at", "_op"])
+    if held is None or held.num_rows == 0:
         return None
     source = db.select(table, keys)
     high = db.scalar(f'SELECT MAX("{UPDATED_AT}") FROM {db.qualified(table)}')
@@ -298,7 +300,7 @@ def _hard_deletes(
         FROM latest l
         WHERE l._op = '{OP_UPSERT}' AND NOT EXISTS (SELECT 1 FROM source s WHERE {on})
     """
-    gone = default_engine().query(sql, {"bronze": bronze, "source": source})
+    gone = default_engine().query(sql, {"bronze": held, "source": source})
     return gone if gone.num_rows else None
 
 

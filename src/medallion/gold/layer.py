@@ -27,7 +27,7 @@ from medallion.gold.model import GOLD_TABLES, STREAMED_REVIEWS, GoldKind, GoldTa
 from medallion.runner import Layer, RunContext, Task, TaskResult
 from medallion.silver.contracts import silver_table
 from medallion.silver.transform import empty_silver_sql, valid_history
-from medallion.storage import Lake
+from medallion.storage import DeltaHandle, Lake
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +66,15 @@ def build_table(ctx: RunContext, table: GoldTable) -> TaskResult:
         return _build(ctx, table, lake, default_engine())
 
 
-def _input_versions(lake: Lake, table: GoldTable) -> dict[str, int]:
-    """Each input's Delta version; MISSING for a Silver table never written (empty source)."""
-    versions = {}
+def _open_inputs(lake: Lake, table: GoldTable) -> dict[str, DeltaHandle]:
+    """Each input opened once: its version and its rows come from one snapshot."""
+    handles = {}
     for ref in table.inputs:
         layer, name = ref.split(".", 1)
-        version = lake.version(layer, name)
-        if version is None and layer == LAYER:
+        handles[ref] = lake.table(layer, name)
+        if layer == LAYER and not handles[ref].exists:
             raise_missing(ref, table)
-        versions[ref] = MISSING if version is None else version
-    return versions
+    return handles
 
 
 def raise_missing(ref: str, table: GoldTable) -> None:
@@ -83,27 +82,28 @@ def raise_missing(ref: str, table: GoldTable) -> None:
 
 
 def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> TaskResult:
-    current = _input_versions(lake, table)
-    recorded = {
-        ref: lake.app_version(LAYER, table.name, txn_id(table.name, ref)) for ref in current
-    }
+    inputs = _open_inputs(lake, table)
+    # MISSING for a Silver table never written (empty source, or no review streamed yet)
+    current = {ref: MISSING if h.version is None else h.version for ref, h in inputs.items()}
+    target = lake.table(LAYER, table.name)
+    recorded = {ref: target.app_version(txn_id(table.name, ref)) for ref in current}
     metrics: dict[str, Any] = {"inputs": current}
     if not ctx.full_refresh and all(recorded[r] == v for r, v in current.items()):
-        metrics["delta_version"] = lake.version(LAYER, table.name)
+        metrics["delta_version"] = target.version
         return TaskResult(metrics=metrics)
     transactions = {txn_id(table.name, ref): v for ref, v in current.items()}
     if table.kind is GoldKind.SCD2:
-        data, read, through = _build_scd2(ctx, table, lake, engine)
+        data, read, through = _build_scd2(
+            ctx, table, lake, target=target, inputs=inputs, engine=engine
+        )
         transactions |= {txn_id(table.name, ref): v for ref, v in through.items()}
         metrics["bronze_through"] = through
     else:
-        inputs = {ref: _read(lake, ref, table) for ref in table.inputs}
-        read = sum(t.num_rows for t in inputs.values())
+        frames = {ref: _read(h, ref, table) for ref, h in inputs.items()}
+        read = sum(t.num_rows for t in frames.values())
         assert table.build is not None
-        data = table.build(inputs, engine)
-    version = lake.overwrite(
-        LAYER,
-        table.name,
+        data = table.build(frames, engine)
+    version = target.overwrite(
         data,
         transactions=transactions,
         metadata={"run_id": ctx.run_id, "step": LAYER, "table": table.name, "inputs": current},
@@ -132,11 +132,11 @@ def table_is_dimension(data: pa.Table) -> bool:
     return "valid_from" in data.column_names or "date_key" in data.column_names
 
 
-def _read(lake: Lake, ref: str, table: GoldTable) -> pa.Table:
-    layer, name = ref.split(".", 1)
-    data = lake.read(layer, name)
+def _read(handle: DeltaHandle, ref: str, table: GoldTable) -> pa.Table:
+    data = handle.read()
     if data is not None:
         return data
+    layer, name = ref.split(".", 1)
     if layer != "silver":
         raise_missing(ref, table)
     # a Silver table never written: its source is empty, or no review was streamed yet
@@ -146,7 +146,13 @@ def _read(lake: Lake, ref: str, table: GoldTable) -> pa.Table:
 
 
 def _build_scd2(
-    ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine
+    ctx: RunContext,
+    table: GoldTable,
+    lake: Lake,
+    *,
+    target: DeltaHandle,
+    inputs: dict[str, DeltaHandle],
+    engine: Engine,
 ) -> tuple[pa.Table, int, dict[str, int]]:
     """Fold the entities whose Bronze history grew since the last build from ALL their valid
     Bronze states, up to the Bronze version Silver has merged (so Silver's current state and
@@ -156,60 +162,48 @@ def _build_scd2(
     assert dim is not None
     lookup = dim.contract.lookup
     sources = _dimension_sources(table)
-    through = {name: _silver_through(lake, name) for name in sources}
-    folded = {
-        name: lake.app_version(LAYER, table.name, txn_id(table.name, f"bronze.{name}"))
-        for name in sources
-    }
-    rebuild = ctx.full_refresh or any(v is None for v in folded.values())
-    rebuild = rebuild or lake.version(LAYER, table.name) is None
-    bronze = _bronze(lake, dim.silver, through[dim.silver])
-    lookup_history = (
-        valid_history(
-            silver_table(lookup.table), _bronze(lake, lookup.table, through[lookup.table]), engine
-        )
-        if lookup
-        else None
-    )
+    # the Silver snapshots this build recorded as its inputs say how far Bronze was merged
+    through = {n: inputs[f"silver.{n}"].app_version(f"medallion.silver.{n}") for n in sources}
+    folded = {n: target.app_version(txn_id(table.name, f"bronze.{n}")) for n in sources}
+    rebuild = ctx.full_refresh or not target.exists or any(v is None for v in folded.values())
+    bronze = {n: lake.table("bronze", silver_table(n).bronze) for n in sources}
+    rows = _bronze_rows(bronze[dim.silver], dim.silver, through[dim.silver])
+    lookup_history = None
+    if lookup is not None:
+        lookup_rows = _bronze_rows(bronze[lookup.table], lookup.table, through[lookup.table])
+        lookup_history = valid_history(silver_table(lookup.table), lookup_rows, engine)
     stored, touched = None, None
     if not rebuild:
-        new = {
-            name: _valid_new(lake, name, folded[name], through[name], engine) for name in sources
-        }
-        lookup_new = new[lookup.table] if lookup else None
-        linked = links(dim, bronze, engine)
-        touched = touched_entities(dim, linked, new[dim.silver], lookup_new, engine)
-        bronze = rows_of(dim, bronze, linked, touched, engine)
-        stored = lake.read(LAYER, table.name)
-    history = valid_history(dim.contract, bronze, engine)
+        new = {n: _valid_new(bronze[n], n, folded[n], through[n], engine) for n in sources}
+        linked = links(dim, rows, engine)
+        touched = touched_entities(
+            dim, linked, new[dim.silver], new[lookup.table] if lookup else None, engine
+        )
+        rows = rows_of(dim, rows, linked, touched, engine)
+        stored = target.read()
+    history = valid_history(dim.contract, rows, engine)
     events = dimension_events(dim, history, lookup_history, engine)
-    location = lake.read(LAYER, "dim_location") if dim.location_zip else None
+    location = inputs["gold.dim_location"].read() if dim.location_zip else None
     data = build_scd2(dim, stored, events, touched, location=location, engine=engine)
     versions = {f"bronze.{name}": MISSING if v is None else v for name, v in through.items()}
     return data, history.num_rows, versions
 
 
-def _silver_through(lake: Lake, name: str) -> int | None:
-    """The Bronze version Silver ``name`` has merged through (None: nothing merged yet)."""
-    return lake.app_version("silver", name, f"medallion.silver.{name}")
-
-
-def _bronze(lake: Lake, name: str, through: int | None) -> pa.Table:
+def _bronze_rows(bronze: DeltaHandle, name: str, through: int | None) -> pa.Table:
     """The Bronze rows of Silver table ``name`` as of version ``through`` (None: none)."""
+    rows = None if through is None else bronze.read(version=through)
     spec = silver_table(name)
-    rows = None if through is None else lake.read("bronze", spec.bronze, version=through)
     return rows if rows is not None else bronze_schema(source_table(spec.bronze)).empty_table()
 
 
 def _valid_new(
-    lake: Lake, name: str, after: int | None, through: int | None, engine: Engine
+    bronze: DeltaHandle, name: str, after: int | None, through: int | None, engine: Engine
 ) -> pa.Table:
     """The valid Bronze states of ``name`` appended after version ``after`` up to ``through``."""
     spec = silver_table(name)
     rows = None
     if through is not None and (after is None or after < through):
-        after = None if after == MISSING else after
-        rows, _ = lake.read_changes("bronze", spec.bronze, after, until=through)
+        rows, _ = bronze.changes(None if after == MISSING else after, until=through)
     if rows is None:
         rows = bronze_schema(source_table(spec.bronze)).empty_table()
     return valid_history(spec, rows, engine)

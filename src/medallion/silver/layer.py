@@ -6,6 +6,7 @@ MERGE. The Bronze version merged through is recorded in the Silver commit (app t
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -31,7 +32,7 @@ from medallion.silver.transform import (
     silver_columns,
     validate,
 )
-from medallion.storage import CDF, Lake, MergePlan
+from medallion.storage import CDF, DeltaHandle, Lake, MergePlan
 
 log = logging.getLogger(__name__)
 
@@ -57,53 +58,74 @@ def make_task(table_name: str) -> Task | None:
 LAYER_TASKS = Layer(LAYER, per_table(lambda table: make_task(table.name)))
 
 
+@dataclass(frozen=True)
+class _Tables:
+    """The Delta tables one Silver task works on, each opened once for the whole task."""
+
+    target: DeltaHandle
+    bronze: DeltaHandle
+    quarantine: DeltaHandle
+    lookup: DeltaHandle | None
+
+    @classmethod
+    def open(cls, lake: Lake, spec: SilverTable) -> _Tables:
+        lookup = lake.table(LAYER, spec.lookup.table) if spec.lookup else None
+        return cls(
+            lake.table(LAYER, spec.name),
+            lake.table("bronze", spec.bronze),
+            lake.table(QUARANTINE, spec.name),
+            lookup,
+        )
+
+
 def build_table(ctx: RunContext, spec: SilverTable) -> TaskResult:
     """Bring one Silver table up to date with Bronze; the runner's task function."""
     lake = Lake.from_settings(ctx.settings)
     with table_lease(ctx.settings, lake.table_uri(LAYER, spec.name), ctx.run_id):
+        tables = _Tables.open(lake, spec)
         if spec.kind is Kind.AGGREGATE:
-            return _build_aggregate(ctx, spec, lake)
-        return _build_upsert(ctx, spec, lake)
+            return _build_aggregate(ctx, spec, tables)
+        return _build_upsert(ctx, spec, lake, tables)
 
 
-def _merged_through(ctx: RunContext, lake: Lake, spec: SilverTable) -> int | None:
+def _merged_through(ctx: RunContext, target: DeltaHandle, spec: SilverTable) -> int | None:
     if ctx.full_refresh:
         return None
-    return lake.app_version(LAYER, spec.name, app_id(LAYER, spec.name))
+    return target.app_version(app_id(LAYER, spec.name))
 
 
-def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake) -> TaskResult:
-    before = _merged_through(ctx, lake, spec)
-    bronze, through = lake.read_changes("bronze", spec.bronze, before)
+def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake, t: _Tables) -> TaskResult:
+    before = _merged_through(ctx, t.target, spec)
+    bronze, through = t.bronze.changes(before)
     engine = default_engine()
-    lookup = _live_lookup(lake, spec)
-    refresh = None if ctx.full_refresh else _lookup_refresh(spec, lake, lookup, engine)
-    retry = None if ctx.full_refresh else _retry_candidates(spec, lake, engine)
+    lookup = _live_lookup(t, spec)
+    refresh = None if ctx.full_refresh else _lookup_refresh(spec, t, lookup, engine)
+    retry = None if ctx.full_refresh else _retry_candidates(spec, t, engine)
     fresh = bronze is not None and bronze.num_rows > 0
     if through is None or not (fresh or refresh is not None or retry is not None):
-        return _unchanged(lake, spec, before)
+        return _unchanged(t.target, before)
     if bronze is None:
         bronze = bronze_schema(source_table(spec.bronze)).empty_table()
-    batch = _validated(spec, lake, bronze, lookup, engine, retry=retry)
+    batch = _validated(spec, lake, t, bronze, lookup=lookup, engine=engine, retry=retry)
     source = _stamp(_merge_source(spec, batch, refresh), ctx)
     if not fresh and source.num_rows == 0:  # retried rows still wait for their parents
-        return _unchanged(lake, spec, before)
+        return _unchanged(t.target, before)
     refreshed = source.num_rows - batch.merge.num_rows
-    quarantined = _quarantine(ctx, lake, spec.name, batch.quarantine, through)
-    transactions = {app_id(LAYER, spec.name): through, **_lookup_txn(spec, lake)}
+    quarantined = _quarantine(ctx, t.quarantine, spec.name, batch.quarantine, through)
+    transactions = {app_id(LAYER, spec.name): through, **_lookup_txn(spec, t)}
     meta = {"run_id": ctx.run_id, "step": LAYER, "table": spec.name, "bronze_version": through}
-    if ctx.full_refresh or lake.version(LAYER, spec.name) is None:
+    if ctx.full_refresh or not t.target.exists:
         rows = source.filter(pc.invert(source[TOMBSTONE])).drop_columns([TOMBSTONE])
-        version = lake.overwrite(
-            LAYER, spec.name, rows, transactions=transactions, metadata=meta, configuration=CDF
+        version = t.target.overwrite(
+            rows, transactions=transactions, metadata=meta, configuration=CDF
         )
         merge_metrics = {
             "num_source_rows": source.num_rows,
             "num_target_rows_inserted": rows.num_rows,
         }
     else:
-        version, merge_metrics = lake.merge(
-            LAYER, spec.name, source, _merge_plan(spec), transactions=transactions, metadata=meta
+        version, merge_metrics = t.target.merge(
+            source, _merge_plan(spec), transactions=transactions, metadata=meta
         )
     crash_point("silver.after_commit")
     merged = int(merge_metrics.get("num_target_rows_inserted", 0)) + int(
@@ -129,12 +151,12 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake) -> TaskResult:
     return TaskResult(bronze.num_rows, merged, quarantined, metrics)
 
 
-def _retry_candidates(spec: SilverTable, lake: Lake, engine: Engine) -> pa.Table | None:
+def _retry_candidates(spec: SilverTable, t: _Tables, engine: Engine) -> pa.Table | None:
     """Quarantined rows held back only by a missing parent; None when there are none."""
     if not spec.references:
         return None
-    held = lake.read(QUARANTINE, spec.name)
-    current = lake.read(LAYER, spec.name, list(spec.key))
+    held = t.quarantine.read()
+    current = t.target.read(list(spec.key))
     if held is None or held.num_rows == 0 or current is None:
         return None
     rows = engine.query(retry_sql(spec), {"quarantine": held, "silver": current})
@@ -144,14 +166,15 @@ def _retry_candidates(spec: SilverTable, lake: Lake, engine: Engine) -> pa.Table
 def _validated(
     spec: SilverTable,
     lake: Lake,
+    t: _Tables,
     bronze: pa.Table,
+    *,
     lookup: pa.Table | None,
     engine: Engine,
-    *,
     retry: pa.Table | None,
 ) -> Validated:
     refs = {r.table: _read_keys(lake, r.table, r.key) for r in spec.references}
-    existing = _existing_content(lake, spec)
+    existing = _existing_content(t.target, spec)
     return validate(spec, bronze, refs, lookup, engine=engine, existing=existing, retry=retry)
 
 
@@ -166,19 +189,19 @@ def _merge_source(spec: SilverTable, batch: Validated | None, refresh: pa.Table 
     return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
 
-def _live_lookup(lake: Lake, spec: SilverTable) -> pa.Table | None:
+def _live_lookup(t: _Tables, spec: SilverTable) -> pa.Table | None:
     """The lookup table's live rows (a deleted translation no longer translates)."""
-    if spec.lookup is None:
+    if spec.lookup is None or t.lookup is None:
         return None
-    rows = read_silver(lake, silver_table(spec.lookup.table))
+    rows = t.lookup.read()
+    if rows is None:
+        rows = default_engine().query(empty_silver_sql(silver_table(spec.lookup.table)))
     return rows.filter(pc.invert(pc.fill_null(rows["is_deleted"], False)))
 
 
-def _lookup_txn(spec: SilverTable, lake: Lake) -> dict[str, int]:
+def _lookup_txn(spec: SilverTable, t: _Tables) -> dict[str, int]:
     """The lookup table's version, recorded with each write so a later change is noticed."""
-    if spec.lookup is None:
-        return {}
-    version = lake.version(LAYER, spec.lookup.table)
+    version = t.lookup.version if t.lookup is not None else None
     return {} if version is None else {lookup_id(spec): version}
 
 
@@ -187,37 +210,30 @@ def lookup_id(spec: SilverTable) -> str:
 
 
 def _lookup_refresh(
-    spec: SilverTable, lake: Lake, lookup: pa.Table | None, engine: Engine
+    spec: SilverTable, t: _Tables, lookup: pa.Table | None, engine: Engine
 ) -> pa.Table | None:
     """Existing rows whose looked-up columns changed since the lookup table last moved
-    (a new English name for a category), stamped with the later of the two updated_at."""
-    if spec.lookup is None or lookup is None:
+    (a new English name for a category); each keeps its own updated_at."""
+    if lookup is None or t.lookup is None:
         return None
-    version = lake.version(LAYER, spec.lookup.table)
-    if version is None or lake.app_version(LAYER, spec.name, lookup_id(spec)) == version:
+    version = t.lookup.version
+    if version is None or t.target.app_version(lookup_id(spec)) == version:
         return None
-    current = lake.read(LAYER, spec.name)
+    current = t.target.read()
     if current is None:
         return None
     changed = engine.query(refresh_sql(spec), {"s": current, "lookup": lookup})
     return changed if changed.num_rows else None
 
 
-def _unchanged(lake: Lake, spec: SilverTable, before: int | None) -> TaskResult:
-    version = lake.version(LAYER, spec.name)
-    return TaskResult(metrics={"bronze_version_before": before, "delta_version": version})
+def _unchanged(target: DeltaHandle, before: int | None) -> TaskResult:
+    return TaskResult(metrics={"bronze_version_before": before, "delta_version": target.version})
 
 
-def read_silver(lake: Lake, spec: SilverTable) -> pa.Table:
-    """A Silver table; an empty one with the right columns if it was never written."""
-    data = lake.read(LAYER, spec.name)
-    return data if data is not None else default_engine().query(empty_silver_sql(spec))
-
-
-def _existing_content(lake: Lake, spec: SilverTable) -> pa.Table | None:
+def _existing_content(target: DeltaHandle, spec: SilverTable) -> pa.Table | None:
     if not spec.unique_content:
         return None
-    return lake.read(LAYER, spec.name, [*spec.key, CONTENT_HASH, "updated_at", "is_deleted"])
+    return target.read([*spec.key, CONTENT_HASH, "updated_at", "is_deleted"])
 
 
 def _read_keys(lake: Lake, table: str, key: tuple[str, ...]) -> pa.Table:
@@ -260,12 +276,14 @@ def _merge_plan(spec: SilverTable) -> MergePlan:
     )
 
 
-def _quarantine(ctx: RunContext, lake: Lake, table: str, rows: pa.Table, through: int) -> int:
+def _quarantine(
+    ctx: RunContext, quarantine: DeltaHandle, table: str, rows: pa.Table, through: int
+) -> int:
     """Append rejected rows once per Bronze version range (a re-run after a crash skips it)."""
     if rows.num_rows == 0:
         return 0
     qid = app_id(QUARANTINE, table)
-    done = lake.app_version(QUARANTINE, table, qid)
+    done = quarantine.app_version(qid)
     if done is not None and done >= through:
         return int(rows.num_rows)
     stamped = rows.append_column(
@@ -276,9 +294,7 @@ def _quarantine(ctx: RunContext, lake: Lake, table: str, rows: pa.Table, through
             pa.scalar(ctx.started_at.replace(tzinfo=None), pa.timestamp("us")), rows.num_rows
         ),
     )
-    lake.append(
-        QUARANTINE,
-        table,
+    quarantine.append(
         stamped,
         app_id=qid,
         app_version=through,
@@ -298,22 +314,20 @@ def _reconcile(table: str, read: int, merged: int, quarantined: int, superseded:
         )
 
 
-def _build_aggregate(ctx: RunContext, spec: SilverTable, lake: Lake) -> TaskResult:
-    before = _merged_through(ctx, lake, spec)
-    new, through = lake.read_changes("bronze", spec.bronze, before)
+def _build_aggregate(ctx: RunContext, spec: SilverTable, t: _Tables) -> TaskResult:
+    before = _merged_through(ctx, t.target, spec)
+    new, through = t.bronze.changes(before)
     if new is None or through is None or new.num_rows == 0:
-        return _unchanged(lake, spec, before)
+        return _unchanged(t.target, before)
     engine = default_engine()
-    history = lake.read("bronze", spec.bronze)
+    history = t.bronze.read(version=through)
     assert history is not None
     points = geolocation_points(spec, history, engine)
     rejects = geolocation_rejects(spec, new, points, engine)
-    quarantined = _quarantine(ctx, lake, spec.name, rejects, through)
+    quarantined = _quarantine(ctx, t.quarantine, spec.name, rejects, through)
     aggregate = _stamp(aggregate_geolocation(points, engine), ctx)
     meta = {"run_id": ctx.run_id, "step": LAYER, "table": spec.name, "bronze_version": through}
-    version = lake.overwrite(
-        LAYER,
-        spec.name,
+    version = t.target.overwrite(
         aggregate,
         transactions={app_id(LAYER, spec.name): through},
         metadata=meta,
