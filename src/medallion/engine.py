@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cache
-from typing import Protocol
+from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
@@ -17,7 +17,12 @@ from medallion.errors import EngineError, ReadOnlyError
 
 
 class Engine(Protocol):
-    def query(self, sql: str, tables: Mapping[str, pa.Table] | None = None) -> pa.Table: ...
+    def query(
+        self,
+        sql: str,
+        tables: Mapping[str, pa.Table] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> pa.Table: ...
 
 
 class DuckDBEngine:
@@ -30,13 +35,19 @@ class DuckDBEngine:
     def __init__(self, threads: int = 2, memory_limit: str = "4GB") -> None:
         self._config: dict[str, str | int] = {"threads": threads, "memory_limit": memory_limit}
 
-    def query(self, sql: str, tables: Mapping[str, pa.Table] | None = None) -> pa.Table:
-        """Run ``sql`` with each Arrow table of ``tables`` visible under its name."""
+    def query(
+        self,
+        sql: str,
+        tables: Mapping[str, pa.Table] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> pa.Table:
+        """Run ``sql`` with each Arrow table of ``tables`` visible under its name and each
+        value of ``params`` bound to ``$name`` (values are never pasted into SQL text)."""
         con = duckdb.connect(config=dict(self._config))
         try:
             for name, table in (tables or {}).items():
                 con.register(name, table)
-            return con.sql(sql).to_arrow_table()
+            return con.sql(sql, params=dict(params) if params else None).to_arrow_table()
         except duckdb.Error as exc:
             raise EngineError(f"query failed: {' '.join(str(exc).split())[:400]}") from exc
         finally:

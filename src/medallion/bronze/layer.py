@@ -295,12 +295,12 @@ def _hard_deletes(
                 ORDER BY _source_updated_at DESC, _ingested_at DESC, _op ASC) = 1
         )
         SELECT {", ".join(f'l."{k}"' for k in keys)}, '{OP_DELETE}' AS _op,
-            greatest(l._source_updated_at, TIMESTAMP '{seen.isoformat(sep=" ")}')
+            greatest(l._source_updated_at, $seen::TIMESTAMP)
                 AS _source_updated_at
         FROM latest l
         WHERE l._op = '{OP_UPSERT}' AND NOT EXISTS (SELECT 1 FROM source s WHERE {on})
     """
-    gone = default_engine().query(sql, {"bronze": held, "source": source})
+    gone = default_engine().query(sql, {"bronze": held, "source": source}, {"seen": seen})
     return gone if gone.num_rows else None
 
 

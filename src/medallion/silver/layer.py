@@ -31,6 +31,7 @@ from medallion.silver.transform import (
     retry_sql,
     silver_columns,
     validate,
+    waiting_rules,
 )
 from medallion.storage import CDF, DeltaHandle, Lake, MergePlan
 
@@ -159,7 +160,11 @@ def _retry_candidates(spec: SilverTable, t: _Tables, engine: Engine) -> pa.Table
     current = t.target.read(list(spec.key))
     if held is None or held.num_rows == 0 or current is None:
         return None
-    rows = engine.query(retry_sql(spec), {"quarantine": held, "silver": current})
+    rows = engine.query(
+        retry_sql(spec),
+        {"quarantine": held, "silver": current},
+        {"waiting": waiting_rules(spec)},
+    )
     return rows if rows.num_rows else None
 
 

@@ -222,12 +222,16 @@ def _shaped_like(rows: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def waiting_rules(spec: SilverTable) -> list[str]:
+    """The rules a row breaks only while its parent is missing (``$waiting`` of retry_sql)."""
+    return [r.name for r in all_rules(spec) if r.reference is not None]
+
+
 def retry_sql(spec: SilverTable) -> str:
     """Quarantined rows worth another try: per key the latest quarantined row, when it was
-    held back only by missing parents and Silver still has no row for the key."""
+    held back only by missing parents (``$waiting``) and Silver still has no row for the key."""
     keys = ", ".join(_q(k) for k in spec.key)
     match = " AND ".join(f"s.{_q(k)} = q.{_q(k)}" for k in spec.key)
-    waiting = _sql_list([r.name for r in all_rules(spec) if r.reference is not None] or [""])
     return f"""
         WITH latest AS (
             SELECT * FROM quarantine
@@ -236,7 +240,7 @@ def retry_sql(spec: SilverTable) -> str:
         )
         SELECT q.* EXCLUDE (_rule, _reason, _quarantine_run_id, _quarantined_at) FROM latest q
         WHERE len(list_filter(string_split(q._rule, ','),
-                lambda r: NOT list_contains({waiting}, r))) = 0
+                lambda r: NOT list_contains($waiting::VARCHAR[], r))) = 0
             AND NOT EXISTS (SELECT 1 FROM silver s WHERE {match})
     """
 
@@ -271,13 +275,10 @@ def _quarantine_rows(
             USING (_row),
             (SELECT $names::VARCHAR[] AS names, $texts::VARCHAR[] AS reasons)
         ORDER BY b._row
-        """.replace("$names", _sql_list(names)).replace("$texts", _sql_list(texts)),
+        """,
         {"bronze": bronze, "checked": checked.select(["_row", "_broken"])},
+        {"names": names, "texts": texts},
     )
-
-
-def _sql_list(values: list[str]) -> str:
-    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
 
 
 def _latest_per_key(
