@@ -29,6 +29,7 @@ from medallion.faults import crash_point
 from medallion.runner import Layer, RunContext, Task, TaskResult, per_table
 from medallion.source.db import SourceDatabase, open_source
 from medallion.source.drift import check_drift
+from medallion.sql import quote, quoted_list
 from medallion.storage import CDF, DeltaHandle, Lake
 
 log = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ def _candidate_keys(db: SourceDatabase, table: SourceTable, low: datetime | None
     columns = [*table.row_key, UPDATED_AT]
     if low is None:
         return db.select(table, columns)
-    return db.select(table, columns, f'"{UPDATED_AT}" > {db.param(1)}', [_bound(db, low)])
+    return db.select(table, columns, f"{quote(UPDATED_AT)} > {db.param(1)}", [_bound(db, low)])
 
 
 def _bronze_keys(bronze: DeltaHandle, table: SourceTable, low: datetime | None) -> pa.Table | None:
@@ -222,12 +223,12 @@ def _rows_to_write(
 ) -> Iterator[pa.RecordBatch]:
     """Stream the new rows of the window, typed and stamped, in bounded batches."""
     names = [c.name for c in table.all_columns]
-    where = f'"{UPDATED_AT}" <= {db.param(1)}'
+    where = f"{quote(UPDATED_AT)} <= {db.param(1)}"
     params: list[Any] = [_bound(db, window.high)]
     if window.low is not None:
-        where += f' AND "{UPDATED_AT}" > {db.param(2)}'
+        where += f" AND {quote(UPDATED_AT)} > {db.param(2)}"
         params.append(_bound(db, window.low))
-    batches = db.select_batches(table, [*names, *extra], where, params, f'"{UPDATED_AT}"')
+    batches = db.select_batches(table, [*names, *extra], where, params, quote(UPDATED_AT))
     for i, batch in enumerate(batches):
         fresh = _anti_join(pa.Table.from_batches([batch]), held, [*table.row_key, UPDATED_AT])
         if fresh.num_rows == 0:
@@ -284,17 +285,17 @@ def _hard_deletes(
     if held is None or held.num_rows == 0:
         return None
     source = db.select(table, keys)
-    high = db.scalar(f'SELECT MAX("{UPDATED_AT}") FROM {db.qualified(table)}')
+    high = db.scalar(f"SELECT MAX({quote(UPDATED_AT)}) FROM {db.qualified(table)}")
     seen = _as_timestamp(high) if high is not None else ctx.started_at.replace(tzinfo=None)
-    key_list = ", ".join(f'"{k}"' for k in keys)
-    on = " AND ".join(f'l."{k}" = s."{k}"' for k in keys)
+    key_list = quoted_list(keys)
+    on = " AND ".join(f"l.{quote(k)} = s.{quote(k)}" for k in keys)
     sql = f"""
         WITH latest AS (
             SELECT {key_list}, _op, _source_updated_at FROM bronze
             QUALIFY row_number() OVER (PARTITION BY {key_list}
                 ORDER BY _source_updated_at DESC, _ingested_at DESC, _op ASC) = 1
         )
-        SELECT {", ".join(f'l."{k}"' for k in keys)}, '{OP_DELETE}' AS _op,
+        SELECT {quoted_list(keys, "l.")}, '{OP_DELETE}' AS _op,
             greatest(l._source_updated_at, $seen::TIMESTAMP)
                 AS _source_updated_at
         FROM latest l

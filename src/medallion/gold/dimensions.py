@@ -15,6 +15,7 @@ from medallion.gold.dates import build_dim_date
 from medallion.gold.scd2 import UNKNOWN_SK, SCD2Spec, apply_scd2, unknown_member
 from medallion.silver.contracts import SilverTable, silver_table
 from medallion.silver.transform import conformed, conformed_expr
+from medallion.sql import quote as _q
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,6 @@ DIMENSIONS: tuple[SCD2Dimension, ...] = (
         location_zip="zip_code_prefix",
     ),
 )
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def touched_entities(

@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from medallion.engine import Engine, default_engine
 from medallion.errors import SCD2Error
+from medallion.sql import quote as _q
 
 EFFECTIVE_AT, IS_DELETE = "effective_at", "is_delete"
 VALID_FROM, VALID_TO, IS_CURRENT, IS_DELETED, ROW_HASH = (
@@ -183,10 +184,6 @@ def _validate_events(spec: SCD2Spec, events: pa.Table) -> None:
                 f"{spec.name}: {nulls} event(s) with NULL {', '.join(columns)}; "
                 "drop or fix those rows before Gold"
             )
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _list(names: tuple[str, ...]) -> str:

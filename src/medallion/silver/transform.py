@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 from medallion.engine import Engine
 from medallion.errors import MedallionError
 from medallion.silver.contracts import Action, Kind, Reference, Rule, SilverTable
+from medallion.sql import quote as _q
 
 # Brazil's bounding box (with its islands), for geolocation points.
 BRAZIL_LAT = (-33.8, 5.3)
@@ -31,10 +32,6 @@ class Validated:
     superseded: int
     warnings: dict[str, int]
     still_held: int = 0
-
-
-def _q(name: str) -> str:
-    return f'"{name}"'
 
 
 def conformed_expr(spec: SilverTable, name: str) -> str:

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from medallion.catalog import DELETED_AT, UPDATED_AT, ColumnType, SourceTable
 from medallion.errors import SourceBusyError, SourceError
 from medallion.settings import redact_url
+from medallion.sql import quote, quoted_list
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class SourceDatabase:
     # -- naming -----------------------------------------------------------------------------
     def qualified(self, table: SourceTable | str) -> str:
         name = table.source_name if isinstance(table, SourceTable) else table
-        return f'"{PG_SCHEMA}"."{name}"' if self.dialect == "postgresql" else f'"{name}"'
+        return f"{quote(PG_SCHEMA)}.{quote(name)}" if self.dialect == "postgresql" else quote(name)
 
     def param(self, index: int) -> str:
         """The placeholder of the ``index``-th (1-based) query parameter."""
@@ -115,10 +116,10 @@ class SourceDatabase:
             self.execute(f'CREATE SCHEMA IF NOT EXISTS "{PG_SCHEMA}"')
         for table in tables:
             cols = ", ".join(
-                f'"{c.name}" {c.type.sql(self.dialect)}{"" if c.nullable else " NOT NULL"}'
+                f"{quote(c.name)} {c.type.sql(self.dialect)}{'' if c.nullable else ' NOT NULL'}"
                 for c in table.all_columns
             )
-            key = ", ".join(f'"{k}"' for k in table.row_key)
+            key = quoted_list(table.row_key)
             self.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.qualified(table)} ({cols}, PRIMARY KEY ({key}))"
             )
@@ -182,12 +183,12 @@ class SourceDatabase:
         cols = data.schema.names
         keys = list(table.row_key)
         target = self.qualified(table)
-        names = ", ".join(f'"{c}"' for c in cols)
+        names = quoted_list(cols)
         compared = [c for c in cols if c not in keys and c != UPDATED_AT]
-        sets = ", ".join(f'"{c}" = excluded."{c}"' for c in cols if c not in keys)
+        sets = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in cols if c not in keys)
         distinct = "IS DISTINCT FROM" if self.dialect == "postgresql" else "IS NOT"
         changed = " OR ".join(f'{target}."{c}" {distinct} excluded."{c}"' for c in compared)
-        conflict = ", ".join(f'"{k}"' for k in keys)
+        conflict = quoted_list(keys)
         sql = (
             f'INSERT INTO {target} ({names}) SELECT {names} FROM "stage" WHERE true '
             f"ON CONFLICT ({conflict}) DO UPDATE SET {sets}"
@@ -199,14 +200,14 @@ class SourceDatabase:
         """Set the non-key columns of ``data`` on the rows its key columns name."""
         target = self.qualified(table)
         keys = list(table.row_key)
-        sets = ", ".join(f'"{c}" = s."{c}"' for c in data.schema.names if c not in keys)
+        sets = ", ".join(f"{quote(c)} = s.{quote(c)}" for c in data.schema.names if c not in keys)
         match = " AND ".join(f'{target}."{k}" = s."{k}"' for k in keys)
         sql = f'UPDATE {target} SET {sets} FROM "stage" AS s WHERE {match}'
         return self._apply_staged(table, data, sql)
 
     def delete_rows(self, table: SourceTable, keys: pa.Table) -> int:
         """Hard-delete the rows whose key is in ``keys``."""
-        cols = ", ".join(f'"{k}"' for k in table.row_key)
+        cols = quoted_list(table.row_key)
         # a row-value IN uses the primary-key index (a correlated EXISTS scans on SQLite)
         sql = f'DELETE FROM {self.qualified(table)} WHERE ({cols}) IN (SELECT {cols} FROM "stage")'
         return self._apply_staged(table, keys, sql)
@@ -245,7 +246,7 @@ class SourceDatabase:
         first rows, and a column that starts with NULLs would otherwise be taken for an
         integer and fail later on text.
         """
-        cols = ", ".join(f'"{c}"' for c in columns)
+        cols = quoted_list(columns)
         sql = f"SELECT {cols} FROM {self.qualified(table)}" + (f" WHERE {where}" if where else "")
         if self.dialect == "sqlite":
             sentinel = ", ".join(f'{_sqlite_sample(table, c)} AS "{c}"' for c in columns)
