@@ -12,8 +12,8 @@ follows the same sequence; after every run:
 - fact keys point at the dimension version valid at the order's purchase time.
 
 At the end, Silver and Gold rebuilt with ``--full-refresh`` equal the incremental lake, table
-by table. ``MEDALLION_PROPERTY_EXAMPLES`` sets how many sequences run (the ``soak`` marker runs
-many more through ``make test-all``).
+by table. ``make test`` runs 25 fixed sequences; ``MEDALLION_PROPERTY_EXAMPLES=N`` (300 in
+``make test-all``) runs N new random ones.
 """
 
 from __future__ import annotations
@@ -111,6 +111,9 @@ class TableModel:
 
 
 def valid_row(table: str, values: dict[str, Any]) -> bool:
+    """What Silver accepts: a state of two capitals; a delete is accepted whatever it holds."""
+    if values.get("deleted_at") is not None:
+        return True
     state = values.get("seller_state") or values.get("customer_state")
     return state is None or (len(state) == 2 and state.isupper())
 
@@ -540,9 +543,12 @@ def _rows(table: pa.Table) -> list[tuple]:
     return sorted((tuple(r.values()) for r in table.to_pylist()), key=repr)
 
 
-EXAMPLES = int(os.environ.get("MEDALLION_PROPERTY_EXAMPLES", "25"))
+# `make test` runs the same 25 sequences every time (reproducible CI); `make test-all` sets
+# MEDALLION_PROPERTY_EXAMPLES and explores new random ones
+SOAK = os.environ.get("MEDALLION_PROPERTY_EXAMPLES")
 PipelineModel.TestCase.settings = settings(
-    max_examples=EXAMPLES,
+    max_examples=int(SOAK or 25),
+    derandomize=SOAK is None,
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -100,32 +100,58 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake, t: _Tables) ->
     bronze, through = t.bronze.changes(before)
     engine = default_engine()
     lookup = _live_lookup(t, spec)
-    refresh = None if ctx.full_refresh else _lookup_refresh(spec, t, lookup, engine)
+    relabel = not ctx.full_refresh and t.target.exists and _lookup_moved(spec, t)
     retry = None if ctx.full_refresh else _retry_candidates(spec, t, engine)
     fresh = bronze is not None and bronze.num_rows > 0
-    if through is None or not (fresh or refresh is not None or retry is not None):
+    if through is None or not (fresh or relabel or retry is not None):
         return _unchanged(t.target, before)
-    if bronze is None:
-        bronze = bronze_schema(source_table(spec.bronze)).empty_table()
+    metrics: dict[str, Any] = {"bronze_version_before": before, "bronze_version_after": through}
+    result = TaskResult(metrics=metrics)
+    if fresh or retry is not None:
+        rows = bronze if bronze is not None else _empty_bronze(spec)
+        batch = _merge_batch(ctx, spec, lake, t, rows, through=through, lookup=lookup, retry=retry)
+        result = batch or result
+    if relabel:  # after the batch: every row, deleted ones too, takes the labels in force now
+        metrics["lookup_refreshed"] = _relabel(ctx, spec, t, lookup, engine)
+    result.metrics = metrics | result.metrics | {"delta_version": t.target.version}
+    return result
+
+
+def _empty_bronze(spec: SilverTable) -> pa.Table:
+    return bronze_schema(source_table(spec.bronze)).empty_table()
+
+
+def _merge_batch(
+    ctx: RunContext,
+    spec: SilverTable,
+    lake: Lake,
+    t: _Tables,
+    bronze: pa.Table,
+    *,
+    through: int,
+    lookup: pa.Table | None,
+    retry: pa.Table | None,
+) -> TaskResult | None:
+    """Validate, quarantine and MERGE one batch of Bronze rows (and retried quarantined rows);
+    None when only retried rows came and all still wait for their parents."""
+    engine = default_engine()
     batch = _validated(spec, lake, t, bronze, lookup=lookup, engine=engine, retry=retry)
-    source = _stamp(_merge_source(spec, batch, refresh), ctx)
-    if not fresh and source.num_rows == 0:  # retried rows still wait for their parents
-        return _unchanged(t.target, before)
-    refreshed = source.num_rows - batch.merge.num_rows
+    source = _stamp(batch.merge, ctx)
+    if bronze.num_rows == 0 and source.num_rows == 0:
+        return None
     quarantined = _quarantine(ctx, t.quarantine, spec.name, batch.quarantine, through)
-    transactions = {app_id(LAYER, spec.name): through, **_lookup_txn(spec, t)}
+    transactions = {app_id(LAYER, spec.name): through}
     meta = {"run_id": ctx.run_id, "step": LAYER, "table": spec.name, "bronze_version": through}
     if ctx.full_refresh or not t.target.exists:
         rows = source.filter(pc.invert(source[TOMBSTONE])).drop_columns([TOMBSTONE])
-        version = t.target.overwrite(
-            rows, transactions=transactions, metadata=meta, configuration=CDF
-        )
+        transactions |= _lookup_txn(spec, t)  # labelled from the lookup as it is now
+        t.target.overwrite(rows, transactions=transactions, metadata=meta, configuration=CDF)
         merge_metrics = {
             "num_source_rows": source.num_rows,
             "num_target_rows_inserted": rows.num_rows,
         }
     else:
-        version, merge_metrics = t.target.merge(
+        _, merge_metrics = t.target.merge(
             source, _merge_plan(spec), transactions=transactions, metadata=meta
         )
     crash_point("silver.after_commit")
@@ -134,22 +160,36 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake, t: _Tables) ->
     )
     retried = retry.num_rows if retry is not None else 0
     read = bronze.num_rows + retried
-    accounted = int(merge_metrics["num_source_rows"]) - refreshed + batch.still_held
+    accounted = int(merge_metrics["num_source_rows"]) + batch.still_held
     _reconcile(spec.name, read, accounted, quarantined, batch.superseded)
     metrics: dict[str, Any] = {
-        "bronze_version_before": before,
-        "bronze_version_after": through,
         "superseded": batch.superseded,
         "warnings": batch.warnings,
-        "delta_version": version,
         "merge_source_rows": int(merge_metrics["num_source_rows"]),
-        "lookup_refreshed": refreshed,
         "retried_from_quarantine": retried,
         "released_from_quarantine": retried - batch.still_held,
         "stale_or_unchanged": int(merge_metrics["num_source_rows"]) - merged,
         "quarantined": quarantined,
     }
     return TaskResult(bronze.num_rows, merged, quarantined, metrics)
+
+
+def _relabel(
+    ctx: RunContext, spec: SilverTable, t: _Tables, lookup: pa.Table | None, engine: Engine
+) -> int:
+    """Set the looked-up columns of every row whose labels changed since the lookup table last
+    moved, in a commit that records the lookup's version; rows keep their own updated_at."""
+    assert t.lookup is not None and lookup is not None
+    version = t.lookup.version
+    assert version is not None
+    current = t.target.read()
+    assert current is not None
+    changed = _stamp(engine.query(refresh_sql(spec), {"s": current, "lookup": lookup}), ctx)
+    meta = {"run_id": ctx.run_id, "step": LAYER, "table": spec.name, "lookup_version": version}
+    t.target.merge(
+        changed, _relabel_plan(spec), transactions={lookup_id(spec): version}, metadata=meta
+    )
+    return int(changed.num_rows)
 
 
 def _retry_candidates(spec: SilverTable, t: _Tables, engine: Engine) -> pa.Table | None:
@@ -183,17 +223,6 @@ def _validated(
     return validate(spec, bronze, refs, lookup, engine=engine, existing=existing, retry=retry)
 
 
-def _merge_source(spec: SilverTable, batch: Validated | None, refresh: pa.Table | None) -> pa.Table:
-    """The batch's rows, plus lookup refreshes of keys the batch does not carry."""
-    parts = [batch.merge] if batch is not None else []
-    if refresh is not None and refresh.num_rows:
-        if batch is not None and batch.merge.num_rows:
-            keys = list(spec.key)
-            refresh = refresh.join(batch.merge.select(keys), keys=keys, join_type="left anti")
-        parts.append(refresh.select(parts[0].column_names) if parts else refresh)
-    return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-
-
 def _live_lookup(t: _Tables, spec: SilverTable) -> pa.Table | None:
     """The lookup table's live rows (a deleted translation no longer translates)."""
     if spec.lookup is None or t.lookup is None:
@@ -214,21 +243,10 @@ def lookup_id(spec: SilverTable) -> str:
     return f"{app_id(LAYER, spec.name)}:lookup"
 
 
-def _lookup_refresh(
-    spec: SilverTable, t: _Tables, lookup: pa.Table | None, engine: Engine
-) -> pa.Table | None:
-    """Existing rows whose looked-up columns changed since the lookup table last moved
-    (a new English name for a category); each keeps its own updated_at."""
-    if lookup is None or t.lookup is None:
-        return None
-    version = t.lookup.version
-    if version is None or t.target.app_version(lookup_id(spec)) == version:
-        return None
-    current = t.target.read()
-    if current is None:
-        return None
-    changed = engine.query(refresh_sql(spec), {"s": current, "lookup": lookup})
-    return changed if changed.num_rows else None
+def _lookup_moved(spec: SilverTable, t: _Tables) -> bool:
+    """The lookup table moved since this table last took its labels from it."""
+    version = t.lookup.version if t.lookup is not None else None
+    return version is not None and t.target.app_version(lookup_id(spec)) != version
 
 
 def _unchanged(target: DeltaHandle, before: int | None) -> TaskResult:
@@ -260,12 +278,6 @@ def _merge_plan(spec: SilverTable) -> MergePlan:
         "(s.updated_at > t.updated_at OR (s.updated_at = t.updated_at AND s.is_deleted "
         "AND NOT t.is_deleted))"
     )
-    looked_up = [c.name for c in spec.lookup.columns] if spec.lookup else []
-    relabel = (
-        (f"s.updated_at = t.updated_at AND NOT s.{TOMBSTONE} AND ("
-         + " OR ".join(f"(t.{c} IS DISTINCT FROM s.{c})" for c in looked_up) + ")",
-         {c: f"s.{c}" for c in [*looked_up, "_run_id"]}),
-    ) if looked_up else ()  # fmt: skip
     flags = {
         c: f"s.{c}" for c in ("updated_at", "is_deleted", "deleted_at", "_bronze_run_id", "_run_id")
     }
@@ -275,9 +287,19 @@ def _merge_plan(spec: SilverTable) -> MergePlan:
         matched_updates=(
             (f"{newer} AND s.{TOMBSTONE}", flags),
             (f"{newer} AND NOT s.{TOMBSTONE}", everything),
-            *relabel,
         ),
         not_matched_inserts=((f"NOT s.{TOMBSTONE}", everything),),
+    )
+
+
+def _relabel_plan(spec: SilverTable) -> MergePlan:
+    """Only the looked-up columns of matching rows change."""
+    assert spec.lookup is not None
+    looked_up = [c.name for c in spec.lookup.columns]
+    differs = " OR ".join(f"(t.{c} IS DISTINCT FROM s.{c})" for c in looked_up)
+    return MergePlan(
+        predicate=" AND ".join(f"t.{k} = s.{k}" for k in spec.key),
+        matched_updates=((differs, {c: f"s.{c}" for c in [*looked_up, "_run_id"]}),),
     )
 
 
