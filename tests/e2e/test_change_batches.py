@@ -14,6 +14,7 @@ from medallion.catalog import source_table
 from medallion.runner import RunReport
 from medallion.settings import Settings
 from medallion.source.changes import ChangeSpec
+from medallion.source.db import open_source
 from medallion.storage import Lake
 
 SPEC = ChangeSpec(
@@ -77,7 +78,19 @@ def test_silver_reflects_the_manifest(settings: Settings) -> None:
         if c["table"] == "customers" and c["change"] == "customer_moves":
             row = customers[c["key"]["customer_id"]]
             assert row["customer_zip_code_prefix"] == c["new"]["customer_zip_code_prefix"]
-    assert len(orders) == len(orders.keys())
+    # every source order is in Silver (or quarantined with a reason), and no other order is,
+    # except those hard-deleted, which stay flagged
+    with open_source(settings.source_location) as db:
+        source_ids = set(
+            db.read_table(source_table("orders"), ["order_id"])["order_id"].to_pylist()
+        )
+    held = lake.read("quarantine", "orders", ["order_id"])
+    quarantined = set(held["order_id"].to_pylist()) if held is not None else set()
+    gone = {c["key"]["order_id"] for c in manifest.changes
+            if c["table"] == "orders" and c["op"] == "hard_delete"}  # fmt: skip
+    assert gone and not gone & source_ids
+    assert source_ids - quarantined <= set(orders) <= source_ids | gone | quarantined
+    assert all(orders[o]["is_deleted"] for o in gone)
     # a second run with no change writes nothing anywhere
     again = run(settings)
     assert sum(o.result.rows_written for o in again.outcomes if o.result) == 0
