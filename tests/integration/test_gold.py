@@ -340,3 +340,14 @@ def test_an_out_of_order_change_lands_between_repeated_states(tmp_path: Path) ->
     before = snapshot(s)["dim_customer"]
     assert api.run(s, ["gold"], full_refresh=True).ok
     assert snapshot(s)["dim_customer"] == before
+
+
+def test_declared_keys_are_every_key_column_a_table_has(generated: Settings) -> None:
+    """Grains, surrogate keys and date keys are declared in the model; nothing picks them from
+    column names, so a key column left undeclared would escape the checks and the report."""
+    for g in GOLD_TABLES:
+        columns = gold(generated, g.name).column_names
+        assert set(g.grain) <= set(columns), g.name
+        if g.dimension is None:
+            keys = {c for c in columns if c.endswith("_sk") or c.endswith("_date_key")}
+            assert keys == {*g.dimension_keys, *g.date_keys}, g.name

@@ -109,7 +109,7 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
         metadata={"run_id": ctx.run_id, "step": LAYER, "table": table.name, "inputs": current},
     )
     metrics["delta_version"] = version
-    metrics["unknown_members"] = unknown_members(data)
+    metrics["unknown_members"] = unknown_members(table, data)
     return TaskResult(rows_read=read, rows_written=data.num_rows, metrics=metrics)
 
 
@@ -120,16 +120,10 @@ def _dimension_sources(table: GoldTable) -> list[str]:
     return [table.dimension.silver, *([lookup.table] if lookup else [])]
 
 
-def unknown_members(data: pa.Table) -> dict[str, int]:
-    """Fact rows pointing at an unknown member (sk or date key 0), per key column."""
-    keys = [c for c in data.column_names if c.endswith(("_sk", "_date_key"))]
-    if table_is_dimension(data):
-        return {}
+def unknown_members(table: GoldTable, data: pa.Table) -> dict[str, int]:
+    """Rows pointing at an unknown member (surrogate or date key 0), per declared key column."""
+    keys = [*table.dimension_keys, *table.date_keys]
     return {c: int(pc.sum(pc.equal(data[c], 0)).as_py() or 0) for c in keys}
-
-
-def table_is_dimension(data: pa.Table) -> bool:
-    return "valid_from" in data.column_names or "date_key" in data.column_names
 
 
 def _read(handle: DeltaHandle, ref: str, table: GoldTable) -> pa.Table:

@@ -40,6 +40,7 @@ class GoldTable:
     dimension: SCD2Dimension | None = None  # SCD2 tables
     optional_inputs: tuple[str, ...] = ()  # may not exist yet (streamed reviews)
     grain: tuple[str, ...] = ()  # the columns that identify a row (SCD2: the surrogate key)
+    date_keys: tuple[str, ...] = ()  # yyyymmdd keys into dim_date (0: unknown date)
 
     def __post_init__(self) -> None:
         if self.kind is GoldKind.SCD2:
@@ -122,6 +123,7 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
         ("silver.order_items", *_FACT_INPUTS, "gold.dim_product", "gold.dim_seller"),
         sql(facts.FACT_ORDER_ITEM),
         grain=("order_id", "order_item_id"),
+        date_keys=("purchase_date_key", "shipping_limit_date_key"),
     ),
     GoldTable(
         "fact_payment",
@@ -129,6 +131,7 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
         ("silver.order_payments", *_FACT_INPUTS),
         sql(facts.FACT_PAYMENT),
         grain=("order_id", "payment_sequential"),
+        date_keys=("purchase_date_key",),
     ),
     GoldTable(
         "fact_review",
@@ -137,6 +140,7 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
         sql(facts.FACT_REVIEW),
         optional_inputs=(STREAMED_REVIEWS,),
         grain=("review_id", "order_id"),
+        date_keys=("creation_date_key",),
     ),
     GoldTable(
         "fact_order",
@@ -151,6 +155,12 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
         sql(facts.FACT_ORDER),
         optional_inputs=(STREAMED_REVIEWS,),
         grain=("order_id",),
+        date_keys=(
+            "purchase_date_key",
+            "approved_date_key",
+            "delivered_date_key",
+            "estimated_date_key",
+        ),
     ),
     GoldTable(
         "feature_customer_rfm",
