@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.client import HTTPException
@@ -467,16 +467,23 @@ class Alerter:
         return {name: attempt.delivered for name, attempt in results.items()}
 
     def _deliver_all(self, alert: Alert) -> dict[str, _Attempt]:
+        """Every destination at once, with one deadline for the lot. Each delivery runs in a
+        daemon thread: one still stuck on a server that trickles its answer is abandoned at
+        the deadline and never holds the run, nor the process at exit (a thread pool's
+        workers would be joined when the interpreter exits)."""
         budget = self.timeout_s * (self.retries + 1)
         deadline = time.monotonic() + budget
-        pool = ThreadPoolExecutor(len(self.destinations), thread_name_prefix="medallion-alert")
-        try:
-            futures = {
-                d.name: pool.submit(self._deliver, d, alert, deadline) for d in self.destinations
-            }
-            wait(futures.values(), timeout=budget + _GRACE_S)
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+        futures: dict[str, Future[_Attempt]] = {}
+        for dest in self.destinations:
+            future: Future[_Attempt] = Future()
+            futures[dest.name] = future
+            threading.Thread(
+                target=_run_into,
+                args=(future, self._deliver, dest, alert, deadline),
+                name=f"medallion-alert-{dest.name}",
+                daemon=True,
+            ).start()
+        wait(futures.values(), timeout=budget + _GRACE_S)
         return {name: _result(future) for name, future in futures.items()}
 
     def _deliver(self, dest: Destination, alert: Alert, deadline: float) -> _Attempt:
@@ -509,6 +516,16 @@ class Alerter:
                 self._stalled.add(key)
         level = logging.WARNING if first else logging.DEBUG
         log.log(level, "%s alert not delivered to %s: %s", alert.kind, name, reason)
+
+
+def _run_into(future: Future[_Attempt], fn: Callable[..., _Attempt], *args: Any) -> None:
+    """Run ``fn`` and put its outcome into ``future`` (the body of a delivery thread)."""
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        future.set_result(fn(*args))
+    except BaseException as exc:  # an alert must never raise into the run
+        future.set_exception(exc)
 
 
 def _result(future: Future[_Attempt]) -> _Attempt:
