@@ -14,7 +14,8 @@ from deltalake import DeltaTable, write_deltalake
 
 from medallion import api
 from medallion.catalog import source_table
-from medallion.checks import Check, Severity, _schema_result, declared_checks
+from medallion.checks import Check, Severity, declared_checks
+from medallion.checks.runner import _schema_result
 from medallion.errors import ConfigError
 from medallion.runner import Status
 from medallion.settings import Settings

@@ -1,0 +1,81 @@
+"""Check tasks: one after each layer task that has checks, failing on a failed ``fail``
+check so that what is downstream of that table is skipped."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from medallion.audit import AuditStore
+from medallion.checks.declared import declared_checks
+from medallion.checks.kinds import LAYER, Check
+from medallion.checks.runner import CheckRunner
+from medallion.errors import CheckFailed
+from medallion.runner import RunContext, Task, TaskResult
+from medallion.settings import Settings
+
+
+# -- tasks -------------------------------------------------------------------------------------
+def checks_by_table(settings: Settings) -> dict[tuple[str, str], list[Check]]:
+    """The declared checks per (layer, table), with the thresholds from the settings."""
+    grouped: dict[tuple[str, str], list[Check]] = {}
+    overrides = settings.drift_thresholds
+    for declared in declared_checks(settings.drift_threshold, settings.freshness_max_lag_s):
+        where = f"{declared.layer}.{declared.table}"
+        check = declared
+        if declared.kind == "row_count_drift" and where in overrides:
+            check = replace(declared, threshold=overrides[where])
+        grouped.setdefault((check.layer, check.table), []).append(check)
+    return grouped
+
+
+def check_task(layer: str, table: str) -> Task:
+    """The task that checks one table after its layer task; fails on a failed ``fail`` check."""
+    return Task(
+        f"{LAYER}.{layer}.{table}",
+        LAYER,
+        f"{layer}.{table}",
+        lambda ctx: run_table_checks(ctx, layer, table),
+        (f"{layer}.{table}",),
+    )
+
+
+def run_table_checks(ctx: RunContext, layer: str, table: str) -> TaskResult:
+    grouped = checks_by_table(ctx.settings)
+    with AuditStore(ctx.settings.audit_location) as audit:
+        results = CheckRunner(ctx).run(grouped.get((layer, table), []), audit)
+    failed = [r.check.name for r in results if r.status == "fail"]
+    warned = [r.check.name for r in results if r.status == "warn"]
+    metrics = {
+        "passed": len(results) - len(failed) - len(warned),
+        "warned": warned,
+        "failed": failed,
+    }
+    if failed:
+        raise CheckFailed(f"{layer}.{table}: check(s) failed: {', '.join(failed)}")
+    return TaskResult(rows_read=len(results), metrics=metrics)
+
+
+def with_checks(tasks: list[Task], settings: Settings) -> list[Task]:
+    """Add a check task after every layer task whose table has checks; tasks downstream of
+    that table then wait for (and are skipped by a failure of) its checks."""
+    grouped = checks_by_table(settings)
+    added = {t.name: check_task(t.layer, t.table) for t in tasks if (t.layer, t.table) in grouped}
+    rewired = [
+        replace(
+            t,
+            upstream=tuple(
+                dict.fromkeys(
+                    u2 for u in t.upstream for u2 in (u, added[u].name if u in added else u)
+                )
+            ),
+        )
+        for t in tasks
+    ]
+    return rewired + list(added.values())
+
+
+def check_only_tasks(settings: Settings) -> list[Task]:
+    """Every table's checks, with no layer task before them (``medallion check``)."""
+    return [
+        replace(check_task(layer, table), upstream=()) for layer, table in checks_by_table(settings)
+    ]
