@@ -35,7 +35,7 @@ class Lake:
     """The lake root and the storage options (credentials, endpoint) to reach it.
 
     :meth:`table` opens a :class:`DeltaHandle`, which a task keeps for all its work on one
-    table; the one-shot methods here open a handle for a single call.
+    table (writes go through it); the one-shot reads here open a handle for a single call.
     """
 
     uri: str
@@ -84,22 +84,6 @@ class Lake:
         version: int | None = None,
     ) -> pa.Table | None:
         return self.table(layer, table).read(columns, filters, version=version)
-
-    def append(self, layer: str, table: str, data: Rows, **kwargs: Any) -> int:
-        return self.table(layer, table).append(data, **kwargs)
-
-    def overwrite(self, layer: str, table: str, data: pa.Table, **kwargs: Any) -> int:
-        return self.table(layer, table).overwrite(data, **kwargs)
-
-    def merge(
-        self, layer: str, table: str, source: pa.Table, plan: MergePlan, **kwargs: Any
-    ) -> tuple[int, dict[str, Any]]:
-        return self.table(layer, table).merge(source, plan, **kwargs)
-
-    def read_changes(
-        self, layer: str, table: str, after_version: int | None, **kwargs: Any
-    ) -> tuple[pa.Table | None, int | None]:
-        return self.table(layer, table).changes(after_version, **kwargs)
 
 
 class DeltaHandle:

@@ -244,10 +244,9 @@ def append_bronze(settings: Settings, name: str, rows: list[dict], op: str = "up
         }
         for r in rows
     ]
-    current = lake.app_version("bronze", table.name, bronze_app_id(table))
-    lake.append(
-        "bronze",
-        table.name,
+    bronze = lake.table("bronze", table.name)
+    current = bronze.app_version(bronze_app_id(table))
+    bronze.append(
         pa.Table.from_pylist(full, schema=schema),
         partition_by=["_ingest_date"],
         app_id=bronze_app_id(table),
