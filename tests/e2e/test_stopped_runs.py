@@ -27,8 +27,8 @@ def home(tmp_path: Path) -> Path:
     return home
 
 
-def start_run(home: Path, run_id: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "MEDALLION_PARALLELISM": "1", "MEDALLION_RETRIES": "0"}
+def start_run(home: Path, run_id: str, **env_extra: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "MEDALLION_PARALLELISM": "1", "MEDALLION_RETRIES": "0", **env_extra}
     return subprocess.Popen(
         [*MEDALLION, "run", "--home", str(home), "--run-id", run_id],
         stdout=subprocess.PIPE,
@@ -53,6 +53,22 @@ def wait_for_tasks(home: Path, run_id: str, done: int, timeout: float = 60) -> N
             pass  # the tables are not there yet
         time.sleep(0.05)
     raise AssertionError(f"run {run_id} did not get to {done} finished tasks")
+
+
+def wait_for_a_running_task(home: Path, run_id: str, layer: str, timeout: float = 60) -> None:
+    """Until an attempt of the run in ``layer`` has started and not ended."""
+    deadline = time.monotonic() + timeout
+    sql = "SELECT count(*) FROM run_logs WHERE run_id = ? AND layer = ? AND ended_at IS NULL"
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(home / "audit.db") as con:
+                (n,) = con.execute(sql, (run_id, layer)).fetchone()
+            if n:
+                return
+        except sqlite3.OperationalError:
+            pass  # the tables are not there yet
+        time.sleep(0.02)
+    raise AssertionError(f"no {layer} task of run {run_id} was seen running")
 
 
 def unended(home: Path) -> list[tuple]:
@@ -88,8 +104,9 @@ def test_sigterm_finishes_running_tasks_and_records_the_rest(home: Path) -> None
 
 
 def test_sigkill_leaves_attempts_that_the_next_run_marks_abandoned(home: Path) -> None:
-    run = start_run(home, "killed")
-    wait_for_tasks(home, "killed", 2)
+    # the first Silver task holds still after its commit, so the kill lands inside it
+    run = start_run(home, "killed", MEDALLION_PAUSE_AT="silver.after_commit")
+    wait_for_a_running_task(home, "killed", "silver")
     run.kill()
     run.wait(timeout=30)
     assert [r[0] for r in unended(home)] == ["killed"]  # the attempt it was in
