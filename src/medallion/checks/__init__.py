@@ -9,13 +9,14 @@ fail, so the tasks downstream of that table are skipped and the run ends non-zer
 from __future__ import annotations
 
 from medallion.checks.declared import declared_checks
-from medallion.checks.kinds import Check, Need, Result, Severity
+from medallion.checks.kinds import Check, CheckStatus, Need, Result, Severity
 from medallion.checks.runner import CheckRunner
 from medallion.checks.tasks import check_only_tasks, checks_by_table, with_checks
 
 __all__ = [
     "Check",
     "CheckRunner",
+    "CheckStatus",
     "Need",
     "Result",
     "Severity",

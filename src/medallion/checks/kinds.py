@@ -22,6 +22,14 @@ class Severity(StrEnum):
     FAIL = "fail"
 
 
+class CheckStatus(StrEnum):
+    """A check's outcome, as stored in ``audit.dq_results.status``."""
+
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+
+
 @dataclass(frozen=True)
 class Need:
     """Another table a check reads: ``layer`` is bronze, silver, gold or source."""
@@ -53,7 +61,7 @@ class Check:
 @dataclass
 class Result:
     check: Check
-    status: str  # pass | warn | fail
+    status: CheckStatus
     failing_rows: int = 0
     sample: list[dict[str, Any]] = field(default_factory=list)
     observed: float | None = None

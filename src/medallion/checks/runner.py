@@ -13,6 +13,7 @@ from medallion.catalog import bronze_schema, source_table
 from medallion.checks.kinds import (
     SAMPLE_ROWS,
     Check,
+    CheckStatus,
     Need,
     Result,
     Severity,
@@ -68,7 +69,7 @@ class CheckRunner:
         # window-function CTEs hangs DuckDB 2.0 (seen on the reconciliation checks)
         found = self.engine.query(check.sql, tables)
         if found.num_rows == 0:
-            return Result(check, "pass")
+            return Result(check, CheckStatus.PASS)
         sample = found.slice(0, SAMPLE_ROWS).to_pylist()
         return Result(check, _status(check), int(found.num_rows), sample)
 
@@ -77,11 +78,13 @@ class CheckRunner:
         empty too (an empty source); otherwise its absence fails."""
         rows = self._upstream_rows(check.layer, check.table)
         if rows == 0:
-            return Result(check, "pass", details="table not written yet (its inputs are empty)")
+            return Result(
+                check, CheckStatus.PASS, details="table not written yet (its inputs are empty)"
+            )
         held = "cannot be read" if rows is None else f"hold {rows} rows"
         return Result(
             check,
-            "fail",
+            CheckStatus.FAIL,
             1,
             details=f"{check.layer}.{check.table} does not exist although its inputs {held}; "
             "run `medallion run` (or check --home)",
@@ -123,16 +126,26 @@ class CheckRunner:
             broken = observed > limit
             details = f"{observed:.0f} s behind the source (limit {limit:.0f} s)"
             return Result(
-                check, _status(check) if broken else "pass", int(broken), [], observed, details
+                check,
+                _status(check) if broken else CheckStatus.PASS,
+                int(broken),
+                [],
+                observed,
+                details,
             )
         previous = audit.last_observed(check.full_name, self.ctx.run_id)
         if previous is None:
-            return Result(check, "pass", observed=observed, details="first measurement")
+            return Result(check, CheckStatus.PASS, observed=observed, details="first measurement")
         change = (observed - previous) / previous if previous else (1.0 if observed else 0.0)
         broken = abs(change) > limit
         details = f"{previous:.0f} -> {observed:.0f} rows ({change:+.1%}, limit ±{limit:.0%})"
         return Result(
-            check, _status(check) if broken else "pass", int(broken), [], observed, details
+            check,
+            _status(check) if broken else CheckStatus.PASS,
+            int(broken),
+            [],
+            observed,
+            details,
         )
 
     def _read(self, need: Need) -> pa.Table:
@@ -152,8 +165,8 @@ class CheckRunner:
         return pa.table({c: pa.array([], pa.string()) for c in columns or []})
 
 
-def _status(check: Check) -> str:
-    return "fail" if check.severity is Severity.FAIL else "warn"
+def _status(check: Check) -> CheckStatus:
+    return CheckStatus.FAIL if check.severity is Severity.FAIL else CheckStatus.WARN
 
 
 def _schema_result(check: Check, actual: pa.Schema) -> Result:
@@ -168,7 +181,7 @@ def _schema_result(check: Check, actual: pa.Schema) -> Result:
                 {"column": f.name, "problem": f"type {actual.field(f.name).type} != {f.type}"}
             )
     if not problems:
-        return Result(check, "pass")
+        return Result(check, CheckStatus.PASS)
     return Result(check, _status(check), len(problems), problems[:SAMPLE_ROWS])
 
 

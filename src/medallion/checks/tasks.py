@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from medallion.audit import AuditStore
 from medallion.checks.declared import declared_checks
-from medallion.checks.kinds import LAYER, Check
+from medallion.checks.kinds import LAYER, Check, CheckStatus
 from medallion.checks.runner import CheckRunner
 from medallion.errors import CheckFailed
 from medallion.runner import RunContext, Task, TaskResult
@@ -43,8 +43,8 @@ def run_table_checks(ctx: RunContext, layer: str, table: str) -> TaskResult:
     grouped = checks_by_table(ctx.settings)
     with AuditStore(ctx.settings.audit_location) as audit:
         results = CheckRunner(ctx).run(grouped.get((layer, table), []), audit)
-    failed = [r.check.name for r in results if r.status == "fail"]
-    warned = [r.check.name for r in results if r.status == "warn"]
+    failed = [r.check.name for r in results if r.status is CheckStatus.FAIL]
+    warned = [r.check.name for r in results if r.status is CheckStatus.WARN]
     metrics = {
         "passed": len(results) - len(failed) - len(warned),
         "warned": warned,
