@@ -293,6 +293,11 @@ META_FIELDS = (
 )
 
 
+def empty_bronze(name: str) -> pa.Table:
+    """A Bronze table of source table ``name`` with no rows (one never extracted)."""
+    return bronze_schema(source_table(name)).empty_table()
+
+
 def bronze_schema(table: SourceTable, extra_columns: tuple[str, ...] = ()) -> pa.Schema:
     """Catalog columns (typed), evolved extra source columns (text), then lineage columns.
 

@@ -26,6 +26,11 @@ CDF = {"delta.enableChangeDataFeed": "true"}  # readers of a table read only its
 Rows: TypeAlias = "pa.RecordBatchReader | pa.Table"
 
 
+def app_id(layer: str, table: str) -> str:
+    """The app transaction a layer records its progress under in a table's Delta log."""
+    return f"medallion.{layer}.{table}"
+
+
 def join_uri(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
 

@@ -31,6 +31,7 @@ from medallion.source.db import SourceDatabase, open_source
 from medallion.source.drift import check_drift
 from medallion.sql import quote, quoted_list
 from medallion.storage import CDF, DeltaHandle, Lake
+from medallion.storage import app_id as layer_app_id
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ _EPOCH = datetime(1970, 1, 1)
 
 
 def app_id(table: SourceTable) -> str:
-    return f"medallion.{LAYER}.{table.name}"
+    return layer_app_id(LAYER, table.name)
 
 
 def to_micros(ts: datetime) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from medallion.audit import AuditStore
-from medallion.catalog import bronze_schema, source_table
+from medallion.catalog import empty_bronze, source_table
 from medallion.checks.kinds import (
     SAMPLE_ROWS,
     Check,
@@ -125,28 +125,14 @@ class CheckRunner:
         if check.kind == "freshness":
             broken = observed > limit
             details = f"{observed:.0f} s behind the source (limit {limit:.0f} s)"
-            return Result(
-                check,
-                _status(check) if broken else CheckStatus.PASS,
-                int(broken),
-                [],
-                observed,
-                details,
-            )
+            return _measured_result(check, broken, observed, details)
         previous = audit.last_observed(check.full_name, self.ctx.run_id)
         if previous is None:
             return Result(check, CheckStatus.PASS, observed=observed, details="first measurement")
         change = (observed - previous) / previous if previous else (1.0 if observed else 0.0)
         broken = abs(change) > limit
         details = f"{previous:.0f} -> {observed:.0f} rows ({change:+.1%}, limit ±{limit:.0%})"
-        return Result(
-            check,
-            _status(check) if broken else CheckStatus.PASS,
-            int(broken),
-            [],
-            observed,
-            details,
-        )
+        return _measured_result(check, broken, observed, details)
 
     def _read(self, need: Need) -> pa.Table:
         columns = list(need.columns) if need.columns else None
@@ -161,8 +147,13 @@ class CheckRunner:
             empty = self.engine.query(empty_silver_sql(spec))
             return empty.select(columns) if columns else empty
         if need.layer == "bronze":
-            return bronze_schema(source_table(need.table)).empty_table().select(columns or [])
+            return empty_bronze(need.table).select(columns or [])
         return pa.table({c: pa.array([], pa.string()) for c in columns or []})
+
+
+def _measured_result(check: Check, broken: bool, observed: float, details: str) -> Result:
+    status = _status(check) if broken else CheckStatus.PASS
+    return Result(check, status, int(broken), [], observed, details)
 
 
 def _status(check: Check) -> CheckStatus:

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion.audit import table_lease
-from medallion.catalog import SOURCE_TABLES, SourceTable, bronze_schema, source_table
+from medallion.catalog import SOURCE_TABLES, SourceTable, empty_bronze
 from medallion.engine import Engine, default_engine
 from medallion.errors import MedallionError
 from medallion.gold.dimensions import (
@@ -27,7 +27,7 @@ from medallion.gold.model import GOLD_TABLES, STREAMED_REVIEWS, GoldKind, GoldTa
 from medallion.runner import Layer, RunContext, Task, TaskResult
 from medallion.silver.contracts import silver_table
 from medallion.silver.transform import empty_silver_sql, valid_history
-from medallion.storage import DeltaHandle, Lake
+from medallion.storage import DeltaHandle, Lake, app_id
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def _build_scd2(
     lookup = dim.contract.lookup
     sources = _dimension_sources(table)
     # the Silver snapshots this build recorded as its inputs say how far Bronze was merged
-    through = {n: inputs[f"silver.{n}"].app_version(f"medallion.silver.{n}") for n in sources}
+    through = {n: inputs[f"silver.{n}"].app_version(app_id("silver", n)) for n in sources}
     folded = {n: target.app_version(txn_id(table.name, f"bronze.{n}")) for n in sources}
     rebuild = ctx.full_refresh or not target.exists or any(v is None for v in folded.values())
     bronze = {n: lake.table("bronze", silver_table(n).bronze) for n in sources}
@@ -186,8 +186,7 @@ def _build_scd2(
 def _bronze_rows(bronze: DeltaHandle, name: str, through: int | None) -> pa.Table:
     """The Bronze rows of Silver table ``name`` as of version ``through`` (None: none)."""
     rows = None if through is None else bronze.read(version=through)
-    spec = silver_table(name)
-    return rows if rows is not None else bronze_schema(source_table(spec.bronze)).empty_table()
+    return rows if rows is not None else empty_bronze(silver_table(name).bronze)
 
 
 def _valid_new(
@@ -199,5 +198,5 @@ def _valid_new(
     if through is not None and (after is None or after < through):
         rows, _ = bronze.changes(None if after == MISSING else after, until=through)
     if rows is None:
-        rows = bronze_schema(source_table(spec.bronze)).empty_table()
+        rows = empty_bronze(spec.bronze)
     return valid_history(spec, rows, engine)

@@ -33,12 +33,17 @@ class Totals:
         return (self.ended - self.started).total_seconds()
 
 
+def _stopped(row: Row) -> bool:
+    """A task a signal kept from starting (the runner's reason says so)."""
+    return str(row.get("error") or "").startswith(NOT_STARTED)
+
+
 def totals(data: RunData) -> Totals:
     final = list(data.final.values())
     counts = {s: sum(r["status"] == s for r in final) for s in STATUS_COLOURS}
     if counts["ABANDONED"]:  # its process was killed: say so rather than RUNNING forever
         status = "ABANDONED"
-    elif any(str(r.get("error") or "").startswith(NOT_STARTED) for r in final):
+    elif any(_stopped(r) for r in final):
         status = "STOPPED"
     elif counts["FAILED"] or counts["SKIPPED"]:
         status = "FAILED"
@@ -360,7 +365,7 @@ def errors_section(data: RunData) -> Section:
     """Failed and abandoned attempts, and why tasks never started when a signal stopped the
     run (one line for them all)."""
     failed = [r for r in data.attempts if r["status"] in ("FAILED", "ABANDONED")]
-    stopped = [r for r in data.final.values() if str(r.get("error") or "").startswith(NOT_STARTED)]
+    stopped = [r for r in data.final.values() if _stopped(r)]
     if stopped:
         failed.append(
             {

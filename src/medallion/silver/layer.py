@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion.audit import table_lease
-from medallion.catalog import bronze_schema, source_table
+from medallion.catalog import empty_bronze, source_table
 from medallion.engine import Engine, default_engine
 from medallion.errors import MedallionError, ReconciliationError
 from medallion.faults import crash_point
@@ -33,16 +33,12 @@ from medallion.silver.transform import (
     validate,
     waiting_rules,
 )
-from medallion.storage import CDF, DeltaHandle, Lake, MergePlan
+from medallion.storage import CDF, DeltaHandle, Lake, MergePlan, app_id
 
 log = logging.getLogger(__name__)
 
 LAYER = "silver"
 QUARANTINE = "quarantine"
-
-
-def app_id(layer: str, table: str) -> str:
-    return f"medallion.{layer}.{table}"
 
 
 def make_task(table_name: str) -> Task | None:
@@ -108,17 +104,13 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake, t: _Tables) ->
     metrics: dict[str, Any] = {"bronze_version_before": before, "bronze_version_after": through}
     result = TaskResult(metrics=metrics)
     if fresh or retry is not None:
-        rows = bronze if bronze is not None else _empty_bronze(spec)
+        rows = bronze if bronze is not None else empty_bronze(spec.bronze)
         batch = _merge_batch(ctx, spec, lake, t, rows, through=through, lookup=lookup, retry=retry)
         result = batch or result
     if relabel:  # after the batch: every row, deleted ones too, takes the labels in force now
         metrics["lookup_refreshed"] = _relabel(ctx, spec, t, lookup, engine)
     result.metrics = metrics | result.metrics | {"delta_version": t.target.version}
     return result
-
-
-def _empty_bronze(spec: SilverTable) -> pa.Table:
-    return bronze_schema(source_table(spec.bronze)).empty_table()
 
 
 def _merge_batch(
