@@ -221,7 +221,8 @@ def run_command(
     home: HomeOpt = None,
     source_url: SourceOpt = None,
 ) -> None:
-    """Run the pipeline's tasks (Bronze, then later layers) in dependency order."""
+    """Run the pipeline's tasks (Bronze, then later layers) in dependency order; SIGTERM or
+    SIGINT lets running tasks finish and exits 130."""
     settings = settings_for(home, source_url=source_url, parallelism=parallelism)
     tasks = api.build_tasks(layer, table)
     with ProgressListener(tasks) as progress:
@@ -455,14 +456,14 @@ def sql_command(
     fmt: FormatOpt = Format.table,
     home: HomeOpt = None,
 ) -> None:
-    """Run SQL (DuckDB) with every Gold and Silver table visible by name."""
+    """Run one read-only SELECT (DuckDB) with every Gold and Silver table visible by name."""
     print_result(api.sql(settings_for(home), statement), fmt)
 
 
 @app.command("shell")
 @cli_errors
 def shell_command(home: HomeOpt = None) -> None:
-    """An interactive SQL prompt over Gold and Silver (end statements with ';', quit with .q)."""
+    """A read-only SQL prompt over Gold and Silver (end statements with ';', quit with .q)."""
     settings = settings_for(home)
     out_console.print(api.SQL_LIMITS, markup=False)
     out_console.print("tables: " + ", ".join(api.lake_tables()), markup=False)
