@@ -307,3 +307,29 @@ def bronze_schema(table: SourceTable, extra_columns: tuple[str, ...] = ()) -> pa
     fields = [f.with_nullable(f.name not in keys) for f in table.arrow_schema()]
     fields += [pa.field(name, pa.string()) for name in extra_columns]
     return pa.schema(fields + list(META_FIELDS))
+
+
+@dataclass(frozen=True, order=True)
+class TableRef:
+    """A table of the lake (or the source), named by layer and table: ``silver.orders``."""
+
+    layer: str
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> TableRef:
+        layer, sep, name = text.partition(".")
+        if not sep or not layer or not name:
+            raise CatalogError(f"{text!r} is not a table reference (layer.table)")
+        return cls(layer, name)
+
+    def __str__(self) -> str:
+        return f"{self.layer}.{self.name}"
+
+
+def silver_ref(name: str) -> TableRef:
+    return TableRef("silver", name)
+
+
+def gold_ref(name: str) -> TableRef:
+    return TableRef("gold", name)

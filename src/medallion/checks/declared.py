@@ -3,6 +3,8 @@ Silver contracts, Gold model)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from medallion.catalog import SOURCE_TABLES, SourceTable, bronze_schema, source_table
 from medallion.checks.kinds import (
     LIVE,
@@ -22,7 +24,7 @@ from medallion.checks.kinds import (
     unique,
 )
 from medallion.errors import MedallionError
-from medallion.gold.model import GOLD_TABLES, GoldKind
+from medallion.gold.model import GOLD_TABLES, Dimension, Fact, GoldTable
 from medallion.silver.contracts import Action, Kind, SilverTable, silver_tables
 from medallion.silver.transform import all_rules
 
@@ -84,7 +86,7 @@ def silver_checks(spec: SilverTable, drift: float, max_lag_s: float) -> list[Che
     return checks
 
 
-SILVER_LIVE_ORDERS = f"SELECT * FROM s WHERE {LIVE}"
+SILVER_LIVE = f"SELECT * FROM s WHERE {LIVE}"
 
 
 def one_current_version(dim: str, natural_key: tuple[str, ...]) -> Check:
@@ -100,55 +102,55 @@ def one_current_version(dim: str, natural_key: tuple[str, ...]) -> Check:
     )
 
 
-def gold_checks(drift: float) -> list[Check]:
+def gold_checks(drift: float, tables: Sequence[GoldTable] = GOLD_TABLES) -> list[Check]:
+    """Each Gold table's checks, from what its kind declares."""
     checks: list[Check] = []
-    for g in GOLD_TABLES:  # grains and foreign keys come from the Gold declarations
-        if g.kind is not GoldKind.SCD2:
-            checks.append(unique("gold", g.name, g.grain))
+    for g in tables:
+        checks += [unique("gold", g.name, g.grain), *_key_checks(g)]
+        if isinstance(g, Dimension):
+            checks.append(one_current_version(g.name, g.fold.spec.natural_key))
+        else:  # an SCD2 dimension only grows: its size is not expected to be stable
             checks.append(row_count_drift("gold", g.name, drift))
-        for sk, dim in g.dimension_keys.items():
-            checks.append(not_null("gold", g.name, sk))
-            parent = Need("d", "gold", dim, (sk,))
-            checks.append(relationship("gold", g.name, sk, parent=parent, parent_col=sk))
-        if g.kind is GoldKind.SCD2:
-            assert g.dimension is not None
-            checks.append(one_current_version(g.name, g.dimension.spec.natural_key))
-    orders = Need("s", "silver", "orders", ("order_id", "is_deleted"))
-    payments = Need(
-        "s",
-        "silver",
-        "order_payments",
-        ("order_id", "payment_sequential", "payment_value", "is_deleted"),
-    )
-    items = Need("s", "silver", "order_items", ("order_id", "order_item_id", "is_deleted"))
+        if isinstance(g, Fact):
+            checks += _mirror_checks(g)
+    return checks
+
+
+def _key_checks(g: GoldTable) -> list[Check]:
+    """Every surrogate key points at a member of its dimension (0: the unknown member)."""
+    checks = []
+    for sk, dim in g.dimension_keys.items():
+        parent = Need("d", "gold", dim, (sk,))
+        checks.append(not_null("gold", g.name, sk))
+        checks.append(relationship("gold", g.name, sk, parent=parent, parent_col=sk))
+    for key in g.date_keys:
+        parent = Need("d", "gold", "dim_date", ("date_key",))
+        where = f"{key} <> 0"  # 0: unknown date
+        checks.append(
+            relationship("gold", g.name, key, parent=parent, parent_col="date_key", where=where)
+        )
+    return checks
+
+
+def _mirror_checks(fact: Fact) -> list[Check]:
+    """A fact has one row per live row of the Silver table it mirrors, and the same totals."""
+    if fact.mirrors is None:
+        return []
+    cols = (*fact.grain, *fact.totals, "is_deleted")
+    upstream = Need("s", fact.mirrors.layer, fact.mirrors.name, cols)
     every = "SELECT * FROM t"
-    checks += [
+    live = SILVER_LIVE
+    return [
         reconcile_keys(
-            "gold",
-            "fact_order",
-            ("order_id",),
-            upstream=orders,
-            upstream_rows=SILVER_LIVE_ORDERS,
-            here_rows=every,
+            "gold", fact.name, fact.grain, upstream=upstream, upstream_rows=live, here_rows=every
         ),
-        reconcile_keys(
-            "gold",
-            "fact_order_item",
-            ("order_id", "order_item_id"),
-            upstream=items,
-            upstream_rows=SILVER_LIVE_ORDERS,
-            here_rows=every,
-        ),
-        reconcile_sum(
-            "gold",
-            "fact_payment",
-            "payment_value",
-            upstream=payments,
-            upstream_rows=SILVER_LIVE_ORDERS,
-            here_rows=every,
+        *(
+            reconcile_sum(
+                "gold", fact.name, c, upstream=upstream, upstream_rows=live, here_rows=every
+            )
+            for c in fact.totals
         ),
     ]
-    return checks
 
 
 def bronze_revenue() -> Check:

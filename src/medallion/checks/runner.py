@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from medallion.audit import AuditStore
-from medallion.catalog import empty_bronze, source_table
+from medallion.catalog import TableRef, empty_bronze, source_table
 from medallion.checks.kinds import (
     SAMPLE_ROWS,
     Check,
@@ -101,13 +101,14 @@ class CheckRunner:
             except MedallionError:
                 return None
         if layer == "silver":
-            inputs = [f"bronze.{next(s for s in silver_tables() if s.name == table).bronze}"]
-        else:  # an optional input (streamed reviews) may rightly be missing
-            spec = gold_table(table)
-            inputs = [ref for ref in spec.inputs if ref not in spec.optional_inputs]
+            inputs = [
+                TableRef("bronze", next(s for s in silver_tables() if s.name == table).bronze)
+            ]
+        else:  # optional inputs (streamed reviews) may rightly be missing: not counted
+            inputs = list(gold_table(table).inputs)
         total = 0
         for ref in inputs:
-            up_layer, up_table = ref.split(".", 1)
+            up_layer, up_table = ref.layer, ref.name
             schema = self.lake.schema(up_layer, up_table)
             if schema is None:
                 rows = self._upstream_rows(up_layer, up_table)

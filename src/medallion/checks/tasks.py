@@ -3,6 +3,7 @@ check so that what is downstream of that table is skipped."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 
 from medallion.audit import AuditStore
@@ -28,15 +29,21 @@ def checks_by_table(settings: Settings) -> dict[tuple[str, str], list[Check]]:
     return grouped
 
 
-def check_task(layer: str, table: str) -> Task:
-    """The task that checks one table after its layer task; fails on a failed ``fail`` check."""
+def check_task(layer: str, table: str, also_after: Iterable[str] = ()) -> Task:
+    """The task that checks one table after its layer task (and ``also_after``, the tasks
+    writing other tables its checks read); fails on a failed ``fail`` check."""
     return Task(
         f"{LAYER}.{layer}.{table}",
         LAYER,
         f"{layer}.{table}",
         lambda ctx: run_table_checks(ctx, layer, table),
-        (f"{layer}.{table}",),
+        tuple(dict.fromkeys((f"{layer}.{table}", *also_after))),
     )
+
+
+def _read_by(checks: Iterable[Check]) -> set[str]:
+    """The tables some check reads besides the one it checks, named as the tasks writing them."""
+    return {f"{n.layer}.{n.table}" for c in checks for n in c.needs}
 
 
 def run_table_checks(ctx: RunContext, layer: str, table: str) -> TaskResult:
@@ -59,7 +66,12 @@ def with_checks(tasks: list[Task], settings: Settings) -> list[Task]:
     """Add a check task after every layer task whose table has checks; tasks downstream of
     that table then wait for (and are skipped by a failure of) its checks."""
     grouped = checks_by_table(settings)
-    added = {t.name: check_task(t.layer, t.table) for t in tasks if (t.layer, t.table) in grouped}
+    names = {t.name for t in tasks}
+    added = {
+        t.name: check_task(t.layer, t.table, sorted(_read_by(grouped[t.layer, t.table]) & names))
+        for t in tasks
+        if (t.layer, t.table) in grouped
+    }
     rewired = [
         replace(
             t,

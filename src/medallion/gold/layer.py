@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion.audit import table_lease
-from medallion.catalog import SOURCE_TABLES, SourceTable, empty_bronze
+from medallion.catalog import SOURCE_TABLES, SourceTable, TableRef, empty_bronze, silver_ref
 from medallion.engine import Engine, default_engine
 from medallion.errors import MedallionError
 from medallion.gold.dimensions import (
@@ -23,7 +23,7 @@ from medallion.gold.dimensions import (
     rows_of,
     touched_entities,
 )
-from medallion.gold.model import GOLD_TABLES, STREAMED_REVIEWS, GoldKind, GoldTable
+from medallion.gold.model import GOLD_TABLES, Dimension, GoldTable, Snapshot
 from medallion.runner import Layer, RunContext, Task, TaskResult
 from medallion.silver.contracts import silver_table
 from medallion.silver.transform import empty_silver_sql, valid_history
@@ -35,22 +35,24 @@ LAYER = "gold"
 MISSING = -1  # the recorded version of an optional input that does not exist yet
 
 
-def txn_id(table: str, ref: str) -> str:
+def txn_id(table: str, ref: TableRef) -> str:
     return f"medallion.gold.{table}:{ref}"
 
 
-def make_tasks(tables: Sequence[SourceTable]) -> list[Task]:
+def make_tasks(
+    tables: Sequence[SourceTable], declared: Sequence[GoldTable] = GOLD_TABLES
+) -> list[Task]:
     """All Gold tables when every source table is picked, else those reading a picked one."""
-    picked = {f"silver.{t.name}" for t in tables}
+    picked = {silver_ref(t.name) for t in tables}
     every = len(tables) == len(SOURCE_TABLES)
-    chosen = [g for g in GOLD_TABLES if every or picked & set(g.inputs)]
+    chosen = [g for g in declared if every or picked & set(g.inputs)]
     return [
         Task(
-            f"{LAYER}.{g.name}",
+            str(g.ref),
             LAYER,
             g.name,
             lambda ctx, g=g: build_table(ctx, g),  # type: ignore[misc]
-            tuple(i for i in g.inputs if i != STREAMED_REVIEWS),
+            tuple(str(i) for i in g.inputs),
         )
         for g in chosen
     ]
@@ -66,18 +68,17 @@ def build_table(ctx: RunContext, table: GoldTable) -> TaskResult:
         return _build(ctx, table, lake, default_engine())
 
 
-def _open_inputs(lake: Lake, table: GoldTable) -> dict[str, DeltaHandle]:
+def _open_inputs(lake: Lake, table: GoldTable) -> dict[TableRef, DeltaHandle]:
     """Each input opened once: its version and its rows come from one snapshot."""
     handles = {}
-    for ref in table.inputs:
-        layer, name = ref.split(".", 1)
-        handles[ref] = lake.table(layer, name)
-        if layer == LAYER and not handles[ref].exists:
+    for ref in table.reads:
+        handles[ref] = lake.table(ref.layer, ref.name)
+        if ref.layer == LAYER and not handles[ref].exists:
             raise_missing(ref, table)
     return handles
 
 
-def raise_missing(ref: str, table: GoldTable) -> None:
+def raise_missing(ref: TableRef, table: GoldTable) -> None:
     raise MedallionError(f"gold.{table.name} needs {ref}, which does not exist yet; run it first")
 
 
@@ -87,37 +88,41 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
     current = {ref: MISSING if h.version is None else h.version for ref, h in inputs.items()}
     target = lake.table(LAYER, table.name)
     recorded = {ref: target.app_version(txn_id(table.name, ref)) for ref in current}
-    metrics: dict[str, Any] = {"inputs": current}
+    metrics: dict[str, Any] = {"inputs": {str(ref): v for ref, v in current.items()}}
     if not ctx.full_refresh and all(recorded[r] == v for r, v in current.items()):
         metrics["delta_version"] = target.version
         return TaskResult(metrics=metrics)
     transactions = {txn_id(table.name, ref): v for ref, v in current.items()}
-    if table.kind is GoldKind.SCD2:
+    if isinstance(table, Dimension):
         data, read, through = _build_scd2(
             ctx, table, lake, target=target, inputs=inputs, engine=engine
         )
         transactions |= {txn_id(table.name, ref): v for ref, v in through.items()}
-        metrics["bronze_through"] = through
+        metrics["bronze_through"] = {str(ref): v for ref, v in through.items()}
     else:
+        assert isinstance(table, Snapshot)
         frames = {ref: _read(h, ref, table) for ref, h in inputs.items()}
         read = sum(t.num_rows for t in frames.values())
-        assert table.build is not None
         data = table.build(frames, engine)
     version = target.overwrite(
         data,
         transactions=transactions,
-        metadata={"run_id": ctx.run_id, "step": LAYER, "table": table.name, "inputs": current},
+        metadata={
+            "run_id": ctx.run_id,
+            "step": LAYER,
+            "table": table.name,
+            "inputs": metrics["inputs"],
+        },
     )
     metrics["delta_version"] = version
     metrics["unknown_members"] = unknown_members(table, data)
     return TaskResult(rows_read=read, rows_written=data.num_rows, metrics=metrics)
 
 
-def _dimension_sources(table: GoldTable) -> list[str]:
+def _dimension_sources(table: Dimension) -> list[str]:
     """The Silver tables whose Bronze history a dimension is folded from."""
-    assert table.dimension is not None
-    lookup = table.dimension.contract.lookup
-    return [table.dimension.silver, *([lookup.table] if lookup else [])]
+    lookup = table.fold.contract.lookup
+    return [table.fold.silver, *([lookup.table] if lookup else [])]
 
 
 def unknown_members(table: GoldTable, data: pa.Table) -> dict[str, int]:
@@ -126,39 +131,37 @@ def unknown_members(table: GoldTable, data: pa.Table) -> dict[str, int]:
     return {c: int(pc.sum(pc.equal(data[c], 0)).as_py() or 0) for c in keys}
 
 
-def _read(handle: DeltaHandle, ref: str, table: GoldTable) -> pa.Table:
+def _read(handle: DeltaHandle, ref: TableRef, table: GoldTable) -> pa.Table:
     data = handle.read()
     if data is not None:
         return data
-    layer, name = ref.split(".", 1)
-    if layer != "silver":
+    if ref.layer != "silver":
         raise_missing(ref, table)
-    # a Silver table never written: its source is empty, or no review was streamed yet
-    # (streamed reviews have the batch reviews' columns)
-    spec = silver_table("order_reviews" if ref == STREAMED_REVIEWS else name)
-    return default_engine().query(empty_silver_sql(spec))
+    # a Silver table never written: its source is empty, or an optional input (streamed
+    # reviews) has not been written yet and reads as its declared shape
+    shape = next((o.shaped_like for o in table.optional_inputs if o.ref == ref), ref)
+    return default_engine().query(empty_silver_sql(silver_table(shape.name)))
 
 
 def _build_scd2(
     ctx: RunContext,
-    table: GoldTable,
+    table: Dimension,
     lake: Lake,
     *,
     target: DeltaHandle,
-    inputs: dict[str, DeltaHandle],
+    inputs: dict[TableRef, DeltaHandle],
     engine: Engine,
-) -> tuple[pa.Table, int, dict[str, int]]:
+) -> tuple[pa.Table, int, dict[TableRef, int]]:
     """Fold the entities whose Bronze history grew since the last build from ALL their valid
     Bronze states, up to the Bronze version Silver has merged (so Silver's current state and
     Gold's history always come from the same rows). Returns the dimension, the rows read, and
     the Bronze versions folded through (recorded with the commit)."""
-    dim = table.dimension
-    assert dim is not None
+    dim = table.fold
     lookup = dim.contract.lookup
     sources = _dimension_sources(table)
     # the Silver snapshots this build recorded as its inputs say how far Bronze was merged
-    through = {n: inputs[f"silver.{n}"].app_version(app_id("silver", n)) for n in sources}
-    folded = {n: target.app_version(txn_id(table.name, f"bronze.{n}")) for n in sources}
+    through = {n: inputs[silver_ref(n)].app_version(app_id("silver", n)) for n in sources}
+    folded = {n: target.app_version(txn_id(table.name, TableRef("bronze", n))) for n in sources}
     rebuild = ctx.full_refresh or not target.exists or any(v is None for v in folded.values())
     bronze = {n: lake.table("bronze", silver_table(n).bronze) for n in sources}
     rows = _bronze_rows(bronze[dim.silver], dim.silver, through[dim.silver])
@@ -177,9 +180,9 @@ def _build_scd2(
         stored = target.read()
     history = valid_history(dim.contract, rows, engine)
     events = dimension_events(dim, history, lookup_history, engine)
-    location = inputs["gold.dim_location"].read() if dim.location_zip else None
+    location = inputs[TableRef(LAYER, "dim_location")].read() if dim.location_zip else None
     data = build_scd2(dim, stored, events, touched, location=location, engine=engine)
-    versions = {f"bronze.{name}": MISSING if v is None else v for name, v in through.items()}
+    versions = {TableRef("bronze", n): MISSING if v is None else v for n, v in through.items()}
     return data, history.num_rows, versions
 
 

@@ -1,4 +1,12 @@
-"""The Gold tables, declared as data: inputs (Silver or Gold tables) and how each is built.
+"""The Gold tables, declared once as data: one declaration type per kind of table.
+
+A kind says how a table is built and what it promises: an SCD2 :class:`Dimension` is folded
+from every state Bronze captured; a :class:`ReferenceDimension` (locations) and the
+:class:`DateDimension` are rebuilt from their inputs; a :class:`Fact` is one SQL query with a
+declared grain, dimension and date keys, and the Silver table it mirrors; a :class:`Feature`
+is a per-entity aggregate. The tasks (``gold.layer``) and the Gold checks
+(``checks.declared``) are derived from these declarations; adding a Gold table is one
+declaration plus its build function.
 
 Every builder is pure: it gets its inputs as Arrow tables and returns the table to write.
 """
@@ -7,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 
 import pyarrow as pa
 
+from medallion.catalog import TableRef, gold_ref, silver_ref
 from medallion.engine import Engine
 from medallion.gold import facts, features
 from medallion.gold.dimensions import (
@@ -21,139 +29,192 @@ from medallion.gold.dimensions import (
 )
 from medallion.registry import Registry
 
-
-class GoldKind(StrEnum):
-    SCD2 = "scd2"  # history folded from every state Bronze captured
-    SNAPSHOT = "snapshot"  # rebuilt from its inputs whenever one of them changed
-
-
-Inputs = Mapping[str, pa.Table]  # "silver.orders" -> table (reference names stripped)
+Inputs = Mapping[TableRef, pa.Table]
 Builder = Callable[[Inputs, Engine], pa.Table]
 
 
 @dataclass(frozen=True)
+class OptionalInput:
+    """An input that may not exist yet (written outside the batch run, e.g. by the stream
+    consumer): read as an empty table with the columns of ``shaped_like`` until it does."""
+
+    ref: TableRef
+    shaped_like: TableRef
+
+
+@dataclass(frozen=True, kw_only=True)
 class GoldTable:
+    """What every kind declares: its name, inputs and grain (the columns naming one row)."""
+
     name: str
-    kind: GoldKind
-    inputs: tuple[str, ...]  # "silver.<table>" or "gold.<table>"
-    build: Builder | None = None  # SNAPSHOT tables
-    dimension: SCD2Dimension | None = None  # SCD2 tables
-    optional_inputs: tuple[str, ...] = ()  # may not exist yet (streamed reviews)
-    grain: tuple[str, ...] = ()  # the columns that identify a row (SCD2: the surrogate key)
+    inputs: tuple[TableRef, ...]  # tables the build reads; the task waits for them
+    grain: tuple[str, ...]
+    optional_inputs: tuple[OptionalInput, ...] = ()
     date_keys: tuple[str, ...] = ()  # yyyymmdd keys into dim_date (0: unknown date)
 
     def __post_init__(self) -> None:
-        if self.kind is GoldKind.SCD2:
-            assert self.dimension is not None
-            object.__setattr__(self, "grain", (self.dimension.spec.sk_column,))
         if not self.grain:
             raise ValueError(f"Gold table {self.name} declares no grain")
+
+    @property
+    def ref(self) -> TableRef:
+        return gold_ref(self.name)
+
+    @property
+    def reads(self) -> tuple[TableRef, ...]:
+        """Every table the build reads, optional ones included (their versions are recorded)."""
+        return (*self.inputs, *(o.ref for o in self.optional_inputs))
 
     @property
     def dimension_keys(self) -> dict[str, str]:
         """Surrogate-key column -> the SCD2 dimension it points at (from the inputs)."""
         return {
-            f"{ref.removeprefix('gold.dim_')}_sk": ref.removeprefix("gold.")
+            f"{ref.name.removeprefix('dim_')}_sk": ref.name
             for ref in self.inputs
-            if ref.startswith("gold.dim_") and ref.removeprefix("gold.") in _SCD2_NAMES
+            if ref.layer == "gold" and ref.name in _SCD2_NAMES
         }
 
 
+@dataclass(frozen=True, kw_only=True)
+class Snapshot(GoldTable):
+    """A table rebuilt from its inputs whenever one of them moved."""
+
+    builder: Builder
+
+    def build(self, inputs: Inputs, engine: Engine) -> pa.Table:
+        return self.builder(inputs, engine)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dimension(GoldTable):
+    """An SCD2 dimension: history folded from every state Bronze captured."""
+
+    fold: SCD2Dimension
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReferenceDimension(Snapshot):
+    """A type-1 dimension with an unknown member, rebuilt from Silver (no history kept)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DateDimension(Snapshot):
+    """Whole years of days covering every date a fact refers to."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fact(Snapshot):
+    """One row per ``grain`` from one SQL query; ``mirrors`` is the Silver table whose live
+    rows it has one-to-one (reconciled by key), ``totals`` the money columns whose sums must
+    equal that table's."""
+
+    mirrors: TableRef | None = None
+    totals: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Feature(Snapshot):
+    """Per-entity aggregates for analytics and models, recomputed from their inputs."""
+
+
 def sql(query: str) -> Builder:
-    """A builder that runs one query with every input visible under its short name."""
+    """A builder that runs one query with every input visible under its table name."""
 
     def build(inputs: Inputs, engine: Engine) -> pa.Table:
-        return engine.query(query, {ref.split(".", 1)[1]: t for ref, t in inputs.items()})
+        return engine.query(query, {ref.name: t for ref, t in inputs.items()})
 
     return build
 
 
+def dimension(fold: SCD2Dimension) -> Dimension:
+    """The declaration of an SCD2 dimension: inputs and grain follow from its fold."""
+    upstream = (fold.silver, *fold.contract.upstream)
+    return Dimension(
+        name=fold.spec.name,
+        inputs=(
+            *(silver_ref(t) for t in upstream),
+            *((gold_ref("dim_location"),) if fold.location_zip else ()),
+        ),
+        grain=(fold.spec.sk_column,),
+        fold=fold,
+    )
+
+
 def _date(inputs: Inputs, engine: Engine) -> pa.Table:
+    dates = ["review_creation_date", "review_answer_timestamp"]
+    reviews = pa.concat_tables(
+        inputs[r].select(dates) for r in (silver_ref("order_reviews"), _STREAMED_REVIEWS.ref)
+    )
     return build_date_dimension(
-        inputs["silver.orders"],
-        inputs["silver.order_reviews"],
-        inputs["silver.order_items"],
-        engine,
+        inputs[silver_ref("orders")], reviews, inputs[silver_ref("order_items")], engine
     )
 
 
 def _location(inputs: Inputs, engine: Engine) -> pa.Table:
-    return build_dim_location(inputs["silver.geolocation"], engine)
+    return build_dim_location(inputs[silver_ref("geolocation")], engine)
 
 
 def _rfm(inputs: Inputs, engine: Engine) -> pa.Table:
     return sql(features.rfm_sql(None))(inputs, engine)
 
 
-STREAMED_REVIEWS = "silver.review_events"
+def _silver(*names: str) -> tuple[TableRef, ...]:
+    return tuple(silver_ref(n) for n in names)
+
+
 _SCD2_NAMES = {d.spec.name for d in DIMENSIONS}
-_FACT_INPUTS = ("silver.orders", "silver.customers", "gold.dim_customer")
+_FACT_INPUTS = (*_silver("orders", "customers"), gold_ref("dim_customer"))
+_STREAMED_REVIEWS = OptionalInput(silver_ref("review_events"), silver_ref("order_reviews"))
 
 GOLD_TABLES: tuple[GoldTable, ...] = (
-    GoldTable(
-        "dim_location",
-        GoldKind.SNAPSHOT,
-        ("silver.geolocation",),
-        _location,
+    ReferenceDimension(
+        name="dim_location",
+        inputs=_silver("geolocation"),
         grain=("zip_code_prefix",),
+        builder=_location,
     ),
-    GoldTable(
-        "dim_date",
-        GoldKind.SNAPSHOT,
-        ("silver.orders", "silver.order_reviews", "silver.order_items"),
-        _date,
+    DateDimension(
+        name="dim_date",
+        inputs=_silver("orders", "order_reviews", "order_items"),
+        optional_inputs=(_STREAMED_REVIEWS,),  # streamed reviews' dates are fact dates too
         grain=("date_key",),
+        builder=_date,
     ),
-    *(
-        GoldTable(
-            d.spec.name,
-            GoldKind.SCD2,
-            (
-                f"silver.{d.silver}",
-                *(f"silver.{t}" for t in d.contract.upstream),
-                *(("gold.dim_location",) if d.location_zip else ()),
-            ),
-            dimension=d,
-        )
-        for d in DIMENSIONS
-    ),
-    GoldTable(
-        "fact_order_item",
-        GoldKind.SNAPSHOT,
-        ("silver.order_items", *_FACT_INPUTS, "gold.dim_product", "gold.dim_seller"),
-        sql(facts.FACT_ORDER_ITEM),
+    *(dimension(d) for d in DIMENSIONS),
+    Fact(
+        name="fact_order_item",
+        inputs=(
+            *_silver("order_items"),
+            *_FACT_INPUTS,
+            gold_ref("dim_product"),
+            gold_ref("dim_seller"),
+        ),
         grain=("order_id", "order_item_id"),
         date_keys=("purchase_date_key", "shipping_limit_date_key"),
+        builder=sql(facts.FACT_ORDER_ITEM),
+        mirrors=silver_ref("order_items"),
     ),
-    GoldTable(
-        "fact_payment",
-        GoldKind.SNAPSHOT,
-        ("silver.order_payments", *_FACT_INPUTS),
-        sql(facts.FACT_PAYMENT),
+    Fact(
+        name="fact_payment",
+        inputs=(*_silver("order_payments"), *_FACT_INPUTS),
         grain=("order_id", "payment_sequential"),
         date_keys=("purchase_date_key",),
+        builder=sql(facts.FACT_PAYMENT),
+        mirrors=silver_ref("order_payments"),
+        totals=("payment_value",),
     ),
-    GoldTable(
-        "fact_review",
-        GoldKind.SNAPSHOT,
-        ("silver.order_reviews", STREAMED_REVIEWS),
-        sql(facts.FACT_REVIEW),
-        optional_inputs=(STREAMED_REVIEWS,),
+    Fact(
+        name="fact_review",
+        inputs=_silver("order_reviews"),
+        optional_inputs=(_STREAMED_REVIEWS,),
         grain=("review_id", "order_id"),
         date_keys=("creation_date_key",),
+        builder=sql(facts.FACT_REVIEW),
     ),
-    GoldTable(
-        "fact_order",
-        GoldKind.SNAPSHOT,
-        (
-            *_FACT_INPUTS,
-            "silver.order_items",
-            "silver.order_payments",
-            "silver.order_reviews",
-            STREAMED_REVIEWS,
-        ),
-        sql(facts.FACT_ORDER),
-        optional_inputs=(STREAMED_REVIEWS,),
+    Fact(
+        name="fact_order",
+        inputs=(*_FACT_INPUTS, *_silver("order_items", "order_payments", "order_reviews")),
+        optional_inputs=(_STREAMED_REVIEWS,),
         grain=("order_id",),
         date_keys=(
             "purchase_date_key",
@@ -161,27 +222,26 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
             "delivered_date_key",
             "estimated_date_key",
         ),
+        builder=sql(facts.FACT_ORDER),
+        mirrors=silver_ref("orders"),
     ),
-    GoldTable(
-        "feature_customer_rfm",
-        GoldKind.SNAPSHOT,
-        ("silver.orders", "silver.customers", "silver.order_payments"),
-        _rfm,
+    Feature(
+        name="feature_customer_rfm",
+        inputs=_silver("orders", "customers", "order_payments"),
         grain=("customer_unique_id", "as_of_date"),
+        builder=_rfm,
     ),
-    GoldTable(
-        "feature_product_performance",
-        GoldKind.SNAPSHOT,
-        ("silver.order_items", "gold.fact_review"),
-        sql(features.PRODUCT_PERFORMANCE),
+    Feature(
+        name="feature_product_performance",
+        inputs=(*_silver("order_items"), gold_ref("fact_review")),
         grain=("product_id",),
+        builder=sql(features.PRODUCT_PERFORMANCE),
     ),
-    GoldTable(
-        "feature_seller_reliability",
-        GoldKind.SNAPSHOT,
-        ("silver.order_items", "gold.fact_order"),
-        sql(features.SELLER_RELIABILITY),
+    Feature(
+        name="feature_seller_reliability",
+        inputs=(*_silver("order_items"), gold_ref("fact_order")),
         grain=("seller_id",),
+        builder=sql(features.SELLER_RELIABILITY),
     ),
 )
 
