@@ -189,9 +189,9 @@ class AuditStore:
                 "rows_read": r.rows_read,
                 "rows_written": r.rows_written,
                 "rows_quarantined": r.rows_quarantined,
-                "watermark_before": r.metrics.get("watermark_before"),
-                "watermark_after": r.metrics.get("watermark_after"),
-                "delta_version": r.metrics.get("delta_version"),
+                "watermark_before": r.watermark_before,
+                "watermark_after": r.watermark_after,
+                "delta_version": r.delta_version,
                 "metrics": json.dumps(r.metrics, default=str, sort_keys=True),
             }
         with self._lock:

@@ -58,12 +58,16 @@ class RunContext:
 
 @dataclass
 class TaskResult:
-    """What a task reports back; ``metrics`` lands in the audit row."""
+    """What a task reports back: the audit row's columns, and ``metrics``, the task's own
+    details (JSON in the audit row)."""
 
     rows_read: int = 0
     rows_written: int = 0
     rows_quarantined: int = 0
     metrics: dict[str, Any] = field(default_factory=dict)
+    delta_version: int | None = None  # the table's version after the task
+    watermark_before: str | None = None  # Bronze: the source watermark read from
+    watermark_after: str | None = None  # Bronze: the watermark recorded with the commit
 
 
 TaskFn = Callable[[RunContext], TaskResult]

@@ -258,11 +258,11 @@ class DeltaHandle:
         *,
         transactions: Mapping[str, int],
         metadata: Mapping[str, Any],
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> MergeResult:
         """MERGE ``source`` (alias ``s``) into the table (alias ``t``) in one commit.
 
-        Returns the new version and delta-rs's merge metrics. A MERGE that changes no row
-        still commits (an empty one), so that ``transactions`` always record the progress.
+        A MERGE that changes no row still commits (an empty one), so that ``transactions``
+        always record the progress.
         """
         dt = self._dt
         if dt is None:
@@ -289,8 +289,36 @@ class DeltaHandle:
             version = self._write(
                 empty, mode="append", partition_by=None, props=props, schema_mode=None
             )
-            return version, dict(metrics)
-        return dt.version(), dict(metrics)
+            return MergeResult.of(version, metrics)
+        return MergeResult.of(dt.version(), metrics)
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """What one MERGE did (from delta-rs's metrics)."""
+
+    version: int
+    source_rows: int
+    inserted: int
+    updated: int
+    deleted: int
+    files_added: int
+    files_removed: int
+
+    @classmethod
+    def of(cls, version: int, metrics: Mapping[str, Any]) -> MergeResult:
+        def n(key: str) -> int:
+            return int(metrics.get(key) or 0)
+
+        return cls(
+            version,
+            n("num_source_rows"),
+            n("num_target_rows_inserted"),
+            n("num_target_rows_updated"),
+            n("num_target_rows_deleted"),
+            n("num_target_files_added"),
+            n("num_target_files_removed"),
+        )
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ def test_one_row_per_attempt_with_metrics(tmp_path: Path, audit_url: str) -> Non
         calls["n"] += 1
         if calls["n"] == 1:
             raise ConnectionError("dropped")
-        return TaskResult(rows_read=3, rows_written=2, metrics={"watermark_after": "2018-01-01"})
+        return TaskResult(rows_read=3, rows_written=2, watermark_after="2018-01-01")
 
     store = AuditStore(audit_url).open()
     ctx = RunContext(run_id="run-1", settings=settings)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -99,16 +99,18 @@ def _extract(
     tombstones = _hard_deletes(db, bronze, table, ctx) if ctx.settings.detect_hard_deletes else None
     n_new, n_dead = new_keys.num_rows, (tombstones.num_rows if tombstones is not None else 0)
     metrics: dict[str, Any] = {
-        "watermark_before": _iso(previous),
         "candidates": candidates.num_rows,
         "new_columns": list(drift.new_columns),
     }
+    result = TaskResult(
+        rows_read=candidates.num_rows,
+        metrics=metrics,
+        delta_version=bronze.version,
+        watermark_before=_iso(previous),
+        watermark_after=_iso(previous),
+    )
     if n_new == 0 and n_dead == 0:
-        metrics |= {
-            "watermark_after": _iso(previous),
-            "delta_version": bronze.version,
-        }
-        return TaskResult(rows_read=candidates.num_rows, metrics=metrics)
+        return result
     high = pc.max(new_keys[UPDATED_AT]).as_py() if n_new else from_micros(previous or 0)
     watermark = max(to_micros(high), previous or 0)
     # columns evolved into Bronze earlier stay, NULL once the source dropped them again
@@ -145,14 +147,16 @@ def _extract(
     )
     crash_point("bronze.after_commit")
     metrics |= {
-        "watermark_after": _iso(watermark),
-        "delta_version": version,
         "upserts": counter.upserts,
         "soft_deletes": counter.deletes,
         "hard_deletes": n_dead,
     }
-    written = counter.upserts + counter.deletes + n_dead
-    return TaskResult(rows_read=candidates.num_rows, rows_written=written, metrics=metrics)
+    return replace(
+        result,
+        rows_written=counter.upserts + counter.deletes + n_dead,
+        delta_version=version,
+        watermark_after=_iso(watermark),
+    )
 
 
 def _evolved(

@@ -90,8 +90,7 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
     recorded = {ref: target.app_version(txn_id(table.name, ref)) for ref in current}
     metrics: dict[str, Any] = {"inputs": {str(ref): v for ref, v in current.items()}}
     if not ctx.full_refresh and all(recorded[r] == v for r, v in current.items()):
-        metrics["delta_version"] = target.version
-        return TaskResult(metrics=metrics)
+        return TaskResult(metrics=metrics, delta_version=target.version)
     transactions = {txn_id(table.name, ref): v for ref, v in current.items()}
     if isinstance(table, Dimension):
         data, read, through = _build_scd2(
@@ -114,9 +113,8 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
             "inputs": metrics["inputs"],
         },
     )
-    metrics["delta_version"] = version
     metrics["unknown_members"] = unknown_members(table, data)
-    return TaskResult(rows_read=read, rows_written=data.num_rows, metrics=metrics)
+    return TaskResult(read, data.num_rows, metrics=metrics, delta_version=version)
 
 
 def _dimension_sources(table: Dimension) -> list[str]:

@@ -33,7 +33,7 @@ from medallion.silver.transform import (
     validate,
     waiting_rules,
 )
-from medallion.storage import CDF, DeltaHandle, Lake, MergePlan, app_id
+from medallion.storage import CDF, DeltaHandle, Lake, MergePlan, MergeResult, app_id
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,8 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake, t: _Tables) ->
         result = batch or result
     if relabel:  # after the batch: every row, deleted ones too, takes the labels in force now
         metrics["lookup_refreshed"] = _relabel(ctx, spec, t, lookup, engine)
-    result.metrics = metrics | result.metrics | {"delta_version": t.target.version}
+    result.metrics = metrics | result.metrics
+    result.delta_version = t.target.version
     return result
 
 
@@ -137,33 +138,29 @@ def _merge_batch(
     if ctx.full_refresh or not t.target.exists:
         rows = source.filter(pc.invert(source[TOMBSTONE])).drop_columns([TOMBSTONE])
         transactions |= _lookup_txn(spec, t)  # labelled from the lookup as it is now
-        t.target.overwrite(rows, transactions=transactions, metadata=meta, configuration=CDF)
-        merge_metrics = {
-            "num_source_rows": source.num_rows,
-            "num_target_rows_inserted": rows.num_rows,
-        }
-    else:
-        _, merge_metrics = t.target.merge(
-            source, _merge_plan(spec), transactions=transactions, metadata=meta
+        version = t.target.overwrite(
+            rows, transactions=transactions, metadata=meta, configuration=CDF
         )
+        merged = MergeResult(version, source.num_rows, rows.num_rows, 0, 0, 0, 0)
+    else:
+        merged = t.target.merge(source, _merge_plan(spec), transactions=transactions, metadata=meta)
     crash_point("silver.after_commit")
-    merged = int(merge_metrics.get("num_target_rows_inserted", 0)) + int(
-        merge_metrics.get("num_target_rows_updated", 0)
-    )
+    changed = merged.inserted + merged.updated
     retried = retry.num_rows if retry is not None else 0
     read = bronze.num_rows + retried
-    accounted = int(merge_metrics["num_source_rows"]) + batch.still_held
+    accounted = merged.source_rows + batch.still_held
     _reconcile(spec.name, read, accounted, quarantined, batch.superseded)
     metrics: dict[str, Any] = {
         "superseded": batch.superseded,
         "warnings": batch.warnings,
-        "merge_source_rows": int(merge_metrics["num_source_rows"]),
+        "merge_source_rows": merged.source_rows,
         "retried_from_quarantine": retried,
         "released_from_quarantine": retried - batch.still_held,
-        "stale_or_unchanged": int(merge_metrics["num_source_rows"]) - merged,
+        "stale_or_unchanged": merged.source_rows - changed,
         "quarantined": quarantined,
+        "files_rewritten": merged.files_removed,
     }
-    return TaskResult(bronze.num_rows, merged, quarantined, metrics)
+    return TaskResult(bronze.num_rows, changed, quarantined, metrics)
 
 
 def _relabel(
@@ -242,7 +239,7 @@ def _lookup_moved(spec: SilverTable, t: _Tables) -> bool:
 
 
 def _unchanged(target: DeltaHandle, before: int | None) -> TaskResult:
-    return TaskResult(metrics={"bronze_version_before": before, "delta_version": target.version})
+    return TaskResult(metrics={"bronze_version_before": before}, delta_version=target.version)
 
 
 def _existing_content(target: DeltaHandle, spec: SilverTable) -> pa.Table | None:
@@ -355,12 +352,11 @@ def _build_aggregate(ctx: RunContext, spec: SilverTable, t: _Tables) -> TaskResu
     metrics = {
         "bronze_version_before": before,
         "bronze_version_after": through,
-        "delta_version": version,
         "points": points.num_rows,
         "zip_prefixes": aggregate.num_rows,
         "quarantined": quarantined,
     }
-    return TaskResult(new.num_rows, aggregate.num_rows, quarantined, metrics)
+    return TaskResult(new.num_rows, aggregate.num_rows, quarantined, metrics, delta_version=version)
 
 
 def silver_table_names() -> list[str]:
