@@ -93,7 +93,7 @@ def _extract(
     previous = bronze.app_version(app_id(table))
     lag = timedelta(seconds=ctx.settings.extract_lag_s)
     low = None if previous is None or ctx.full_refresh else from_micros(previous) - lag
-    candidates = _candidate_keys(db, table, low)
+    candidates = db.changed_keys(table, low)
     held = _bronze_keys(bronze, table, low)
     new_keys = _anti_join(candidates, held, [*table.row_key, UPDATED_AT])
     tombstones = _hard_deletes(db, bronze, table, ctx) if ctx.settings.detect_hard_deletes else None
@@ -185,18 +185,6 @@ def _iso(micros: int | None) -> str | None:
     return None if micros is None else from_micros(micros).isoformat()
 
 
-def _bound(db: SourceDatabase, ts: datetime) -> Any:
-    """A timestamp as a query parameter: ISO text for SQLite (as ADBC stores it)."""
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.%f") if db.dialect == "sqlite" else ts
-
-
-def _candidate_keys(db: SourceDatabase, table: SourceTable, low: datetime | None) -> pa.Table:
-    columns = [*table.row_key, UPDATED_AT]
-    if low is None:
-        return db.select(table, columns)
-    return db.select(table, columns, f"{quote(UPDATED_AT)} > {db.param(1)}", [_bound(db, low)])
-
-
 def _bronze_keys(bronze: DeltaHandle, table: SourceTable, low: datetime | None) -> pa.Table | None:
     """(key, updated_at) of the Bronze rows inside the look-back window (all of them if low
     is None)."""
@@ -228,12 +216,7 @@ def _rows_to_write(
 ) -> Iterator[pa.RecordBatch]:
     """Stream the new rows of the window, typed and stamped, in bounded batches."""
     names = [c.name for c in table.all_columns]
-    where = f"{quote(UPDATED_AT)} <= {db.param(1)}"
-    params: list[Any] = [_bound(db, window.high)]
-    if window.low is not None:
-        where += f" AND {quote(UPDATED_AT)} > {db.param(2)}"
-        params.append(_bound(db, window.low))
-    batches = db.select_batches(table, [*names, *extra], where, params, quote(UPDATED_AT))
+    batches = db.rows_updated_between(table, [*names, *extra], window.low, window.high)
     for i, batch in enumerate(batches):
         fresh = _anti_join(pa.Table.from_batches([batch]), held, [*table.row_key, UPDATED_AT])
         if fresh.num_rows == 0:
@@ -290,8 +273,8 @@ def _hard_deletes(
     if held is None or held.num_rows == 0:
         return None
     source = db.select(table, keys)
-    high = db.scalar(f"SELECT MAX({quote(UPDATED_AT)}) FROM {db.qualified(table)}")
-    seen = _as_timestamp(high) if high is not None else ctx.started_at.replace(tzinfo=None)
+    high = db.latest_update(table)
+    seen = high if high is not None else ctx.started_at.replace(tzinfo=None)
     key_list = quoted_list(keys)
     on = " AND ".join(f"l.{quote(k)} = s.{quote(k)}" for k in keys)
     sql = f"""
@@ -308,7 +291,3 @@ def _hard_deletes(
     """
     gone = default_engine().query(sql, {"bronze": held, "source": source}, {"seen": seen})
     return gone if gone.num_rows else None
-
-
-def _as_timestamp(value: Any) -> datetime:
-    return datetime.fromisoformat(value) if isinstance(value, str) else value

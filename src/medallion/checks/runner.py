@@ -95,9 +95,7 @@ class CheckRunner:
         if layer == "bronze":
             try:
                 with open_source(self.ctx.settings.source_location) as db:
-                    return int(
-                        db.scalar(f"SELECT count(*) FROM {db.qualified(source_table(table))}") or 0
-                    )
+                    return db.row_count(source_table(table))
             except MedallionError:
                 return None
         if layer == "silver":

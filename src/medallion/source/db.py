@@ -212,6 +212,38 @@ class SourceDatabase:
         sql = f'DELETE FROM {self.qualified(table)} WHERE ({cols}) IN (SELECT {cols} FROM "stage")'
         return self._apply_staged(table, keys, sql)
 
+    # -- what Bronze and the checks ask of the source (no SQL outside this module) ------------
+    def changed_keys(self, table: SourceTable, since: datetime | None) -> pa.Table:
+        """(row key, updated_at) of the rows updated after ``since`` (all rows if None)."""
+        columns = [*table.row_key, UPDATED_AT]
+        if since is None:
+            return self.select(table, columns)
+        where = f"{quote(UPDATED_AT)} > {self.param(1)}"
+        return self.select(table, columns, where, [self._timestamp(since)])
+
+    def rows_updated_between(
+        self, table: SourceTable, columns: Sequence[str], low: datetime | None, high: datetime
+    ) -> Iterator[pa.RecordBatch]:
+        """``columns`` of the rows with ``low < updated_at <= high``, oldest first, in batches."""
+        where = f"{quote(UPDATED_AT)} <= {self.param(1)}"
+        params: list[Any] = [self._timestamp(high)]
+        if low is not None:
+            where += f" AND {quote(UPDATED_AT)} > {self.param(2)}"
+            params.append(self._timestamp(low))
+        return self.select_batches(table, columns, where, params, quote(UPDATED_AT))
+
+    def latest_update(self, table: SourceTable) -> datetime | None:
+        """The newest ``updated_at`` of the table (None when it is empty)."""
+        value = self.scalar(f"SELECT MAX({quote(UPDATED_AT)}) FROM {self.qualified(table)}")
+        return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+    def row_count(self, table: SourceTable) -> int:
+        return int(self.scalar(f"SELECT count(*) FROM {self.qualified(table)}") or 0)
+
+    def _timestamp(self, ts: datetime) -> Any:
+        """A timestamp as a query parameter: ISO text for SQLite (as ADBC stores it)."""
+        return ts.strftime("%Y-%m-%dT%H:%M:%S.%f") if self.dialect == "sqlite" else ts
+
     def read_table(self, table: SourceTable, columns: Sequence[str] | None = None) -> pa.Table:
         """A whole table (or some of its columns) cast to the catalog's Arrow types."""
         return self.select(table, columns)
