@@ -180,7 +180,7 @@ def test_text_is_escaped_and_missing_gold_is_not_available(tmp_path: Path) -> No
     html = api.report(settings).read_text(encoding="utf-8")
     assert "<script" not in html.lower()
     assert "<img" not in html.lower()
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#x27;quoted&#x27;" in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &#39;quoted&#39;" in html
     errors = section(html, "errors")
     assert errors.count('<div class="error">') == 2
     assert "FAILED" in html and "SKIPPED" in html and "\u21bb 2 attempts" in html

@@ -1,4 +1,9 @@
-"""Inline SVG: axes, bar and line charts, and the run timeline."""
+"""Inline SVG: axes, bar and line charts, and the run timeline.
+
+Built from numbers and labels with ``Markup.format``, which escapes every argument that is not
+itself ``Markup``; the pieces are joined as ``Markup``, so the templates insert the charts as
+they are.
+"""
 
 from __future__ import annotations
 
@@ -8,42 +13,52 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from medallion.report.html import _trim, compact, esc, fmt_num, value_label
+from markupsafe import Markup
+
+from medallion.report.formats import clip, compact, fmt_num, trim, value_label
 from medallion.report.style import BAR_COLOUR, LAYER_COLOURS, LAYERS, STATUS_COLOURS, Row
 
 
 # -- SVG helpers ------------------------------------------------------------------------------
-def svg(width: float, height: float, body: str, label: str) -> str:
+def join(parts: Iterable[Markup]) -> Markup:
+    """Concatenate SVG pieces (a plain string among them would be escaped, not inserted)."""
+    return Markup("").join(parts)
+
+
+def svg(width: float, height: float, body: Markup, label: str) -> Markup:
     """An inline SVG that scales down with the page (no xmlns needed inside HTML)."""
-    return (
-        f'<svg class="chart" viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" '
-        f'role="img" aria-label="{esc(label)}"><title>{esc(label)}</title>{body}</svg>'
-    )
+    return Markup(
+        '<svg class="chart" viewBox="0 0 {w:.0f} {h:.0f}" width="{w:.0f}" role="img" '
+        'aria-label="{label}"><title>{label}</title>{body}</svg>'
+    ).format(w=width, h=height, label=label, body=body)
 
 
 def text(
     x: float, y: float, content: str, anchor: str = "start", cls: str = "", *, rot: int = 0
-) -> str:
-    transform = f' transform="rotate({rot} {x:.1f} {y:.1f})"' if rot else ""
-    klass = f' class="{cls}"' if cls else ""
-    return (
-        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{klass}{transform}>'
-        f"{esc(content)}</text>"
+) -> Markup:
+    transform = (
+        Markup(' transform="rotate({} {:.1f} {:.1f})"').format(rot, x, y) if rot else Markup()
+    )
+    klass = Markup(' class="{}"').format(cls) if cls else Markup()
+    return Markup('<text x="{:.1f}" y="{:.1f}" text-anchor="{}"{}{}>{}</text>').format(
+        x, y, anchor, klass, transform, content
     )
 
 
 def rect(
-    x: float, y: float, w: float, h: float, fill: str, *, tip: str = "", extra: str = ""
-) -> str:
-    title = f"<title>{esc(tip)}</title>" if tip else ""
-    return (
-        f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" height="{max(h, 0):.1f}" '
-        f'fill="{fill}"{extra}>{title}</rect>'
+    x: float, y: float, w: float, h: float, fill: str, *, tip: str = "", extra: Markup | None = None
+) -> Markup:
+    """A bar; ``extra``: more attributes; ``tip``: its tooltip."""
+    title = Markup("<title>{}</title>").format(tip) if tip else Markup()
+    return Markup(
+        '<rect x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}" fill="{}"{}>{}</rect>'
+    ).format(x, y, max(w, 0), max(h, 0), fill, extra or Markup(), title)
+
+
+def line(x1: float, y1: float, x2: float, y2: float, cls: str) -> Markup:
+    return Markup('<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" class="{}"/>').format(
+        x1, y1, x2, y2, cls
     )
-
-
-def line(x1: float, y1: float, x2: float, y2: float, cls: str) -> str:
-    return f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" class="{cls}"/>'
 
 
 @dataclass(frozen=True)
@@ -87,7 +102,7 @@ class Chart:
     percent: bool = False
     colour: str = BAR_COLOUR
 
-    def render(self, rows: Sequence[Row]) -> str:
+    def render(self, rows: Sequence[Row]) -> Markup:
         labels = [str(r[self.label]) for r in rows]
         values = [0.0 if r[self.value] is None else float(r[self.value]) for r in rows]
         draw = {"line": line_chart, "vbar": vbar_chart, "hbar": hbar_chart}[self.kind]
@@ -96,17 +111,17 @@ class Chart:
 
 def _y_axis(
     ticks: list[float], left: float, right: float, y_of: Callable[[float], float], spec: Chart
-) -> str:
-    parts = []
+) -> Markup:
+    parts: list[Markup] = []
     for tick in ticks:
         y = y_of(tick)
         parts.append(line(left, y, right, y, "grid"))
-        label = _trim(f"{tick * 100:.1f}") + "%" if spec.percent else compact(tick)
+        label = trim(f"{tick * 100:.1f}") + "%" if spec.percent else compact(tick)
         parts.append(text(left - 6, y + 4, label, "end", "tick"))
-    return "".join(parts)
+    return join(parts)
 
 
-def vbar_chart(labels: Sequence[str], values: Sequence[float], spec: Chart) -> str:
+def vbar_chart(labels: Sequence[str], values: Sequence[float], spec: Chart) -> Markup:
     n = max(len(values), 1)
     width, left, right = 560.0, 62.0, 14.0
     widest = max((_text_width(s) for s in labels), default=0.0)
@@ -138,10 +153,10 @@ def vbar_chart(labels: Sequence[str], values: Sequence[float], spec: Chart) -> s
     parts.append(
         text(left + plot_w / 2, height - 6, spec.label.replace("_", " "), "middle", "axis-title")
     )
-    return svg(width, height, "".join(parts), f"{spec.axis} by {spec.label}")
+    return svg(width, height, join(parts), f"{spec.axis} by {spec.label}")
 
 
-def hbar_chart(labels: Sequence[str], values: Sequence[float], spec: Chart) -> str:
+def hbar_chart(labels: Sequence[str], values: Sequence[float], spec: Chart) -> Markup:
     row_h, top, bottom, right = 22.0, 8.0, 42.0, 70.0
     left = min(max((_text_width(s) for s in labels), default=40) + 14, 220)
     width = 560.0
@@ -150,11 +165,11 @@ def hbar_chart(labels: Sequence[str], values: Sequence[float], spec: Chart) -> s
     ticks = nice_ticks(max(values, default=0))
     x_of = Scale(left, plot_w, ticks[-1])
     plot_bottom = top + row_h * len(values)
-    parts = []
+    parts: list[Markup] = []
     for tick in ticks:
         x = x_of(tick)
         parts.append(line(x, top, x, plot_bottom, "grid"))
-        label = _trim(f"{tick * 100:.1f}") + "%" if spec.percent else compact(tick)
+        label = trim(f"{tick * 100:.1f}") + "%" if spec.percent else compact(tick)
         parts.append(text(x, plot_bottom + 14, label, "middle", "tick"))
     for i, (label, value) in enumerate(zip(labels, values, strict=True)):
         y = top + i * row_h
@@ -169,14 +184,14 @@ def hbar_chart(labels: Sequence[str], values: Sequence[float], spec: Chart) -> s
                 tip=f"{label}: {shown}",
             )
         )
-        parts.append(text(left - 6, y + row_h / 2 + 4, _clip(label, 30), "end", "tick"))
+        parts.append(text(left - 6, y + row_h / 2 + 4, clip(label, 30), "end", "tick"))
         parts.append(text(x_of(max(value, 0.0)) + 4, y + row_h / 2 + 4, shown, "start", "val"))
     parts.append(line(left, top, left, plot_bottom, "axis"))
     parts.append(text(left + plot_w / 2, height - 6, spec.axis, "middle", "axis-title"))
-    return svg(width, height, "".join(parts), f"{spec.axis} by {spec.label}")
+    return svg(width, height, join(parts), f"{spec.axis} by {spec.label}")
 
 
-def line_chart(labels: Sequence[str], values: Sequence[float], spec: Chart) -> str:
+def line_chart(labels: Sequence[str], values: Sequence[float], spec: Chart) -> Markup:
     width, height, left, right, top, bottom = 560.0, 300.0, 62.0, 20.0, 26.0, 70.0
     plot_w, plot_h = width - left - right, height - top - bottom
     n = len(values)
@@ -186,7 +201,9 @@ def line_chart(labels: Sequence[str], values: Sequence[float], spec: Chart) -> s
     parts = [_y_axis(ticks, left, width - right, y_of, spec)]
     points = " ".join(f"{x_of(i):.1f},{y_of(v):.1f}" for i, v in enumerate(values))
     parts.append(
-        f'<polyline points="{points}" fill="none" stroke="{spec.colour}" stroke-width="2"/>'
+        Markup('<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>').format(
+            points, spec.colour
+        )
     )
     every = max(1, math.ceil(n / 12))
     marked = {values.index(max(values)), n - 1} if values else set()
@@ -194,8 +211,9 @@ def line_chart(labels: Sequence[str], values: Sequence[float], spec: Chart) -> s
         x, y = x_of(i), y_of(value)
         tip = f"{label}: {value_label(value, spec.percent)}"
         parts.append(
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{spec.colour}">'
-            f"<title>{esc(tip)}</title></circle>"
+            Markup(
+                '<circle cx="{:.1f}" cy="{:.1f}" r="3" fill="{}"><title>{}</title></circle>'
+            ).format(x, y, spec.colour, tip)
         )
         if n <= 12 or i in marked:
             parts.append(text(x, y - 8, value_label(value, spec.percent), "middle", "val"))
@@ -206,11 +224,7 @@ def line_chart(labels: Sequence[str], values: Sequence[float], spec: Chart) -> s
     parts.append(
         text(left + plot_w / 2, height - 6, spec.label.replace("_", " "), "middle", "axis-title")
     )
-    return svg(width, height, "".join(parts), f"{spec.axis} by {spec.label}")
-
-
-def _clip(label: str, size: int) -> str:
-    return label if len(label) <= size else label[: size - 1] + "\u2026"
+    return svg(width, height, join(parts), f"{spec.axis} by {spec.label}")
 
 
 # -- run timeline -----------------------------------------------------------------------------
@@ -219,7 +233,7 @@ def _layer_order(layers: Iterable[str]) -> list[str]:
     return [x for x in LAYERS if x in present] + sorted(present - set(LAYERS))
 
 
-def timeline_svg(attempts: Sequence[Row]) -> str:
+def timeline_svg(attempts: Sequence[Row]) -> Markup:
     """A Gantt chart: one row per task, one bar per attempt, grouped by layer."""
     t0 = min(r["started_at"] for r in attempts)
     span = max(_offsets(r, t0)[1] for r in attempts)
@@ -230,8 +244,8 @@ def timeline_svg(attempts: Sequence[Row]) -> str:
     by_task: dict[str, list[Row]] = {}
     for row in attempts:
         by_task.setdefault(row["task"], []).append(row)
-    bands: list[str] = []
-    bars: list[str] = []
+    bands: list[Markup] = []
+    bars: list[Markup] = []
     y = top
     for layer in _layer_order(r["layer"] for r in attempts):
         tasks = sorted(
@@ -240,7 +254,7 @@ def timeline_svg(attempts: Sequence[Row]) -> str:
         )
         band_h = head_h + row_h * len(tasks)
         fill = LAYER_COLOURS.get(layer, "#eef")
-        bands.append(rect(0, y, width, band_h, fill, extra=' opacity="0.55"'))
+        bands.append(rect(0, y, width, band_h, fill, extra=Markup(' opacity="0.55"')))
         bands.append(text(6, y + 15, layer.upper(), "start", "layer"))
         y += head_h
         for task in tasks:
@@ -249,11 +263,11 @@ def timeline_svg(attempts: Sequence[Row]) -> str:
     parts = bands
     for tick in ticks:
         parts.append(line(x_of(tick), top, x_of(tick), y, "grid"))
-        parts.append(text(x_of(tick), y + 14, f"{_trim(f'{tick:.2f}')} s", "middle", "tick"))
+        parts.append(text(x_of(tick), y + 14, f"{trim(f'{tick:.2f}')} s", "middle", "tick"))
     parts += bars
     title = "seconds since the run started"
     parts.append(text(label_w + plot_w / 2, y + 32, title, "middle", "axis-title"))
-    return svg(width, y + 40, "".join(parts), "run timeline")
+    return svg(width, y + 40, join(parts), "run timeline")
 
 
 def _offsets(row: Row, t0: datetime) -> tuple[float, float]:
@@ -263,9 +277,9 @@ def _offsets(row: Row, t0: datetime) -> tuple[float, float]:
     return start, max(end, start)
 
 
-def _timeline_row(task: str, attempts: list[Row], y: float, t0: datetime, x_of: Scale) -> str:
+def _timeline_row(task: str, attempts: list[Row], y: float, t0: datetime, x_of: Scale) -> Markup:
     row_h = 18.0
-    parts = [text(12, y + row_h - 5, _clip(task, 48), "start", "task")]
+    parts = [text(12, y + row_h - 5, clip(task, 48), "start", "task")]
     end_x = 0.0
     for row in sorted(attempts, key=lambda r: (r["attempt"], r["id"])):
         start, end = _offsets(row, t0)
@@ -274,7 +288,7 @@ def _timeline_row(task: str, attempts: list[Row], y: float, t0: datetime, x_of: 
             f"rows read {fmt_num(row['rows_read'])}, written {fmt_num(row['rows_written'])}"
         )
         colour = STATUS_COLOURS.get(row["status"], "#607d8b")
-        extra = ' stroke="#333" stroke-dasharray="3 2"' if row["attempt"] > 1 else ""
+        extra = Markup(' stroke="#333" stroke-dasharray="3 2"') if row["attempt"] > 1 else None
         bar_w = max(x_of(end) - x_of(start), 3.0)
         parts.append(rect(x_of(start), y + 3, bar_w, row_h - 6, colour, tip=tip, extra=extra))
         end_x = max(end_x, x_of(start) + bar_w)
@@ -282,15 +296,4 @@ def _timeline_row(task: str, attempts: list[Row], y: float, t0: datetime, x_of: 
     if attempts_n > 1:
         label = f"\u21bb {attempts_n} attempts"
         parts.append(text(end_x + 5, y + row_h - 5, label, "start", "retry"))
-    return "".join(parts)
-
-
-def legend() -> str:
-    items = "".join(
-        f'<span><i style="background:{colour}"></i>{esc(status.lower())}</span>'
-        for status, colour in STATUS_COLOURS.items()
-    )
-    return (
-        f'<div class="legend">{items}<span><i class="dashed"></i>retry (attempt &gt; 1)'
-        "</span></div>"
-    )
+    return join(parts)

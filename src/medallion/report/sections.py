@@ -1,4 +1,4 @@
-"""The sections of the page, each (id, title, HTML), and the business figures."""
+"""The sections of the page as plain data (``model.Section``), one view per section."""
 
 from __future__ import annotations
 
@@ -8,16 +8,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from markupsafe import Markup
+
 from medallion.errors import MedallionError
-from medallion.report.charts import Chart, _clip, legend, timeline_svg
-from medallion.report.html import Markup, badge, esc, fmt_seconds, fmt_time, html_table, note
+from medallion.report.charts import timeline_svg
+from medallion.report.formats import clip, fmt_seconds, fmt_time
+from medallion.report.model import Badge, Code, Section, Table, badge, table
 from medallion.report.run import LakeViews, RunData, report_name
-from medallion.report.style import ACCENT_COLOUR, CHECK_CLASSES, DASH, STATUS_COLOURS, Row, Section
+from medallion.report.style import CHECK_CLASSES, DASH, STATUS_COLOURS, Row
 from medallion.runner import NOT_STARTED
 from medallion.settings import Settings, redact_url
 
 
-# -- sections ---------------------------------------------------------------------------------
+# -- summary ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Totals:
     status: str
@@ -57,42 +60,65 @@ def totals(data: RunData) -> Totals:
     return Totals(status, counts, started, ended, retried)
 
 
+@dataclass(frozen=True)
+class Fact:
+    label: str
+    text: str
+    href: str | None = None  # the text links here
+
+
+@dataclass(frozen=True)
+class Summary:
+    status: Badge
+    counts: str  # "3 succeeded, 0 failed, ..."
+    facts: tuple[Fact, ...]
+
+
 def summary_section(settings: Settings, data: RunData) -> Section:
     t = totals(data)
     first = data.attempts[0] if data.attempts else {}
     if data.previous is None:
-        previous = "none (first run)"
+        previous = Fact("previous run", "none (first run)")
     elif (settings.reports_dir / report_name(data.previous)).exists():
-        previous = f'<a href="{esc(report_name(data.previous))}">{esc(data.previous)}</a>'
+        previous = Fact("previous run", data.previous, href=report_name(data.previous))
     else:
-        previous = f"{esc(data.previous)} (no report built)"
+        previous = Fact("previous run", f"{data.previous} (no report built)")
     verbs = {"SUCCESS": "succeeded", "FAILED": "failed", "SKIPPED": "skipped"}
     counts = ", ".join(f"{t.counts[s]:,} {verb}" for s, verb in verbs.items())
     if t.counts["RUNNING"]:
         counts += f", {t.counts['RUNNING']:,} running"
-    facts = [
-        (
-            "status",
-            f'{badge(t.status).html} <span class="counts">tasks: {esc(counts)}'
-            f"{f', {t.retried} retried' if t.retried else ''}</span>",
-        ),
-        ("job", esc(first.get("job", DASH))),
-        ("started", esc(fmt_time(t.started))),
-        ("ended", esc(fmt_time(t.ended))),
-        ("wall time", esc(fmt_seconds(t.seconds))),
-        ("previous run", previous),
-        ("source", esc(redact_url(settings.source_location))),
-        ("lake", esc(redact_url(settings.lake_location))),
-    ]
-    body = "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in facts)
-    return "summary", "Summary", f'<dl class="facts">{body}</dl>'
+    if t.retried:
+        counts += f", {t.retried} retried"
+    facts = (
+        Fact("job", str(first.get("job", DASH))),
+        Fact("started", fmt_time(t.started)),
+        Fact("ended", fmt_time(t.ended)),
+        Fact("wall time", fmt_seconds(t.seconds)),
+        previous,
+        Fact("source", redact_url(settings.source_location)),
+        Fact("lake", redact_url(settings.lake_location)),
+    )
+    return Section("summary", "Summary", Summary(badge(t.status), counts, facts))
+
+
+# -- timeline ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Timeline:
+    chart: Markup | None  # None: no task ran
+    legend: tuple[tuple[str, str], ...]  # (status, colour)
 
 
 def timeline_section(data: RunData) -> Section:
-    if not data.attempts:
-        return "timeline", "Run timeline", note("No task ran.")
-    body = f'<div class="scroll">{timeline_svg(data.attempts)}</div>{legend()}'
-    return "timeline", "Run timeline", body
+    chart = timeline_svg(data.attempts) if data.attempts else None
+    legend = tuple((status.lower(), colour) for status, colour in STATUS_COLOURS.items())
+    return Section("timeline", "Run timeline", Timeline(chart, legend))
+
+
+# -- row flow ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RowFlow:
+    flow: Table | None  # Bronze -> Silver, per source table
+    gold: Table | None
 
 
 def _rows_of(row: Row | None) -> tuple[Any, Any, Any]:
@@ -108,22 +134,15 @@ def rowflow_section(data: RunData) -> Section:
         dict.fromkeys(r["table_name"] for r in final.values() if r["layer"] in ("bronze", "silver"))
     )
     flow = []
-    for table in sources:
-        bronze, silver = by_layer.get(("bronze", table)), by_layer.get(("silver", table))
+    for name in sources:
+        bronze, silver = by_layer.get(("bronze", name)), by_layer.get(("silver", name))
         b_read, b_written, _ = _rows_of(bronze)
         s_read, s_written, s_quarantined = _rows_of(silver)
         statuses = [r["status"] for r in (bronze, silver) if r is not None]
         worst = next((s for s in ("FAILED", "SKIPPED", "RUNNING") if s in statuses), "SUCCESS")
-        flow.append((table, b_read, b_written, s_read, s_written, s_quarantined, badge(worst)))
-    columns = (
-        "table",
-        "bronze read",
-        "bronze written",
-        "silver read",
-        "silver written",
-        "silver quarantined",
-        "status",
-    )
+        flow.append((name, b_read, b_written, s_read, s_written, s_quarantined, badge(worst)))
+    flow_columns = ("table", "bronze read", "bronze written", "silver read", "silver written",
+                    "silver quarantined", "status")  # fmt: skip
     gold = [
         (
             r["table_name"],
@@ -136,29 +155,13 @@ def rowflow_section(data: RunData) -> Section:
         for r in final.values()
         if r["layer"] == "gold"
     ]
-    parts = [
-        "<h3>Bronze \u2192 Silver</h3>",
-        html_table(columns, flow) if flow else note("No Bronze or Silver task in this run."),
-        "<h3>Gold</h3>",
-        html_table(
-            (
-                "table",
-                "rows read",
-                "rows written",
-                "unknown members",
-                "inputs (version read)",
-                "status",
-            ),
-            gold,
-        )
-        if gold
-        else note("No Gold task in this run."),
-        note(
-            "Counts are this run's (the last attempt of each task); incremental runs read "
-            "and write only what changed."
-        ),
-    ]
-    return "rows", "Row flow", "".join(parts)
+    gold_columns = ("table", "rows read", "rows written", "unknown members",
+                    "inputs (version read)", "status")  # fmt: skip
+    view = RowFlow(
+        table(flow_columns, flow) if flow else None,
+        table(gold_columns, gold) if gold else None,
+    )
+    return Section("rows", "Row flow", view)
 
 
 def _metrics(row: Row) -> dict[str, Any]:
@@ -189,32 +192,53 @@ def _inputs(row: Row) -> str:
     )
 
 
+# -- quarantine -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Quarantine:
+    this_run: str  # rows this run quarantined, formatted
+    error: str | None  # why the quarantine could not be read
+    table: Table | None  # None: the quarantine is empty
+
+
 def quarantine_section(views: LakeViews, data: RunData) -> Section:
-    this_run = sum(r["rows_quarantined"] or 0 for r in data.final.values())
+    this_run = f"{sum(r['rows_quarantined'] or 0 for r in data.final.values()):,}"
     try:
         rows = views.quarantine()
     except MedallionError as exc:
-        return "quarantine", "Quarantine", note(f"not available: {redact_url(str(exc))}")
-    intro = note(f"This run quarantined {this_run:,} rows. The quarantine tables now hold:")
-    if not rows:
-        return "quarantine", "Quarantine", intro + note("The quarantine is empty.")
+        view = Quarantine(this_run, redact_url(str(exc)), None)
+        return Section("quarantine", "Quarantine", view)
     cells = [(r["table"], r["rule"], r["rows"], r["reason"]) for r in rows]
-    table = html_table(("table", "rule", "rows", "example reason"), cells)
-    return "quarantine", "Quarantine", intro + table
+    columns = ("table", "rule", "rows", "example reason")
+    view = Quarantine(this_run, None, table(columns, cells) if cells else None)
+    return Section("quarantine", "Quarantine", view)
 
 
+# -- checks and drift -------------------------------------------------------------------------
 STATUS_ORDER = {"fail": 0, "warn": 1, "pass": 2}
 
 
-def check_tally(checks: Sequence[Row]) -> str:
+@dataclass(frozen=True)
+class Checks:
+    """No results recorded: an empty ``tally``."""
+
+    tally: tuple[Badge, ...]  # one badge per check status: "3 pass"
+    problems: Table | None  # failed and warned checks; None: every check passed
+    passed: Table | None  # folded away; None: none passed
+    passed_count: str
+
+
+@dataclass(frozen=True)
+class Drift:
+    tally: tuple[Badge, ...]  # empty: no drift results recorded
+    table: Table | None
+
+
+def check_tally(checks: Sequence[Row]) -> tuple[Badge, ...]:
     counts = {s: sum(str(c["status"]).lower() == s for c in checks) for s in CHECK_CLASSES}
-    badges = " ".join(
-        f'<span class="badge {CHECK_CLASSES[s]}">{n:,} {s}</span>' for s, n in counts.items()
-    )
-    return f'<p class="counts">{badges}</p>'
+    return tuple(Badge(f"{n:,} {s}", CHECK_CLASSES[s]) for s, n in counts.items())
 
 
-def checks_table(checks: Sequence[Row]) -> str:
+def checks_table(checks: Sequence[Row]) -> Table:
     """Check results, failures first; optional columns only when some check recorded them."""
     optional = {"failing_rows": "failing rows", "observed": "observed", "details": "details"}
     shown = [k for k in (*optional, "sample") if any(c.get(k) is not None for c in checks)]
@@ -232,7 +256,7 @@ def checks_table(checks: Sequence[Row]) -> str:
         )
         for c in ordered
     ]
-    return html_table(columns, cells, "checks")
+    return table(columns, cells, "checks")
 
 
 def _check_name(check: Row) -> str:
@@ -242,8 +266,8 @@ def _check_name(check: Row) -> str:
     return name.removeprefix(prefix) or name
 
 
-def _code(value: Any) -> Markup | None:
-    return Markup(f"<code>{esc(_clip(str(value), 240))}</code>") if value else None
+def _code(value: Any) -> Code | None:
+    return Code(clip(str(value), 240)) if value else None
 
 
 def is_drift(check: Row) -> bool:
@@ -253,112 +277,30 @@ def is_drift(check: Row) -> bool:
 def checks_section(data: RunData) -> Section:
     """Failed and warned checks in full; the passed ones folded away."""
     checks = [c for c in data.checks if not is_drift(c)]
-    if not checks:
-        return "checks", "Data-quality checks", note("No check results recorded for this run.")
     problems = [c for c in checks if str(c["status"]).lower() != "pass"]
     passed = [c for c in checks if str(c["status"]).lower() == "pass"]
-    parts = [check_tally(checks)]
-    parts.append(checks_table(problems) if problems else note("Every check passed."))
-    if passed:
-        parts.append(
-            f"<details><summary>{len(passed):,} passed checks</summary>"
-            f"{checks_table(passed)}</details>"
-        )
-    return "checks", "Data-quality checks", "".join(parts)
+    view = Checks(
+        check_tally(checks) if checks else (),
+        checks_table(problems) if problems else None,
+        checks_table(passed) if passed else None,
+        f"{len(passed):,}",
+    )
+    return Section("checks", "Data-quality checks", view)
 
 
 def drift_section(data: RunData) -> Section:
     drift = [c for c in data.checks if is_drift(c)]
-    if not drift:
-        return "drift", "Drift", note("No drift check results recorded for this run.")
-    return "drift", "Drift", check_tally(drift) + checks_table(drift)
+    view = Drift(check_tally(drift), checks_table(drift)) if drift else Drift((), None)
+    return Section("drift", "Drift", view)
 
 
+# -- errors -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Figure:
-    query: str
-    title: str
-    charts: tuple[Chart, ...]
-
-
-FIGURES = (
-    Figure(
-        "monthly_revenue",
-        "Monthly revenue and orders",
-        (
-            Chart("line", "month", "revenue", "revenue (BRL)"),
-            Chart("vbar", "month", "orders", "orders"),
-        ),
-    ),
-    Figure(
-        "top_categories",
-        "Top categories by revenue",
-        (Chart("hbar", "category", "revenue", "revenue (BRL)"),),
-    ),
-    Figure(
-        "rfm_segments",
-        "Customers per RFM segment",
-        (Chart("hbar", "segment", "customers", "customers"),),
-    ),
-    Figure(
-        "delivery_by_state",
-        "Delivery performance by customer state",
-        (
-            Chart("vbar", "state", "avg_delivery_days", "average delivery days"),
-            Chart(
-                "vbar", "state", "late_share", "late deliveries", percent=True, colour=ACCENT_COLOUR
-            ),
-        ),
-    ),
-    Figure(
-        "seller_reliability",
-        "Seller reliability bands (late-delivery rate)",
-        (
-            Chart("vbar", "late_rate_band", "sellers", "sellers"),
-            Chart(
-                "vbar",
-                "late_rate_band",
-                "avg_review_score",
-                "average review score",
-                colour=ACCENT_COLOUR,
-            ),
-        ),
-    ),
-    Figure(
-        "day_type_effects",
-        "Weekdays, weekends and holidays",
-        (
-            Chart("vbar", "day_type", "orders_per_day", "orders per day"),
-            Chart(
-                "vbar", "day_type", "revenue_per_day", "revenue per day (BRL)", colour=ACCENT_COLOUR
-            ),
-        ),
-    ),
-)
-
-
-def figure_html(views: LakeViews, figure: Figure) -> str:
-    head = f'<h3 id="q-{esc(figure.query)}">{esc(figure.title)}</h3>'
-    try:
-        result = views.query(figure.query)
-    except MedallionError as exc:
-        reason = redact_url(str(exc))
-        return f'<div class="card">{head}<p class="na">not available</p>{note(reason)}</div>'
-    rows = result.to_pylist()
-    if not rows:
-        return f'<div class="card">{head}<p class="na">no data yet</p></div>'
-    charts = "".join(f'<div class="plot">{c.render(rows)}</div>' for c in figure.charts)
-    columns = list(result.column_names)
-    data = html_table(columns, [[r[c] for c in columns] for r in rows])
-    return (
-        f'<div class="card">{head}<div class="plots">{charts}</div>'
-        f"<details><summary>data ({len(rows):,} rows)</summary>{data}</details></div>"
-    )
-
-
-def business_section(views: LakeViews) -> Section:
-    body = "".join(figure_html(views, f) for f in FIGURES)
-    return "business", "Business metrics (Gold)", body
+class Failure:
+    task: str
+    attempt: int
+    ended: str
+    error: str
 
 
 def errors_section(data: RunData) -> Section:
@@ -367,20 +309,14 @@ def errors_section(data: RunData) -> Section:
     failed = [r for r in data.attempts if r["status"] in ("FAILED", "ABANDONED")]
     stopped = [r for r in data.final.values() if _stopped(r)]
     if stopped:
-        failed.append(
-            {
-                **stopped[0],
-                "task": f"{len(stopped):,} task(s)",
-                "attempt": 0,
-                "error": stopped[0]["error"],
-            }
+        failed.append({**stopped[0], "task": f"{len(stopped):,} task(s)", "attempt": 0})
+    items = tuple(
+        Failure(
+            str(r["task"]),
+            r["attempt"],
+            fmt_time(r["ended_at"]),
+            str(r["error"] or "no error text recorded"),
         )
-    if not failed:
-        return "errors", "Errors", note("No task failed.")
-    items = "".join(
-        f'<div class="error"><h4>{esc(r["task"])} <span class="muted">attempt '
-        f"{r['attempt']} \u00b7 {esc(fmt_time(r['ended_at']))}</span></h4>"
-        f"<pre>{esc(r['error'] or 'no error text recorded')}</pre></div>"
         for r in failed
     )
-    return "errors", f"Errors ({len(failed):,})", items
+    return Section("errors", f"Errors ({len(failed):,})" if failed else "Errors", items)

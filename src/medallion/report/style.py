@@ -1,4 +1,4 @@
-"""Shared look of the report: colours, status classes, and the value types of its pieces."""
+"""Shared look of the report: colours, status classes, and the row type of the audit log."""
 
 from __future__ import annotations
 
@@ -13,6 +13,13 @@ STATUS_COLOURS = {
     "RUNNING": "#f9a825",
     "ABANDONED": "#6a1b9a",
 }
+STATUS_CLASSES = {  # of their badges
+    "SUCCESS": "ok",
+    "FAILED": "bad",
+    "SKIPPED": "muted",
+    "RUNNING": "warn",
+    "ABANDONED": "bad",
+}
 LAYER_COLOURS = {"bronze": "#f3e1cf", "silver": "#e8eaed", "gold": "#f7edc4"}
 CHECK_CLASSES = {"pass": "ok", "warn": "warn", "fail": "bad"}
 BAR_COLOUR = "#3f6fb5"
@@ -20,4 +27,3 @@ ACCENT_COLOUR = "#d9822b"
 DASH = "\u2014"
 
 Row = dict[str, Any]
-Section = tuple[str, str, str]  # id, title, HTML body

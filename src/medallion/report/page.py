@@ -1,0 +1,64 @@
+"""The page: the sections' data rendered through the Jinja templates in ``templates/``.
+
+Autoescaping is on, so every value from data (task errors, quarantine reasons, check samples,
+categories, run ids) is escaped by the templates; only the SVG charts arrive as ``Markup``.
+Undefined names fail loudly rather than render as blanks.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from medallion.report.figures import business_section
+from medallion.report.formats import fmt_time
+from medallion.report.model import badge
+from medallion.report.run import LakeViews, RunData
+from medallion.report.sections import (
+    checks_section,
+    drift_section,
+    errors_section,
+    quarantine_section,
+    rowflow_section,
+    summary_section,
+    timeline_section,
+    totals,
+)
+from medallion.settings import Settings
+
+
+@cache
+def environment() -> Environment:
+    return Environment(
+        loader=PackageLoader("medallion.report", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render_page(settings: Settings, views: LakeViews, data: RunData) -> str:
+    sections = [
+        summary_section(settings, data),
+        timeline_section(data),
+        rowflow_section(data),
+        quarantine_section(views, data),
+        checks_section(data),
+        drift_section(data),
+        business_section(views),
+        errors_section(data),
+    ]
+    return (
+        environment()
+        .get_template("page.html.j2")
+        .render(
+            run_id=data.run_id,
+            status=badge(totals(data).status),
+            sections=sections,
+            generated=fmt_time(datetime.now(UTC).replace(tzinfo=None)),
+        )
+    )
