@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
+from tests.support import run_ok
 
 from medallion import api
 from medallion.catalog import source_table
@@ -24,9 +25,7 @@ SPEC = ChangeSpec(
 
 
 def run(settings: Settings) -> RunReport:
-    report = api.run(settings, ["bronze", "silver"])
-    assert report.ok, [(o.task.name, o.error) for o in report.outcomes if o.error]
-    return report
+    return run_ok(settings, ["bronze", "silver"])
 
 
 @pytest.fixture

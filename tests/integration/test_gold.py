@@ -10,9 +10,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from tests.support import put, read, run_ok
 
 from medallion import api
-from medallion.catalog import SOURCE_TABLES, source_table
+from medallion.catalog import SOURCE_TABLES
 from medallion.engine import default_engine
 from medallion.gold.model import GOLD_TABLES, Dimension
 from medallion.settings import Settings
@@ -28,23 +29,8 @@ def hx(prefix: str) -> str:
     return (prefix + H * 4)[:32]
 
 
-def put(settings: Settings, name: str, rows: list[dict]) -> None:
-    table = source_table(name)
-    schema = table.arrow_schema()
-    full = [{f.name: r.get(f.name) for f in schema} for r in rows]
-    with open_source(settings.source_location) as db:
-        db.upsert(table, pa.Table.from_pylist(full, schema=schema))
-
-
-def run_all(settings: Settings, full_refresh: bool = False) -> None:
-    report = api.run(settings, full_refresh=full_refresh)
-    assert report.ok, [(o.task.name, o.error) for o in report.outcomes if o.error]
-
-
 def gold(settings: Settings, name: str) -> pa.Table:
-    data = Lake(settings.lake_location).read("gold", name)
-    assert data is not None, name
-    return data
+    return read(settings, "gold", name)
 
 
 def test_point_in_time_join_follows_a_customer_move(tmp_path: Path) -> None:
@@ -133,7 +119,7 @@ def test_point_in_time_join_follows_a_customer_move(tmp_path: Path) -> None:
         )
 
     order(o1, c1, T0 + timedelta(days=1), "100.00")
-    run_all(s)
+    run_ok(s)
     # the person moves to Rio on day 10 (their customer row changes), then orders again
     moved = T0 + timedelta(days=10)
     put(
@@ -165,7 +151,7 @@ def test_point_in_time_join_follows_a_customer_move(tmp_path: Path) -> None:
         ],
     )
     order(o2, c2, T0 + timedelta(days=12), "40.00")
-    run_all(s)
+    run_ok(s)
 
     dim = {r["customer_sk"]: r for r in gold(s, "dim_customer").to_pylist()}
     facts = {r["order_id"]: r for r in gold(s, "fact_order").to_pylist()}
@@ -192,7 +178,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Scale 0.02 with two change batches, each followed by an incremental run."""
     s = Settings(home=tmp_path_factory.mktemp("gold") / "home", retries=0)
     api.generate_source(s, scale=0.02, seed=21)
-    run_all(s)
+    run_ok(s)
     for seed in (1, 2):
         api.change_source(
             s,
@@ -208,7 +194,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Settings:
                 late_updates=5,
             ),
         )
-        run_all(s)
+        run_ok(s)
     return s
 
 
@@ -323,10 +309,10 @@ def test_an_out_of_order_change_lands_between_repeated_states(tmp_path: Path) ->
                 "updated_at": at}  # fmt: skip
 
     put(s, "customers", [row(hx("c1"), "SP", t1), row(hx("c3"), "SP", t3)])
-    run_all(s)
+    run_ok(s)
     put(s, "customers", [row(hx("c2"), "RJ", t2)])  # far behind the watermark: a late row
     assert api.run(s, ["bronze"], full_refresh=True).ok  # the full refresh picks it up
-    run_all(s)
+    run_ok(s)
     dim = gold(s, "dim_customer").to_pylist()
     versions = sorted(
         (r["valid_from"], r["valid_to"], r["state"], r["is_current"])

@@ -9,11 +9,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
+from tests.support import put as put_rows
+from tests.support import run_ok
 
 from medallion import api
-from medallion.catalog import SOURCE_TABLES, source_table
+from medallion.catalog import SOURCE_TABLES
 from medallion.gold.model import GOLD_TABLES
 from medallion.settings import Settings
 from medallion.source.db import open_source
@@ -34,10 +35,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def put(settings: Settings, name: str, **row: object) -> None:
-    table = source_table(name)
-    schema = table.arrow_schema()
-    with open_source(settings.source_location) as db:
-        db.upsert(table, pa.Table.from_pylist([{f.name: row.get(f.name) for f in schema}], schema))
+    put_rows(settings, name, [row])
 
 
 def seller(settings: Settings, state: str, at: datetime) -> None:
@@ -61,11 +59,6 @@ def product(settings: Settings, weight: int, at: datetime) -> None:
 def translate(settings: Settings, english: str, at: datetime) -> None:
     put(settings, "product_category_name_translation", product_category_name="perfumaria",
         product_category_name_english=english, updated_at=at)  # fmt: skip
-
-
-def run_ok(settings: Settings, layers: list[str] | None = None, full: bool = False) -> None:
-    report = api.run(settings, layers, full_refresh=full)
-    assert report.ok, [(o.task.name, o.error) for o in report.outcomes if o.error]
 
 
 def versions(settings: Settings, dim: str, *columns: str) -> list[tuple]:
@@ -147,7 +140,7 @@ def test_a_relabel_never_hides_a_newer_change_of_the_product(settings: Settings)
         (t2, HIGH, "perfume", 200, False),
     ]
     before = gold_snapshot(settings)
-    run_ok(settings, ["silver", "gold"], full=True)
+    run_ok(settings, ["silver", "gold"], full_refresh=True)
     assert gold_snapshot(settings) == before
 
 
@@ -162,7 +155,7 @@ def test_a_full_refresh_keeps_a_delete_and_a_restore(settings: Settings) -> None
     expected = [(LOW, t1, "SP", True), (t2, HIGH, "RJ", False)]
     assert versions(settings, "dim_customer", "state") == expected
     before = gold_snapshot(settings)
-    run_ok(settings, ["silver", "gold"], full=True)
+    run_ok(settings, ["silver", "gold"], full_refresh=True)
     assert versions(settings, "dim_customer", "state") == expected
     assert gold_snapshot(settings) == before
 
