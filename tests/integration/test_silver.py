@@ -336,24 +336,8 @@ def test_real_olist_files_flow_to_silver(settings: Settings, olist_dir: Path) ->
     assert "sao paulo" in cities and not any(c and "/" in c for c in cities)
 
 
-EXPECTED_RULES = {
-    ("orders", "null_required"): {"customer_id_required"},
-    ("orders", "unknown_reference"): {"customer_id_exists_in_customers"},
-    ("orders", "bad_timestamp"): {"delivered_after_purchase", "timestamps_plausible"},
-    ("order_items", "negative_price"): {"price_non_negative"},
-    ("order_items", "null_required"): {"product_id_required"},
-    ("order_items", "unknown_reference"): {
-        "seller_id_exists_in_sellers",
-        "product_id_exists_in_products",
-    },
-    ("order_reviews", "score_out_of_range"): {"review_score_range"},
-    ("order_reviews", "bad_timestamp"): {"answered_after_creation", "timestamps_plausible"},
-    ("order_reviews", "duplicate"): {"duplicate_content"},
-    ("geolocation", "duplicate"): {"duplicate_point"},
-}
-
-
 def test_generated_dirty_rows_all_land_in_quarantine(settings: Settings) -> None:
+    from medallion.source.defects import find_defect
     from medallion.source.generator import GeneratorConfig, generate, write_to_source
 
     data = generate(GeneratorConfig(scale=0.02, seed=7, dirty_rate=0.02))
@@ -368,7 +352,7 @@ def test_generated_dirty_rows_all_land_in_quarantine(settings: Settings) -> None
         rows = lake.read("quarantine", name, [*keys, "_rule"]).to_pylist()
         rules_by_key = {"|".join(str(r[k]) for k in keys): set(r["_rule"].split(",")) for r in rows}
         for d in (d for d in dirty if d["table"] == name):
-            expected = EXPECTED_RULES[(name, d["defect"])]
+            expected = set(find_defect(name, d["defect"]).silver_rules)
             got = rules_by_key.get(d["key"], set())
             assert got & expected, (name, d, got)
     # every quarantined row is dirty, or refers to a row that was quarantined (a cascade)

@@ -16,20 +16,11 @@ import pytest
 
 from medallion.catalog import SOURCE_TABLES, source_table
 from medallion.errors import ConfigError, SourceError
-from medallion.source.changes import (
-    CHANGE_TYPES,
-    ChangeManifest,
-    ChangeSpec,
-    apply_changes,
-)
+from medallion.source.batch import CHANGE_TYPES
+from medallion.source.changes import ChangeManifest, ChangeSpec, apply_changes
 from medallion.source.db import SourceDatabase, open_source
-from medallion.source.generator import (
-    GeneratorConfig,
-    categories,
-    generate,
-    places,
-    write_to_source,
-)
+from medallion.source.generator import GeneratorConfig, generate, write_to_source
+from medallion.source.places import categories, places
 
 Rows = dict[str, dict[tuple[Any, ...], dict[str, Any]]]
 EVERYTHING = ChangeSpec(
