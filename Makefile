@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SCALE ?= 1
 
-.PHONY: demo test test-all lint format bench clean
+.PHONY: demo test test-fast test-all lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ test: $(STAMP)  ## lint, type-check and run every test tier
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy src
 	$(BIN)/pytest -q
+
+test-fast: $(STAMP)  ## lint, type-check and the tests not marked slow (no whole-pipeline e2e or model test)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy src
+	$(BIN)/pytest -q -m "not slow"
 
 test-all: $(STAMP)  ## the tests, with the model-based property test run 10x longer (soak)
 	MEDALLION_PROPERTY_EXAMPLES=300 $(BIN)/pytest -q

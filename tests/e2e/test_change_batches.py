@@ -18,6 +18,8 @@ from medallion.source.changes import ChangeSpec
 from medallion.source.db import open_source
 from medallion.storage import Lake
 
+pytestmark = pytest.mark.slow  # whole runs: `make test-fast` leaves them out
+
 SPEC = ChangeSpec(
     seed=3, new_orders=20, status_updates=20, customer_moves=10, product_updates=10,
     seller_moves=5, soft_deletes=5, hard_deletes=5, late_updates=6, dirty=0,

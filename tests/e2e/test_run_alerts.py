@@ -16,6 +16,8 @@ from medallion.catalog import source_table
 from medallion.settings import Settings
 from medallion.source.db import open_source
 
+pytestmark = pytest.mark.slow  # whole runs: `make test-fast` leaves them out
+
 
 class Inbox(BaseHTTPRequestHandler):
     bodies: ClassVar[list[dict]] = []

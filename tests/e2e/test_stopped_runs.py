@@ -17,6 +17,8 @@ import pytest
 from medallion import api
 from medallion.settings import Settings
 
+pytestmark = pytest.mark.slow  # whole runs: `make test-fast` leaves them out
+
 MEDALLION = [sys.executable, "-m", "medallion"]
 
 

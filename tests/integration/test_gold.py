@@ -1,10 +1,10 @@
-"""Gold end to end: point-in-time joins, exact money, unknown members, reruns and rebuilds,
-SCD2 invariants on generated data under several change batches."""
+"""Gold end to end: exact money, unknown members, reruns and rebuilds, SCD2 invariants on
+generated data under several change batches. The hand-written point-in-time cases are data, in
+tests/data/scenarios (run by test_scenarios.py)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -31,146 +31,6 @@ def hx(prefix: str) -> str:
 
 def gold(settings: Settings, name: str) -> pa.Table:
     return read(settings, "gold", name)
-
-
-def test_point_in_time_join_follows_a_customer_move(tmp_path: Path) -> None:
-    s = Settings(home=tmp_path / "home", retries=0)
-    with open_source(s.source_location, create=True) as db:
-        db.create_tables(SOURCE_TABLES)
-    c1, c2, u1 = hx("c1"), hx("c2"), hx("ee")
-    o1, o2, p1, s1 = hx("01"), hx("02"), hx("aa"), hx("bb")
-    person = {"customer_unique_id": u1, "customer_city": "sao paulo"}
-    put(
-        s,
-        "customers",
-        [
-            {
-                "customer_id": c1,
-                "customer_zip_code_prefix": "01037",
-                "customer_state": "SP",
-                "updated_at": T0,
-                **person,
-            }
-        ],
-    )
-    put(
-        s,
-        "sellers",
-        [
-            {
-                "seller_id": s1,
-                "seller_zip_code_prefix": "13023",
-                "seller_city": "campinas",
-                "seller_state": "SP",
-                "updated_at": T0,
-            }
-        ],
-    )
-    put(
-        s, "products", [{"product_id": p1, "product_category_name": "perfumaria", "updated_at": T0}]
-    )
-
-    def order(oid: str, cid: str, at: datetime, value: str) -> None:
-        put(
-            s,
-            "orders",
-            [
-                {
-                    "order_id": oid,
-                    "customer_id": cid,
-                    "order_status": "delivered",
-                    "order_purchase_timestamp": at,
-                    "order_approved_at": at,
-                    "order_delivered_customer_date": at + timedelta(days=3),
-                    "order_estimated_delivery_date": at + timedelta(days=5),
-                    "updated_at": at + timedelta(days=3),
-                }
-            ],
-        )
-        put(
-            s,
-            "order_items",
-            [
-                {
-                    "order_id": oid,
-                    "order_item_id": 1,
-                    "product_id": p1,
-                    "seller_id": s1,
-                    "shipping_limit_date": at,
-                    "price": Decimal(value),
-                    "freight_value": Decimal("5.00"),
-                    "updated_at": at,
-                }
-            ],
-        )
-        put(
-            s,
-            "order_payments",
-            [
-                {
-                    "order_id": oid,
-                    "payment_sequential": 1,
-                    "payment_type": "boleto",
-                    "payment_installments": 1,
-                    "payment_value": Decimal(value) + 5,
-                    "updated_at": at,
-                }
-            ],
-        )
-
-    order(o1, c1, T0 + timedelta(days=1), "100.00")
-    run_ok(s)
-    # the person moves to Rio on day 10 (their customer row changes), then orders again
-    moved = T0 + timedelta(days=10)
-    put(
-        s,
-        "customers",
-        [
-            {
-                "customer_id": c1,
-                "customer_zip_code_prefix": "20040",
-                "customer_state": "RJ",
-                "updated_at": moved,
-                **person,
-                "customer_city": "rio de janeiro",
-            }
-        ],
-    )
-    put(
-        s,
-        "customers",
-        [
-            {
-                "customer_id": c2,
-                "customer_zip_code_prefix": "20040",
-                "customer_state": "RJ",
-                "updated_at": moved + timedelta(days=1),
-                **person,
-                "customer_city": "rio de janeiro",
-            }
-        ],
-    )
-    order(o2, c2, T0 + timedelta(days=12), "40.00")
-    run_ok(s)
-
-    dim = {r["customer_sk"]: r for r in gold(s, "dim_customer").to_pylist()}
-    facts = {r["order_id"]: r for r in gold(s, "fact_order").to_pylist()}
-    assert dim[facts[o1]["customer_sk"]]["state"] == "SP"
-    assert dim[facts[o2]["customer_sk"]]["state"] == "RJ"
-    versions = sorted(
-        (r["valid_from"], r["valid_to"], r["state"], r["is_current"])
-        for r in dim.values()
-        if r["customer_unique_id"] == u1
-    )
-    assert versions == [
-        (datetime(1900, 1, 1), moved, "SP", False),
-        (moved, datetime(9999, 12, 31), "RJ", True),
-    ]
-    by_state = {r["state"]: r["revenue"] for r in api.query(s, "revenue_by_state").to_pylist()}
-    assert by_state == {"SP": Decimal("105.00"), "RJ": Decimal("45.00")}
-    # the product's and seller's dimension rows were found: no unknown members
-    items = gold(s, "fact_order_item")
-    assert pc.min(items["product_sk"]).as_py() != 0 and pc.min(items["seller_sk"]).as_py() != 0
 
 
 @pytest.fixture(scope="module")

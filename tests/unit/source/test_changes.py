@@ -356,13 +356,3 @@ def test_an_empty_source_is_an_error(tmp_path: Path) -> None:
         db.create_tables(SOURCE_TABLES)
         with pytest.raises(SourceError, match="empty"):
             apply_changes(db, ChangeSpec(new_orders=1))
-
-
-@pytest.mark.postgres
-def test_a_batch_on_postgresql_matches_sqlite(pg_url: str, source: str) -> None:
-    with open_source(pg_url) as db:
-        write_to_source(db, generate(GeneratorConfig(scale=0.01, seed=7)))
-    before, manifest, after = apply(pg_url, EVERYTHING)
-    check_manifest(before, manifest, after)
-    _, on_sqlite, _ = apply(source, EVERYTHING)
-    assert manifest.to_json() == on_sqlite.to_json()

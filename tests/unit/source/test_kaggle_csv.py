@@ -411,17 +411,6 @@ def test_load_geolocation_numbers_rows(sqlite_db: SourceDatabase, tmp_path: Path
     assert set(geo["updated_at"].to_pylist()) == {LOADED_AT}
 
 
-@pytest.mark.postgres
-def test_load_real_files_into_postgres(pg_url: str, olist_dir: Path, tmp_path: Path) -> None:
-    with open_source(pg_url) as db:
-        _assert_real_load(db, olist_dir)
-        _file(tmp_path, "order_items", ITEMS_HEADER + ITEM_LINE + ITEM_LINE)
-        [result] = load_csv_dir(db, tmp_path, loaded_at=LOADED_AT)
-        assert (result.rows_in_file, result.duplicates_dropped, result.rows_upserted) == (2, 1, 1)
-        items = db.read_table(source_table("order_items"), ["price", "freight_value"])
-        assert items.to_pylist() == [{"price": Decimal("58.90"), "freight_value": Decimal("13.29")}]
-
-
 SELLERS_HEADER = "seller_id,seller_zip_code_prefix,seller_city,seller_state\n"
 
 
