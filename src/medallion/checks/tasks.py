@@ -3,14 +3,14 @@ check so that what is downstream of that table is skipped."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from medallion.audit import AuditStore
 from medallion.checks.declared import declared_checks
 from medallion.checks.kinds import LAYER, Check, CheckStatus
 from medallion.checks.runner import CheckRunner
-from medallion.errors import CheckFailed
+from medallion.errors import CheckFailed, ConfigError
 from medallion.runner import RunContext, Task, TaskResult
 from medallion.settings import Settings
 
@@ -26,7 +26,25 @@ def checks_by_table(settings: Settings) -> dict[tuple[str, str], list[Check]]:
         if declared.kind == "row_count_drift" and where in overrides:
             check = replace(declared, threshold=overrides[where])
         grouped.setdefault((check.layer, check.table), []).append(check)
+    _refuse_unknown(overrides, grouped)
     return grouped
+
+
+def _refuse_unknown(
+    overrides: Mapping[str, float], grouped: Mapping[tuple[str, str], list[Check]]
+) -> None:
+    """A threshold for a table with no drift check would be silently ignored: refuse it."""
+    drifting = sorted(
+        f"{layer}.{table}"
+        for (layer, table), checks in grouped.items()
+        if any(c.kind == "row_count_drift" for c in checks)
+    )
+    unknown = sorted(set(overrides) - set(drifting))
+    if unknown:
+        raise ConfigError(
+            f"drift_thresholds: no row-count drift check on {', '.join(unknown)}; "
+            f"valid: {', '.join(drifting)}"
+        )
 
 
 def check_task(layer: str, table: str, also_after: Iterable[str] = ()) -> Task:
