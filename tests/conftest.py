@@ -80,3 +80,16 @@ def source_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return str(tmp_path / "source.db")
     url: str = request.getfixturevalue("pg_url")
     return url
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[str]:
+    """A real Kafka-protocol broker (the bundled Tansu, memory storage) on a free 127.0.0.1
+    port for the whole session, stopped by PID at the end. Tests use their own topics."""
+    from medallion.stream.kafka import start_broker
+
+    broker = start_broker()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()

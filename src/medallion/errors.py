@@ -69,3 +69,7 @@ class CheckFailed(MedallionError):
 
 class ReconciliationError(MedallionError):
     """Rows in != rows merged + quarantined + superseded."""
+
+
+class StreamError(MedallionError):
+    """The broker is unreachable or lost, or a topic is missing."""

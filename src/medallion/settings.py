@@ -77,6 +77,20 @@ class Settings(BaseSettings):
     alert_timeout_s: float = Field(default=5.0, gt=0, le=60, description="per webhook request")
     alert_retries: int = Field(default=1, ge=0, le=3, description="retries of a failed delivery")
     report_url: str = Field(default="", description="report link in alerts; {run_id} expands")
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="the broker(s) of the review stream"
+    )
+    kafka_topic: str = Field(default="olist.reviews", min_length=1, description="review topic")
+    kafka_group_id: str = Field(default="medallion-reviews", min_length=1)
+    kafka_options: dict[str, SecretStr] = Field(
+        default_factory=dict, description="librdkafka settings passed through (SASL, TLS)"
+    )
+    stream_batch_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    stream_partitions: int = Field(default=3, ge=1, le=256, description="of a created topic")
+    stream_create_topic: bool = Field(default=True, description="create a missing topic")
+    stream_broker_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, description="how long the broker may be unreachable"
+    )
 
     @field_validator("home", mode="after")
     @classmethod
