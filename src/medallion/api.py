@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -20,7 +20,14 @@ from medallion.engine import default_engine, query_read_only
 from medallion.errors import ConfigError, MedallionError
 from medallion.pipeline import build_tasks
 from medallion.resources import change_memory, generate_memory, require_memory
-from medallion.runner import RunContext, RunListener, RunReport, new_run_id, run_tasks
+from medallion.runner import (
+    RunContext,
+    RunListener,
+    RunReport,
+    StopSignals,
+    new_run_id,
+    run_tasks,
+)
 from medallion.settings import Settings
 from medallion.silver.contracts import silver_table
 from medallion.silver.layer import silver_table_names
@@ -29,6 +36,9 @@ from medallion.source.db import open_source
 from medallion.source.generator import GeneratorConfig, generate, write_to_source
 from medallion.source.kaggle_csv import LoadResult, load_csv_dir, write_kaggle_csv
 from medallion.storage import Lake
+
+if TYPE_CHECKING:  # the stream modules load confluent-kafka: only when streaming
+    from medallion.stream.consume import ConsumeResult
 
 __all__ = [
     "ChangeSpec",
@@ -330,3 +340,24 @@ def report(settings: Settings, run_id: str | None = None) -> Path:
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def stream_consume(
+    settings: Settings,
+    *,
+    max_messages: int | None = None,
+    max_batches: int | None = None,
+    idle_timeout_s: float | None = None,
+) -> ConsumeResult:
+    """Consume review events into the lake until a limit, or SIGINT/SIGTERM (the current
+    micro-batch is committed first). Each micro-batch is a row of the audit log."""
+    from medallion.stream.consume import Consumer, Limits
+
+    ctx = RunContext(run_id=new_run_id(), settings=settings, job="medallion_stream")
+    limits = Limits(max_messages, max_batches, idle_timeout_s)
+    with AuditStore(settings.audit_location) as audit, StopSignals() as signals:
+        audit.abandon_dead_attempts()
+        result = Consumer(settings, ctx, audit).run(limits, signals.stopped)
+    if signals.by:
+        result.stopped_by = signals.by
+    return result

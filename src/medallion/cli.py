@@ -41,8 +41,13 @@ source_app = typer.Typer(
     help="Create, load, generate and change the source database.", no_args_is_help=True
 )
 config_app = typer.Typer(help="Show the resolved settings.", no_args_is_help=True)
+stream_app = typer.Typer(
+    help="Stream review events through Kafka into the lake (the kafka extra).",
+    no_args_is_help=True,
+)
 app.add_typer(source_app, name="source")
 app.add_typer(config_app, name="config")
+app.add_typer(stream_app, name="stream")
 
 HomeOpt = Annotated[
     Path | None,
@@ -497,3 +502,40 @@ def main() -> None:
     except KeyboardInterrupt:
         error_line("interrupted")
         sys.exit(130)
+
+
+@stream_app.command("consume")
+@cli_errors
+def stream_consume_command(
+    home: HomeOpt = None,
+    max_messages: Annotated[
+        int | None, typer.Option("--max-messages", min=1, help="Stop after this many messages.")
+    ] = None,
+    max_batches: Annotated[
+        int | None, typer.Option("--max-batches", min=1, help="Stop after this many batches.")
+    ] = None,
+    idle_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--idle-timeout", min=0, help="Stop after this many seconds without a message."
+        ),
+    ] = None,
+) -> None:
+    """Consume review events into bronze/silver/quarantine review_events, exactly once.
+
+    Runs until a limit is reached, or SIGINT/SIGTERM (the current micro-batch is committed,
+    then exit 0). Offsets live in the lake, committed with the rows: a restart resumes exactly
+    where the last commit ended.
+    """
+    result = api.stream_consume(
+        settings_for(home),
+        max_messages=max_messages,
+        max_batches=max_batches,
+        idle_timeout_s=idle_timeout,
+    )
+    seconds = sum(b.seconds for b in result.batches)
+    rate = f", {result.messages / seconds:,.0f} events/s while writing" if seconds else ""
+    out_console.print(
+        f"consumed {result.messages:,} message(s) in {len(result.batches)} batch(es), "
+        f"{result.quarantined:,} quarantined{rate}; stopped by {result.stopped_by}"
+    )

@@ -197,7 +197,7 @@ def run_tasks(
     hooks = list(listeners)
     outcomes: dict[str, TaskOutcome] = {}
     running: dict[Future[TaskOutcome], Task] = {}
-    with _StopSignals() as stop, ThreadPoolExecutor(max_workers=ctx.settings.parallelism) as pool:
+    with StopSignals() as stop, ThreadPoolExecutor(max_workers=ctx.settings.parallelism) as pool:
         while graph.is_active():
             for name in _in_order(graph.get_ready(), ordered):
                 task = by_name[name]
@@ -219,14 +219,15 @@ def run_tasks(
     return RunReport(ctx.run_id, [outcomes[t.name] for t in ordered], stop.by)
 
 
-class _StopSignals:
+class StopSignals:
     """While a run is on (in the main thread), SIGINT and SIGTERM ask it to stop."""
 
     def __init__(self) -> None:
         self.by: str | None = None
+        self.stopped = threading.Event()  # for loops that wait (the stream consumer)
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _StopSignals:
+    def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -236,7 +237,8 @@ class _StopSignals:
         if self.by is not None:  # asked twice: stop now
             raise KeyboardInterrupt
         self.by = signal.Signals(signum).name
-        log.warning("%s: finishing the running tasks, starting no new one", self.by)
+        self.stopped.set()
+        log.warning("%s: finishing the running work, starting nothing new", self.by)
 
     def __exit__(self, *_exc: object) -> None:
         for sig, handler in self._previous.items():

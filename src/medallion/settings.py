@@ -86,6 +86,9 @@ class Settings(BaseSettings):
         default_factory=dict, description="librdkafka settings passed through (SASL, TLS)"
     )
     stream_batch_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    stream_silver_interval_s: float = Field(
+        default=5.0, ge=0, description="Silver merges at most this often while consuming"
+    )
     stream_partitions: int = Field(default=3, ge=1, le=256, description="of a created topic")
     stream_create_topic: bool = Field(default=True, description="create a missing topic")
     stream_broker_timeout_s: float = Field(

@@ -175,31 +175,31 @@ class DeltaHandle:
         data: Rows,
         *,
         partition_by: list[str] | None = None,
-        app_id: str,
-        app_version: int,
-        expected_app_version: int | None,
+        transactions: Mapping[str, int],
+        expected: Mapping[str, int | None],
         metadata: Mapping[str, Any],
         evolve_schema: bool = False,
         configuration: Mapping[str, str] | None = None,
     ) -> int:
-        """Append in one commit that also records ``app_id`` -> ``app_version``.
+        """Append in one commit that also records ``transactions`` (app id -> version).
 
-        Fails if another writer moved ``app_id`` since we read ``expected_app_version`` (read
-        afresh here, not from this snapshot), so two concurrent runs can never both append the
-        same rows. Returns the new table version.
+        Fails if another writer moved one of those app ids since we read its ``expected``
+        version (read afresh here, not from this snapshot), so two concurrent writers can never
+        both append the same rows. Returns the new table version.
         """
         latest = self.lake.open(self.layer, self.name)
-        current = None if latest is None else latest.transaction_version(app_id)
-        if current != expected_app_version:
-            raise StorageError(
-                f"{self.uri} was written by another run meanwhile (app version {current}, "
-                f"expected {expected_app_version}); re-run to continue from its state"
-            )
+        for app, version in expected.items():
+            current = None if latest is None else latest.transaction_version(app)
+            if current != version:
+                raise StorageError(
+                    f"{self.uri} was written by another run meanwhile ({app} at {current}, "
+                    f"expected {version}); re-run to continue from its state"
+                )
         return self._write(
             data,
             mode="append",
             partition_by=partition_by,
-            props=_commit_props({app_id: app_version}, metadata),
+            props=_commit_props(transactions, metadata),
             schema_mode="merge" if evolve_schema else None,
             configuration=configuration,
         )

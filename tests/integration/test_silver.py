@@ -249,9 +249,8 @@ def append_bronze(settings: Settings, name: str, rows: list[dict], op: str = "up
     bronze.append(
         pa.Table.from_pylist(full, schema=schema),
         partition_by=["_ingest_date"],
-        app_id=bronze_app_id(table),
-        app_version=current or 0,
-        expected_app_version=current,
+        transactions={bronze_app_id(table): current or 0},
+        expected={bronze_app_id(table): current},
         metadata={"run_id": "manual"},
     )
 

@@ -131,9 +131,8 @@ def _extract(
     version = bronze.append(
         reader,
         partition_by=PARTITION,
-        app_id=app_id(table),
-        app_version=watermark,
-        expected_app_version=previous,
+        transactions={app_id(table): watermark},
+        expected={app_id(table): previous},
         metadata={
             "run_id": ctx.run_id,
             "step": LAYER,

@@ -312,9 +312,8 @@ def _quarantine(
     )
     quarantine.append(
         stamped,
-        app_id=qid,
-        app_version=through,
-        expected_app_version=done,
+        transactions={qid: through},
+        expected={qid: done},
         metadata={"run_id": ctx.run_id, "step": QUARANTINE, "table": table, "rows": rows.num_rows},
         evolve_schema=True,
     )

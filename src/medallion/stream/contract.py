@@ -109,20 +109,18 @@ _TIMESTAMP = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?$"
 
 
 def _problems(f: EventField) -> list[tuple[str, str]]:
-    """(SQL condition that is true when the field is wrong, reason) in the order checked."""
-    path = f"'$.{f.name}'"
-    jtype = f"json_type(v, {path})"
-    text = f"json_extract_string(v, {path})"
-    present = f"json_exists(v, {path})"
+    """(SQL condition that is true when the field is wrong, reason) in the order checked,
+    over the field's JSON value ``_j_<name>`` (NULL when absent), its JSON type ``_t_<name>``
+    and its text ``_s_<name>``."""
+    jtype, text = f"_t_{f.name}", f"_s_{f.name}"
     checks: list[tuple[str, str]] = []
     if f.required:
-        checks.append((f"NOT {present}", f"{f.name}: missing"))
-    null_ok = "TRUE" if f.nullable else "FALSE"
-    checks.append((f"{jtype} = 'NULL' AND NOT {null_ok}", f"{f.name}: null"))
-    value = f"{present} AND {jtype} <> 'NULL'"
+        checks.append((f"_j_{f.name} IS NULL", f"{f.name}: missing"))
+    if not f.nullable:
+        checks.append((f"{jtype} = 'NULL'", f"{f.name}: null"))
     types = ", ".join(f"'{t}'" for t in _JSON_TYPES[f.kind])
-    checks.append((f"{value} AND {jtype} NOT IN ({types})", f"{f.name}: wrong type"))
-    typed = f"{value} AND {jtype} IN ({types})"
+    checks.append((f"{jtype} NOT IN ('NULL', {types})", f"{f.name}: wrong type"))
+    typed = f"{jtype} IN ({types})"
     if f.kind == "timestamp":
         bad = (
             f"NOT regexp_full_match({text}, '{_TIMESTAMP}') "
@@ -145,7 +143,7 @@ def _problems(f: EventField) -> list[tuple[str, str]]:
 
 
 def _reason_sql() -> str:
-    """A CASE giving the first problem of raw value ``v`` (NULL: a valid event)."""
+    """A CASE giving the first problem of a message (NULL: a valid event)."""
     known = ", ".join(f"'{f.name}'" for f in FIELDS)
     cases = [
         ("value IS NULL OR octet_length(value) = 0", "empty message"),
@@ -169,16 +167,34 @@ REASON_SQL = _reason_sql()
 
 def validate_sql(raw: str = "raw") -> str:
     """Every row of table ``raw`` (its ``value`` column holds the message bytes) with
-    ``_reason`` (NULL when the event is valid) and the typed fields (NULL when not)."""
+    ``_reason`` (NULL when the event is valid) and the typed fields (NULL when not). Each
+    message is parsed once: all fields come out of one ``json_extract`` with a list of paths."""
+    paths = ", ".join(f"'$.{f.name}'" for f in FIELDS)
+    parts = ", ".join(f"_parts[{i + 1}] AS _j_{f.name}" for i, f in enumerate(FIELDS))
+    facets = ", ".join(
+        f"json_type(_j_{f.name}) AS _t_{f.name}, "
+        f"json_extract_string(_j_{f.name}, '$') AS _s_{f.name}"
+        for f in FIELDS
+    )
+    helpers = ", ".join(
+        ["v", "_object", "_parts", *(f"_{x}_{f.name}" for f in FIELDS for x in "jts")]
+    )
     typed = ", ".join(
-        f"CASE WHEN _reason IS NULL THEN CAST(json_extract_string(v, '$.{f.name}') AS "
-        f"{_SQL_TYPES[f.kind]}) END AS {quote(f.name)}"
+        f"CASE WHEN _reason IS NULL THEN CAST(_s_{f.name} AS {_SQL_TYPES[f.kind]}) END "
+        f"AS {quote(f.name)}"
         for f in FIELDS
     )
     return f"""
     WITH r AS (SELECT *, try(decode(value)) AS v FROM {raw}),
-    checked AS (SELECT *, {REASON_SQL} AS _reason FROM r)
-    SELECT * EXCLUDE (v), {typed} FROM checked
+    o AS (
+        SELECT *, CASE WHEN json_valid(v) THEN json_type(v) = 'OBJECT' ELSE FALSE END AS _object
+        FROM r
+    ),
+    p AS (SELECT *, CASE WHEN _object THEN json_extract(v, [{paths}]) END AS _parts FROM o),
+    f AS (SELECT *, {parts} FROM p),
+    t AS (SELECT *, {facets} FROM f),
+    checked AS (SELECT *, {REASON_SQL} AS _reason FROM t)
+    SELECT * EXCLUDE ({helpers}), {typed} FROM checked
     """
 
 

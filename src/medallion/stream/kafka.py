@@ -35,6 +35,7 @@ except ImportError:  # pragma: no cover - the kafka extra is not installed
 EXTRA = "pip install 'medallion[kafka]'"
 _LOG = logging.getLogger("medallion.kafka")  # librdkafka's own log lines, not stderr
 OFFSET_BEGINNING = -2
+SESSION_TIMEOUT_S = 6  # a dead member's partitions move after this; joining takes about half
 
 
 def _require() -> Any:
@@ -124,7 +125,7 @@ def consumer(
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000,
+            "session.timeout.ms": SESSION_TIMEOUT_S * 1000,
             "heartbeat.interval.ms": 1000,
             "error_cb": on_error,
         },
