@@ -52,6 +52,9 @@ WHERE NOT i.is_deleted
 ORDER BY i.order_id, i.order_item_id
 """
 
+# Batch reviews and streamed review events, one row per review: the version updated last wins
+# (a batch row's updated_at, an event's event_time); on a tie the stream wins, being the
+# fresher channel for the same instant. A batch delete newer than every event removes it.
 REVIEWS_UNIFIED = """
     reviews_all AS (
         SELECT review_id, order_id, review_score, review_comment_title,
