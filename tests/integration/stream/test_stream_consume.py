@@ -21,6 +21,7 @@ import pyarrow as pa
 import pytest
 
 from medallion import api
+from medallion.audit import AuditStore
 from medallion.errors import StreamError
 from medallion.settings import Settings
 from medallion.storage import Lake
@@ -192,24 +193,35 @@ def test_a_consumer_killed_anywhere_and_restarted_ends_the_same(settings: Settin
     assert_lake_matches(settings, model)
 
 
+def wait_for_bronze(settings: Settings, timeout: float = 60) -> None:
+    lake = Lake.from_settings(settings)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and lake.table("bronze", "review_events").version is None:
+        time.sleep(0.1)
+
+
 def test_two_consumers_in_one_group_split_the_partitions(settings: Settings) -> None:
-    model = workload(20_000, seed=13)
+    """The second member joins while the first is consuming: the rebalance takes partitions
+    from the first in the middle of its work, and nothing is written twice."""
+    model = workload(40_000, seed=13)
     publish(settings, model)
-    members = [consume_cli(settings, "--idle-timeout", "6") for _ in range(2)]
-    for member in members:
+    first = consume_cli(settings, "--idle-timeout", "6")
+    wait_for_bronze(settings)
+    second = consume_cli(settings, "--idle-timeout", "6")
+    for member in (first, second):
         _out, err = member.communicate(timeout=180)
         assert member.returncode == 0, err.decode()
     assert_lake_matches(settings, model)
+    with AuditStore(settings.audit_location) as audit:
+        runs = {r["run_id"] for r in audit.run_logs() if r["job"] == "medallion_stream"}
+    assert len(runs) == 2  # both members wrote micro-batches
 
 
 def test_sigterm_finishes_the_batch_and_exits_cleanly(settings: Settings) -> None:
     model = workload(20_000, seed=17)
     publish(settings, model)
     running = consume_cli(settings)  # no limit: runs until told to stop
-    lake = Lake.from_settings(settings)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and lake.table("bronze", "review_events").version is None:
-        time.sleep(0.2)
+    wait_for_bronze(settings)
     running.send_signal(signal.SIGTERM)
     out, err = running.communicate(timeout=60)
     assert running.returncode == 0, err.decode()
