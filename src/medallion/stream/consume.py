@@ -146,7 +146,7 @@ class Consumer:
             room = size - len(self.buffer)
             if limits.max_messages is not None:
                 room = min(room, limits.max_messages - self.result.messages - len(self.buffer))
-            messages = self._client.consume(num_messages=max(room, 1), timeout=0.2)
+            messages = self._client.consume(num_messages=room, timeout=0.2) if room > 0 else []
             now = time.monotonic()
             good = [m for m in messages if not m.error()]
             if good:
@@ -314,9 +314,10 @@ def _as_rows(messages: list[Any], run_id: str) -> pa.Table:
             "topic": [m.topic() for m in messages],
             "partition": pa.array([m.partition() for m in messages], pa.int32()),
             "offset": pa.array([m.offset() for m in messages], pa.int64()),
-            "timestamp": pa.array([m.timestamp()[1] for m in messages], pa.int64()).cast(
-                pa.timestamp("ms")
-            ),
+            "timestamp": pa.array(
+                [ts if kind else None for kind, ts in (m.timestamp() for m in messages)],
+                pa.int64(),
+            ).cast(pa.timestamp("ms")),
             "key": pa.array([m.key() for m in messages], pa.binary()),
             "value": pa.array([m.value() for m in messages], pa.binary()),
             "_run_id": pa.repeat(pa.scalar(run_id), n),
