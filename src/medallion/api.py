@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from medallion.alerts import Alerter, AlertListener, alert_run_summary
 from medallion.audit import AuditStore
 from medallion.catalog import SOURCE_TABLES, source_table
 from medallion.checks import check_only_tasks, with_checks
 from medallion.engine import default_engine, query_read_only
-from medallion.errors import ConfigError, MedallionError
+from medallion.errors import ConfigError, MedallionError, SourceError, StreamError
 from medallion.pipeline import build_tasks
 from medallion.resources import change_memory, generate_memory, require_memory
 from medallion.runner import (
@@ -28,7 +29,7 @@ from medallion.runner import (
     new_run_id,
     run_tasks,
 )
-from medallion.settings import Settings
+from medallion.settings import Settings, redact_url
 from medallion.silver.contracts import silver_table
 from medallion.silver.layer import silver_table_names
 from medallion.source.changes import ChangeManifest, ChangeSpec, apply_changes
@@ -37,8 +38,10 @@ from medallion.source.generator import GeneratorConfig, generate, write_to_sourc
 from medallion.source.kaggle_csv import LoadResult, load_csv_dir, write_kaggle_csv
 from medallion.storage import Lake
 
-if TYPE_CHECKING:  # the stream modules load confluent-kafka: only when streaming
+if TYPE_CHECKING:  # the stream modules load only when a stream command runs (confluent_kafka)
     from medallion.stream.consume import ConsumeResult
+    from medallion.stream.kafka import Broker
+    from medallion.stream.produce import PublishResult
 
 __all__ = [
     "ChangeSpec",
@@ -57,6 +60,9 @@ __all__ = [
     "run_summary",
     "source_stats",
     "sql",
+    "start_stream_broker",
+    "stream_produce",
+    "stream_schema",
 ]
 
 log = logging.getLogger(__name__)
@@ -336,6 +342,79 @@ def report(settings: Settings, run_id: str | None = None) -> Path:
 
     views = LakeViews(lambda: quarantine_summary(settings), lambda name: query(settings, name))
     return build_report(settings, views, run_id)
+
+
+# -- the review stream -------------------------------------------------------------------------
+def stream_produce(
+    settings: Settings,
+    *,
+    count: int = 10_000,
+    seed: int = 42,
+    dirty_rate: float = 0.0,
+    replay: bool = False,
+    rate: float | None = None,
+    duration: float | None = None,
+) -> PublishResult:
+    """Publish review events to the topic: ``count`` synthetic reviews of the source's live
+    orders (``dirty_rate`` of them defects), or with ``replay`` the source's live reviews.
+
+    Synthetic events start after the latest purchase in the source, so the same seed on the
+    same source gives the same events (a consumer drops a re-sent event by its id); another
+    seed gives new ones.
+    """
+    from medallion.stream.produce import publish, replay_events, synthetic_events
+
+    if count < 1:
+        raise ConfigError(f"count must be at least 1, got {count}")
+    where = redact_url(settings.source_location)
+    name = "order_reviews" if replay else "orders"
+    with open_source(settings.source_location) as db:
+        db.require_tables([source_table(name)])
+        if replay:
+            rows = db.read_table(source_table(name))
+        else:
+            columns = ["order_id", "order_purchase_timestamp", "deleted_at"]
+            rows = db.read_table(source_table(name), columns)
+    rows = rows.filter(pc.is_null(rows["deleted_at"]))
+    if rows.num_rows == 0:
+        raise SourceError(
+            f"the source at {where} has no {'reviews to replay' if replay else 'orders to review'}"
+            "; run `medallion source generate` (or load-csv) first"
+        )
+    if replay:
+        messages = replay_events(rows, seed=seed)
+    else:
+        latest = pc.max(rows["order_purchase_timestamp"]).as_py()
+        messages = synthetic_events(
+            rows, count=count, seed=seed, dirty_rate=dirty_rate, start=latest or _now()
+        )
+    return publish(settings, messages, rate=rate, duration=duration)
+
+
+def stream_schema() -> dict[str, Any]:
+    """The review event contract as a JSON schema."""
+    from medallion.stream.contract import json_schema
+
+    return json_schema()
+
+
+def start_stream_broker(port: int = 9092, storage: str = "memory://tansu/") -> Broker:
+    """Start the bundled Kafka-protocol broker on 127.0.0.1:``port``; the caller stops it."""
+    import socket
+
+    from medallion.stream.kafka import start_broker
+
+    if not 0 < port < 65536:
+        raise ConfigError(f"port must be between 1 and 65535, got {port}")
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise StreamError(
+                f"port {port} on 127.0.0.1 is in use (another broker?); choose one with --port"
+            ) from None
+    return start_broker(port, storage)
 
 
 def _now() -> datetime:

@@ -6,6 +6,7 @@ import json
 import shutil
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from enum import StrEnum
@@ -42,7 +43,8 @@ source_app = typer.Typer(
 )
 config_app = typer.Typer(help="Show the resolved settings.", no_args_is_help=True)
 stream_app = typer.Typer(
-    help="Stream review events through Kafka into the lake (the kafka extra).",
+    help="Review events on Kafka: a local broker, the producer, the event schema, and the "
+    "exactly-once consumer into the lake (the kafka extra).",
     no_args_is_help=True,
 )
 app.add_typer(source_app, name="source")
@@ -487,6 +489,91 @@ def shell_command(home: HomeOpt = None) -> None:
                 print_result(api.sql(settings, statement), Format.table)
             except MedallionError as exc:
                 error_line(str(exc))
+
+
+@stream_app.command("produce")
+@cli_errors
+def stream_produce(
+    count: Annotated[
+        int, typer.Option(help="Synthetic events to send (ignored with --replay).")
+    ] = 10_000,
+    seed: Annotated[
+        int, typer.Option(help="Random seed; the same seed gives the same events.")
+    ] = 42,
+    dirty_rate: Annotated[
+        float,
+        typer.Option(
+            help="Share of defects (0-0.5): not JSON, wrong type, score out of range, "
+            "unknown order, duplicate."
+        ),
+    ] = 0.0,
+    replay: Annotated[
+        bool, typer.Option("--replay", help="Send the source's reviews as events instead.")
+    ] = False,
+    rate: Annotated[
+        float | None, typer.Option(help="Send at most this many messages per second.")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop sending after this many seconds.")
+    ] = None,
+    home: HomeOpt = None,
+    source_url: SourceOpt = None,
+) -> None:
+    """Publish review events of the source's orders to the topic (kafka_topic at
+    kafka_bootstrap_servers) and wait until the broker has acknowledged every one."""
+    settings = settings_for(home, source_url=source_url)
+    result = api.stream_produce(
+        settings,
+        count=count,
+        seed=seed,
+        dirty_rate=dirty_rate,
+        replay=replay,
+        rate=rate,
+        duration=duration,
+    )
+    out_console.print(
+        f"sent {result.sent:,} messages ({result.bytes:,} bytes) to {settings.kafka_topic} "
+        f"in {result.seconds:.2f} s: {result.per_second:,.0f} messages/s",
+        markup=False,
+        highlight=False,
+    )
+
+
+@stream_app.command("schema")
+@cli_errors
+def stream_schema() -> None:
+    """Print the review event contract as a JSON schema."""
+    out_console.print_json(json.dumps(api.stream_schema()))
+
+
+@stream_app.command("broker")
+@cli_errors
+def stream_broker(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 to listen on.")] = 9092,
+    storage: Annotated[
+        str, typer.Option(help="Where topics live: memory://tansu/ (lost at exit) or s3://bucket/.")
+    ] = "memory://tansu/",
+) -> None:
+    """Run the bundled Kafka-protocol broker (Tansu) on 127.0.0.1 in the foreground until
+    SIGINT (Ctrl-C) or SIGTERM."""
+    stop = threading.Event()
+    handlers = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        broker = api.start_stream_broker(port, storage)
+        try:
+            out_console.print(f"Kafka broker listening on {broker.bootstrap} (storage {storage})")
+            out_console.print(f"use: MEDALLION_KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}")
+            while not stop.is_set() and broker.process.poll() is None:
+                stop.wait(0.2)
+        finally:
+            broker.stop()
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    if not stop.is_set():
+        error_line(f"the Kafka broker exited by itself (code {broker.process.returncode})")
+        raise typer.Exit(1)
+    out_console.print("broker stopped")
 
 
 def _stop_on_term(_signum: int, _frame: object) -> None:
