@@ -22,6 +22,7 @@ from medallion.errors import ConfigError, MedallionError, SourceError, StreamErr
 from medallion.pipeline import build_tasks
 from medallion.resources import change_memory, generate_memory, require_memory
 from medallion.runner import (
+    STREAM_JOB,
     RunContext,
     RunListener,
     RunReport,
@@ -62,6 +63,7 @@ __all__ = [
     "sql",
     "start_stream_broker",
     "stream_produce",
+    "stream_quarantine_summary",
     "stream_schema",
 ]
 
@@ -298,6 +300,29 @@ def quarantine_summary(settings: Settings, tables: list[str] | None = None) -> l
     return out
 
 
+def stream_quarantine_summary(settings: Settings) -> list[dict[str, Any]]:
+    """Quarantined review events per consume run and reason, and how many of them Silver has
+    merged since (held for an order that arrived later)."""
+    lake = Lake.from_settings(settings)
+    columns = ["topic", "partition", "offset", "reason", "_quarantine_run_id"]
+    held = lake.read("quarantine", "review_events", columns)
+    if held is None or held.num_rows == 0:
+        return []
+    merged = lake.read("silver", "review_events", ["_topic", "_partition", "_offset"])
+    if merged is None:
+        merged = pa.table({"_topic": pa.array([], pa.string()),
+                           "_partition": pa.array([], pa.int32()),
+                           "_offset": pa.array([], pa.int64())})  # fmt: skip
+    summary = default_engine().query(
+        'SELECT q._quarantine_run_id AS run_id, q.reason, count(*) AS "rows", '
+        "count(s._offset) AS released FROM q LEFT JOIN (SELECT DISTINCT * FROM s) s "
+        'ON s._topic = q.topic AND s._partition = q."partition" AND s._offset = q."offset" '
+        "GROUP BY ALL ORDER BY run_id, reason",
+        {"q": held, "s": merged},
+    )
+    return list(summary.to_pylist())
+
+
 def lake_tables() -> dict[str, str]:
     """Every table `medallion sql` can see: name -> layer (Gold and Silver)."""
     from medallion.gold.model import GOLD_TABLES
@@ -340,7 +365,11 @@ def report(settings: Settings, run_id: str | None = None) -> Path:
     """Write the HTML report of a run (default: the latest) and ``latest.html``; its path."""
     from medallion.report import LakeViews, build_report
 
-    views = LakeViews(lambda: quarantine_summary(settings), lambda name: query(settings, name))
+    views = LakeViews(
+        lambda: quarantine_summary(settings),
+        lambda name: query(settings, name),
+        lambda: stream_quarantine_summary(settings),
+    )
     return build_report(settings, views, run_id)
 
 
@@ -432,7 +461,7 @@ def stream_consume(
     micro-batch is committed first). Each micro-batch is a row of the audit log."""
     from medallion.stream.consume import Consumer, Limits
 
-    ctx = RunContext(run_id=new_run_id(), settings=settings, job="medallion_stream")
+    ctx = RunContext(run_id=new_run_id(), settings=settings, job=STREAM_JOB)
     limits = Limits(max_messages, max_batches, idle_timeout_s)
     with AuditStore(settings.audit_location) as audit, StopSignals() as signals:
         audit.abandon_dead_attempts()

@@ -27,6 +27,8 @@ from medallion.settings import Settings
 log = logging.getLogger(__name__)
 
 
+PIPELINE_JOB = "medallion_pipeline"  # `medallion run`
+STREAM_JOB = "medallion_stream"  # `medallion stream consume`: one attempt per micro-batch
 NOT_STARTED = "not started: the run was stopped"  # the reason of tasks a signal kept from starting
 TRANSIENT: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError)
 
@@ -51,7 +53,7 @@ class RunContext:
 
     run_id: str
     settings: Settings
-    job: str = "medallion_pipeline"
+    job: str = PIPELINE_JOB
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     full_refresh: bool = False
 

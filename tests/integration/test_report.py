@@ -23,7 +23,8 @@ from medallion.errors import MedallionError
 from medallion.report import FIGURES, report_name
 from medallion.settings import Settings
 
-SECTIONS = ("summary", "timeline", "rows", "quarantine", "checks", "drift", "business", "errors")
+SECTIONS = ("summary", "timeline", "rows", "quarantine", "checks", "drift", "business",
+            "streaming", "errors")  # fmt: skip
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:[a-z][a-z0-9+.-]*:)?//""", re.IGNORECASE)
 NASTY = """<script>alert("x")</script> & 'quoted' <img src=x onerror=alert(1)>"""
 CHROMIUM_APT = "apt-get install -y --no-install-recommends chromium fonts-dejavu-core"
@@ -146,6 +147,12 @@ def test_quarantine_and_check_sections_have_content(page: str) -> None:
     checks = section(page, "checks")
     tally_and_table = "pass</span>" in checks and "<table" in checks
     assert tally_and_table or "No check results recorded" in checks  # checks may be off
+
+
+def test_no_stream_yet_is_one_line(page: str) -> None:
+    streaming = section(page, "streaming")
+    line = "No review stream consumed yet: <code>medallion stream consume</code>."
+    assert streaming.strip() == f'<h2>Streaming</h2>\n<p class="note">{line}</p>'
 
 
 def test_every_business_chart_is_an_inline_svg(page: str) -> None:

@@ -18,7 +18,8 @@ from medallion.settings import Settings
 
 HOSTILE = """<script>alert(1)</script>"'&"""
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;&#34;&#39;&amp;"
-SECTIONS = ("summary", "timeline", "rows", "quarantine", "checks", "drift", "business", "errors")
+SECTIONS = ("summary", "timeline", "rows", "quarantine", "checks", "drift", "business",
+            "streaming", "errors")  # fmt: skip
 T0 = datetime(2024, 5, 1, 12, 0, 0)
 
 
@@ -78,6 +79,19 @@ def check(name: str, status: str) -> dict[str, object]:
     }
 
 
+def batch(i: int, run_id: str) -> dict[str, object]:
+    """A micro-batch of a stream consume as the audit log holds it."""
+    return {
+        "id": i,
+        "run_id": run_id,
+        "status": "SUCCESS",
+        "started_at": T0 + timedelta(seconds=i),
+        "ended_at": T0 + timedelta(seconds=i + 1),
+        "rows_read": 100,
+        "metrics": '{"seconds": 0.5, "commit_seconds": 0.01}',
+    }
+
+
 def query(name: str) -> pa.Table:
     """Each figure's columns; category labels are hostile; one query fails with hostile text."""
     if name == FIGURES[-1].query:
@@ -101,9 +115,12 @@ def page(tmp_path: Path) -> str:
         ],
         previous=f"before-{HOSTILE}",
         checks=[check(f"key {HOSTILE}", "fail"), check(f"drift {HOSTILE}", "warn")],
+        stream=[batch(3, f"stream-{HOSTILE}"), batch(4, f"stream-{HOSTILE}")],
     )
     quarantine = [{"table": HOSTILE, "rule": HOSTILE, "rows": 2, "reason": HOSTILE}]
-    views = LakeViews(lambda: quarantine, query)
+    stream_quarantine = [{"run_id": f"stream-{HOSTILE}", "reason": HOSTILE, "rows": 5,
+                          "released": 0}]  # fmt: skip
+    views = LakeViews(lambda: quarantine, query, lambda: stream_quarantine)
     return render_page(Settings(home=tmp_path / "home"), views, data)
 
 

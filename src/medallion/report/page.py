@@ -26,6 +26,7 @@ from medallion.report.sections import (
     timeline_section,
     totals,
 )
+from medallion.report.streaming import stream_section
 from medallion.settings import Settings
 
 
@@ -50,6 +51,7 @@ def render_page(settings: Settings, views: LakeViews, data: RunData) -> str:
         checks_section(data),
         drift_section(data),
         business_section(views),
+        stream_section(views, data),
         errors_section(data),
     ]
     return (

@@ -1,10 +1,11 @@
-"""The run as the audit store recorded it: its attempts, checks and predecessor."""
+"""The run as the audit store recorded it: its attempts, checks and predecessor, and every
+micro-batch of the review stream."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -14,18 +15,20 @@ from sqlalchemy.exc import SQLAlchemyError
 from medallion.audit import AuditStore
 from medallion.errors import AuditError, MedallionError
 from medallion.report.style import NO_RUN, Row
+from medallion.runner import STREAM_JOB
 from medallion.settings import Settings
 
 
 # -- data -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunData:
-    """One run as the audit store recorded it."""
+    """One run as the audit store recorded it, and every review stream micro-batch."""
 
     run_id: str
     attempts: list[Row]  # one row per task attempt, oldest first
     previous: str | None  # the run before this one, if any
     checks: list[Row]
+    stream: list[Row] = field(default_factory=list)  # micro-batches of every consume, oldest first
 
     @property
     def final(self) -> dict[str, Row]:
@@ -49,16 +52,40 @@ def load_run(settings: Settings, run_id: str | None = None) -> RunData:
             raise MedallionError(f"run {chosen!r} is not in the audit log; see `medallion audit`")
         at = order.index(chosen)
         previous = order[at - 1] if at else None
-        return RunData(chosen, store.run_logs(run_id=chosen), previous, store.dq_results(chosen))
+        attempts, checks = store.run_logs(run_id=chosen), store.dq_results(chosen)
+        return RunData(chosen, attempts, previous, checks, _stream_batches(store))
 
 
 def _run_ids(store: AuditStore) -> list[str]:
-    """Every run id in the order the runs started."""
+    """Every pipeline run id in the order the runs started (stream consumes have their own
+    section, not a page: a report's run and its predecessor are pipeline runs)."""
     rl = store.t["run_logs"]
-    stmt = sa.select(rl.c.run_id).group_by(rl.c.run_id).order_by(sa.func.min(rl.c.id))
+    stmt = (
+        sa.select(rl.c.run_id)
+        .where(rl.c.job != STREAM_JOB)
+        .group_by(rl.c.run_id)
+        .order_by(sa.func.min(rl.c.id))
+    )
+    return [str(r["run_id"]) for r in _select(store, stmt)]
+
+
+def _stream_batches(store: AuditStore) -> list[Row]:
+    """Every micro-batch of every stream consume (one row each), oldest first; the final
+    Silver catch-up of a consume (``#silver``) is not a batch."""
+    rl = store.t["run_logs"]
+    columns = ("id", "run_id", "status", "started_at", "ended_at", "rows_read", "metrics")
+    stmt = (
+        sa.select(*(rl.c[name] for name in columns))
+        .where(rl.c.job == STREAM_JOB, ~rl.c.task.endswith("#silver"))
+        .order_by(rl.c.id)
+    )
+    return _select(store, stmt)
+
+
+def _select(store: AuditStore, stmt: sa.Select[Any]) -> list[Row]:
     try:
         with store.engine.connect() as conn:
-            return [str(r[0]) for r in conn.execute(stmt)]
+            return [dict(r._mapping) for r in conn.execute(stmt)]
     except SQLAlchemyError as exc:
         raise AuditError(f"cannot read the audit log: {' '.join(str(exc).split())[:300]}") from None
 
@@ -66,10 +93,13 @@ def _run_ids(store: AuditStore) -> list[str]:
 @dataclass(frozen=True)
 class LakeViews:
     """What the report shows from the lake, handed in by the API (the report reads no lake):
-    the quarantine summary and the named business queries."""
+    the quarantine summary, the named business queries and the review stream's quarantine."""
 
     quarantine: Callable[[], list[dict[str, Any]]]
     query: Callable[[str], pa.Table]
+    # quarantined review events per consume run and reason: run_id, reason, rows, released
+    # (how many of them Silver has merged since)
+    stream_quarantine: Callable[[], list[dict[str, Any]]]
 
 
 def report_name(run_id: str) -> str:

@@ -136,8 +136,32 @@ class Consumer:
                 self._write()
         finally:
             self._client.close()
-        self._merge_silver()  # Silver holds everything this member committed
+        self._final_merge()
         return self.result
+
+    def _final_merge(self) -> None:
+        """Silver holds everything this member committed; an attempt of its own in the log."""
+        task = Task(f"{TASK}#silver", "stream", NAME, _no_task)
+        self.audit.task_started(self.ctx, task, 1)
+        outcome = TaskOutcome(task, Status.FAILED, attempts=1, started_at=time.time())
+        try:
+            silver = self._merge_silver()
+        except BaseException as exc:
+            outcome.error, outcome.ended_at = _one_line(exc), time.time()
+            self.audit.task_finished(self.ctx, outcome)
+            raise
+        outcome.status, outcome.ended_at = Status.SUCCESS, time.time()
+        outcome.result = TaskResult(
+            rows_read=silver.events,
+            rows_written=silver.merged,
+            rows_quarantined=silver.quarantined,
+            metrics={
+                "duplicates": silver.duplicates,
+                "released": silver.released,
+                "silver_bronze_version": silver.bronze_version,
+            },
+        )
+        self.audit.task_finished(self.ctx, outcome)
 
     def _loop(self, limits: Limits, stop: threading.Event) -> None:
         size = self.settings.stream_batch_size
