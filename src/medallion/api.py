@@ -214,16 +214,21 @@ class DemoResult:
     change_manifest: Path | None
     incremental: RunReport | None
     seconds: dict[str, float]
+    stream: ConsumeResult | None = None
 
 
 def demo(
     settings: Settings,
     scale: float = 1.0,
     olist_dir: Path | None = None,
+    *,
     seed: int = 42,
     listeners: list[RunListener] | None = None,
+    stream: bool = False,
 ) -> DemoResult:
-    """Everything end to end on the settings' stores: data, full run, change batch, rerun."""
+    """Everything end to end on the settings' stores: data, full run, change batch, rerun;
+    with ``stream``, review events through the bundled broker too (before the rerun, so Gold
+    unifies them with the batch reviews)."""
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     init_source(settings)
@@ -250,10 +255,26 @@ def demo(
         late_updates=max(1, n // 50),
     )
     _, manifest_path = change_source(settings, spec)
+    streamed = None
+    if stream:
+        clock = time.perf_counter()
+        streamed = _demo_stream(settings, events=max(100, rows["orders"] // 10), seed=seed)
+        seconds["stream"] = time.perf_counter() - clock
     clock = time.perf_counter()
     incremental = run(settings, listeners=listeners)
     seconds["incremental_run"] = time.perf_counter() - clock
-    return DemoResult(settings.home, rows, full, manifest_path, incremental, seconds)
+    return DemoResult(settings.home, rows, full, manifest_path, incremental, seconds, streamed)
+
+
+def _demo_stream(settings: Settings, events: int, seed: int) -> ConsumeResult:
+    """Publish ``events`` reviews (2 % defects) to a bundled broker on a free port and
+    consume them into the lake; the broker stops afterwards."""
+    from medallion.stream.kafka import running_broker
+
+    with running_broker() as broker:
+        on_broker = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap})
+        stream_produce(on_broker, count=events, seed=seed, dirty_rate=0.02)
+        return stream_consume(on_broker, idle_timeout_s=2)
 
 
 def run_summary(settings: Settings, report: RunReport) -> dict[str, Any]:

@@ -4,6 +4,7 @@ that process are measured (``os.wait4``), per-layer times come from the audit lo
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -94,3 +95,58 @@ def bench(settings: Settings, scale: float, out: Path | None = None) -> dict[str
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
     return result
+
+
+def _percentile(values: list[float], percent: float) -> float | None:
+    """Nearest rank."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(percent * len(ordered) / 100)) - 1]
+
+
+def bench_stream(
+    settings: Settings, events: int, batch_sizes: tuple[int, ...] = (1_000, 10_000)
+) -> dict[str, Any]:
+    """``events`` review events (2 % defects) through a bundled broker into Silver, once per
+    batch size: events/s from the topic into Silver while there is work (Bronze commits and
+    Silver merges; the group join and the idle wait at the end are left out) and the Bronze
+    commit latency p50/p99. Runs in this process, on a small generated source."""
+    from medallion import api
+    from medallion.stream.kafka import running_broker
+
+    api.generate_source(settings, scale=0.05, seed=1)
+    if not api.run(settings, ["bronze", "silver"]).ok:
+        raise MedallionError("the source could not be run into Silver; see `medallion audit`")
+    results = []
+    with running_broker() as broker:
+        for size in batch_sizes:
+            tag = f"bench-{size}-{new_run_id()}"
+            s = settings.model_copy(
+                update={
+                    "kafka_bootstrap_servers": broker.bootstrap,
+                    "kafka_topic": tag,
+                    "kafka_group_id": tag,
+                    "stream_batch_size": size,
+                }
+            )
+            sent = api.stream_produce(s, count=events, seed=size, dirty_rate=0.02)
+            consumed = api.stream_consume(s, idle_timeout_s=2)
+            commits = [b.commit_seconds for b in consumed.batches]
+            results.append(
+                {
+                    "batch_size": size,
+                    "events": consumed.messages,
+                    "produce_events_per_s": round(sent.sent / sent.seconds)
+                    if sent.seconds
+                    else None,
+                    "events_per_s_into_silver": round(consumed.events_per_s or 0),
+                    "busy_seconds": round(consumed.busy_s, 3),
+                    "batches": len(consumed.batches),
+                    "silver_merges": len(consumed.silver),
+                    "commit_p50_ms": round(1000 * (_percentile(commits, 50) or 0), 1),
+                    "commit_p99_ms": round(1000 * (_percentile(commits, 99) or 0), 1),
+                    "quarantined": consumed.quarantined,
+                }
+            )
+    return {"stream": results, "cpus": os.cpu_count()}

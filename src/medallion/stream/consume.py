@@ -67,13 +67,18 @@ class BatchResult:
 @dataclass
 class ConsumeResult:
     batches: list[BatchResult] = field(default_factory=list)
+    silver: list[SilverResult] = field(default_factory=list)
     stopped_by: str = ""  # max_messages, max_batches, idle_timeout, or a signal name
+    busy_s: float = 0.0  # writing batches and merging Silver: not joining, not waiting
 
     @property
     def messages(self) -> int:
         return sum(b.messages for b in self.batches)
 
-    silver: list[SilverResult] = field(default_factory=list)
+    @property
+    def events_per_s(self) -> float | None:
+        """From the topic into Silver, while there was something to do."""
+        return self.messages / self.busy_s if self.busy_s else None
 
     @property
     def quarantined(self) -> int:
@@ -144,8 +149,10 @@ class Consumer:
         task = Task(f"{TASK}#silver", "stream", NAME, _no_task)
         self.audit.task_started(self.ctx, task, 1)
         outcome = TaskOutcome(task, Status.FAILED, attempts=1, started_at=time.time())
+        began = time.monotonic()
         try:
             silver = self._merge_silver()
+            self.result.busy_s += time.monotonic() - began
         except BaseException as exc:
             outcome.error, outcome.ended_at = _one_line(exc), time.time()
             self.audit.task_finished(self.ctx, outcome)
@@ -276,6 +283,7 @@ class Consumer:
             silver,
         )  # fmt: skip
         self.result.batches.append(batch)
+        self.result.busy_s += batch.seconds
         return batch
 
     def _merge_silver(self) -> SilverResult:
