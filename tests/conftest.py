@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from tests.support import S3Server, start_s3_server
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -93,3 +94,13 @@ def kafka_broker() -> Iterator[str]:
         yield broker.bootstrap
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server (SeaweedFS) on 127.0.0.1 with a bucket ``lake``, for the session."""
+    server = start_s3_server(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        yield server
+    finally:
+        server.stop()

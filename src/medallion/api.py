@@ -159,6 +159,7 @@ def run(
         tasks = with_checks(tasks, settings)
     ctx = RunContext(run_id=run_id or new_run_id(), settings=settings, full_refresh=full_refresh)
     alerter = Alerter.from_settings(settings)
+    Lake.from_settings(settings).probe()  # unreachable: fail before any task
     with AuditStore(settings.audit_location) as audit:  # unreachable: fail before any task
         abandoned = audit.abandon_dead_attempts()
         if abandoned:
@@ -482,6 +483,7 @@ def stream_consume(
     micro-batch is committed first). Each micro-batch is a row of the audit log."""
     from medallion.stream.consume import Consumer, Limits
 
+    Lake.from_settings(settings).probe()  # unreachable: fail before joining the group
     ctx = RunContext(run_id=new_run_id(), settings=settings, job=STREAM_JOB)
     limits = Limits(max_messages, max_batches, idle_timeout_s)
     with AuditStore(settings.audit_location) as audit, StopSignals() as signals:

@@ -415,6 +415,36 @@ def demo_command(
             raise typer.Exit(1)
 
 
+@app.command("doctor")
+@cli_errors
+def doctor_command(
+    home: HomeOpt = None,
+    broker: Annotated[
+        bool | None,
+        typer.Option(
+            "--broker/--no-broker",
+            help="Probe the Kafka broker [default: when kafka_bootstrap_servers is set].",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Check each configured part (source, audit store, lake, broker, webhooks): reachable,
+    its version, and what to fix. Exit 1 if a part fails."""
+    from medallion.doctor import Health, diagnose
+
+    findings = diagnose(settings_for(home), broker=broker)
+    for f in findings:  # one line per part, never wrapped
+        where = f" {f.where}" if f.where else ""
+        detail = f": {f.detail}" if f.detail else ""
+        fix = f" -> {f.fix}" if f.fix else ""
+        line = f"{f.part:<18} {f.health.value:<15}{where}{detail}{fix}"
+        out_console.print(line.rstrip(), markup=False, highlight=False, soft_wrap=True)
+    failed = [f.part for f in findings if f.health is Health.FAIL]
+    if failed:
+        error_line(f"{len(failed)} part(s) failing: {', '.join(failed)}")
+        raise typer.Exit(1)
+
+
 @app.command("bench")
 @cli_errors
 def bench_command(

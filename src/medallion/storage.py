@@ -9,21 +9,37 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from medallion.errors import StorageError
-from medallion.settings import Settings
+from medallion.settings import Settings, redact_url
 
 log = logging.getLogger(__name__)
 
 CDF = {"delta.enableChangeDataFeed": "true"}  # readers of a table read only its new files
 Rows: TypeAlias = "pa.RecordBatchReader | pa.Table"
+
+
+# object_store client settings (ClientConfigKey / RetryConfig), lower-case as delta-rs takes them
+OBJECT_STORE_DEFAULTS = {
+    "connect_timeout": "5s",
+    "timeout": "120s",
+    "max_retries": "3",
+    "retry_timeout": "30s",
+}
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def is_object_store(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
 
 
 def app_id(layer: str, table: str) -> str:
@@ -48,12 +64,22 @@ class Lake:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Lake:
-        """The lake the settings name, with the secret storage options unwrapped."""
+        """The lake the settings name, with the secret storage options unwrapped; on an object
+        store, bounded timeouts and retries unless the settings choose their own (a dead
+        endpoint must fail a task in seconds, not after delta-rs' default three minutes)."""
         options = {k: v.get_secret_value() for k, v in settings.storage_options.items()}
+        if is_object_store(settings.lake_location):
+            given = {k.lower() for k in options}
+            options |= {k: v for k, v in OBJECT_STORE_DEFAULTS.items() if k not in given}
         return cls(settings.lake_location, options)
 
     def table_uri(self, layer: str, table: str) -> str:
         return join_uri(self.uri, layer, table)
+
+    def probe(self) -> None:
+        """Fail in one line now if the lake cannot be reached (a missing bucket, refused
+        credentials, a dead endpoint), rather than in every task later."""
+        self.open("bronze", "_probe")
 
     def table(self, layer: str, table: str) -> DeltaHandle:
         """The table, opened once: a consistent snapshot until the handle itself writes."""
@@ -68,7 +94,7 @@ class Lake:
         except TableNotFoundError:
             return None
         except (DeltaError, OSError) as exc:
-            raise StorageError(f"cannot open {uri}: {_one_line(exc)}") from exc
+            raise _failure("open", uri, exc, self.storage_options) from exc
 
     # -- one-shot conveniences ---------------------------------------------------------------
     def version(self, layer: str, table: str) -> int | None:
@@ -135,7 +161,7 @@ class DeltaHandle:
         try:
             return dt.to_pyarrow_table(columns=columns, filters=filters or None)
         except (DeltaError, OSError, pa.ArrowException) as exc:
-            raise StorageError(f"cannot read {self.uri}: {_one_line(exc)}") from exc
+            raise _failure("read", self.uri, exc, self.lake.storage_options) from exc
 
     def changes(
         self,
@@ -162,7 +188,7 @@ class DeltaHandle:
             reader = dt.load_cdf(starting_version=start, ending_version=current, columns=columns)
             changes = pa.RecordBatchReader.from_stream(reader).read_all()
         except (DeltaError, OSError, pa.ArrowException) as exc:
-            raise StorageError(f"cannot read changes of {self.uri}: {_one_line(exc)}") from exc
+            raise _failure("read changes of", self.uri, exc, self.lake.storage_options) from exc
         keep = [
             c
             for c in changes.column_names
@@ -246,7 +272,7 @@ class DeltaHandle:
                 configuration=configuration,
             )
         except (DeltaError, OSError, pa.ArrowException) as exc:
-            raise StorageError(f"cannot write {self.uri}: {_one_line(exc)}") from exc
+            raise _failure("write", self.uri, exc, self.lake.storage_options) from exc
         self._dt = self.lake.open(self.layer, self.name)  # the handle moves to what it wrote
         assert self._dt is not None
         return self._dt.version()
@@ -282,7 +308,7 @@ class DeltaHandle:
         try:
             metrics = merger.execute()
         except (DeltaError, OSError, pa.ArrowException) as exc:
-            raise StorageError(f"cannot merge into {self.uri}: {_one_line(exc)}") from exc
+            raise _failure("merge into", self.uri, exc, self.lake.storage_options) from exc
         if dt.version() == before:  # delta-rs skips the commit of a MERGE that changed nothing
             empty = pa.schema(dt.schema().to_arrow()).empty_table()
             props = _commit_props(transactions, metadata)
@@ -340,4 +366,38 @@ def _commit_props(transactions: Mapping[str, int], metadata: Mapping[str, Any]) 
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:400]
+    return " ".join(_ANSI.sub("", str(exc)).replace("↳", " ").split())[:400]
+
+
+def _failure(
+    action: str, uri: str, exc: BaseException, options: Mapping[str, str] | None
+) -> StorageError:
+    """One line a user can act on: a missing bucket, refused credentials and an unreachable
+    endpoint are named as such (delta-rs' own text is long and nested)."""
+    text = _one_line(exc)
+    if is_object_store(uri):
+        parts = urlsplit(uri)
+        endpoint = _endpoint(options)
+        if "404 Not Found" in text and "list request" in text:
+            return StorageError(
+                f"the bucket {parts.netloc!r} does not exist at {endpoint}: create it, or "
+                "point lake_uri at an existing one"
+            )
+        if "403 Forbidden" in text or "necessary privileges" in text:
+            return StorageError(
+                f"the object store at {endpoint} refused access to {uri} (HTTP 403): check "
+                "the credentials (storage_options or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)"
+            )
+        if "error sending request" in text or "Connect" in text or "timed out" in text:
+            return StorageError(
+                f"cannot reach the object store at {endpoint} to {action} {uri}: check "
+                "AWS_ENDPOINT_URL and that the server is up"
+            )
+    return StorageError(f"cannot {action} {uri}: {text}")
+
+
+def _endpoint(options: Mapping[str, str] | None) -> str:
+    for key, value in (options or {}).items():
+        if key.lower() in ("aws_endpoint_url", "aws_endpoint", "endpoint_url", "endpoint"):
+            return redact_url(value)
+    return "the default AWS endpoint"
