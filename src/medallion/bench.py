@@ -18,6 +18,7 @@ from medallion.audit import AuditStore
 from medallion.errors import MedallionError
 from medallion.runner import new_run_id
 from medallion.settings import Settings
+from medallion.storage import is_object_store, join_uri
 
 
 @dataclass
@@ -64,11 +65,19 @@ def layer_times(settings: Settings, run_id: str) -> tuple[int, dict[str, dict[st
 
 
 def bench(settings: Settings, scale: float, out: Path | None = None) -> dict[str, Any]:
-    """generate -> full run -> 1 % change batch -> incremental run, in a fresh home."""
+    """generate -> full run -> 1 % change batch -> incremental run, in a fresh home (and, on an
+    object store, under a fresh prefix of the lake)."""
     home = ["--home", str(settings.home)]
+    env: dict[str, str] = {}
+    if is_object_store(settings.lake_location):
+        lake = join_uri(settings.lake_location, "bench", f"scale-{scale}-{new_run_id()}")
+        env["MEDALLION_LAKE_URI"] = lake
+        settings = settings.model_copy(update={"lake_uri": lake})
     src = ["--source-url", settings.source_url] if settings.source_url else []
     orders = max(1, round(99_441 * scale / 100))
-    stages = [run_stage("generate", ["source", "generate", "--scale", str(scale), *home, *src])]
+    stages = [
+        run_stage("generate", ["source", "generate", "--scale", str(scale), *home, *src], env)
+    ]
     for name, extra in (("full_run", []), ("change_1pct", None), ("incremental_run", [])):
         if extra is None:
             change = [
@@ -83,14 +92,19 @@ def bench(settings: Settings, scale: float, out: Path | None = None) -> dict[str
                 *home,
                 *src,
             ]
-            stages.append(run_stage(name, change))
+            stages.append(run_stage(name, change, env))
             continue
         run_id = new_run_id()
-        stage = run_stage(name, ["run", "--run-id", run_id, *home, *src])
+        stage = run_stage(name, ["run", "--run-id", run_id, *home, *src], env)
         stage.rows, stage.layers = layer_times(settings, run_id)
         stage.rows_per_s = round(stage.rows / stage.seconds, 1) if stage.seconds else 0.0
         stages.append(stage)
-    result = {"scale": scale, "cpus": os.cpu_count(), "stages": [asdict(s) for s in stages]}
+    result = {
+        "scale": scale,
+        "cpus": os.cpu_count(),
+        "lake": "object store" if env else "folder",
+        "stages": [asdict(s) for s in stages],
+    }
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))

@@ -159,3 +159,25 @@ def test_no_secret_in_output_logs_report_or_audit(
             rows = conn.execute(sa.text(f"SELECT * FROM audit.{table}")).fetchall()
             assert rows and S3_SECRET not in repr(rows)
     engine.dispose()
+
+
+def test_every_command_works_on_the_s3_lake(
+    tmp_path: Path, pg_url: str, s3_server: S3Server, kafka_broker: str
+) -> None:
+    settings = settings_on(tmp_path / "home", pg_url, s3_server)
+    api.generate_source(settings, scale=0.01, seed=6)
+    assert cli(settings, "run").returncode == 0
+    for args in (["check"], ["report"], ["query", "revenue_by_state"], ["quarantine"],
+                 ["sql", "SELECT count(*) AS n FROM fact_order"], ["audit", "--last", "3"],
+                 ["doctor"]):  # fmt: skip
+        done = cli(settings, *args)
+        assert done.returncode == 0, (args, done.stderr[-1000:])
+    topic = f"s3-{uuid.uuid4().hex[:8]}"
+    stream = {"MEDALLION_KAFKA_BOOTSTRAP_SERVERS": kafka_broker, "MEDALLION_KAFKA_TOPIC": topic,
+              "MEDALLION_KAFKA_GROUP_ID": topic}  # fmt: skip
+    produced = cli(settings, "stream", "produce", "--count", "200", **stream)
+    assert produced.returncode == 0, produced.stderr
+    consumed = cli(settings, "stream", "consume", "--idle-timeout", "2", **stream)
+    assert consumed.returncode == 0, consumed.stderr
+    assert "consumed 200 message(s)" in consumed.stdout
+    assert Lake.from_settings(settings).read("silver", "review_events") is not None
