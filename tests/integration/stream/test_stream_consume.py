@@ -273,3 +273,11 @@ def test_a_broker_lost_mid_run_fails_clearly_with_nothing_half_written(
                               strict=True) if p == part
         )  # fmt: skip
         assert offsets == list(range(len(offsets)))
+
+
+def test_a_missing_topic_is_created_or_named(settings: Settings) -> None:
+    strict = settings.model_copy(update={"stream_create_topic": False})
+    with pytest.raises(StreamError, match=f"topic '{settings.kafka_topic}' does not exist"):
+        api.stream_consume(strict, idle_timeout_s=1)
+    assert kafka.ensure_topic(settings) == settings.stream_partitions  # created
+    assert kafka.ensure_topic(strict) == settings.stream_partitions  # now it exists
