@@ -20,6 +20,15 @@ from medallion.checks import check_only_tasks, with_checks
 from medallion.engine import default_engine, query_read_only
 from medallion.errors import ConfigError, MedallionError, SourceError, StreamError
 from medallion.pipeline import build_tasks
+from medallion.profiles import (
+    Profile,
+    Value,
+    env_lines,
+    get_profile,
+    profile_variables,
+    resolve,
+    write_toml,
+)
 from medallion.resources import change_memory, generate_memory, require_memory
 from medallion.runner import (
     STREAM_JOB,
@@ -59,12 +68,14 @@ __all__ = [
     "report",
     "run",
     "run_summary",
+    "settings_profile",
     "source_stats",
     "sql",
     "start_stream_broker",
     "stream_produce",
     "stream_quarantine_summary",
     "stream_schema",
+    "write_settings_profile",
 ]
 
 log = logging.getLogger(__name__)
@@ -97,6 +108,42 @@ class GenerateSummary:
     rows: dict[str, int]
     dirty_rows: int
     csv_dir: Path | None
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    """A settings profile resolved: its settings, where its variables came from, and the
+    ``${NAME}`` placeholders left in it (secrets not asked for, variables not defined)."""
+
+    profile: Profile
+    settings: dict[str, Value]
+    env_file: Path | None
+    placeholders: list[str]
+
+    def env_lines(self) -> list[str]:
+        return env_lines(self.settings)
+
+
+def settings_profile(
+    name: str, env_file: Path | None = None, *, show_secrets: bool = False
+) -> ProfileSettings:
+    """The settings of profile ``name`` (``stack``: the compose stack from this host), with
+    the variables of its ``.env`` file (or ``env_file``) and of the environment filled in;
+    secrets stay ``${NAME}`` unless ``show_secrets``."""
+    profile = get_profile(name)
+    variables, read = profile_variables(profile, env_file)
+    resolved = resolve(profile, variables, show_secrets=show_secrets)
+    left = [v for v in profile.variables() if f"${{{v}}}" in str(resolved)]
+    return ProfileSettings(profile, resolved, read, left)
+
+
+def write_settings_profile(
+    settings: Settings, name: str, env_file: Path | None = None
+) -> tuple[Path, ProfileSettings]:
+    """Write profile ``name``, secrets included, into ``<home>/medallion.toml`` (mode 600),
+    keeping the other settings there."""
+    resolved = settings_profile(name, env_file, show_secrets=True)
+    return write_toml(settings.home, resolved.settings), resolved
 
 
 def generate_source(
