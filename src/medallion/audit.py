@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from medallion.errors import AuditError, TransientError
+from medallion.errors import AuditError, TransientError, one_line
 from medallion.runner import RunContext, Status, Task, TaskOutcome
 from medallion.settings import Settings, redact_url
 
@@ -381,5 +381,5 @@ def _gone(holder: str) -> bool:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc)
-    return redact_url(" ".join(text.split()))[:300]
+    """The driver's own error (SQLAlchemy wraps it), URLs redacted."""
+    return redact_url(one_line(getattr(exc, "orig", None) or exc, 300))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class MedallionError(Exception):
     """Root of every error the platform raises on purpose; the CLI prints it as one line."""
@@ -73,3 +75,13 @@ class ReconciliationError(MedallionError):
 
 class StreamError(MedallionError):
     """The broker is unreachable or lost, or a topic is missing."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def one_line(exc: BaseException, limit: int = 400) -> str:
+    """An exception's text on one line: colour codes and line breaks gone, cut at ``limit``;
+    its type name when it has no text."""
+    text = " ".join(_ANSI.sub("", str(exc)).replace("↳", " ").split())
+    return text[:limit] or type(exc).__name__

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
@@ -19,7 +18,7 @@ import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
-from medallion.errors import StorageError
+from medallion.errors import StorageError, one_line
 from medallion.settings import Settings, redact_url
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,6 @@ OBJECT_STORE_DEFAULTS = {
     "max_retries": "3",
     "retry_timeout": "30s",
 }
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def is_object_store(uri: str) -> bool:
@@ -365,16 +363,12 @@ def _commit_props(transactions: Mapping[str, int], metadata: Mapping[str, Any]) 
     )
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(_ANSI.sub("", str(exc)).replace("↳", " ").split())[:400]
-
-
 def _failure(
     action: str, uri: str, exc: BaseException, options: Mapping[str, str] | None
 ) -> StorageError:
     """One line a user can act on: a missing bucket, refused credentials and an unreachable
     endpoint are named as such (delta-rs' own text is long and nested)."""
-    text = _one_line(exc)
+    text = one_line(exc)
     if is_object_store(uri):
         parts = urlsplit(uri)
         endpoint = _endpoint(options)

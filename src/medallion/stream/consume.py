@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from medallion.audit import AuditStore
 from medallion.engine import default_engine
-from medallion.errors import StorageError, StreamError
+from medallion.errors import StorageError, StreamError, one_line
 from medallion.faults import crash_point
 from medallion.runner import RunContext, Status, Task, TaskOutcome, TaskResult
 from medallion.settings import Settings
@@ -154,7 +154,7 @@ class Consumer:
             silver = self._merge_silver()
             self.result.busy_s += time.monotonic() - began
         except BaseException as exc:
-            outcome.error, outcome.ended_at = _one_line(exc), time.time()
+            outcome.error, outcome.ended_at = f"{type(exc).__name__}: {one_line(exc)}", time.time()
             self.audit.task_finished(self.ctx, outcome)
             raise
         outcome.status, outcome.ended_at = Status.SUCCESS, time.time()
@@ -235,7 +235,7 @@ class Consumer:
         try:
             batch = self._commit(messages, number)
         except BaseException as exc:
-            outcome.error, outcome.ended_at = _one_line(exc), time.time()
+            outcome.error, outcome.ended_at = f"{type(exc).__name__}: {one_line(exc)}", time.time()
             self.audit.task_finished(self.ctx, outcome)
             raise
         outcome.ended_at = time.time()
@@ -371,10 +371,6 @@ def _ranges(rows: pa.Table) -> dict[int, tuple[int, int]]:
             strict=True,
         )
     }
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
 
 
 def _bytes(rows: pa.Table) -> int:

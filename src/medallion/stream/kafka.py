@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medallion.errors import ConfigError, StreamError
+from medallion.errors import ConfigError, StreamError, one_line
 from medallion.settings import Settings, redact_url
 
 ck: Any  # confluent_kafka, typed loosely: its stubs export few names
@@ -55,11 +55,6 @@ def _where(settings: Settings) -> str:
     return redact_url(settings.kafka_bootstrap_servers)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] or type(exc).__name__
-
-
 def ensure_topic(settings: Settings, timeout_s: float | None = None) -> int:
     """The topic's partition count, creating the topic when allowed. Fails in one line when
     the broker cannot be reached within ``timeout_s`` (default: the broker timeout, <= 10 s)."""
@@ -71,7 +66,7 @@ def ensure_topic(settings: Settings, timeout_s: float | None = None) -> int:
         meta = admin.list_topics(timeout=wait)
     except kafka.KafkaException as exc:
         raise StreamError(
-            f"cannot reach the Kafka broker at {_where(settings)}: {_one_line(exc)} "
+            f"cannot reach the Kafka broker at {_where(settings)}: {one_line(exc)} "
             "(start one with `medallion stream broker`, or set kafka_bootstrap_servers)"
         ) from exc
     if topic in meta.topics and meta.topics[topic].error is None:
@@ -87,7 +82,7 @@ def ensure_topic(settings: Settings, timeout_s: float | None = None) -> int:
         futures[topic].result(timeout=wait)
     except kafka.KafkaException as exc:
         if exc.args and exc.args[0].code() != kafka.KafkaError.TOPIC_ALREADY_EXISTS:
-            raise StreamError(f"cannot create topic {topic!r}: {_one_line(exc)}") from exc
+            raise StreamError(f"cannot create topic {topic!r}: {one_line(exc)}") from exc
     return settings.stream_partitions
 
 

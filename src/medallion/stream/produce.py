@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from medallion.catalog import source_table
 from medallion.engine import default_engine
 from medallion.errors import ConfigError, StreamError
 from medallion.settings import Settings, redact_url
@@ -312,15 +313,7 @@ def replay_events(reviews: pa.Table, *, seed: int) -> pa.Table:
     The order is random (drawn from ``seed``): the event time, not the arrival, orders them."""
     if "deleted_at" in reviews.column_names:
         reviews = reviews.filter(pc.is_null(reviews["deleted_at"]))
-    columns = [
-        "review_id",
-        "order_id",
-        "review_score",
-        "review_comment_title",
-        "review_comment_message",
-        "review_creation_date",
-        "review_answer_timestamp",
-    ]
+    columns = list(source_table("order_reviews").column_names)
     messages = default_engine().query(_REPLAY_SQL, {"r": reviews.select(columns)})
     order = np.random.default_rng(seed).permutation(messages.num_rows)
     return messages.take(pa.array(order))
