@@ -113,7 +113,7 @@ class Consumer:
             p.offset = stored if stored is not None else kafka.OFFSET_BEGINNING
         client.assign(partitions)
         self._assigned_at = time.monotonic()  # idle time counts from here, not from joining
-        log.info("assigned %s", {p.partition: p.offset for p in partitions})
+        log.debug("assigned %s", {p.partition: p.offset for p in partitions})
 
     def _on_revoke(self, client: Any, partitions: list[Any]) -> None:
         """Commit what was read from the partitions before another member takes them."""
