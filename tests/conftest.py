@@ -63,6 +63,16 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def pg_url(pg_server_url: str) -> Iterator[str]:
     """The URL of a fresh, uniquely named database, dropped after the test."""
+    yield from _fresh_database(pg_server_url)
+
+
+@pytest.fixture(scope="module")
+def pg_module_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh database shared by one module's tests (built once, read by each)."""
+    yield from _fresh_database(pg_server_url)
+
+
+def _fresh_database(pg_server_url: str) -> Iterator[str]:
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_server_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')

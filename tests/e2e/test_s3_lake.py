@@ -90,21 +90,29 @@ def test_gold_on_s3_equals_gold_on_a_folder(
     )
 
 
+@pytest.fixture(scope="module")
+def clean_gold(tmp_path_factory: pytest.TempPathFactory, pg_module_url: str) -> dict[str, Any]:
+    """One small source (dirty rows included) and the Gold a clean run on a folder builds."""
+    home = tmp_path_factory.mktemp("clean") / "home"
+    on_folder = settings_on(home, pg_module_url, None, checks=False, report_on_run=False)
+    api.generate_source(on_folder, scale=0.01, seed=4, dirty_rate=0.02)
+    run_ok(on_folder)
+    return gold(on_folder)
+
+
 @pytest.mark.parametrize(
     "point", ["bronze.after_commit", "silver.after_quarantine", "silver.after_commit"]
 )
 def test_a_crash_on_s3_then_a_rerun_equals_a_clean_run(
-    tmp_path: Path, pg_url: str, s3_server: S3Server, point: str
+    tmp_path: Path, pg_module_url: str, s3_server: S3Server, point: str, clean_gold: dict[str, Any]
 ) -> None:
-    on_s3 = settings_on(tmp_path / "s3", pg_url, s3_server, checks=False, report_on_run=False)
-    on_folder = settings_on(tmp_path / "folder", pg_url, None, checks=False, report_on_run=False)
-    api.generate_source(on_s3, scale=0.01, seed=4, dirty_rate=0.02)
+    on_s3 = settings_on(tmp_path / "s3", pg_module_url, s3_server, checks=False,
+                        report_on_run=False)  # fmt: skip
     crashed = cli(on_s3, "run", MEDALLION_CRASH_AT=point, MEDALLION_PARALLELISM="1")
     assert crashed.returncode == 86, crashed.stderr[-2000:]
     rerun = cli(on_s3, "run")
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    run_ok(on_folder)
-    assert gold(on_s3) == gold(on_folder)
+    assert gold(on_s3) == clean_gold
 
 
 @pytest.mark.parametrize(
