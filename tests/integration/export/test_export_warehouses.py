@@ -157,3 +157,20 @@ def test_export_is_exact_incremental_and_atomic(
     assert {r["table_name"] for r in rows if r["status"] == "FAILED"} == {"fact_order"}
     exported = [r for r in rows if r["status"] == "SUCCESS" and r["rows_written"]]
     assert exported and all('"bytes"' in r["metrics"] for r in exported)
+
+
+def test_a_run_with_export_to_exports_after_gold(gold_home: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(gold_home, home)
+    url = f"duckdb:///{tmp_path / 'after-run.duckdb'}"
+    settings = Settings(home=home, checks=False, report_on_run=False, export_to=url)
+    report = api.run(settings, layers=["gold"])
+    assert report.ok
+    lake = Lake.from_settings(settings)
+    with duckdb.connect(str(tmp_path / "after-run.duckdb"), read_only=True) as con:
+        recorded = dict(
+            con.execute("SELECT table_name, version FROM _medallion_exports").fetchall()
+        )
+    assert recorded == {n: lake.version("gold", n) for n in TABLES}
+    audit = api.audit_log(settings, run_id=report.run_id)
+    assert {r["table_name"] for r in audit if r["job"] == api.EXPORT_JOB} == set(TABLES)
