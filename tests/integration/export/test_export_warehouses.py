@@ -88,7 +88,9 @@ class Warehouse:
         return tuple(row)
 
 
-@pytest.fixture(params=["duckdb", "postgresql", "bigquery"])
+@pytest.fixture(
+    params=["duckdb", pytest.param("postgresql", marks=pytest.mark.postgres), "bigquery"]
+)
 def warehouse(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[Settings, Warehouse]]:
