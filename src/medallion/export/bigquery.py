@@ -87,12 +87,16 @@ class BigQueryDestination:
                 f"no usable Google credentials for {self.label}: {one_line(exc)} (set "
                 "GOOGLE_APPLICATION_CREDENTIALS or run `gcloud auth application-default login`)"
             ) from None
-        self._call(
-            lambda: self.client.create_dataset(
-                self.dataset, exists_ok=True, retry=self.retry, timeout=self.timeout
+        try:
+            self._call(
+                lambda: self.client.create_dataset(
+                    self.dataset, exists_ok=True, retry=self.retry, timeout=self.timeout
+                )
             )
-        )
-        self._ensure_exports()
+            self._ensure_exports()
+        except ExportError:
+            self.close()
+            raise
 
     def _call(self, fn: Any) -> Any:
         try:
