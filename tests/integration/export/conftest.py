@@ -1,4 +1,4 @@
-"""Export fixtures: a Gold built once per module, and the BigQuery emulator (crucible) from
+"""Export fixtures: a Gold built once per session, and the BigQuery emulator (crucible) from
 its own venv (``<repo>/.venv-bigquery``, built once per machine when missing: it pins a
 DuckDB the project's venv cannot hold), started for the session and stopped by PID."""
 
@@ -88,13 +88,14 @@ def build_gold(home: Path, scale: float) -> Path:
     return home
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def gold_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A scale-0.05 Gold (source, lake and audit under one home), built once per module."""
+    """A scale-0.05 Gold (source, lake and audit under one home), built once per session;
+    tests work on copies of it."""
     return build_gold(tmp_path_factory.mktemp("gold") / "home", 0.05)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def small_gold_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A scale-0.005 Gold for the BigQuery emulator: its CSV loads insert row by row (about
     2-4 ms a row), so a scale-0.05 export takes about 90 s there."""
