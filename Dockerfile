@@ -1,7 +1,7 @@
 # The medallion images (deploy/compose.yaml builds both):
 #   docker build -t medallion .                             the CLI (the last stage, `runtime`)
 #   docker build --target airflow -t medallion-airflow .    Airflow 3 with medallion installed
-# Both install the same wheels, built once in `build`, with the kafka extra.
+# Both install the same wheels, built once in `build`, with the kafka and export extras.
 
 FROM python:3.11.15-slim-bookworm AS build
 WORKDIR /src
@@ -10,9 +10,9 @@ COPY src ./src
 # the project's wheel and its dependencies' wheels, so no later stage reads an index, and a
 # requirements file naming that very wheel (a `medallion` on an index is someone else's)
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip wheel --wheel-dir /wheels ".[kafka]" \
+    pip wheel --wheel-dir /wheels ".[kafka,export]" \
  && python -c "import pathlib; w = next(pathlib.Path('/wheels').glob('medallion-*.whl')); \
-pathlib.Path('/wheels/medallion.txt').write_text(f'medallion[kafka] @ {w.as_uri()}\n')"
+pathlib.Path('/wheels/medallion.txt').write_text(f'medallion[kafka,export] @ {w.as_uri()}\n')"
 
 
 FROM apache/airflow:3.3.2-python3.11 AS airflow

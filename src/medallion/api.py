@@ -35,7 +35,11 @@ from medallion.runner import (
     RunContext,
     RunListener,
     RunReport,
+    Status,
     StopSignals,
+    Task,
+    TaskOutcome,
+    TaskResult,
     new_run_id,
     run_tasks,
 )
@@ -49,6 +53,7 @@ from medallion.source.kaggle_csv import LoadResult, load_csv_dir, write_kaggle_c
 from medallion.storage import Lake
 
 if TYPE_CHECKING:  # the stream modules load only when a stream command runs (confluent_kafka)
+    from medallion.export.core import TableExport
     from medallion.stream.consume import ConsumeResult
     from medallion.stream.kafka import Broker
     from medallion.stream.produce import PublishResult
@@ -60,6 +65,7 @@ __all__ = [
     "change_source",
     "check",
     "demo",
+    "export",
     "generate_source",
     "init_source",
     "load_csv",
@@ -197,8 +203,11 @@ def run(
     full_refresh: bool = False,
     run_id: str | None = None,
     listeners: list[RunListener] | None = None,
+    export_to: str | None = None,
 ) -> RunReport:
-    """Run the chosen layers' tasks for the chosen tables, in dependency order."""
+    """Run the chosen layers' tasks for the chosen tables, in dependency order; then, when
+    the run succeeded and ``export_to`` (or the setting) names a warehouse, export Gold to it
+    (an export failure raises :class:`ExportError` after the run is recorded)."""
     tasks = build_tasks(layers, tables)
     if not tasks:
         raise ConfigError("nothing to run: no task matches the chosen layers and tables")
@@ -217,7 +226,77 @@ def run(
     warned = [r["check_name"] for r in results if r["status"] == "warn"]
     page = _write_report(settings, ctx.run_id) if settings.report_on_run else None
     alert_run_summary(alerter, ctx, report, failed, warned, report_url=page)
+    destination = export_to or settings.export_to
+    if destination and report.ok and not report.stopped_by:
+        export(settings, destination, run_id=ctx.run_id)
     return report
+
+
+EXPORT_JOB = "medallion_export"
+
+
+@dataclass
+class ExportReport:
+    destination: str
+    run_id: str
+    tables: list[TableExport]
+    seconds: float
+
+    @property
+    def exported(self) -> list[TableExport]:
+        return [t for t in self.tables if t.status == "exported"]
+
+
+def export(
+    settings: Settings,
+    to: str | None = None,
+    tables: list[str] | None = None,
+    *,
+    full: bool = False,
+    run_id: str | None = None,
+) -> ExportReport:
+    """Export the Gold tables whose Delta version moved since the last export to ``to``
+    (default: the ``export_to`` setting); ``full`` re-exports every table. Each exported
+    table is one audit row (job ``medallion_export``: rows, bytes, seconds)."""
+    from medallion.export.core import export_table, gold_table_names
+    from medallion.export.destinations import destination
+
+    url = to or settings.export_to
+    if not url:
+        raise ConfigError("no export destination: pass --to URL or set export_to")
+    names = gold_table_names(tables)
+    lake = Lake.from_settings(settings)
+    ctx = RunContext(run_id=run_id or new_run_id(), settings=settings, job=EXPORT_JOB)
+    start = time.perf_counter()
+    results: list[TableExport] = []
+    with (
+        destination(url, settings, lake.uri) as dest,
+        AuditStore(settings.audit_location) as audit,
+    ):
+        for name in names:
+            task = Task(f"export.{name}", "export", name, lambda _ctx: TaskResult())
+            audit.task_started(ctx, task, 1)
+            began = time.time()
+            try:
+                done = export_table(dest, lake, name, full=full)
+            except MedallionError as exc:
+                audit.task_finished(
+                    ctx, TaskOutcome(task, Status.FAILED, 1, str(exc), None, began, time.time())
+                )
+                raise
+            metrics = {
+                "destination": dest.label,
+                "status": done.status,
+                "bytes": done.bytes,
+                "seconds": round(done.seconds, 3),
+            }
+            result = TaskResult(rows_written=done.rows, metrics=metrics, delta_version=done.version)
+            audit.task_finished(
+                ctx, TaskOutcome(task, Status.SUCCESS, 1, None, result, began, time.time())
+            )
+            results.append(done)
+        label = dest.label
+    return ExportReport(label, ctx.run_id, results, time.perf_counter() - start)
 
 
 def _write_report(settings: Settings, run_id: str) -> str | None:

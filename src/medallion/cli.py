@@ -289,6 +289,12 @@ def run_command(
         str | None, typer.Option("--run-id", help="Use this run id (e.g. from a scheduler).")
     ] = None,
     parallelism: Annotated[int | None, typer.Option(help="Tasks run at once.")] = None,
+    export: Annotated[
+        str | None,
+        typer.Option(
+            "--export", help="After Gold, export it to this warehouse URL.", metavar="URL"
+        ),
+    ] = None,
     home: HomeOpt = None,
     source_url: SourceOpt = None,
 ) -> None:
@@ -298,7 +304,13 @@ def run_command(
     tasks = api.build_tasks(layer, table)
     with ProgressListener(tasks) as progress:
         report = api.run(
-            settings, layer, table, full_refresh=full_refresh, run_id=run_id, listeners=[progress]
+            settings,
+            layer,
+            table,
+            full_refresh=full_refresh,
+            run_id=run_id,
+            listeners=[progress],
+            export_to=export,
         )
     out_console.print(run_table(report))
     if report.stopped_by:
@@ -350,6 +362,44 @@ def failure_summary(report: RunReport) -> str:
     return (
         f"run {report.run_id} did not complete: {len(failed)} task(s) failed, "
         f"{len(skipped)} skipped{first}"
+    )
+
+
+@app.command("export")
+@cli_errors
+def export_command(
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="bigquery://PROJECT/DATASET, postgresql://USER@HOST/DB or duckdb:///PATH "
+            "[default: the export_to setting].",
+            metavar="URL",
+        ),
+    ] = None,
+    table: Annotated[
+        list[str] | None, typer.Option("--table", help="Export only this Gold table (repeatable).")
+    ] = None,
+    full: Annotated[bool, typer.Option("--full", help="Re-export every table.")] = False,
+    home: HomeOpt = None,
+) -> None:
+    """Export the Gold tables that changed since the last export to a warehouse (each table
+    replaced atomically)."""
+    result = api.export(settings_for(home), to, table, full=full)
+    rows = [
+        {
+            "table": t.table,
+            "status": t.status,
+            "version": t.version,
+            "rows": t.rows,
+            "MB": f"{t.bytes / 1e6:.2f}",
+            "seconds": f"{t.seconds:.2f}",
+        }
+        for t in result.tables
+    ]
+    out_console.print(rows_table(f"export to {result.destination}", rows))
+    out_console.print(
+        f"{len(result.exported)} table(s) exported in {result.seconds:.1f}s (run {result.run_id})"
     )
 
 

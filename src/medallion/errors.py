@@ -77,6 +77,10 @@ class StreamError(MedallionError):
     """The broker is unreachable or lost, or a topic is missing."""
 
 
+class ExportError(MedallionError):
+    """A warehouse export failed: an unknown destination, unreachable, or refused credentials."""
+
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 

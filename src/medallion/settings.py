@@ -94,6 +94,19 @@ class Settings(BaseSettings):
     stream_broker_timeout_s: float = Field(
         default=30.0, gt=0, le=3600, description="how long the broker may be unreachable"
     )
+    export_to: str = Field(
+        default="",
+        description="export Gold here after every run (bigquery://, postgresql://, duckdb:///)",
+    )
+    export_postgres_schema: str = Field(
+        default="gold", min_length=1, description="schema of the Gold tables in a PostgreSQL export"
+    )
+    bigquery_api_endpoint: str = Field(
+        default="", description="BigQuery API endpoint (an emulator: anonymous credentials)"
+    )
+    export_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="per warehouse request of an export"
+    )
 
     @field_validator("home", mode="after")
     @classmethod
