@@ -10,7 +10,7 @@ SCALE ?= 1
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,kafka,s3]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,kafka,s3,airflow]"
 	touch $(STAMP)
 
 demo: $(STAMP)  ## generate scale-$(SCALE) data and run the whole pipeline on embedded defaults

@@ -27,6 +27,7 @@ from medallion.runner import (
     RunListener,
     RunReport,
     StopSignals,
+    Task,
     new_run_id,
     run_tasks,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "generate_source",
     "init_source",
     "load_csv",
+    "pipeline_tasks",
     "quarantine_summary",
     "query",
     "report",
@@ -142,6 +144,17 @@ def source_stats(settings: Settings) -> list[dict[str, Any]]:
         return db.stats(SOURCE_TABLES)
 
 
+def pipeline_tasks(
+    settings: Settings, layers: list[str] | None = None, tables: list[str] | None = None
+) -> list[Task]:
+    """The task graph of a run: the layer tasks and, when ``settings.checks``, a check task
+    after each table that has checks (what ``medallion run`` and the Airflow DAG run)."""
+    tasks = build_tasks(layers, tables)
+    if not tasks:
+        raise ConfigError("nothing to run: no task matches the chosen layers and tables")
+    return with_checks(tasks, settings) if settings.checks else tasks
+
+
 def run(
     settings: Settings,
     layers: list[str] | None = None,
@@ -152,11 +165,7 @@ def run(
     listeners: list[RunListener] | None = None,
 ) -> RunReport:
     """Run the chosen layers' tasks for the chosen tables, in dependency order."""
-    tasks = build_tasks(layers, tables)
-    if not tasks:
-        raise ConfigError("nothing to run: no task matches the chosen layers and tables")
-    if settings.checks:
-        tasks = with_checks(tasks, settings)
+    tasks = pipeline_tasks(settings, layers, tables)
     ctx = RunContext(run_id=run_id or new_run_id(), settings=settings, full_refresh=full_refresh)
     alerter = Alerter.from_settings(settings)
     Lake.from_settings(settings).probe()  # unreachable: fail before any task
