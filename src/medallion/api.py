@@ -487,13 +487,15 @@ def stream_consume(
     max_messages: int | None = None,
     max_batches: int | None = None,
     idle_timeout_s: float | None = None,
+    run_id: str | None = None,
 ) -> ConsumeResult:
     """Consume review events into the lake until a limit, or SIGINT/SIGTERM (the current
-    micro-batch is committed first). Each micro-batch is a row of the audit log."""
+    micro-batch is committed first). Each micro-batch is a row of the audit log, under
+    ``run_id`` (a scheduler's) or a new one."""
     from medallion.stream.consume import Consumer, Limits
 
     Lake.from_settings(settings).probe()  # unreachable: fail before joining the group
-    ctx = RunContext(run_id=new_run_id(), settings=settings, job=STREAM_JOB)
+    ctx = RunContext(run_id=run_id or new_run_id(), settings=settings, job=STREAM_JOB)
     limits = Limits(max_messages, max_batches, idle_timeout_s)
     with AuditStore(settings.audit_location) as audit, StopSignals() as signals:
         audit.abandon_dead_attempts()

@@ -39,6 +39,7 @@ from medallion.orchestration.runs import (
     finish_run,
     graph,
     outcome_line,
+    run_id_for,
     run_task,
     scheduled_context,
     send_summary,
@@ -305,6 +306,7 @@ def _consume(context: Context) -> None:
         task_settings(),
         idle_timeout_s=float(params["idle_timeout_s"]),
         max_messages=int(params["max_messages"]),
+        run_id=run_id_for(context["dag_run"].run_id),  # a retry continues the same run
     )
     log.info(
         "consumed %d message(s) in %d batch(es), %d quarantined; stopped by %s",
