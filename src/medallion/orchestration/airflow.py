@@ -212,7 +212,12 @@ def pipeline_dag(settings: Settings | None = None, dag_id: str = PIPELINE_DAG) -
         tags=TAGS,
         doc_md=__doc__,
     ) as dag:
-        groups = {name: TaskGroup(name, tooltip=f"{name} tasks") for name in LAYER_GROUPS}
+        layers = {t.layer for t in tasks}
+        groups = {
+            name: TaskGroup(name, tooltip=f"the {name} tasks")
+            for name in (*LAYER_GROUPS, *sorted(layers - set(LAYER_GROUPS)))
+            if name in layers
+        }
         ops: dict[str, BaseOperator] = {}
         for task in tasks:
             group = groups[task.layer]

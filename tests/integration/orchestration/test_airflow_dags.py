@@ -107,3 +107,14 @@ def test_importing_medallion_or_starting_the_cli_never_imports_airflow() -> None
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_without_checks_the_dag_is_the_layer_tasks_alone(bag: Any, tmp_path: Path) -> None:
+    from medallion.orchestration.airflow import pipeline_dag
+
+    settings = load_settings(home=tmp_path, checks=False, airflow_schedule="")
+    dag = pipeline_dag(settings)
+    graph = build_tasks()
+    assert set(dag.task_dict) == {t.name for t in graph} | {"report", "summary"}
+    assert all(dag.task_dict[t.name].upstream_task_ids == set(t.upstream) for t in graph)
+    assert "check" not in dag.task_group.children and dag.schedule is None

@@ -1,18 +1,23 @@
 """The DAGs run in a real Airflow (`airflow dags test`, a fresh process on a SQLite metadata
 database): the source set up and the pipeline run from an empty home, under the run id derived
-from Airflow's; a failed task skips its downstream tasks in Airflow as in `medallion run` and
-its failure alert reaches a webhook."""
+from Airflow's; a failed task and a failed check skip in Airflow exactly the tasks `medallion
+run` skips, and their failure alerts reach a webhook."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from tests.support import put
+
 from medallion import api
 from medallion.orchestration.runs import run_id_for
+from medallion.runner import Status
 from medallion.settings import load_settings
 from medallion.storage import Lake
 
@@ -61,48 +66,59 @@ def test_source_setup_then_pipeline_from_an_empty_home(airflow: Airflow, tmp_pat
     assert run_id in page
 
 
-def test_a_failed_task_skips_its_downstream_tasks_and_alerts(
+def test_failures_skip_the_same_downstream_tasks_as_medallion_run_and_alert(
     airflow: Airflow, tmp_path: Path, webhook: Webhook
 ) -> None:
-    home = tmp_path / "home"
-    settings = load_settings(home=home)
+    """A failed task (a source table dropped) and a failed `fail` check (a customer committed
+    behind the watermark: Bronze misses it, the reconciliation fails) on two copies of one
+    home: Airflow ends exactly the tasks `medallion run` skips `upstream_failed`, and the audit
+    log holds the same statuses and errors for both runs."""
+    home, twin = tmp_path / "airflow-home", tmp_path / "cli-home"
+    settings = load_settings(home=home, report_on_run=False)
     api.init_source(settings)
     api.generate_source(settings, scale=0.02, seed=3)
-    with sqlite3.connect(home / "source.db") as db:  # a source table gone: Bronze cannot read it
+    assert api.run(settings, ["bronze"]).ok
+    late = {"customer_id": "f" * 32, "customer_unique_id": "e" * 32,
+            "customer_zip_code_prefix": "01001", "customer_city": "sao paulo",
+            "customer_state": "SP", "updated_at": datetime(2017, 1, 1)}  # fmt: skip
+    put(settings, "customers", [late])
+    with sqlite3.connect(home / "source.db") as db:
         db.execute("DROP TABLE olist_sellers_dataset")
-    env = airflow.env(home, MEDALLION_WEBHOOK_URL=webhook.url, MEDALLION_RETRY_BACKOFF_S="0")
+    shutil.copytree(home, twin)
+    env = airflow.env(home, MEDALLION_WEBHOOK_URL=webhook.url)
 
     done = airflow.dags_test("medallion_pipeline", env)
     assert done.returncode != 0 and "DagRun failed" in output(done)
+    cli = api.run(settings.model_copy(update={"home": twin}))
+
     airflow_run, state, tasks = airflow.last_run("medallion_pipeline")
-    assert state == "failed"
-    assert tasks["bronze.sellers"] == "failed"
-    downstream = [
-        "check.bronze.sellers", "silver.sellers", "silver.order_items", "gold.dim_seller",
-        "gold.fact_order_item", "gold.feature_seller_reliability",
-    ]  # fmt: skip
-    assert {tasks[t] for t in downstream} == {"upstream_failed"}
-    assert tasks["silver.customers"] == tasks["gold.dim_customer"] == "success"
-    assert tasks["report"] == "success" and tasks["summary"] == "failed"
+    assert state == "failed" and tasks.pop("report") == "success"
+    assert tasks.pop("summary") == "failed"  # so that the DAG run fails as `medallion run` does
+    expected = {"SUCCESS": "success", "FAILED": "failed", "SKIPPED": "upstream_failed"}
+    assert tasks == {o.task.name: expected[o.status.value] for o in cli.outcomes}
+    failed = {t for t, s in tasks.items() if s == "failed"}
+    assert failed == {"bronze.sellers", "check.bronze.customers"}
+    assert (
+        tasks["silver.customers"] == tasks["gold.feature_seller_reliability"] == "upstream_failed"
+    )
+    assert tasks["silver.products"] == "success"
 
     run_id = run_id_for(airflow_run)
-    final = {r["task"]: r for r in api.audit_log(settings, run_id=run_id)}
-    assert final["bronze.sellers"]["status"] == "FAILED" and final["bronze.sellers"]["attempt"] == 1
-    assert "olist_sellers_dataset" in final["bronze.sellers"]["error"]
-    assert final["silver.sellers"]["status"] == "SKIPPED"
-    assert (
-        final["silver.sellers"]["error"]
-        == "upstream bronze.sellers, check.bronze.sellers did not succeed"
-    )
-    assert {r["status"] for t, r in final.items() if tasks[t] == "upstream_failed"} == {"SKIPPED"}
-    assert len(final) == 60
+    logged = {r["task"]: r for r in api.audit_log(settings, run_id=run_id)}
+    assert {t: (r["status"], r["error"], r["attempt"]) for t, r in logged.items()} == {
+        o.task.name: (o.status.value, o.error, o.attempts) for o in cli.outcomes
+    }
+    assert "olist_sellers_dataset" in logged["bronze.sellers"]["error"]
+    assert logged["check.bronze.customers"]["error"].endswith("reconcile_with_source")
 
-    (failure,) = webhook.events("failure")  # one alert, from Airflow's failure callback
-    assert (failure["task"], failure["run_id"]) == ("bronze.sellers", run_id)
-    assert "olist_sellers_dataset" in failure["error"]
+    alerts = {a["task"]: a for a in webhook.events("failure")}  # from the failure callback
+    assert (
+        len(webhook.events("failure")) == 2
+        and set(alerts) == failed
+        and {a["run_id"] for a in alerts.values()} == {run_id}
+    )
+    assert alerts["bronze.sellers"]["error"] == logged["bronze.sellers"]["error"]
     (summary,) = webhook.events("summary")
     assert summary["run_id"] == run_id and summary["ok"] is False
-    assert summary["counts"]["failed"] == 1 and summary["counts"]["skipped"] == len(
-        [t for t, s in tasks.items() if s == "upstream_failed"]
-    )
-    assert (home / "reports" / f"{run_id}.html").exists()
+    assert summary["counts"]["failed"] == 2
+    assert summary["counts"]["skipped"] == len(cli.by_status(Status.SKIPPED))
