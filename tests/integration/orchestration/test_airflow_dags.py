@@ -118,3 +118,43 @@ def test_without_checks_the_dag_is_the_layer_tasks_alone(bag: Any, tmp_path: Pat
     assert set(dag.task_dict) == {t.name for t in graph} | {"report", "summary"}
     assert all(dag.task_dict[t.name].upstream_task_ids == set(t.upstream) for t in graph)
     assert "check" not in dag.task_group.children and dag.schedule is None
+
+
+def test_a_transient_failure_is_left_to_airflow_to_retry_and_another_fails_at_once(
+    bag: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from medallion.errors import SourceError, TransientError
+    from medallion.orchestration import airflow as factory
+    from medallion.runner import Status, Task, TaskOutcome
+
+    tried: list[tuple[int, bool]] = []
+
+    def attempt(_ctx: Any, name: str, attempt: int, *, may_retry: bool) -> Any:
+        tried.append((attempt, may_retry))
+        error = TransientError("busy") if name == "bronze.orders" else SourceError("gone")
+        task = Task(name, "bronze", "orders", lambda _c: None)  # type: ignore[arg-type,return-value]
+        outcome = TaskOutcome(task, Status.FAILED, attempt, error=str(error))
+        outcome.will_retry = may_retry and isinstance(error, TransientError)
+        return outcome, error
+
+    monkeypatch.setattr(factory, "run_task", attempt)
+    monkeypatch.setattr(factory, "task_settings", lambda: load_settings(home=tmp_path))
+
+    class Run:
+        dag_id, run_id, start_date, run_after = "medallion_pipeline", "manual__x", None, None
+
+    class Ti:
+        try_number, max_tries = 1, 2
+
+    context: Any = {"ti": Ti(), "dag_run": Run(), "params": {}}
+    op = bag.dags["medallion_pipeline"].task_dict["bronze.orders"]
+    with pytest.raises(TransientError):  # Airflow retries it after its back-off
+        op.execute(context)
+    Ti.try_number = 3  # the last try: failed for good, the callback alerts
+    with pytest.raises(AirflowFailException, match="busy"):
+        op.execute(context)
+    with pytest.raises(AirflowFailException, match="gone"):  # no retry can help
+        bag.dags["medallion_pipeline"].task_dict["bronze.sellers"].execute(context)
+    assert tried == [(1, True), (3, False), (3, False)]
