@@ -45,7 +45,7 @@ from medallion.orchestration.runs import (
     send_summary,
     variable_settings,
 )
-from medallion.runner import PIPELINE_JOB, RunContext, describe_error, order_tasks
+from medallion.runner import PIPELINE_JOB, STREAM_JOB, RunContext, describe_error, order_tasks
 from medallion.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -143,19 +143,23 @@ class StepOperator(BaseOperator):
             raise AirflowFailException(str(exc)) from exc
 
 
-def alert_on_failure(context: Context) -> None:
-    """Airflow's failure callback of a pipeline task: the project's failure alert (never
-    raises: a callback that fails only logs)."""
-    try:
-        task = context["task"]
-        name = getattr(task, "medallion_task", task.task_id)
-        exc = context.get("exception")
-        cause = exc.__cause__ if isinstance(exc, AirflowFailException) and exc.__cause__ else exc
-        error = describe_error(cause) if isinstance(cause, BaseException) else str(cause)
-        ctx = run_context(context, task_settings())
-        alert_task_failure(ctx, name, context["ti"].try_number, error)
-    except Exception as exc:
-        log.error("could not send the failure alert: %s", describe_error(exc))
+def alert_on_failure(job: str = PIPELINE_JOB) -> Callable[[Context], None]:
+    """Airflow's failure callback for the tasks of ``job``: the project's failure alert. It
+    never raises (a callback that fails only logs)."""
+
+    def callback(context: Context) -> None:
+        try:
+            task = context["task"]
+            name = getattr(task, "medallion_task", task.task_id)
+            exc = context.get("exception")
+            cause = exc.__cause__ if isinstance(exc, AirflowFailException) else exc
+            error = describe_error(cause) if isinstance(cause, BaseException) else str(exc)
+            ctx = run_context(context, task_settings(), job)
+            alert_task_failure(ctx, name, context["ti"].try_number, error)
+        except Exception as failed:
+            log.error("could not send the failure alert: %s", describe_error(failed))
+
+    return callback
 
 
 def _finish(context: Context) -> None:
@@ -194,7 +198,7 @@ def pipeline_dag(settings: Settings | None = None, dag_id: str = PIPELINE_DAG) -
         "retries": settings.retries,
         "retry_delay": timedelta(seconds=settings.retry_backoff_s),
         "retry_exponential_backoff": BACKOFF,
-        "on_failure_callback": alert_on_failure,
+        "on_failure_callback": alert_on_failure(),
     }
     with DAG(
         dag_id,
@@ -246,6 +250,7 @@ def source_setup_dag(dag_id: str = SOURCE_DAG) -> DAG:
         start_date=START,
         catchup=False,
         max_active_runs=1,
+        default_args={"on_failure_callback": alert_on_failure(dag_id)},
         params={
             "scale": Param(0.1, type="number", exclusiveMinimum=0, description="of Kaggle size"),
             "seed": Param(42, type="integer", description="generated data, deterministic"),
@@ -294,6 +299,7 @@ def streaming_dag(settings: Settings | None = None, dag_id: str = STREAM_DAG) ->
             "retries": settings.retries,
             "retry_delay": timedelta(seconds=settings.retry_backoff_s),
             "retry_exponential_backoff": BACKOFF,
+            "on_failure_callback": alert_on_failure(STREAM_JOB),
         },
         params={
             "idle_timeout_s": Param(30.0, type="number", minimum=0),

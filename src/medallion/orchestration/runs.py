@@ -166,10 +166,15 @@ def run_task(
 
 
 def alert_task_failure(ctx: RunContext, name: str, attempts: int, error: str) -> bool:
-    """The failure alert of a task whose last attempt failed; True if it was delivered."""
+    """The failure alert of a task whose last attempt failed (a pipeline task, or a step of
+    another DAG, named as it is); True if it was delivered."""
     now = time.time()
+    try:
+        task = find_task(ctx.settings, name)
+    except TaskError:  # a step such as load_source or consume
+        task = Task(name, "step", ctx.job, _not_a_pipeline_task)
     outcome = TaskOutcome(
-        find_task(ctx.settings, name),
+        task,
         Status.FAILED,
         attempts=attempts,
         error=error,
@@ -177,6 +182,10 @@ def alert_task_failure(ctx: RunContext, name: str, attempts: int, error: str) ->
         ended_at=now,
     )
     return alert_failure(Alerter.from_settings(ctx.settings), ctx, outcome) is not None
+
+
+def _not_a_pipeline_task(_ctx: RunContext) -> TaskResult:
+    raise TaskError("not a pipeline task")
 
 
 # -- the end of a run --------------------------------------------------------------------------

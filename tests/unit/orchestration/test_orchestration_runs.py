@@ -159,3 +159,17 @@ def test_the_report_links_the_airflow_run_when_a_base_url_is_set(tmp_path: Path)
     assert "Airflow run" not in facts  # a `medallion run`
     with pytest.raises(ConfigError, match="http"):
         load_settings(home=tmp_path, airflow_base_url="javascript:alert(1)")
+
+
+def test_a_failed_step_of_another_dag_can_be_alerted_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[object] = []
+    monkeypatch.setattr(runs, "alert_failure", lambda _a, _ctx, outcome: sent.append(outcome))
+    ctx = context(tmp_path)
+    runs.alert_task_failure(ctx, "load_source", 2, "no such folder")
+    runs.alert_task_failure(ctx, "silver.orders", 1, "boom")
+    first, second = sent
+    assert isinstance(first, TaskOutcome) and isinstance(second, TaskOutcome)
+    assert (first.task.name, first.task.layer, first.attempts) == ("load_source", "step", 2)
+    assert (second.task.layer, second.task.upstream[:1]) == ("silver", ("bronze.orders",))
