@@ -183,7 +183,7 @@ def _task_states(context: Context) -> dict[str, str]:
     try:
         dag_run = context["dag_run"]
         found = context["ti"].get_task_states(dag_id=dag_run.dag_id, run_ids=[dag_run.run_id])
-        return {k: str(v) for k, v in found.get(dag_run.run_id, {}).items()}
+        return {k: str(getattr(v, "value", v)) for k, v in found.get(dag_run.run_id, {}).items()}
     except Exception as exc:  # only an explanation: never fail the report for it
         log.warning("could not read the task states: %s", describe_error(exc))
         return {}
