@@ -4,27 +4,28 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SCALE ?= 1
+PORT ?= 8080
 
-.PHONY: demo test test-fast test-all lint format bench clean
+.PHONY: demo test test-fast test-all lint format bench airflow clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,kafka,s3,export]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,kafka,s3,export,airflow]"
 	touch $(STAMP)
 
 demo: $(STAMP)  ## generate scale-$(SCALE) data and run the whole pipeline on embedded defaults
 	$(BIN)/medallion demo --scale $(SCALE)
 
 test: $(STAMP)  ## lint, type-check and run every test tier
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests dags
+	$(BIN)/ruff format --check src tests dags
 	$(BIN)/mypy src
 	$(BIN)/pytest -q
 
 test-fast: $(STAMP)  ## lint, type-check and the tests not marked slow (no whole-pipeline e2e or model test)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests dags
+	$(BIN)/ruff format --check src tests dags
 	$(BIN)/mypy src
 	$(BIN)/pytest -q -m "not slow"
 
@@ -32,16 +33,19 @@ test-all: $(STAMP)  ## the tests, with the model-based property test run 10x lon
 	MEDALLION_PROPERTY_EXAMPLES=300 $(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests dags
+	$(BIN)/ruff format --check src tests dags
 	$(BIN)/mypy src
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests dags
+	$(BIN)/ruff check --fix src tests dags
 
 bench: $(STAMP)  ## time and peak memory of generate, full run, change, incremental at SCALE
 	$(BIN)/medallion bench --scale $(SCALE) --out bench/scale-$(SCALE).json
+
+airflow: $(STAMP)  ## Airflow standalone on 127.0.0.1:$(PORT) with dags/ (prints the URL and the password file)
+	$(BIN)/medallion airflow standalone --port $(PORT) --dags-folder dags
 
 clean:
 	rm -rf $(VENV) medallion_home .pytest_cache .mypy_cache .ruff_cache

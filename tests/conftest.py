@@ -18,6 +18,19 @@ REPO = Path(__file__).resolve().parents[1]
 LOCAL_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Airflow, when a test imports it, keeps its files in a temporary folder: never the
+    user's ``~/airflow`` or ``$AIRFLOW_HOME``."""
+    before = os.environ.get("AIRFLOW_HOME")
+    os.environ["AIRFLOW_HOME"] = str(tmp_path_factory.mktemp("airflow_home"))
+    yield
+    if before is None:
+        os.environ.pop("AIRFLOW_HOME", None)
+    else:
+        os.environ["AIRFLOW_HOME"] = before
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The project's shared folder: ``$MEDALLION_SHARED``, else ``<repo>/../shared``."""

@@ -69,6 +69,7 @@ __all__ = [
     "generate_source",
     "init_source",
     "load_csv",
+    "pipeline_tasks",
     "quarantine_summary",
     "query",
     "report",
@@ -195,6 +196,17 @@ def source_stats(settings: Settings) -> list[dict[str, Any]]:
         return db.stats(SOURCE_TABLES)
 
 
+def pipeline_tasks(
+    settings: Settings, layers: list[str] | None = None, tables: list[str] | None = None
+) -> list[Task]:
+    """The task graph of a run: the layer tasks and, when ``settings.checks``, a check task
+    after each table that has checks (what ``medallion run`` and the Airflow DAG run)."""
+    tasks = build_tasks(layers, tables)
+    if not tasks:
+        raise ConfigError("nothing to run: no task matches the chosen layers and tables")
+    return with_checks(tasks, settings) if settings.checks else tasks
+
+
 def run(
     settings: Settings,
     layers: list[str] | None = None,
@@ -208,11 +220,7 @@ def run(
     """Run the chosen layers' tasks for the chosen tables, in dependency order; then, when
     the run succeeded and ``export_to`` (or the setting) names a warehouse, export Gold to it
     (an export failure raises :class:`ExportError` after the run is recorded)."""
-    tasks = build_tasks(layers, tables)
-    if not tasks:
-        raise ConfigError("nothing to run: no task matches the chosen layers and tables")
-    if settings.checks:
-        tasks = with_checks(tasks, settings)
+    tasks = pipeline_tasks(settings, layers, tables)
     ctx = RunContext(run_id=run_id or new_run_id(), settings=settings, full_refresh=full_refresh)
     alerter = Alerter.from_settings(settings)
     Lake.from_settings(settings).probe()  # unreachable: fail before any task
@@ -604,13 +612,15 @@ def stream_consume(
     max_messages: int | None = None,
     max_batches: int | None = None,
     idle_timeout_s: float | None = None,
+    run_id: str | None = None,
 ) -> ConsumeResult:
     """Consume review events into the lake until a limit, or SIGINT/SIGTERM (the current
-    micro-batch is committed first). Each micro-batch is a row of the audit log."""
+    micro-batch is committed first). Each micro-batch is a row of the audit log, under
+    ``run_id`` (a scheduler's) or a new one."""
     from medallion.stream.consume import Consumer, Limits
 
     Lake.from_settings(settings).probe()  # unreachable: fail before joining the group
-    ctx = RunContext(run_id=new_run_id(), settings=settings, job=STREAM_JOB)
+    ctx = RunContext(run_id=run_id or new_run_id(), settings=settings, job=STREAM_JOB)
     limits = Limits(max_messages, max_batches, idle_timeout_s)
     with AuditStore(settings.audit_location) as audit, StopSignals() as signals:
         audit.abandon_dead_attempts()

@@ -171,7 +171,8 @@ class AuditStore:
             "attempt": attempt,
             "status": Status.RUNNING.value,
             "started_at": _now(),
-            "metrics": json.dumps({"holder": this_process()}),  # to tell a dead attempt later
+            # the holder tells a dead attempt later
+            "metrics": json.dumps({"holder": this_process(), **_origin(ctx)}),
         }
         row_id = self._write(sa.insert(self.t["run_logs"]).values(**values))
         with self._lock:
@@ -192,7 +193,7 @@ class AuditStore:
                 "watermark_before": r.watermark_before,
                 "watermark_after": r.watermark_after,
                 "delta_version": r.delta_version,
-                "metrics": json.dumps(r.metrics, default=str, sort_keys=True),
+                "metrics": json.dumps({**r.metrics, **_origin(ctx)}, default=str, sort_keys=True),
             }
         with self._lock:
             row_id = self._rows.pop((ctx.run_id, outcome.task.name, outcome.attempts), None)
@@ -206,6 +207,8 @@ class AuditStore:
                 "attempt": outcome.attempts,
                 "started_at": _now(),
             }
+            if ctx.origin and r is None:
+                values["metrics"] = json.dumps(_origin(ctx))
             self._write(sa.insert(self.t["run_logs"]).values(**values))
         else:
             rl = self.t["run_logs"]
@@ -355,6 +358,11 @@ class AuditStore:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(le.c.run_id).where(le.c.resource == resource)).first()
         return row[0] if row else "?"
+
+
+def _origin(ctx: RunContext) -> dict[str, Any]:
+    """Who started the run (a scheduler's ids), kept in every audit row's metrics."""
+    return {"origin": ctx.origin} if ctx.origin else {}
 
 
 def this_process() -> str:

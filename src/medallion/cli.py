@@ -54,7 +54,11 @@ stream_app = typer.Typer(
 )
 app.add_typer(source_app, name="source")
 app.add_typer(config_app, name="config")
+airflow_app = typer.Typer(
+    help="A local Airflow running the DAGs of dags/ (the airflow extra).", no_args_is_help=True
+)
 app.add_typer(stream_app, name="stream")
+app.add_typer(airflow_app, name="airflow")
 
 HomeOpt = Annotated[
     Path | None,
@@ -749,6 +753,50 @@ def stream_broker(
         error_line(f"the Kafka broker exited by itself (code {broker.process.returncode})")
         raise typer.Exit(1)
     out_console.print("broker stopped")
+
+
+@airflow_app.command("standalone")
+@cli_errors
+def airflow_standalone(
+    home: HomeOpt = None,
+    port: Annotated[int, typer.Option(help="Port of the UI and API on 127.0.0.1.")] = 8080,
+    dags_folder: Annotated[
+        Path, typer.Option("--dags-folder", help="The DAG files (the repository's dags/).")
+    ] = Path("dags"),
+    airflow_home: Annotated[
+        Path | None,
+        typer.Option(
+            "--airflow-home", help="Airflow's folder [env AIRFLOW_HOME, else <home>/airflow]."
+        ),
+    ] = None,
+) -> None:
+    """Run Airflow standalone on 127.0.0.1 (UI, scheduler, DAG processor, triggerer) with the
+    medallion DAGs, until Ctrl-C or SIGTERM; prints the URL and where the admin password is."""
+    from medallion.orchestration.standalone import admin_password, start_standalone
+
+    stop = threading.Event()
+    handlers = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        airflow = start_standalone(settings_for(home), dags_folder, airflow_home, port)
+        try:
+            out_console.print(f"starting Airflow in {airflow.airflow_home} (Ctrl-C stops it)")
+            if not airflow.wait_healthy():
+                error_line(f"Airflow did not answer on {airflow.url}; see its output above")
+                raise typer.Exit(1)
+            shown = "" if admin_password(airflow.password_file) else " (once generated)"
+            out_console.print(f"Airflow UI: {airflow.url}  user: admin")
+            out_console.print(f"admin password: in {airflow.password_file}{shown}")
+            while not stop.is_set() and airflow.process.poll() is None:
+                stop.wait(0.5)
+        finally:
+            airflow.stop()
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    if not stop.is_set():
+        error_line(f"Airflow exited by itself (code {airflow.process.returncode})")
+        raise typer.Exit(1)
+    out_console.print("Airflow stopped")
 
 
 def _stop_on_term(_signum: int, _frame: object) -> None:

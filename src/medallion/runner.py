@@ -56,6 +56,9 @@ class RunContext:
     job: str = PIPELINE_JOB
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     full_refresh: bool = False
+    # who started the run when not `medallion run`, e.g. {"airflow_dag_id": ...,
+    # "airflow_run_id": ...}; every audit row of the run keeps it (metrics key "origin")
+    origin: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -263,44 +266,66 @@ def _skipped(task: Task, outcomes: dict[str, TaskOutcome]) -> TaskOutcome:
 def _attempt_task(
     task: Task, ctx: RunContext, hooks: list[RunListener], sleep: Callable[[float], None]
 ) -> TaskOutcome:
-    outcome = TaskOutcome(task, Status.RUNNING, started_at=time.time())
+    started = time.time()
     max_attempts = ctx.settings.retries + 1
     for attempt in range(1, max_attempts + 1):
-        outcome.attempts = attempt
-        try:
-            for hook in hooks:  # an audit store that cannot record the start fails the task
-                hook.task_started(ctx, task, attempt)
-            outcome.result = task.fn(ctx)
-            outcome.status = Status.SUCCESS
-            outcome.error = None
-        except TRANSIENT as exc:
-            outcome.status, outcome.error = Status.FAILED, _describe(exc)
-            if attempt < max_attempts:
-                delay = ctx.settings.retry_backoff_s * 2 ** (attempt - 1)
-                log.warning(
-                    "%s: transient failure, retry %d in %.1fs: %s",
-                    task.name,
-                    attempt,
-                    delay,
-                    outcome.error,
-                )
-                outcome.ended_at = time.time()
-                outcome.will_retry = True
-                _notify_finished(hooks, ctx, outcome)
-                outcome.will_retry = False
-                sleep(delay)
-                continue
-        except Exception as exc:
-            outcome.status, outcome.error = Status.FAILED, _describe(exc)
-            if not isinstance(exc, MedallionError):
-                log.debug("%s failed:\n%s", task.name, traceback.format_exc())
-        break
+        outcome, _ = attempt_once(
+            task, ctx, hooks, attempt, may_retry=attempt < max_attempts, started_at=started
+        )
+        if not outcome.will_retry:
+            return outcome
+        delay = retry_delay(ctx.settings, attempt)
+        log.warning(
+            "%s: transient failure, retry %d in %.1fs: %s", task.name, attempt, delay, outcome.error
+        )
+        sleep(delay)
+    raise AssertionError("unreachable: the last attempt never retries")  # pragma: no cover
+
+
+def attempt_once(
+    task: Task,
+    ctx: RunContext,
+    hooks: Sequence[RunListener],
+    attempt: int,
+    *,
+    may_retry: bool,
+    started_at: float | None = None,
+) -> tuple[TaskOutcome, Exception | None]:
+    """One attempt of ``task``: the listeners hear its start and its end, and a transient
+    failure is reported as one that will be retried when ``may_retry``. Returns the outcome
+    and the exception that failed it (for a scheduler that runs one attempt at a time)."""
+    outcome = TaskOutcome(
+        task, Status.RUNNING, attempts=attempt, started_at=started_at or time.time()
+    )
+    error: Exception | None = None
+    try:
+        for hook in hooks:  # an audit store that cannot record the start fails the task
+            hook.task_started(ctx, task, attempt)
+        outcome.result = task.fn(ctx)
+        outcome.status = Status.SUCCESS
+    except Exception as exc:
+        error = exc
+        outcome.status, outcome.error = Status.FAILED, describe_error(exc)
+        outcome.will_retry = may_retry and is_transient(exc)
+        if not isinstance(exc, MedallionError) and not outcome.will_retry:
+            log.debug("%s failed:\n%s", task.name, traceback.format_exc())
     outcome.ended_at = time.time()
-    _notify_finished(hooks, ctx, outcome)
-    return outcome
+    _notify_finished(list(hooks), ctx, outcome)
+    return outcome, error
 
 
-def _describe(exc: BaseException) -> str:
+def is_transient(exc: BaseException) -> bool:
+    """A failure worth retrying (a busy lease, a lost connection, a timeout)."""
+    return isinstance(exc, TRANSIENT)
+
+
+def retry_delay(settings: Settings, attempt: int) -> float:
+    """Seconds to wait after failed attempt number ``attempt``: ``retry_backoff_s``, doubling."""
+    return settings.retry_backoff_s * 2.0 ** (attempt - 1)
+
+
+def describe_error(exc: BaseException) -> str:
+    """The one-line error text of a failed task."""
     if isinstance(exc, MedallionError):
         return str(exc)
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:1000]

@@ -77,6 +77,15 @@ class Settings(BaseSettings):
     alert_timeout_s: float = Field(default=5.0, gt=0, le=60, description="per webhook request")
     alert_retries: int = Field(default=1, ge=0, le=3, description="retries of a failed delivery")
     report_url: str = Field(default="", description="report link in alerts; {run_id} expands")
+    airflow_base_url: str = Field(
+        default="", description="the Airflow UI a report links its DAG run in"
+    )
+    airflow_schedule: str = Field(
+        default="@daily", description="schedule of the medallion_pipeline DAG; empty: manual only"
+    )
+    airflow_stream_schedule: str = Field(
+        default="", description="schedule of the medallion_streaming DAG; empty: manual only"
+    )
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092", description="the broker(s) of the review stream"
     )
@@ -119,6 +128,14 @@ class Settings(BaseSettings):
                     raise ValueError(f"{path} is not a folder; give --home a folder")
                 break
         return home
+
+    @field_validator("airflow_base_url", mode="after")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        """The report links there: an http(s) URL or nothing."""
+        if value and not re.match(r"https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8080")
+        return value.rstrip("/")
 
     @classmethod
     def settings_customise_sources(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import graphlib
 import importlib
+import logging
 from pathlib import Path
 
 import pytest
@@ -45,4 +46,10 @@ def test_the_import_graph_has_no_cycle() -> None:
 
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if not n.endswith("__main__")))
 def test_every_module_imports_on_its_own(name: str) -> None:
-    importlib.import_module(name)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        importlib.import_module(name)
+    finally:  # importing Airflow configures the root logger; the next tests do not want it
+        root.handlers[:] = handlers
+        root.setLevel(level)

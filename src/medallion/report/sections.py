@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from markupsafe import Markup
 
@@ -91,6 +92,7 @@ def summary_section(settings: Settings, data: RunData) -> Section:
         counts += f", {t.retried} retried"
     facts = (
         Fact("job", str(first.get("job", DASH))),
+        *_airflow_run(settings, data),
         Fact("started", fmt_time(t.started)),
         Fact("ended", fmt_time(t.ended)),
         Fact("wall time", fmt_seconds(t.seconds)),
@@ -99,6 +101,29 @@ def summary_section(settings: Settings, data: RunData) -> Section:
         Fact("lake", redact_url(settings.lake_location)),
     )
     return Section("summary", "Summary", Summary(badge(t.status), counts, facts))
+
+
+def _airflow_run(settings: Settings, data: RunData) -> tuple[Fact, ...]:
+    """The Airflow DAG run that ran this run (from the audit rows' origin), linked to the
+    Airflow UI when ``airflow_base_url`` is set; nothing for a `medallion run`."""
+    for row in data.attempts:
+        try:
+            origin = json.loads(row.get("metrics") or "{}").get("origin") or {}
+        except (ValueError, AttributeError):
+            continue
+        dag_id, run_id = origin.get("airflow_dag_id"), origin.get("airflow_run_id")
+        if dag_id and run_id:
+            return (Fact("Airflow run", f"{dag_id} / {run_id}", airflow_run_url(settings, origin)),)
+    return ()
+
+
+def airflow_run_url(settings: Settings, origin: dict[str, str]) -> str | None:
+    """``<airflow_base_url>/dags/<dag_id>/runs/<run_id>``, or None without a base URL."""
+    base = settings.airflow_base_url.rstrip("/")
+    if not base:
+        return None
+    dag_id, run_id = (quote(origin[k], safe="") for k in ("airflow_dag_id", "airflow_run_id"))
+    return f"{base}/dags/{dag_id}/runs/{run_id}"
 
 
 # -- timeline ---------------------------------------------------------------------------------
