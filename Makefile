@@ -21,15 +21,15 @@ test: $(STAMP)  ## lint, type-check and run every test tier
 	$(BIN)/ruff check src tests dags
 	$(BIN)/ruff format --check src tests dags
 	$(BIN)/mypy src
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not soak"
 
 test-fast: $(STAMP)  ## lint, type-check and the tests not marked slow (no whole-pipeline e2e or model test)
 	$(BIN)/ruff check src tests dags
 	$(BIN)/ruff format --check src tests dags
 	$(BIN)/mypy src
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow and not soak"
 
-test-all: $(STAMP)  ## the tests, with the model-based property test run 10x longer (soak)
+test-all: $(STAMP)  ## every test, soak ones too, the model-based property test 10x longer
 	MEDALLION_PROPERTY_EXAMPLES=300 $(BIN)/pytest -q
 
 lint: $(STAMP)

@@ -31,6 +31,7 @@ from medallion.profiles import (
 )
 from medallion.resources import change_memory, generate_memory, require_memory
 from medallion.runner import (
+    EXPORT_JOB,
     STREAM_JOB,
     RunContext,
     RunListener,
@@ -238,9 +239,6 @@ def run(
     if destination and report.ok and not report.stopped_by:
         export(settings, destination, run_id=ctx.run_id)
     return report
-
-
-EXPORT_JOB = "medallion_export"
 
 
 @dataclass

@@ -12,6 +12,7 @@ from functools import cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from medallion.report.exports import export_section
 from medallion.report.figures import business_section
 from medallion.report.formats import fmt_time
 from medallion.report.model import badge
@@ -52,6 +53,7 @@ def render_page(settings: Settings, views: LakeViews, data: RunData) -> str:
         drift_section(data),
         business_section(views),
         stream_section(views, data),
+        export_section(data),
         errors_section(data),
     ]
     return (

@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from medallion.audit import AuditStore
 from medallion.errors import AuditError, MedallionError
 from medallion.report.style import NO_RUN, Row
-from medallion.runner import STREAM_JOB
+from medallion.runner import EXPORT_JOB, STREAM_JOB
 from medallion.settings import Settings
 
 
@@ -29,6 +29,7 @@ class RunData:
     previous: str | None  # the run before this one, if any
     checks: list[Row]
     stream: list[Row] = field(default_factory=list)  # micro-batches of every consume, oldest first
+    exports: list[Row] = field(default_factory=list)  # every table export, oldest first
 
     @property
     def final(self) -> dict[str, Row]:
@@ -53,20 +54,27 @@ def load_run(settings: Settings, run_id: str | None = None) -> RunData:
         at = order.index(chosen)
         previous = order[at - 1] if at else None
         attempts, checks = store.run_logs(run_id=chosen), store.dq_results(chosen)
-        return RunData(chosen, attempts, previous, checks, _stream_batches(store))
+        exports = _job_rows(store, EXPORT_JOB)
+        return RunData(chosen, attempts, previous, checks, _stream_batches(store), exports)
 
 
 def _run_ids(store: AuditStore) -> list[str]:
-    """Every pipeline run id in the order the runs started (stream consumes have their own
-    section, not a page: a report's run and its predecessor are pipeline runs)."""
+    """Every pipeline run id in the order the runs started (stream consumes and exports have
+    their own sections, not pages: a report's run and its predecessor are pipeline runs)."""
     rl = store.t["run_logs"]
     stmt = (
         sa.select(rl.c.run_id)
-        .where(rl.c.job != STREAM_JOB)
+        .where(rl.c.job.not_in([STREAM_JOB, EXPORT_JOB]))
         .group_by(rl.c.run_id)
         .order_by(sa.func.min(rl.c.id))
     )
     return [str(r["run_id"]) for r in _select(store, stmt)]
+
+
+def _job_rows(store: AuditStore, job: str) -> list[Row]:
+    """Every attempt of a job's runs, oldest first."""
+    rl = store.t["run_logs"]
+    return _select(store, sa.select(rl).where(rl.c.job == job).order_by(rl.c.id))
 
 
 def _stream_batches(store: AuditStore) -> list[Row]:
