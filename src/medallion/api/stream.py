@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import pyarrow.compute as pc
-
-from medallion.api.source import utc_now
-from medallion.audit import AuditStore
-from medallion.catalog import source_table
 from medallion.errors import ConfigError, SourceError, StreamError
-from medallion.runner import STREAM_JOB, RunContext, StopSignals, new_run_id
-from medallion.settings import Settings, redact_url
-from medallion.source.db import open_source
-from medallion.storage import Lake
 
-if TYPE_CHECKING:  # the stream modules load only when a stream command runs (confluent_kafka)
+# Each function imports what it needs: `stream schema` and `stream broker` start without
+# pyarrow, the source drivers or the Kafka client.
+if TYPE_CHECKING:
+    from medallion.settings import Settings
     from medallion.stream.consume import ConsumeResult
     from medallion.stream.kafka import Broker
     from medallion.stream.produce import PublishResult
@@ -38,6 +32,12 @@ def stream_produce(
     same source gives the same events (a consumer drops a re-sent event by its id); another
     seed gives new ones.
     """
+    import pyarrow.compute as pc
+
+    from medallion.api.source import utc_now
+    from medallion.catalog import source_table
+    from medallion.settings import redact_url
+    from medallion.source.db import open_source
     from medallion.stream.produce import publish, replay_events, synthetic_events
 
     if count < 1:
@@ -104,6 +104,9 @@ def stream_consume(
     """Consume review events into the lake until a limit, or SIGINT/SIGTERM (the current
     micro-batch is committed first). Each micro-batch is a row of the audit log, under
     ``run_id`` (a scheduler's) or a new one."""
+    from medallion.audit import AuditStore
+    from medallion.runner import STREAM_JOB, RunContext, StopSignals, new_run_id
+    from medallion.storage import Lake
     from medallion.stream.consume import Consumer, Limits
 
     Lake.from_settings(settings).probe()  # unreachable: fail before joining the group

@@ -9,7 +9,6 @@ import typer
 
 from medallion.cli.common import HomeOpt, cli_errors, settings_for
 from medallion.console import error_line, out_console
-from medallion.runner import StopSignals
 
 airflow_app = typer.Typer(
     help="A local Airflow running the DAGs of dags/ (the airflow extra).", no_args_is_help=True
@@ -34,6 +33,7 @@ def airflow_standalone(
     """Run Airflow standalone on 127.0.0.1 (UI, scheduler, DAG processor, triggerer) with the
     medallion DAGs, until Ctrl-C or SIGTERM; prints the URL and where the admin password is."""
     from medallion.orchestration.standalone import admin_password, start_standalone
+    from medallion.runner import StopSignals
 
     with StopSignals() as signals:
         airflow = start_standalone(settings_for(home), dags_folder, airflow_home, port)

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from medallion.console import error_line
 from medallion.errors import MedallionError
-from medallion.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from medallion.settings import Settings
 
 HomeOpt = Annotated[
     Path | None,
@@ -52,4 +54,6 @@ def cli_errors(fn: F) -> F:
 
 
 def settings_for(home: Path | None, **flags: Any) -> Settings:
+    from medallion.settings import load_settings
+
     return load_settings(home=home, **flags)

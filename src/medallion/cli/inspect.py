@@ -6,16 +6,17 @@ from __future__ import annotations
 import json
 import sys
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
 import typer
 
 from medallion import api
 from medallion.cli.common import HomeOpt, cli_errors, settings_for
 from medallion.console import error_line, out_console, rows_table
 from medallion.errors import MedallionError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @cli_errors
@@ -96,6 +97,9 @@ FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
 
 def print_result(data: pa.Table, fmt: Format, title: str = "") -> None:
     if fmt is Format.csv:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
         sink = pa.BufferOutputStream()
         pacsv.write_csv(data, sink)
         sys.stdout.write(sink.getvalue().to_pybytes().decode())

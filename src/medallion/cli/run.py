@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from medallion import api
 from medallion.cli.common import HomeOpt, SourceOpt, cli_errors, settings_for
 from medallion.console import ProgressListener, error_line, out_console, rows_table, run_table
-from medallion.runner import RunReport, Status
+
+if TYPE_CHECKING:
+    from medallion.runner import RunReport
 
 
 @cli_errors
@@ -39,6 +41,8 @@ def run_command(
 ) -> None:
     """Run the pipeline's tasks (Bronze, then later layers) in dependency order; SIGTERM or
     SIGINT lets running tasks finish and exits 130."""
+    from medallion.runner import Status
+
     settings = settings_for(home, source_url=source_url, parallelism=parallelism)
     tasks = api.build_tasks(layer, table)
     with ProgressListener(tasks) as progress:
@@ -95,6 +99,8 @@ def demo_rows(label: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 def failure_summary(report: RunReport) -> str:
     """One line: how many tasks failed or were skipped, and the first failure's reason."""
+    from medallion.runner import Status
+
     failed = report.by_status(Status.FAILED)
     skipped = report.by_status(Status.SKIPPED)
     first = f"; first: {failed[0].task.name}: {failed[0].error}" if failed else ""

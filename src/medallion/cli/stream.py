@@ -10,7 +10,6 @@ import typer
 from medallion import api
 from medallion.cli.common import HomeOpt, SourceOpt, cli_errors, settings_for
 from medallion.console import error_line, out_console
-from medallion.runner import StopSignals
 
 stream_app = typer.Typer(
     help="Review events on Kafka: a local broker, the producer, the event schema, and the "
@@ -84,6 +83,8 @@ def stream_broker(
 ) -> None:
     """Run the bundled Kafka-protocol broker (Tansu) on 127.0.0.1 in the foreground until
     SIGINT (Ctrl-C) or SIGTERM."""
+    from medallion.runner import StopSignals
+
     with StopSignals() as signals:
         broker = api.start_stream_broker(port, storage)
         try:
