@@ -49,6 +49,7 @@ def test_importing_the_cli_loads_no_heavy_library() -> None:
 def test_help_of_every_command_loads_no_heavy_library() -> None:
     assert loaded_after("--help") == []
     assert loaded_after("run", "--help") == []
+    assert loaded_after("maintain", "--help") == []
 
 
 def test_config_show_loads_the_settings_only(tmp_path: Path) -> None:

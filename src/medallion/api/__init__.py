@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         sql,
         stream_quarantine_summary,
     )
+    from medallion.api.maintenance import MaintainReport, maintain
     from medallion.api.runs import (
         DemoResult,
         build_tasks,
@@ -61,6 +62,7 @@ _MODULES = {
         "sql",
         "stream_quarantine_summary",
     ],
+    "maintenance": ["MaintainReport", "maintain"],
     "runs": ["DemoResult", "build_tasks", "check", "demo", "pipeline_tasks", "run", "run_summary"],
     "source": [
         "ChangeSpec",
@@ -82,6 +84,7 @@ __all__ = [
     "DemoResult",
     "ExportReport",
     "GenerateSummary",
+    "MaintainReport",
     "ProfileSettings",
     "audit_log",
     "build_tasks",
@@ -93,6 +96,7 @@ __all__ = [
     "init_source",
     "lake_tables",
     "load_csv",
+    "maintain",
     "pipeline_tasks",
     "quarantine_summary",
     "query",

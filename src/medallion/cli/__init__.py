@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from medallion import __version__
-from medallion.cli import airflow, bench, config, export, inspect, run, source, stream
+from medallion.cli import airflow, bench, config, export, inspect, maintain, run, source, stream
 from medallion.cli.common import STATE
 from medallion.console import configure_logging, error_line, out_console
 
@@ -30,6 +30,7 @@ app = typer.Typer(
 COMMANDS: dict[str, Callable[..., None]] = {  # in the order of `medallion --help`
     "run": run.run_command,
     "export": export.export_command,
+    "maintain": maintain.maintain_command,
     "check": inspect.check_command,
     "audit": inspect.audit_command,
     "quarantine": inspect.quarantine_command,
