@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     export_timeout_s: float = Field(
         default=60.0, gt=0, le=3600, description="per warehouse request of an export"
     )
+    maintain_retention_hours: int = Field(
+        default=168, ge=0, description="medallion maintain vacuums files unused this long"
+    )
+    maintain_z_order: bool = Field(
+        default=True, description="medallion maintain z-orders keyed tables by their key"
+    )
 
     @field_validator("home", mode="after")
     @classmethod

@@ -24,6 +24,8 @@ from medallion.settings import Settings, redact_url
 log = logging.getLogger(__name__)
 
 CDF = {"delta.enableChangeDataFeed": "true"}  # readers of a table read only its new files
+# Commits that rewrite or delete files without changing a row (`medallion maintain`)
+MAINTENANCE = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END"})
 Rows: TypeAlias = "pa.RecordBatchReader | pa.Table"
 
 
@@ -132,6 +134,30 @@ class DeltaHandle:
     @property
     def version(self) -> int | None:
         return None if self._dt is None else self._dt.version()
+
+    @property
+    def data_version(self) -> int | None:
+        """The latest version that changed rows: maintenance commits (compaction, vacuum)
+        after it are skipped, so a reader that records the versions it read sees no change."""
+        dt = self._dt
+        if dt is None:
+            return None
+        version, limit = dt.version(), 8
+        while True:
+            history = self._history(limit)
+            for commit in history:
+                if commit.get("operation") not in MAINTENANCE:
+                    return int(commit.get("version", version))
+            if len(history) < limit:  # only maintenance commits: the first one's parent
+                return int(history[-1].get("version", 0)) - 1 if history else version
+            limit *= 4
+
+    def _history(self, limit: int) -> list[dict[str, Any]]:
+        assert self._dt is not None
+        try:
+            return list(self._dt.history(limit=limit))
+        except (DeltaError, OSError) as exc:
+            raise _failure("read the history of", self.uri, exc, self.lake.storage_options) from exc
 
     def app_version(self, app_id: str) -> int | None:
         """The version recorded by app transaction ``app_id``, None if never written."""
@@ -315,6 +341,60 @@ class DeltaHandle:
             )
             return MergeResult.of(version, metrics)
         return MergeResult.of(dt.version(), metrics)
+
+    def files(self) -> tuple[int, int]:
+        """How many data files the current version has, and their bytes."""
+        if self._dt is None:
+            return 0, 0
+        actions = pa.table(self._dt.get_add_actions(flatten=True))
+        sizes = actions["size_bytes"].to_pylist() if actions.num_rows else []
+        return len(sizes), int(sum(s or 0 for s in sizes))
+
+    def compact(self, z_order: list[str] | None, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        """Rewrite the small files into large ones (ordered by ``z_order`` when given) in one
+        commit that changes no row (``dataChange`` false: change-data-feed readers skip it)."""
+        dt = self._require("compact")
+        props = _commit_props({}, metadata)
+        try:
+            if z_order:
+                metrics = dt.optimize.z_order(z_order, commit_properties=props)
+            else:
+                metrics = dt.optimize.compact(commit_properties=props)
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise _failure("compact", self.uri, exc, self.lake.storage_options) from exc
+        self._dt = self.lake.open(self.layer, self.name)
+        return dict(metrics)
+
+    def vacuum(self, retention_hours: float, metadata: Mapping[str, Any]) -> int:
+        """Delete the files no version newer than ``retention_hours`` uses; how many. The
+        caller guards short retentions (time travel and lagging readers need the files)."""
+        dt = self._require("vacuum")
+        try:
+            deleted = dt.vacuum(
+                retention_hours=int(retention_hours),
+                dry_run=False,
+                enforce_retention_duration=False,
+                commit_properties=_commit_props({}, metadata),
+            )
+        except (DeltaError, OSError) as exc:
+            raise _failure("vacuum", self.uri, exc, self.lake.storage_options) from exc
+        self._dt = self.lake.open(self.layer, self.name)
+        return len(deleted)
+
+    def checkpoint(self) -> None:
+        """Write a checkpoint of the current version (app transactions included) and delete
+        the log entries older than the table's log retention that it makes unnecessary."""
+        dt = self._require("checkpoint")
+        try:
+            dt.create_checkpoint()
+            dt.cleanup_metadata()
+        except (DeltaError, OSError) as exc:
+            raise _failure("checkpoint", self.uri, exc, self.lake.storage_options) from exc
+
+    def _require(self, action: str) -> DeltaTable:
+        if self._dt is None:
+            raise StorageError(f"cannot {action} {self.uri}: no such table")
+        return self._dt
 
 
 @dataclass(frozen=True)

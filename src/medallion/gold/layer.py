@@ -84,8 +84,9 @@ def raise_missing(ref: TableRef, table: GoldTable) -> None:
 
 def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> TaskResult:
     inputs = _open_inputs(lake, table)
-    # MISSING for a Silver table never written (empty source, or no review streamed yet)
-    current = {ref: MISSING if h.version is None else h.version for ref, h in inputs.items()}
+    # MISSING for a Silver table never written (empty source, or no review streamed yet); a
+    # compaction (`medallion maintain`) moves no data_version, so it rebuilds nothing
+    current = {ref: _or_missing(h.data_version) for ref, h in inputs.items()}
     target = lake.table(LAYER, table.name)
     recorded = {ref: target.app_version(txn_id(table.name, ref)) for ref in current}
     metrics: dict[str, Any] = {"inputs": {str(ref): v for ref, v in current.items()}}
@@ -115,6 +116,10 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
     )
     metrics["unknown_members"] = unknown_members(table, data)
     return TaskResult(read, data.num_rows, metrics=metrics, delta_version=version)
+
+
+def _or_missing(version: int | None) -> int:
+    return MISSING if version is None else version
 
 
 def _dimension_sources(table: Dimension) -> list[str]:
