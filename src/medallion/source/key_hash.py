@@ -10,9 +10,9 @@ pseudo-random multipliers and reduced modulo the prime 2^31 - 1. Every intermedi
 a signed 64-bit integer, so SQLite never overflows.
 
 It is not a cryptographic hash: two text keys of the same length that agree on their first
-and last ``ENDS`` characters hash alike. For the Olist keys (32-hex ids, small integers,
-category names) every character of an id is covered and the rest differ in length or at an
-end; the fingerprint also squares the hash so that swaps across composite keys do not cancel.
+and last ``ENDS`` characters hash alike (for 32-hex ids that is 32 random bits; SQLite pays
+about a microsecond per character call, so more characters cost real time). The fingerprint
+also sums the squared hash so that swaps across composite keys do not cancel.
 """
 
 from __future__ import annotations
