@@ -12,11 +12,13 @@ fingerprint sums):
 A bucket whose summaries agree holds no live Bronze key the source lost (the source side is a
 subset of the source, the Bronze side a superset of the live keys outside the window, and
 candidate keys exist in the source). Only the keys of buckets that differ are read from the
-source and compared exactly as before. Without a watermark (first run, full refresh) every
-source key is read.
+source and compared exactly as before. Without a watermark (first run, full refresh), or when
+the table fits one bucket, every source key is read: a summary there costs the source as much
+as shipping the keys (SQLite evaluates the hash at about a microsecond per character call).
 
 The Bronze side is recomputed every run from the Bronze key columns (a Parquet read and one
-DuckDB query, no source traffic); see the report of issue 16 for why no state is kept.
+DuckDB query, no source traffic): keeping it as state would need, for every appended row,
+whether its key was live before, which is the same read.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def hard_deletes(
         return Reconciled()
     live = _live_keys(held, table)
     buckets = bucket_count(live.num_rows, ctx.settings.hard_delete_bucket_rows)
-    if low is None:
+    if low is None or buckets == 1:  # one bucket: its summary would cost as much as its keys
         differing = list(range(buckets))
         source = db.select(table, keys)
         live_read = live
