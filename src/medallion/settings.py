@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     extract_lag_s: float = Field(default=5.0, ge=0, description="watermark look-back, seconds")
     extract_batch_rows: int = Field(default=250_000, ge=1000, description="rows per batch")
     detect_hard_deletes: bool = Field(default=True, description="reconcile keys every run")
+    hard_delete_bucket_rows: int = Field(
+        default=50_000, ge=1, description="keys per bucket when reconciling hard deletes"
+    )
     checks: bool = Field(default=True, description="run data-quality checks after each layer")
     report_on_run: bool = Field(default=True, description="write the HTML report after a run")
     drift_threshold: float = Field(default=0.5, gt=0, description="row-count change that warns")
