@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     hard_delete_bucket_rows: int = Field(
         default=50_000, ge=1, description="keys per bucket when reconciling hard deletes"
     )
+    hard_delete_buckets_above: int = Field(
+        default=2_000_000, ge=0, description="live keys above which hard deletes use buckets"
+    )
     checks: bool = Field(default=True, description="run data-quality checks after each layer")
     report_on_run: bool = Field(default=True, description="write the HTML report after a run")
     drift_threshold: float = Field(default=0.5, gt=0, description="row-count change that warns")

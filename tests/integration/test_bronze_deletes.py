@@ -1,7 +1,8 @@
 """Hard deletes by key buckets: exact tombstones, and keys read only in buckets that differ.
 
-Small buckets (``hard_delete_bucket_rows=4``) split a few dozen keys into 8 buckets, so each
-case can aim at one bucket; every test runs on SQLite and on real PostgreSQL.
+Small buckets (``hard_delete_bucket_rows=4``, buckets at any table size) split a few dozen
+keys into 8 buckets, so each case can aim at one bucket; every test runs on SQLite and on real
+PostgreSQL.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ BUCKETS = 8  # 40 keys / 4 per bucket -> 10 -> the power of two below
 
 @pytest.fixture
 def settings(tmp_path: Path, source_url: str) -> Settings:
-    s = make_settings(tmp_path, source_url, hard_delete_bucket_rows=4)
+    s = make_settings(tmp_path, source_url, hard_delete_bucket_rows=4, hard_delete_buckets_above=0)
     s.home.mkdir(parents=True)
     with open_source(s.source_location, create=True) as db:
         db.create_tables(SOURCE_TABLES)

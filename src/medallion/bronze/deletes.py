@@ -13,8 +13,10 @@ A bucket whose summaries agree holds no live Bronze key the source lost (the sou
 subset of the source, the Bronze side a superset of the live keys outside the window, and
 candidate keys exist in the source). Only the keys of buckets that differ are read from the
 source and compared exactly as before. Without a watermark (first run, full refresh), or when
-the table fits one bucket, every source key is read: a summary there costs the source as much
-as shipping the keys (SQLite evaluates the hash at about a microsecond per character call).
+the table fits one bucket or holds at most ``hard_delete_buckets_above`` live keys, every
+source key is read: a summary there costs the source as much as shipping the keys (SQLite
+evaluates the hash at about a microsecond per character call; measured at scale 1, shipping
+order_items' keys took 0.06 s and summarising them 0.2-0.46 s).
 
 The Bronze side is recomputed every run from the Bronze key columns (a Parquet read and one
 DuckDB query, no source traffic): keeping it as state would need, for every appended row,
@@ -72,7 +74,8 @@ def hard_deletes(
         return Reconciled()
     live = _live_keys(held, table)
     buckets = bucket_count(live.num_rows, ctx.settings.hard_delete_bucket_rows)
-    if low is None or buckets == 1:  # one bucket: its summary would cost as much as its keys
+    if low is None or buckets == 1 or live.num_rows <= ctx.settings.hard_delete_buckets_above:
+        # a summary costs the source about as much as shipping the keys of a small table
         differing = list(range(buckets))
         source = db.select(table, keys)
         live_read = live
