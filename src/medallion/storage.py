@@ -189,13 +189,16 @@ class DeltaHandle:
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("read", self.uri, exc, self.lake.storage_options) from exc
 
-    def dataset(self) -> pads.Dataset | None:
-        """The current snapshot as a lazy Arrow dataset (a query reads only the columns and
-        files it needs); None when the table does not exist."""
-        if self._dt is None:
+    def dataset(self, version: int | None = None) -> pads.Dataset | None:
+        """This snapshot (or ``version``) as a lazy Arrow dataset: a query reads only the
+        columns and files it needs. None when the table does not exist."""
+        dt = self._dt
+        if dt is not None and version is not None and version != dt.version():
+            dt = self.lake.open(self.layer, self.name, version)
+        if dt is None:
             return None
         try:
-            return self._dt.to_pyarrow_dataset()
+            return dt.to_pyarrow_dataset()
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("read", self.uri, exc, self.lake.storage_options) from exc
 

@@ -232,10 +232,10 @@ def _build_scd2(
     folded = {n: target.app_version(txn_id(table.name, TableRef("bronze", n))) for n in sources}
     rebuild = ctx.full_refresh or not target.exists or any(v is None for v in folded.values())
     bronze = {n: lake.table("bronze", silver_table(n).bronze) for n in sources}
-    rows = _bronze_rows(bronze[dim.silver], dim.silver, through[dim.silver])
+    rows: Relation = _bronze_rows(bronze[dim.silver], dim.silver, through[dim.silver], rebuild)
     lookup_history = None
     if lookup is not None:
-        lookup_rows = _bronze_rows(bronze[lookup.table], lookup.table, through[lookup.table])
+        lookup_rows = _bronze_rows(bronze[lookup.table], lookup.table, through[lookup.table], True)
         lookup_history = valid_history(silver_table(lookup.table), lookup_rows, engine)
     stored, touched = None, None
     if not rebuild:
@@ -246,6 +246,7 @@ def _build_scd2(
         )
         rows = rows_of(dim, rows, linked, touched, engine)
         stored = target.read()
+    assert isinstance(rows, pa.Table)
     history = valid_history(dim.contract, rows, engine)
     events = dimension_events(dim, history, lookup_history, engine)
     location = inputs[TableRef(LAYER, "dim_location")].read() if dim.location_zip else None
@@ -254,9 +255,13 @@ def _build_scd2(
     return data, history.num_rows, versions
 
 
-def _bronze_rows(bronze: DeltaHandle, name: str, through: int | None) -> pa.Table:
-    """The Bronze rows of Silver table ``name`` as of version ``through`` (None: none)."""
-    rows = None if through is None else bronze.read(version=through)
+def _bronze_rows(bronze: DeltaHandle, name: str, through: int | None, whole: bool) -> Relation:
+    """The Bronze rows of Silver table ``name`` as of version ``through`` (None: none): read
+    ``whole``, or as a lazy dataset of which the queries picking touched keys read only what
+    they need."""
+    rows: Relation | None = None
+    if through is not None:
+        rows = bronze.read(version=through) if whole else bronze.dataset(version=through)
     return rows if rows is not None else empty_bronze(silver_table(name).bronze)
 
 
