@@ -24,6 +24,9 @@ from medallion.settings import Settings, redact_url
 
 log = logging.getLogger(__name__)
 
+# Files of at most this size, written in key order, so that a MERGE rewrites only the files
+# whose key range holds a touched key (delta-rs prunes target files by the source's key range)
+TARGET_FILE_BYTES = 8 << 20
 CDF_KEY = "delta.enableChangeDataFeed"
 CDF = {CDF_KEY: "true"}  # readers of a table read only its new files
 # Commits that rewrite or delete files without changing a row (`medallion maintain`)
@@ -316,6 +319,7 @@ class DeltaHandle:
                 storage_options=options,
                 commit_properties=props,
                 configuration=configuration,
+                target_file_size=TARGET_FILE_BYTES,
             )
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("write", self.uri, exc, self.lake.storage_options) from exc
