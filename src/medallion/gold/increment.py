@@ -46,19 +46,22 @@ def touched_keys(
     by: ByKey,
     inputs: Mapping[TableRef, DeltaHandle],
     recorded: Mapping[TableRef, int | None],
+    current: Mapping[TableRef, int],
+    *,
     views: Mapping[str, Relation],
     engine: Engine,
 ) -> pa.Array | None:
-    """The distinct ``by.key`` values to rebuild; None when a moved input cannot say which
+    """The distinct ``by.key`` values to rebuild, from the inputs whose ``current`` version
+    (MISSING: no table) is not the ``recorded`` one; None when a moved input cannot say which
     (no rule, no change feed, or a table that vanished): then everything is rebuilt."""
     found = []
     for ref, handle in inputs.items():
-        before, now = recorded.get(ref), handle.version
-        if before == (MISSING if now is None else now):
+        before, now = recorded.get(ref), current[ref]
+        if before == now:
             continue
-        if now is None or before is None or ref not in by.touched or not handle.has_change_feed:
+        if now == MISSING or before is None or ref not in by.touched or not handle.has_change_feed:
             return None
-        changed, _ = handle.changes(None if before == MISSING else before)
+        changed, _ = handle.changes(None if before == MISSING else before, until=now)
         if changed is None or changed.num_rows == 0:
             continue
         keys = engine.query(by.touched[ref], {**views, "changed": changed})

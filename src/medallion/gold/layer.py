@@ -110,7 +110,11 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
         metrics["bronze_through"] = {str(ref): v for ref, v in through.items()}
     else:
         assert isinstance(table, Snapshot)
-        keys = None if whole or table.by_key is None else _touched(table, inputs, recorded, engine)
+        keys = (
+            None
+            if whole or table.by_key is None
+            else _touched(table, inputs, recorded, current, engine)
+        )
         data, read = _build_snapshot(table, inputs, keys, engine)
         if keys is not None:
             assert table.by_key is not None
@@ -142,11 +146,12 @@ def _touched(
     table: Snapshot,
     inputs: dict[TableRef, DeltaHandle],
     recorded: dict[TableRef, int | None],
+    current: dict[TableRef, int],
     engine: Engine,
 ) -> pa.Array | None:
     assert table.by_key is not None
     views = {ref.name: _lazy(h, ref, table) for ref, h in inputs.items()}
-    return touched_keys(table.by_key, inputs, recorded, views, engine)
+    return touched_keys(table.by_key, inputs, recorded, current, views=views, engine=engine)
 
 
 def _build_snapshot(

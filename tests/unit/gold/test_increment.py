@@ -122,16 +122,16 @@ def test_touched_keys_follow_each_moved_input(tmp_path: Path) -> None:
     views = {"items": items.read()}
     inputs = {ref_items: items, ref_products: products}
     engine = default_engine()
-    keys = touched_keys(by, inputs, {ref_items: first, ref_products: MISSING}, views, engine)
+    assert items.version is not None
+    now = {ref_items: items.version, ref_products: MISSING}
+    was = {ref_items: first, ref_products: MISSING}
+    keys = touched_keys(by, inputs, was, now, views=views, engine=engine)
     assert keys is not None and keys.to_pylist() == ["q"]
     # nothing moved: nothing to rebuild
-    now = {ref_items: items.version, ref_products: MISSING}
-    none = touched_keys(by, inputs, now, views, engine)
+    none = touched_keys(by, inputs, dict(now), now, views=views, engine=engine)
     assert none is not None and len(none) == 0
     # an input never recorded, or without a rule, rebuilds everything
-    assert touched_keys(by, inputs, {ref_items: None, ref_products: MISSING}, views, engine) is None
+    never = {ref_items: None, ref_products: MISSING}
+    assert touched_keys(by, inputs, never, now, views=views, engine=engine) is None
     no_rule = ByKey("product_id", {}, ())
-    assert (
-        touched_keys(no_rule, inputs, {ref_items: first, ref_products: MISSING}, views, engine)
-        is None
-    )
+    assert touched_keys(no_rule, inputs, was, now, views=views, engine=engine) is None
