@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeAlias
 from urllib.parse import urlsplit
 
 import pyarrow as pa
+import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
@@ -23,7 +24,11 @@ from medallion.settings import Settings, redact_url
 
 log = logging.getLogger(__name__)
 
-CDF = {"delta.enableChangeDataFeed": "true"}  # readers of a table read only its new files
+# Files of at most this size, written in key order, so that a MERGE rewrites only the files
+# whose key range holds a touched key (delta-rs prunes target files by the source's key range)
+TARGET_FILE_BYTES = 8 << 20
+CDF_KEY = "delta.enableChangeDataFeed"
+CDF = {CDF_KEY: "true"}  # readers of a table read only its new files
 # Commits that rewrite or delete files without changing a row (`medallion maintain`)
 MAINTENANCE = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END"})
 Rows: TypeAlias = "pa.RecordBatchReader | pa.Table"
@@ -187,6 +192,26 @@ class DeltaHandle:
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("read", self.uri, exc, self.lake.storage_options) from exc
 
+    def dataset(self, version: int | None = None) -> pads.Dataset | None:
+        """This snapshot (or ``version``) as a lazy Arrow dataset: a query reads only the
+        columns and files it needs. None when the table does not exist."""
+        dt = self._dt
+        if dt is not None and version is not None and version != dt.version():
+            dt = self.lake.open(self.layer, self.name, version)
+        if dt is None:
+            return None
+        try:
+            return dt.to_pyarrow_dataset()
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise _failure("read", self.uri, exc, self.lake.storage_options) from exc
+
+    @property
+    def has_change_feed(self) -> bool:
+        """Whether the table records its changes (``changes()`` then reads only new files)."""
+        if self._dt is None:
+            return False
+        return self._dt.metadata().configuration.get(CDF_KEY) == "true"
+
     def changes(
         self,
         after_version: int | None,
@@ -294,6 +319,7 @@ class DeltaHandle:
                 storage_options=options,
                 commit_properties=props,
                 configuration=configuration,
+                target_file_size=TARGET_FILE_BYTES,
             )
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("write", self.uri, exc, self.lake.storage_options) from exc
@@ -325,6 +351,8 @@ class DeltaHandle:
             target_alias="t",
             commit_properties=_commit_props(transactions, metadata),
         )
+        for predicate in plan.matched_deletes:
+            merger = merger.when_matched_delete(predicate)
         for predicate, updates in plan.matched_updates:
             merger = merger.when_matched_update(dict(updates), predicate)
         for predicate, values in plan.not_matched_inserts:
@@ -334,12 +362,7 @@ class DeltaHandle:
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("merge into", self.uri, exc, self.lake.storage_options) from exc
         if dt.version() == before:  # delta-rs skips the commit of a MERGE that changed nothing
-            empty = pa.schema(dt.schema().to_arrow()).empty_table()
-            props = _commit_props(transactions, metadata)
-            version = self._write(
-                empty, mode="append", partition_by=None, props=props, schema_mode=None
-            )
-            return MergeResult.of(version, metrics)
+            return MergeResult.of(self.record(transactions, metadata), metrics)
         return MergeResult.of(dt.version(), metrics)
 
     def files(self) -> tuple[int, int]:
@@ -396,6 +419,15 @@ class DeltaHandle:
             raise StorageError(f"cannot {action} {self.uri}: no such table")
         return self._dt
 
+    def record(self, transactions: Mapping[str, int], metadata: Mapping[str, Any]) -> int:
+        """Commit ``transactions`` with no data change (an empty append): progress recorded
+        when there was nothing to write. Returns the new version."""
+        if self._dt is None:
+            raise StorageError(f"cannot record progress in {self.uri}: no such table")
+        empty = pa.schema(self._dt.schema().to_arrow()).empty_table()
+        props = _commit_props(transactions, metadata)
+        return self._write(empty, mode="append", partition_by=None, props=props, schema_mode=None)
+
 
 @dataclass(frozen=True)
 class MergeResult:
@@ -432,6 +464,7 @@ class MergePlan:
     predicate: str
     matched_updates: tuple[tuple[str | None, Mapping[str, str]], ...] = ()
     not_matched_inserts: tuple[tuple[str | None, Mapping[str, str]], ...] = ()
+    matched_deletes: tuple[str | None, ...] = ()  # conditions under which a match is deleted
 
 
 def _commit_props(transactions: Mapping[str, int], metadata: Mapping[str, Any]) -> CommitProperties:

@@ -9,7 +9,7 @@ from datetime import date
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from medallion.engine import Engine
+from medallion.engine import Engine, Relation
 from medallion.errors import SCD2Error
 from medallion.gold.dates import build_dim_date
 from medallion.gold.scd2 import UNKNOWN_SK, SCD2Spec, apply_scd2, unknown_member
@@ -135,7 +135,7 @@ def touched_entities(
     return engine.query(sql, tables)
 
 
-def links(dim: SCD2Dimension, bronze: pa.Table, engine: Engine) -> pa.Table:
+def links(dim: SCD2Dimension, bronze: Relation, engine: Engine) -> pa.Table:
     """Which Silver key ever belonged to which entity (and carried which lookup value), from
     raw Bronze rows: only those columns are conformed, so finding what a batch touches never
     conforms the whole history. Rows Silver rejects may add links: folding an extra entity
@@ -146,7 +146,7 @@ def links(dim: SCD2Dimension, bronze: pa.Table, engine: Engine) -> pa.Table:
 
 
 def rows_of(
-    dim: SCD2Dimension, bronze: pa.Table, linked: pa.Table, entities: pa.Table, engine: Engine
+    dim: SCD2Dimension, bronze: Relation, linked: pa.Table, entities: pa.Table, engine: Engine
 ) -> pa.Table:
     """The raw Bronze rows of every Silver key that ever belonged to one of ``entities``."""
     key = dim.contract.key
