@@ -20,10 +20,11 @@ import pyarrow.compute as pc
 from medallion.catalog import TableRef
 from medallion.engine import Engine, Relation
 from medallion.sql import quote, quoted_list
-from medallion.storage import DeltaHandle, MergePlan
+from medallion.storage import CDF, DeltaHandle, MergePlan
 
 MISSING = -1  # the recorded version of an optional input that does not exist yet
 GONE = "_gone"  # a MERGE source row that deletes the target row of its grain
+KNOWN = "_known"  # a changed row whose grain the target holds (an update, not an insert)
 
 
 @dataclass(frozen=True)
@@ -111,13 +112,21 @@ def write_changes(
 ) -> Written:
     """Make the target's rows in ``scope`` (column, values; the whole table when None) equal
     ``data`` in one commit that also records ``transactions``: only rows that differ are
-    inserted, updated or deleted. Nothing differing still commits, to record the progress."""
+    inserted, updated or deleted (the whole table is replaced instead when most of it differs:
+    cheaper than a MERGE touching every row). Nothing differing still commits, to record the
+    progress."""
     current = target.dataset()
     assert current is not None
     stored = current.to_table() if scope is None else filtered(current, *scope, engine)
     diff = engine.query(_diff_sql(grain), {"new": data, "old": stored.select(data.column_names)})
     if diff.num_rows == 0:
         return Written(target.record(transactions, metadata))
+    if scope is None and 2 * diff.num_rows > data.num_rows:
+        counts = _counts(diff)
+        version = target.overwrite(
+            data, transactions=transactions, metadata=metadata, configuration=CDF
+        )
+        return Written(version, **counts, files_rewritten=len(stored.column(0).chunks))
     result = target.merge(
         diff,
         _merge_plan(grain, data.column_names),
@@ -127,6 +136,12 @@ def write_changes(
     return Written(
         result.version, result.inserted, result.updated, result.deleted, result.files_removed
     )
+
+
+def _counts(diff: pa.Table) -> dict[str, int]:
+    gone = int(pc.sum(diff[GONE]).as_py() or 0)
+    updated = int(pc.sum(diff[KNOWN]).as_py() or 0)
+    return {"inserted": diff.num_rows - gone - updated, "updated": updated, "deleted": gone}
 
 
 def same_columns(target: DeltaHandle, data: pa.Table) -> bool:
@@ -142,10 +157,16 @@ def _diff_sql(grain: tuple[str, ...]) -> str:
     return f"""
         WITH upserts AS (SELECT * FROM new EXCEPT SELECT * FROM old),
         gone AS (SELECT {keys} FROM old ANTI JOIN new USING ({keys}))
-        SELECT *, false AS {GONE} FROM upserts
+        SELECT u.*, false AS {GONE},
+            EXISTS (SELECT 1 FROM old o WHERE {_same(grain, "o", "u")}) AS {KNOWN}
+        FROM upserts u
         UNION ALL BY NAME
-        SELECT {keys}, true AS {GONE} FROM gone
+        SELECT {keys}, true AS {GONE}, false AS {KNOWN} FROM gone
     """
+
+
+def _same(grain: tuple[str, ...], a: str, b: str) -> str:
+    return " AND ".join(f"{a}.{quote(k)} = {b}.{quote(k)}" for k in grain)
 
 
 def _merge_plan(grain: tuple[str, ...], columns: list[str]) -> MergePlan:
