@@ -151,8 +151,8 @@ def same_columns(target: DeltaHandle, data: pa.Table) -> bool:
 
 
 def _diff_sql(grain: tuple[str, ...]) -> str:
-    """Rows new or changed (every column compared, NULLs equal), then the grains that are no
-    longer there, flagged ``_gone``."""
+    """Rows new or changed (every column compared, NULLs equal), and the grains no longer
+    there, flagged ``_gone``; in grain order, so the files a MERGE writes are key-ordered."""
     keys = quoted_list(grain)
     return f"""
         WITH upserts AS (SELECT * FROM new EXCEPT SELECT * FROM old),
@@ -162,6 +162,7 @@ def _diff_sql(grain: tuple[str, ...]) -> str:
         FROM upserts u
         UNION ALL BY NAME
         SELECT {keys}, true AS {GONE}, false AS {KNOWN} FROM gone
+        ORDER BY {keys}
     """
 
 
