@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from medallion.catalog import TableRef
 from medallion.engine import Engine, Relation
+from medallion.errors import StorageError
 from medallion.sql import quote, quoted_list
 from medallion.storage import CDF, DeltaHandle, MergePlan
 
@@ -54,15 +55,21 @@ def touched_keys(
 ) -> pa.Array | None:
     """The distinct ``by.key`` values to rebuild, from the inputs whose ``current`` version
     (MISSING: no table) is not the ``recorded`` one; None when a moved input cannot say which
-    (no rule, no change feed, or a table that vanished): then everything is rebuilt."""
+    (no rule, no change feed or its files vacuumed, a table that vanished or was recreated):
+    then everything is rebuilt."""
     found = []
     for ref, handle in inputs.items():
         before, now = recorded.get(ref), current[ref]
         if before == now:
             continue
-        if now == MISSING or before is None or ref not in by.touched or not handle.has_change_feed:
+        if now == MISSING or before is None or now < before:  # vanished or recreated
             return None
-        changed, _ = handle.changes(None if before == MISSING else before, until=now)
+        if ref not in by.touched or not handle.has_change_feed:
+            return None
+        try:
+            changed, _ = handle.changes(None if before == MISSING else before, until=now)
+        except StorageError:  # the feed's files were vacuumed: rebuild everything
+            return None
         if changed is None or changed.num_rows == 0:
             continue
         keys = engine.query(by.touched[ref], {**views, "changed": changed})

@@ -149,3 +149,6 @@ def test_touched_keys_follow_each_moved_input(tmp_path: Path) -> None:
     assert touched_keys(by, inputs, never, now, views=views, engine=engine) is None
     no_rule = ByKey("product_id", {}, ())
     assert touched_keys(no_rule, inputs, was, now, views=views, engine=engine) is None
+    # a table recreated since (its version went back) rebuilds everything
+    ahead = {ref_items: items.version + 5, ref_products: MISSING}
+    assert touched_keys(by, inputs, ahead, now, views=views, engine=engine) is None
