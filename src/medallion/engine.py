@@ -62,7 +62,7 @@ _READ_ONLY = {"enable_external_access": False, "lock_configuration": True}
 _ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
-def query_read_only(sql: str, tables: Mapping[str, pa.Table]) -> pa.Table:
+def query_read_only(sql: str, tables: Mapping[str, Relation]) -> pa.Table:
     """Run one user SELECT over ``tables`` and nothing else: no file, network or extension
     access (``enable_external_access`` off), configuration locked, and any statement that is
     not a single SELECT (DDL, DML, COPY, ATTACH, SET, PRAGMA, INSTALL/LOAD, CALL) refused."""

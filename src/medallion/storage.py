@@ -201,7 +201,7 @@ class DeltaHandle:
         if dt is None:
             return None
         try:
-            return dt.to_pyarrow_dataset()
+            return dt.to_pyarrow_dataset(schema=_with_string_views(dt))
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("read", self.uri, exc, self.lake.storage_options) from exc
 
@@ -465,6 +465,14 @@ class MergePlan:
     matched_updates: tuple[tuple[str | None, Mapping[str, str]], ...] = ()
     not_matched_inserts: tuple[tuple[str | None, Mapping[str, str]], ...] = ()
     matched_deletes: tuple[str | None, ...] = ()  # conditions under which a match is deleted
+
+
+def _with_string_views(dt: DeltaTable) -> pa.Schema:
+    """The table's schema with its strings read as views, the type delta-rs' files hold: a
+    filter DuckDB pushes into the scan compares like with like (string vs string_view fails)."""
+    text = (pa.string(), pa.large_string())
+    schema = pa.schema(dt.schema().to_arrow())
+    return pa.schema(f.with_type(pa.string_view()) if f.type in text else f for f in schema)
 
 
 def _commit_props(transactions: Mapping[str, int], metadata: Mapping[str, Any]) -> CommitProperties:

@@ -286,7 +286,7 @@ def attach_derived(
     )
 
 
-def build_dim_location(geolocation: pa.Table, engine: Engine) -> pa.Table:
+def build_dim_location(geolocation: Relation, engine: Engine) -> pa.Table:
     """One row per zip prefix from Silver geolocation, plus the unknown member."""
     return engine.query(
         """
@@ -301,7 +301,7 @@ def build_dim_location(geolocation: pa.Table, engine: Engine) -> pa.Table:
 
 
 def fact_date_range(
-    orders: pa.Table, reviews: pa.Table, items: pa.Table, engine: Engine
+    orders: Relation, reviews: Relation, items: Relation, engine: Engine
 ) -> tuple[date, date]:
     """The first and last date any fact refers to (plausible dates only)."""
     row = engine.query(
@@ -323,7 +323,7 @@ def fact_date_range(
 
 
 def build_date_dimension(
-    orders: pa.Table, reviews: pa.Table, items: pa.Table, engine: Engine
+    orders: Relation, reviews: Relation, items: Relation, engine: Engine
 ) -> pa.Table:
     lo, hi = fact_date_range(orders, reviews, items, engine)
     return build_dim_date(date(lo.year, 1, 1), date(hi.year, 12, 31))

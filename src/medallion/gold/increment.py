@@ -19,11 +19,13 @@ import pyarrow.compute as pc
 
 from medallion.catalog import TableRef
 from medallion.engine import Engine, Relation
+from medallion.errors import StorageError
 from medallion.sql import quote, quoted_list
-from medallion.storage import DeltaHandle, MergePlan
+from medallion.storage import CDF, DeltaHandle, MergePlan
 
 MISSING = -1  # the recorded version of an optional input that does not exist yet
 GONE = "_gone"  # a MERGE source row that deletes the target row of its grain
+KNOWN = "_known"  # a changed row whose grain the target holds (an update, not an insert)
 
 
 @dataclass(frozen=True)
@@ -53,15 +55,21 @@ def touched_keys(
 ) -> pa.Array | None:
     """The distinct ``by.key`` values to rebuild, from the inputs whose ``current`` version
     (MISSING: no table) is not the ``recorded`` one; None when a moved input cannot say which
-    (no rule, no change feed, or a table that vanished): then everything is rebuilt."""
+    (no rule, no change feed or its files vacuumed, a table that vanished or was recreated):
+    then everything is rebuilt."""
     found = []
     for ref, handle in inputs.items():
         before, now = recorded.get(ref), current[ref]
         if before == now:
             continue
-        if now == MISSING or before is None or ref not in by.touched or not handle.has_change_feed:
+        if now == MISSING or before is None or now < before:  # vanished or recreated
             return None
-        changed, _ = handle.changes(None if before == MISSING else before, until=now)
+        if ref not in by.touched or not handle.has_change_feed:
+            return None
+        try:
+            changed, _ = handle.changes(None if before == MISSING else before, until=now)
+        except StorageError:  # the feed's files were vacuumed: rebuild everything
+            return None
         if changed is None or changed.num_rows == 0:
             continue
         keys = engine.query(by.touched[ref], {**views, "changed": changed})
@@ -111,13 +119,21 @@ def write_changes(
 ) -> Written:
     """Make the target's rows in ``scope`` (column, values; the whole table when None) equal
     ``data`` in one commit that also records ``transactions``: only rows that differ are
-    inserted, updated or deleted. Nothing differing still commits, to record the progress."""
+    inserted, updated or deleted (the whole table is replaced instead when most of it differs:
+    cheaper than a MERGE touching every row). Nothing differing still commits, to record the
+    progress."""
     current = target.dataset()
     assert current is not None
     stored = current.to_table() if scope is None else filtered(current, *scope, engine)
     diff = engine.query(_diff_sql(grain), {"new": data, "old": stored.select(data.column_names)})
     if diff.num_rows == 0:
         return Written(target.record(transactions, metadata))
+    if scope is None and 2 * diff.num_rows > data.num_rows:
+        counts = _counts(diff)
+        version = target.overwrite(
+            data, transactions=transactions, metadata=metadata, configuration=CDF
+        )
+        return Written(version, **counts, files_rewritten=len(stored.column(0).chunks))
     result = target.merge(
         diff,
         _merge_plan(grain, data.column_names),
@@ -129,6 +145,12 @@ def write_changes(
     )
 
 
+def _counts(diff: pa.Table) -> dict[str, int]:
+    gone = int(pc.sum(diff[GONE]).as_py() or 0)
+    updated = int(pc.sum(diff[KNOWN]).as_py() or 0)
+    return {"inserted": diff.num_rows - gone - updated, "updated": updated, "deleted": gone}
+
+
 def same_columns(target: DeltaHandle, data: pa.Table) -> bool:
     """Whether ``data`` can be merged into the target: the same column names and kinds."""
     schema = target.schema
@@ -136,16 +158,23 @@ def same_columns(target: DeltaHandle, data: pa.Table) -> bool:
 
 
 def _diff_sql(grain: tuple[str, ...]) -> str:
-    """Rows new or changed (every column compared, NULLs equal), then the grains that are no
-    longer there, flagged ``_gone``."""
+    """Rows new or changed (every column compared, NULLs equal), and the grains no longer
+    there, flagged ``_gone``; in grain order, so the files a MERGE writes are key-ordered."""
     keys = quoted_list(grain)
     return f"""
         WITH upserts AS (SELECT * FROM new EXCEPT SELECT * FROM old),
         gone AS (SELECT {keys} FROM old ANTI JOIN new USING ({keys}))
-        SELECT *, false AS {GONE} FROM upserts
+        SELECT u.*, false AS {GONE},
+            EXISTS (SELECT 1 FROM old o WHERE {_same(grain, "o", "u")}) AS {KNOWN}
+        FROM upserts u
         UNION ALL BY NAME
-        SELECT {keys}, true AS {GONE} FROM gone
+        SELECT {keys}, true AS {GONE}, false AS {KNOWN} FROM gone
+        ORDER BY {keys}
     """
+
+
+def _same(grain: tuple[str, ...], a: str, b: str) -> str:
+    return " AND ".join(f"{a}.{quote(k)} = {b}.{quote(k)}" for k in grain)
 
 
 def _merge_plan(grain: tuple[str, ...], columns: list[str]) -> MergePlan:

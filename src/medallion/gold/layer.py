@@ -160,19 +160,15 @@ def _build_snapshot(
     keys: pa.Array | None,
     engine: Engine,
 ) -> tuple[pa.Table, int]:
-    """The table's rows (only those of ``keys`` when given) and the input rows read."""
-    if keys is None:
-        frames: dict[TableRef, Relation] = {ref: _read(h, ref, table) for ref, h in inputs.items()}
-        read = sum(t.num_rows for t in frames.values() if isinstance(t, pa.Table))
-        return table.build(frames, engine), read
-    assert table.by_key is not None
+    """The table's rows (only those of ``keys`` when given) and the input rows materialised
+    (the others are lazy datasets of which the build reads only the columns it needs)."""
     by = table.by_key
-    frames = {
-        ref: filtered(_lazy(h, ref, table), by.key, keys, engine)
-        if ref in by.filtered
-        else _lazy(h, ref, table)
-        for ref, h in inputs.items()
-    }
+    frames: dict[TableRef, Relation] = {}
+    for ref, handle in inputs.items():
+        data = _lazy(handle, ref, table)
+        if keys is not None and by is not None and ref in by.filtered:
+            data = filtered(data, by.key, keys, engine)
+        frames[ref] = data
     read = sum(t.num_rows for t in frames.values() if isinstance(t, pa.Table))
     return table.build(frames, engine), read
 

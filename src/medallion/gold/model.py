@@ -143,28 +143,24 @@ def dimension(fold: SCD2Dimension) -> Dimension:
     )
 
 
-def _whole(inputs: Inputs, ref: TableRef) -> pa.Table:
-    """An input of a builder that is not written as SQL over its inputs: read whole."""
+def _columns(inputs: Inputs, ref: TableRef, columns: list[str]) -> pa.Table:
+    """Some columns of an input, read now (a lazy input reads only those)."""
     data = inputs[ref]
-    return data if isinstance(data, pa.Table) else data.to_table()
+    return data.select(columns) if isinstance(data, pa.Table) else data.to_table(columns=columns)
 
 
 def _date(inputs: Inputs, engine: Engine) -> pa.Table:
     dates = ["review_creation_date", "review_answer_timestamp"]
     reviews = pa.concat_tables(
-        _whole(inputs, r).select(dates)
-        for r in (silver_ref("order_reviews"), _STREAMED_REVIEWS.ref)
+        _columns(inputs, r, dates) for r in (silver_ref("order_reviews"), _STREAMED_REVIEWS.ref)
     )
     return build_date_dimension(
-        _whole(inputs, silver_ref("orders")),
-        reviews,
-        _whole(inputs, silver_ref("order_items")),
-        engine,
+        inputs[silver_ref("orders")], reviews, inputs[silver_ref("order_items")], engine
     )
 
 
 def _location(inputs: Inputs, engine: Engine) -> pa.Table:
-    return build_dim_location(_whole(inputs, silver_ref("geolocation")), engine)
+    return build_dim_location(inputs[silver_ref("geolocation")], engine)
 
 
 def _rfm(inputs: Inputs, engine: Engine) -> pa.Table:

@@ -13,6 +13,7 @@ from medallion.gold.increment import MISSING, ByKey, touched_keys, write_changes
 from medallion.storage import CDF, DeltaHandle, Lake
 
 GRAIN = ("order_id", "line")
+_STABLE = tuple((f"z{i}", 1, float(i)) for i in range(6))  # rows no test changes
 
 
 def _rows(*rows: tuple[str, int, float | None]) -> pa.Table:
@@ -28,7 +29,7 @@ def _rows(*rows: tuple[str, int, float | None]) -> pa.Table:
 @pytest.fixture
 def fact(tmp_path: Path) -> DeltaHandle:
     handle = Lake(str(tmp_path)).table("gold", "fact")
-    start = _rows(("a", 1, 1.0), ("a", 2, 2.0), ("b", 1, None), ("c", 1, 3.0))
+    start = _rows(("a", 1, 1.0), ("a", 2, 2.0), ("b", 1, None), ("c", 1, 3.0), *_STABLE)
     handle.overwrite(start, transactions={"t": 0}, metadata={}, configuration=CDF)
     return handle
 
@@ -52,7 +53,7 @@ def _change_types(handle: DeltaHandle, after: int) -> list[tuple[str, int, str]]
 def test_only_rows_that_differ_are_written(fact: DeltaHandle) -> None:
     before = fact.version
     assert before is not None
-    new = _rows(("a", 1, 1.0), ("a", 2, 2.5), ("b", 1, None), ("d", 1, 4.0))  # c gone
+    new = _rows(("a", 1, 1.0), ("a", 2, 2.5), ("b", 1, None), ("d", 1, 4.0), *_STABLE)  # c gone
     written = write_changes(
         fact,
         new,
@@ -63,7 +64,7 @@ def test_only_rows_that_differ_are_written(fact: DeltaHandle) -> None:
         engine=default_engine(),
     )
     assert (written.inserted, written.updated, written.deleted) == (1, 1, 1)
-    assert _sorted(fact) == [("a", 1, 1.0), ("a", 2, 2.5), ("b", 1, None), ("d", 1, 4.0)]
+    assert _sorted(fact) == [("a", 1, 1.0), ("a", 2, 2.5), ("b", 1, None), ("d", 1, 4.0), *_STABLE]
     # the change feed holds exactly what changed: the NULL value compared equal to itself
     assert _change_types(fact, before) == [
         ("a", 2, "update_postimage"),
@@ -80,19 +81,32 @@ def test_a_scope_leaves_rows_outside_it_alone(fact: DeltaHandle) -> None:
         fact, new, GRAIN, scope=scope, transactions={"t": 1}, metadata={}, engine=default_engine()
     )
     assert (written.inserted, written.updated, written.deleted) == (0, 1, 1)
-    assert _sorted(fact) == [("a", 1, 9.0), ("b", 1, None), ("c", 1, 3.0)]
+    assert _sorted(fact) == [("a", 1, 9.0), ("b", 1, None), ("c", 1, 3.0), *_STABLE]
 
 
 def test_nothing_differing_still_records_progress(fact: DeltaHandle) -> None:
     before = fact.version
-    same = _rows(("c", 1, 3.0), ("b", 1, None), ("a", 2, 2.0), ("a", 1, 1.0))
+    same = _rows(("c", 1, 3.0), ("b", 1, None), ("a", 2, 2.0), ("a", 1, 1.0), *_STABLE[::-1])
     written = write_changes(
         fact, same, GRAIN, scope=None, transactions={"t": 7}, metadata={}, engine=default_engine()
     )
     assert written.metrics == {"inserted": 0, "updated": 0, "deleted": 0, "files_rewritten": 0}
     assert written.version == (before or 0) + 1
     assert fact.app_version("t") == 7
-    assert len(_sorted(fact)) == 4
+    assert len(_sorted(fact)) == 10
+
+
+def test_a_table_mostly_changed_is_replaced_in_one_commit(fact: DeltaHandle) -> None:
+    before = fact.version
+    assert before is not None
+    new = _rows(*((k, n, -v) for k, n, v in _STABLE), ("y", 1, 0.5))  # a, b, c gone
+    written = write_changes(
+        fact, new, GRAIN, scope=None, transactions={"t": 2}, metadata={}, engine=default_engine()
+    )
+    assert (written.inserted, written.updated, written.deleted) == (1, 5, 4)  # z0: -0.0 == 0.0
+    assert written.version == before + 1
+    assert _sorted(fact) == sorted((k, n, -v) for k, n, v in (*_STABLE, ("y", 1, -0.5)))
+    assert fact.app_version("t") == 2
 
 
 def test_touched_keys_follow_each_moved_input(tmp_path: Path) -> None:
@@ -135,3 +149,6 @@ def test_touched_keys_follow_each_moved_input(tmp_path: Path) -> None:
     assert touched_keys(by, inputs, never, now, views=views, engine=engine) is None
     no_rule = ByKey("product_id", {}, ())
     assert touched_keys(no_rule, inputs, was, now, views=views, engine=engine) is None
+    # a table recreated since (its version went back) rebuilds everything
+    ahead = {ref_items: items.version + 5, ref_products: MISSING}
+    assert touched_keys(by, inputs, ahead, now, views=views, engine=engine) is None
