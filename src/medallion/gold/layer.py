@@ -116,12 +116,15 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
             else _touched(table, inputs, recorded, current, engine)
         )
         data, read = _build_snapshot(table, inputs, keys, engine)
+        if keys is not None and not same_columns(target, data):  # its columns changed
+            keys = None
+            data, read = _build_snapshot(table, inputs, keys, engine)
         if keys is not None:
             assert table.by_key is not None
             scope = (table.by_key.key, keys)
             metrics["keys_rebuilt"] = len(keys)
     meta = {"run_id": ctx.run_id, "step": LAYER, "table": table.name, "inputs": metrics["inputs"]}
-    if whole or not same_columns(target, data):
+    if whole or not same_columns(target, data):  # a new table, or new columns: replace it
         version = target.overwrite(
             data, transactions=transactions, metadata=meta, configuration=CDF
         )
