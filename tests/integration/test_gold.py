@@ -16,6 +16,7 @@ from medallion import api
 from medallion.catalog import SOURCE_TABLES
 from medallion.engine import default_engine
 from medallion.gold.model import GOLD_TABLES, Dimension
+from medallion.runner import RunReport
 from medallion.settings import Settings
 from medallion.source.changes import ChangeSpec
 from medallion.source.db import open_source
@@ -197,3 +198,41 @@ def test_declared_keys_are_every_key_column_a_table_has(generated: Settings) -> 
         if not isinstance(g, Dimension):
             keys = {c for c in columns if c.endswith("_sk") or c.endswith("_date_key")}
             assert keys == {*g.dimension_keys, *g.date_keys}, g.name
+
+
+def _last_gold(report: RunReport, name: str) -> dict:
+    outcome = next(o for o in report.outcomes if o.task.name == f"gold.{name}")
+    assert outcome.result is not None
+    return {"rows": outcome.result.rows_written, **outcome.result.metrics}
+
+
+def test_a_change_rebuilds_only_the_keys_it_touched(tmp_path: Path) -> None:
+    """One order's status changes: each fact writes that order's rows, nothing else; a Gold
+    table written before a column existed is rebuilt whole (never only the touched keys)."""
+    s = Settings(home=tmp_path / "home", retries=0)
+    api.generate_source(s, scale=0.01, seed=5)
+    run_ok(s)
+    with open_source(s.source_location) as db:
+        orders = db.read_table(next(t for t in SOURCE_TABLES if t.name == "orders"))
+    order = orders.sort_by("order_id").slice(0, 1).to_pylist()[0]
+    items = read(s, "gold", "fact_order_item")
+    lines = pc.sum(pc.equal(items["order_id"], order["order_id"])).as_py()
+    new_status = "canceled" if order["order_status"] != "canceled" else "delivered"
+    later = pc.max(orders["updated_at"]).as_py() + timedelta(hours=1)
+    put(s, "orders", [order | {"order_status": new_status, "updated_at": later}])
+    lake = Lake(s.lake_location)
+    stale = lake.table("gold", "fact_payment")  # as if written by a version without a column
+    old = stale.read()
+    assert old is not None
+    stale.overwrite(old.drop_columns(["installments"]), transactions={}, metadata={})
+    report = run_ok(s)
+    fact_order = _last_gold(report, "fact_order")
+    assert (fact_order["keys_rebuilt"], fact_order["updated"], fact_order["rows"]) == (1, 1, 1)
+    fact_item = _last_gold(report, "fact_order_item")
+    assert (fact_item["keys_rebuilt"], fact_item["rows"]) == (1, lines)
+    assert read(s, "gold", "fact_order").filter(pc.equal(pc.field("order_id"), order["order_id"]))[
+        "order_status"
+    ].to_pylist() == [new_status]
+    payments = read(s, "gold", "fact_payment")
+    assert "installments" in payments.column_names
+    assert payments.num_rows == old.num_rows  # every row, not only the touched order's
