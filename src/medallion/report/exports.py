@@ -3,13 +3,11 @@ one per table and export), the latest state of every (destination, table)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any
 
 from medallion.report.formats import fmt_time
 from medallion.report.model import Section, Table, badge, table
-from medallion.report.run import RunData
+from medallion.report.run import RunData, task_metrics
 from medallion.report.style import Row
 
 COLUMNS = ("destination", "table", "status", "rows", "bytes", "seconds", "Delta version", "when")
@@ -21,24 +19,16 @@ class Exports:
     destinations: int
 
 
-def _metrics(row: Row) -> dict[str, Any]:
-    try:
-        metrics = json.loads(row.get("metrics") or "{}")
-    except (TypeError, ValueError):
-        return {}
-    return metrics if isinstance(metrics, dict) else {}
-
-
 def export_section(data: RunData) -> Section:
     latest: dict[tuple[str, str], Row] = {}
     for row in data.exports:  # oldest first: the last one per destination and table wins
-        destination = str(_metrics(row).get("destination") or "?")
+        destination = str(task_metrics(row).get("destination") or "?")
         latest[destination, str(row["table_name"])] = row
     if not latest:
         return Section("exports", "Exports", Exports(None, 0))
     cells = []
     for (destination, name), row in sorted(latest.items()):
-        metrics = _metrics(row)
+        metrics = task_metrics(row)
         status = row["status"] if row["status"] != "SUCCESS" else metrics.get("status", "SUCCESS")
         cells.append((destination, name, badge(str(status)), row["rows_written"],
                       metrics.get("bytes"), metrics.get("seconds"), row["delta_version"],

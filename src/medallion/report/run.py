@@ -3,6 +3,7 @@ micro-batch of the review stream."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,3 +114,12 @@ class LakeViews:
 def report_name(run_id: str) -> str:
     """The report's file name; a run id given by a scheduler may hold any character."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", run_id).lstrip(".") + ".html"
+
+
+def task_metrics(row: Row) -> dict[str, Any]:
+    """An audit row's metrics JSON as a dict (empty when missing or unreadable)."""
+    try:
+        metrics = json.loads(row.get("metrics") or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return metrics if isinstance(metrics, dict) else {}

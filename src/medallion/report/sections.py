@@ -15,7 +15,7 @@ from medallion.errors import MedallionError
 from medallion.report.charts import timeline_svg
 from medallion.report.formats import clip, fmt_seconds, fmt_time
 from medallion.report.model import Badge, Code, Section, Table, badge, table
-from medallion.report.run import LakeViews, RunData, report_name
+from medallion.report.run import LakeViews, RunData, report_name, task_metrics
 from medallion.report.style import CHECK_CLASSES, DASH, STATUS_COLOURS, Row
 from medallion.runner import NOT_STARTED
 from medallion.settings import Settings, redact_url
@@ -189,18 +189,9 @@ def rowflow_section(data: RunData) -> Section:
     return Section("rows", "Row flow", view)
 
 
-def _metrics(row: Row) -> dict[str, Any]:
-    """A task's metrics JSON as a dict (empty when missing or unreadable)."""
-    try:
-        metrics = json.loads(row["metrics"] or "{}")
-    except (TypeError, ValueError):
-        return {}
-    return metrics if isinstance(metrics, dict) else {}
-
-
 def _unknown_members(row: Row) -> str:
     """Fact rows that point at an unknown dimension member, per key (from the task metrics)."""
-    counts = _metrics(row).get("unknown_members")
+    counts = task_metrics(row).get("unknown_members")
     if not isinstance(counts, dict) or not counts:
         return DASH
     return ", ".join(f"{key} {n:,}" for key, n in sorted(counts.items()) if isinstance(n, int))
@@ -208,7 +199,7 @@ def _unknown_members(row: Row) -> str:
 
 def _inputs(row: Row) -> str:
     """The upstream tables (and their Delta versions) a Gold task recorded in its metrics."""
-    inputs = _metrics(row).get("inputs")
+    inputs = task_metrics(row).get("inputs")
     if not isinstance(inputs, dict) or not inputs:
         return DASH
     return ", ".join(

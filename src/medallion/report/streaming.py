@@ -9,7 +9,6 @@ micro-batch has no audit row of its own.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -19,7 +18,7 @@ from typing import Any
 from medallion.errors import MedallionError
 from medallion.report.formats import fmt_time
 from medallion.report.model import Badge, Section, Table, badge, table
-from medallion.report.run import LakeViews, RunData
+from medallion.report.run import LakeViews, RunData, task_metrics
 from medallion.report.style import Row
 from medallion.settings import redact_url
 
@@ -64,14 +63,6 @@ def percentile(values: Sequence[float], percent: int) -> float | None:
     return ordered[rank - 1]
 
 
-def _metrics(row: Row) -> dict[str, Any]:
-    try:
-        metrics = json.loads(row.get("metrics") or "{}")
-    except (TypeError, ValueError):
-        return {}
-    return metrics if isinstance(metrics, dict) else {}
-
-
 def _number(value: Any) -> float | None:
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
     return float(value) if is_number and math.isfinite(value) else None
@@ -85,7 +76,7 @@ def summarise(run_id: str, batches: Sequence[Row], quarantined: int | None) -> S
     ``seconds``), so a consumer waiting for messages does not lower it.
     """
     committed = [b for b in batches if b["status"] == "SUCCESS"]
-    metrics = [_metrics(b) for b in committed]
+    metrics = [task_metrics(b) for b in committed]
     seconds = [s for m in metrics if (s := _number(m.get("seconds"))) is not None]
     commits = [s for m in metrics if (s := _number(m.get("commit_seconds"))) is not None]
     events = sum(int(b["rows_read"] or 0) for b in committed)
