@@ -41,9 +41,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
-
 from spark_gold import DIMENSIONS, FACTS
 
 TS = ("updated_at", "deleted_at")
@@ -290,7 +289,11 @@ def describe() -> dict[str, Any]:
 
     java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False)
     cpu = next(
-        (t.split(":", 1)[1].strip() for t in open("/proc/cpuinfo") if t.startswith("model name")),
+        (
+            t.split(":", 1)[1].strip()
+            for t in Path("/proc/cpuinfo").read_text().splitlines()
+            if t.startswith("model name")
+        ),
         platform.processor(),
     )
     return {

@@ -80,7 +80,7 @@ def _cpu_model() -> str:
                 return value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return os.uname().machine
 
 
 def _ram_gib() -> float:
@@ -105,7 +105,7 @@ def machine(lake: str) -> dict[str, Any]:
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "ram_gib": _ram_gib(),
-        "os": platform.platform(),
+        "os": f"{os.uname().sysname} {os.uname().release} {os.uname().machine}",
         "python": platform.python_version(),
         "medallion": _version("medallion"),
         "duckdb": _version("duckdb"),
