@@ -90,9 +90,9 @@ def bench(
         run_settings, env = _run_settings(settings, home, scale, object_store)
         if generated is None:
             stages = [_generate(run_settings, home, scale, env)]
-        else:
+        else:  # generated once: one sample, in the first run
             shutil.copytree(seed, home)
-            stages = [generated]
+            stages = [generated] if i == 1 else []
         stages += _pipeline_stages(run_settings, scale, env)
         samples.append(stages)
         if i < runs:  # keep the last run's home to look at
