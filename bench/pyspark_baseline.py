@@ -16,7 +16,8 @@ fresh copy of the generated source:
 
 Timed: each pass from the first source read to the last Parquet file written, per layer; the
 Spark session start is its own stage. Not timed: generating the source and the change batch.
-Memory: peak resident set (VmHWM) of the JVM plus the Python driver's peak, so far in the run.
+Each run is a fresh Python process with its own JVM, so the session start is cold every time.
+Memory: the peak resident set (VmHWM) of the JVM plus the Python driver's peak, so far in the run.
 Written as Parquet, not Delta (Delta's jars come from Maven, not reachable here); no checks,
 no SCD2 history, no quarantine, no audit log: medallion does all of those in its runs.
 """
@@ -309,6 +310,20 @@ def describe() -> dict[str, Any]:
     }
 
 
+def one_run_in_a_fresh_process(args: argparse.Namespace, seed: Path, i: int) -> list[Any]:
+    """A run in its own Python and JVM, so each starts cold and its peak memory is its own."""
+    work = args.work / f"scale-{args.scale}" / f"run-{i}"
+    command = [sys.executable, __file__, "--scale", str(args.scale), "--medallion"]
+    command += [args.medallion, "--out", str(args.out), "--one-run", str(seed), str(work)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.exit(f"run {i} failed: {done.stderr.strip()[-2000:]}")
+    stages: list[Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    if i < args.runs:  # keep the last run's lake to look at
+        shutil.rmtree(work)
+    return stages
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)
@@ -316,17 +331,18 @@ def main() -> None:
     parser.add_argument("--medallion", default="medallion", help="the project's CLI")
     parser.add_argument("--work", type=Path, default=Path("medallion_home/bench/spark"))
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--one-run", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.runs < 1 or args.scale <= 0:
         sys.exit("--runs must be at least 1 and --scale above 0")
+    if args.one_run:  # the child of one_run_in_a_fresh_process
+        print(json.dumps(run_once(args.medallion, *args.one_run, args.scale)))
+        return
     seed = args.work / f"scale-{args.scale}" / "generated"
     shutil.rmtree(seed, ignore_errors=True)
     machine = describe()
     medallion(args.medallion, "source", "generate", "--scale", str(args.scale), "--home", str(seed))
-    runs = [
-        run_once(args.medallion, seed, args.work / f"scale-{args.scale}" / f"run-{i}", args.scale)
-        for i in range(1, args.runs + 1)
-    ]
+    runs = [one_run_in_a_fresh_process(args, seed, i) for i in range(1, args.runs + 1)]
     result = {
         "engine": f"pyspark {machine['pyspark']} local[2], Parquet",
         "scale": args.scale,
