@@ -81,6 +81,7 @@ def bench(
     if runs < 1:
         raise MedallionError(f"--runs must be at least 1, got {runs}")
     object_store = is_object_store(settings.lake_location)
+    about = machine("object store" if object_store else "folder")  # the load before the work
     seed = settings.home / "generated"
     generated = None if settings.source_url else _generate(settings, seed, scale, {})
     samples: list[list[Stage]] = []
@@ -100,7 +101,7 @@ def bench(
     result = {
         "scale": scale,
         "runs": runs,
-        "machine": machine("object store" if object_store else "folder"),
+        "machine": about,
         "stages": summarise([[asdict(s) for s in run] for run in samples]),
         "samples": [[asdict(s) for s in run] for run in samples],
     }
