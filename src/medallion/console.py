@@ -9,7 +9,7 @@ import logging
 import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -17,8 +17,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from medallion.runner import RunContext, RunReport, Status, Task, TaskOutcome
-from medallion.settings import redact_url
+if TYPE_CHECKING:  # the CLI starts without the runner's imports (pyarrow, pydantic)
+    from medallion.runner import RunContext, RunReport, Task, TaskOutcome
 
 # Off a terminal Rich assumes 80 columns; tables of runs are wider than that.
 _WIDTH = None if sys.stdout.isatty() else 160
@@ -26,11 +26,11 @@ err_console = Console(stderr=True)
 out_console = Console(width=_WIDTH)
 log = logging.getLogger("medallion")
 
-_STATUS_STYLE = {
-    Status.SUCCESS: "green",
-    Status.FAILED: "red",
-    Status.SKIPPED: "yellow",
-    Status.RUNNING: "cyan",
+_STATUS_STYLE = {  # by runner.Status (a StrEnum)
+    "SUCCESS": "green",
+    "FAILED": "red",
+    "SKIPPED": "yellow",
+    "RUNNING": "cyan",
 }
 
 
@@ -55,6 +55,8 @@ def configure_logging(debug: bool = False) -> None:
 
 
 def error_line(message: str) -> None:
+    from medallion.settings import redact_url
+
     err_console.print(
         f"[bold red]error:[/] {escape(redact_url(message))}",
         highlight=False,

@@ -8,19 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cache
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as pads
 
 from medallion.errors import EngineError, ReadOnlyError
+
+# what a query reads: an Arrow table, or a lazy dataset of which it scans only what it needs
+Relation: TypeAlias = "pa.Table | pads.Dataset"
 
 
 class Engine(Protocol):
     def query(
         self,
         sql: str,
-        tables: Mapping[str, pa.Table] | None = None,
+        tables: Mapping[str, Relation] | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> pa.Table: ...
 
@@ -38,7 +42,7 @@ class DuckDBEngine:
     def query(
         self,
         sql: str,
-        tables: Mapping[str, pa.Table] | None = None,
+        tables: Mapping[str, Relation] | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> pa.Table:
         """Run ``sql`` with each Arrow table of ``tables`` visible under its name and each
@@ -58,7 +62,7 @@ _READ_ONLY = {"enable_external_access": False, "lock_configuration": True}
 _ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
-def query_read_only(sql: str, tables: Mapping[str, pa.Table]) -> pa.Table:
+def query_read_only(sql: str, tables: Mapping[str, Relation]) -> pa.Table:
     """Run one user SELECT over ``tables`` and nothing else: no file, network or extension
     access (``enable_external_access`` off), configuration locked, and any statement that is
     not a single SELECT (DDL, DML, COPY, ATTACH, SET, PRAGMA, INSTALL/LOAD, CALL) refused."""

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 PIPELINE_JOB = "medallion_pipeline"  # `medallion run`
 STREAM_JOB = "medallion_stream"  # `medallion stream consume`: one attempt per micro-batch
 EXPORT_JOB = "medallion_export"  # `medallion export`: one attempt per table
+MAINTAIN_JOB = "medallion_maintain"  # `medallion maintain`: one attempt per table
 NOT_STARTED = "not started: the run was stopped"  # the reason of tasks a signal kept from starting
 TRANSIENT: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError)
 

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     extract_lag_s: float = Field(default=5.0, ge=0, description="watermark look-back, seconds")
     extract_batch_rows: int = Field(default=250_000, ge=1000, description="rows per batch")
     detect_hard_deletes: bool = Field(default=True, description="reconcile keys every run")
+    hard_delete_bucket_rows: int = Field(
+        default=50_000, ge=1, description="keys per bucket when reconciling hard deletes"
+    )
+    hard_delete_buckets_above: int = Field(
+        default=2_000_000, ge=0, description="live keys above which hard deletes use buckets"
+    )
     checks: bool = Field(default=True, description="run data-quality checks after each layer")
     report_on_run: bool = Field(default=True, description="write the HTML report after a run")
     drift_threshold: float = Field(default=0.5, gt=0, description="row-count change that warns")
@@ -115,6 +121,12 @@ class Settings(BaseSettings):
     )
     export_timeout_s: float = Field(
         default=60.0, gt=0, le=3600, description="per warehouse request of an export"
+    )
+    maintain_retention_hours: int = Field(
+        default=168, ge=0, description="medallion maintain vacuums files unused this long"
+    )
+    maintain_z_order: bool = Field(
+        default=True, description="medallion maintain z-orders keyed tables by their key"
     )
 
     @field_validator("home", mode="after")

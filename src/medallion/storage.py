@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeAlias
 from urllib.parse import urlsplit
 
 import pyarrow as pa
+import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
@@ -23,7 +24,13 @@ from medallion.settings import Settings, redact_url
 
 log = logging.getLogger(__name__)
 
-CDF = {"delta.enableChangeDataFeed": "true"}  # readers of a table read only its new files
+# Files of at most this size, written in key order, so that a MERGE rewrites only the files
+# whose key range holds a touched key (delta-rs prunes target files by the source's key range)
+TARGET_FILE_BYTES = 8 << 20
+CDF_KEY = "delta.enableChangeDataFeed"
+CDF = {CDF_KEY: "true"}  # readers of a table read only its new files
+# Commits that rewrite or delete files without changing a row (`medallion maintain`)
+MAINTENANCE = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END"})
 Rows: TypeAlias = "pa.RecordBatchReader | pa.Table"
 
 
@@ -133,6 +140,30 @@ class DeltaHandle:
     def version(self) -> int | None:
         return None if self._dt is None else self._dt.version()
 
+    @property
+    def data_version(self) -> int | None:
+        """The latest version that changed rows: maintenance commits (compaction, vacuum)
+        after it are skipped, so a reader that records the versions it read sees no change."""
+        dt = self._dt
+        if dt is None:
+            return None
+        version, limit = dt.version(), 8
+        while True:
+            history = self._history(limit)
+            for commit in history:
+                if commit.get("operation") not in MAINTENANCE:
+                    return int(commit.get("version", version))
+            if len(history) < limit:  # only maintenance commits: the first one's parent
+                return int(history[-1].get("version", 0)) - 1 if history else version
+            limit *= 4
+
+    def _history(self, limit: int) -> list[dict[str, Any]]:
+        assert self._dt is not None
+        try:
+            return list(self._dt.history(limit=limit))
+        except (DeltaError, OSError) as exc:
+            raise _failure("read the history of", self.uri, exc, self.lake.storage_options) from exc
+
     def app_version(self, app_id: str) -> int | None:
         """The version recorded by app transaction ``app_id``, None if never written."""
         return None if self._dt is None else self._dt.transaction_version(app_id)
@@ -160,6 +191,26 @@ class DeltaHandle:
             return dt.to_pyarrow_table(columns=columns, filters=filters or None)
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("read", self.uri, exc, self.lake.storage_options) from exc
+
+    def dataset(self, version: int | None = None) -> pads.Dataset | None:
+        """This snapshot (or ``version``) as a lazy Arrow dataset: a query reads only the
+        columns and files it needs. None when the table does not exist."""
+        dt = self._dt
+        if dt is not None and version is not None and version != dt.version():
+            dt = self.lake.open(self.layer, self.name, version)
+        if dt is None:
+            return None
+        try:
+            return dt.to_pyarrow_dataset(schema=_with_string_views(dt))
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise _failure("read", self.uri, exc, self.lake.storage_options) from exc
+
+    @property
+    def has_change_feed(self) -> bool:
+        """Whether the table records its changes (``changes()`` then reads only new files)."""
+        if self._dt is None:
+            return False
+        return self._dt.metadata().configuration.get(CDF_KEY) == "true"
 
     def changes(
         self,
@@ -268,6 +319,7 @@ class DeltaHandle:
                 storage_options=options,
                 commit_properties=props,
                 configuration=configuration,
+                target_file_size=TARGET_FILE_BYTES,
             )
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("write", self.uri, exc, self.lake.storage_options) from exc
@@ -299,6 +351,8 @@ class DeltaHandle:
             target_alias="t",
             commit_properties=_commit_props(transactions, metadata),
         )
+        for predicate in plan.matched_deletes:
+            merger = merger.when_matched_delete(predicate)
         for predicate, updates in plan.matched_updates:
             merger = merger.when_matched_update(dict(updates), predicate)
         for predicate, values in plan.not_matched_inserts:
@@ -308,13 +362,71 @@ class DeltaHandle:
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("merge into", self.uri, exc, self.lake.storage_options) from exc
         if dt.version() == before:  # delta-rs skips the commit of a MERGE that changed nothing
-            empty = pa.schema(dt.schema().to_arrow()).empty_table()
-            props = _commit_props(transactions, metadata)
-            version = self._write(
-                empty, mode="append", partition_by=None, props=props, schema_mode=None
-            )
-            return MergeResult.of(version, metrics)
+            return MergeResult.of(self.record(transactions, metadata), metrics)
         return MergeResult.of(dt.version(), metrics)
+
+    def files(self) -> tuple[int, int]:
+        """How many data files the current version has, and their bytes."""
+        if self._dt is None:
+            return 0, 0
+        actions = pa.table(self._dt.get_add_actions(flatten=True))
+        sizes = actions["size_bytes"].to_pylist() if actions.num_rows else []
+        return len(sizes), int(sum(s or 0 for s in sizes))
+
+    def compact(self, z_order: list[str] | None, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        """Rewrite the small files into large ones (ordered by ``z_order`` when given) in one
+        commit that changes no row (``dataChange`` false: change-data-feed readers skip it)."""
+        dt = self._require("compact")
+        props = _commit_props({}, metadata)
+        try:
+            if z_order:
+                metrics = dt.optimize.z_order(z_order, commit_properties=props)
+            else:
+                metrics = dt.optimize.compact(commit_properties=props)
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise _failure("compact", self.uri, exc, self.lake.storage_options) from exc
+        self._dt = self.lake.open(self.layer, self.name)
+        return dict(metrics)
+
+    def vacuum(self, retention_hours: float, metadata: Mapping[str, Any]) -> int:
+        """Delete the files no version newer than ``retention_hours`` uses; how many. The
+        caller guards short retentions (time travel and lagging readers need the files)."""
+        dt = self._require("vacuum")
+        try:
+            deleted = dt.vacuum(
+                retention_hours=int(retention_hours),
+                dry_run=False,
+                enforce_retention_duration=False,
+                commit_properties=_commit_props({}, metadata),
+            )
+        except (DeltaError, OSError) as exc:
+            raise _failure("vacuum", self.uri, exc, self.lake.storage_options) from exc
+        self._dt = self.lake.open(self.layer, self.name)
+        return len(deleted)
+
+    def checkpoint(self) -> None:
+        """Write a checkpoint of the current version (app transactions included) and delete
+        the log entries older than the table's log retention that it makes unnecessary."""
+        dt = self._require("checkpoint")
+        try:
+            dt.create_checkpoint()
+            dt.cleanup_metadata()
+        except (DeltaError, OSError) as exc:
+            raise _failure("checkpoint", self.uri, exc, self.lake.storage_options) from exc
+
+    def _require(self, action: str) -> DeltaTable:
+        if self._dt is None:
+            raise StorageError(f"cannot {action} {self.uri}: no such table")
+        return self._dt
+
+    def record(self, transactions: Mapping[str, int], metadata: Mapping[str, Any]) -> int:
+        """Commit ``transactions`` with no data change (an empty append): progress recorded
+        when there was nothing to write. Returns the new version."""
+        if self._dt is None:
+            raise StorageError(f"cannot record progress in {self.uri}: no such table")
+        empty = pa.schema(self._dt.schema().to_arrow()).empty_table()
+        props = _commit_props(transactions, metadata)
+        return self._write(empty, mode="append", partition_by=None, props=props, schema_mode=None)
 
 
 @dataclass(frozen=True)
@@ -352,6 +464,15 @@ class MergePlan:
     predicate: str
     matched_updates: tuple[tuple[str | None, Mapping[str, str]], ...] = ()
     not_matched_inserts: tuple[tuple[str | None, Mapping[str, str]], ...] = ()
+    matched_deletes: tuple[str | None, ...] = ()  # conditions under which a match is deleted
+
+
+def _with_string_views(dt: DeltaTable) -> pa.Schema:
+    """The table's schema with its strings read as views, the type delta-rs' files hold: a
+    filter DuckDB pushes into the scan compares like with like (string vs string_view fails)."""
+    text = (pa.string(), pa.large_string())
+    schema = pa.schema(dt.schema().to_arrow())
+    return pa.schema(f.with_type(pa.string_view()) if f.type in text else f for f in schema)
 
 
 def _commit_props(transactions: Mapping[str, int], metadata: Mapping[str, Any]) -> CommitProperties:

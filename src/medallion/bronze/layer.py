@@ -5,7 +5,8 @@ Per run and table:
    the maximum ``updated_at`` ever written, in microseconds);
 2. list candidate rows (key, ``updated_at``) with ``updated_at > watermark - lag`` and drop
    those Bronze already holds, so the look-back never doubles a row;
-3. find hard deletes: keys live in Bronze but gone from the source;
+3. find hard deletes: keys live in Bronze but gone from the source, reading keys only in the
+   key-hash buckets whose summaries differ (:mod:`medallion.bronze.deletes`);
 4. stream the new rows in bounded batches plus tombstones into ONE Delta commit that also
    records the new watermark. No new rows means no commit.
 A crash anywhere leaves either the whole commit (watermark included) or nothing.
@@ -23,20 +24,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion.audit import table_lease
+from medallion.bronze.deletes import OP_DELETE, OP_UPSERT, Reconciled, hard_deletes
 from medallion.catalog import DELETED_AT, UPDATED_AT, SourceTable, bronze_schema
-from medallion.engine import default_engine
 from medallion.faults import crash_point
 from medallion.runner import Layer, RunContext, Task, TaskResult, per_table
 from medallion.source.db import SourceDatabase, open_source
 from medallion.source.drift import check_drift
-from medallion.sql import quote, quoted_list
 from medallion.storage import CDF, DeltaHandle, Lake
 from medallion.storage import app_id as layer_app_id
 
 log = logging.getLogger(__name__)
 
 LAYER = "bronze"
-OP_UPSERT, OP_DELETE = "upsert", "delete"
 PARTITION = ["_ingest_date"]
 _EPOCH = datetime(1970, 1, 1)
 
@@ -96,11 +95,17 @@ def _extract(
     candidates = db.changed_keys(table, low)
     held = _bronze_keys(bronze, table, low)
     new_keys = _anti_join(candidates, held, [*table.row_key, UPDATED_AT])
-    tombstones = _hard_deletes(db, bronze, table, ctx) if ctx.settings.detect_hard_deletes else None
+    reconciled = (
+        hard_deletes(db, bronze, table, ctx, low=low, candidates=candidates)
+        if ctx.settings.detect_hard_deletes
+        else Reconciled()
+    )
+    tombstones = reconciled.tombstones
     n_new, n_dead = new_keys.num_rows, (tombstones.num_rows if tombstones is not None else 0)
     metrics: dict[str, Any] = {
         "candidates": candidates.num_rows,
         "new_columns": list(drift.new_columns),
+        **reconciled.metrics,
     }
     result = TaskResult(
         rows_read=candidates.num_rows,
@@ -256,37 +261,3 @@ def _as_bronze(rows: pa.Table, schema: pa.Schema, ctx: RunContext) -> pa.Table:
 
 def _as_type(values: Any, type_: pa.DataType) -> Any:
     return values if values.type == type_ else pc.cast(values, type_)
-
-
-def _hard_deletes(
-    db: SourceDatabase, bronze: DeltaHandle, table: SourceTable, ctx: RunContext
-) -> pa.Table | None:
-    """Tombstones for keys whose latest Bronze row is live but which the source lost.
-
-    A tombstone's ``_source_updated_at`` is the source table's newest ``updated_at`` when the
-    delete was seen (or the key's last version, if later): not before any version of the
-    deleted row, and before any re-insert; on a tie the later-ingested tombstone wins.
-    """
-    keys = list(table.row_key)
-    held = bronze.read([*keys, "_source_updated_at", "_ingested_at", "_op"])
-    if held is None or held.num_rows == 0:
-        return None
-    source = db.select(table, keys)
-    high = db.latest_update(table)
-    seen = high if high is not None else ctx.started_at.replace(tzinfo=None)
-    key_list = quoted_list(keys)
-    on = " AND ".join(f"l.{quote(k)} = s.{quote(k)}" for k in keys)
-    sql = f"""
-        WITH latest AS (
-            SELECT {key_list}, _op, _source_updated_at FROM bronze
-            QUALIFY row_number() OVER (PARTITION BY {key_list}
-                ORDER BY _source_updated_at DESC, _ingested_at DESC, _op ASC) = 1
-        )
-        SELECT {quoted_list(keys, "l.")}, '{OP_DELETE}' AS _op,
-            greatest(l._source_updated_at, $seen::TIMESTAMP)
-                AS _source_updated_at
-        FROM latest l
-        WHERE l._op = '{OP_UPSERT}' AND NOT EXISTS (SELECT 1 FROM source s WHERE {on})
-    """
-    gone = default_engine().query(sql, {"bronze": held, "source": source}, {"seen": seen})
-    return gone if gone.num_rows else None

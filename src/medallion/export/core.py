@@ -73,14 +73,16 @@ def utc_timestamps(data: pa.Table) -> pa.Table:
 
 
 def export_table(dest: Destination, lake: Lake, table: str, *, full: bool) -> TableExport:
-    """Export one Gold table if its version moved (or ``full``)."""
-    version = lake.version("gold", table)
+    """Export one Gold table if its data version moved (or ``full``); a compaction moves none.
+    The current snapshot holds that version's rows (its own files may be vacuumed)."""
+    handle = lake.table("gold", table)
+    version = handle.data_version
     if version is None:
         return TableExport(table, "missing", None)
     if not full and dest.exported_version(table) == version:
         return TableExport(table, "unchanged", version)
     start = time.perf_counter()
-    data = lake.read("gold", table, version=version)
+    data = handle.read()
     if data is None:  # pragma: no cover - the version exists
         return TableExport(table, "missing", None)
     dest.stage(table, data)

@@ -9,7 +9,7 @@ from datetime import date
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from medallion.engine import Engine
+from medallion.engine import Engine, Relation
 from medallion.errors import SCD2Error
 from medallion.gold.dates import build_dim_date
 from medallion.gold.scd2 import UNKNOWN_SK, SCD2Spec, apply_scd2, unknown_member
@@ -135,7 +135,7 @@ def touched_entities(
     return engine.query(sql, tables)
 
 
-def links(dim: SCD2Dimension, bronze: pa.Table, engine: Engine) -> pa.Table:
+def links(dim: SCD2Dimension, bronze: Relation, engine: Engine) -> pa.Table:
     """Which Silver key ever belonged to which entity (and carried which lookup value), from
     raw Bronze rows: only those columns are conformed, so finding what a batch touches never
     conforms the whole history. Rows Silver rejects may add links: folding an extra entity
@@ -146,7 +146,7 @@ def links(dim: SCD2Dimension, bronze: pa.Table, engine: Engine) -> pa.Table:
 
 
 def rows_of(
-    dim: SCD2Dimension, bronze: pa.Table, linked: pa.Table, entities: pa.Table, engine: Engine
+    dim: SCD2Dimension, bronze: Relation, linked: pa.Table, entities: pa.Table, engine: Engine
 ) -> pa.Table:
     """The raw Bronze rows of every Silver key that ever belonged to one of ``entities``."""
     key = dim.contract.key
@@ -286,7 +286,7 @@ def attach_derived(
     )
 
 
-def build_dim_location(geolocation: pa.Table, engine: Engine) -> pa.Table:
+def build_dim_location(geolocation: Relation, engine: Engine) -> pa.Table:
     """One row per zip prefix from Silver geolocation, plus the unknown member."""
     return engine.query(
         """
@@ -301,7 +301,7 @@ def build_dim_location(geolocation: pa.Table, engine: Engine) -> pa.Table:
 
 
 def fact_date_range(
-    orders: pa.Table, reviews: pa.Table, items: pa.Table, engine: Engine
+    orders: Relation, reviews: Relation, items: Relation, engine: Engine
 ) -> tuple[date, date]:
     """The first and last date any fact refers to (plausible dates only)."""
     row = engine.query(
@@ -323,7 +323,7 @@ def fact_date_range(
 
 
 def build_date_dimension(
-    orders: pa.Table, reviews: pa.Table, items: pa.Table, engine: Engine
+    orders: Relation, reviews: Relation, items: Relation, engine: Engine
 ) -> pa.Table:
     lo, hi = fact_date_range(orders, reviews, items, engine)
     return build_dim_date(date(lo.year, 1, 1), date(hi.year, 12, 31))

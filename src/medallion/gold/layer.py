@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from medallion.audit import table_lease
 from medallion.catalog import SOURCE_TABLES, SourceTable, TableRef, empty_bronze, silver_ref
-from medallion.engine import Engine, default_engine
+from medallion.engine import Engine, Relation, default_engine
 from medallion.errors import MedallionError
 from medallion.gold.dimensions import (
     build_scd2,
@@ -23,16 +23,23 @@ from medallion.gold.dimensions import (
     rows_of,
     touched_entities,
 )
+from medallion.gold.increment import (
+    MISSING,
+    Written,
+    filtered,
+    same_columns,
+    touched_keys,
+    write_changes,
+)
 from medallion.gold.model import GOLD_TABLES, Dimension, GoldTable, Snapshot
 from medallion.runner import Layer, RunContext, Task, TaskResult
 from medallion.silver.contracts import silver_table
 from medallion.silver.transform import empty_silver_sql, valid_history
-from medallion.storage import DeltaHandle, Lake, app_id
+from medallion.storage import CDF, DeltaHandle, Lake, app_id
 
 log = logging.getLogger(__name__)
 
 LAYER = "gold"
-MISSING = -1  # the recorded version of an optional input that does not exist yet
 
 
 def txn_id(table: str, ref: TableRef) -> str:
@@ -84,14 +91,17 @@ def raise_missing(ref: TableRef, table: GoldTable) -> None:
 
 def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> TaskResult:
     inputs = _open_inputs(lake, table)
-    # MISSING for a Silver table never written (empty source, or no review streamed yet)
-    current = {ref: MISSING if h.version is None else h.version for ref, h in inputs.items()}
+    # MISSING for a Silver table never written (empty source, or no review streamed yet); a
+    # compaction (`medallion maintain`) moves no data_version, so it rebuilds nothing
+    current = {ref: _or_missing(h.data_version) for ref, h in inputs.items()}
     target = lake.table(LAYER, table.name)
     recorded = {ref: target.app_version(txn_id(table.name, ref)) for ref in current}
     metrics: dict[str, Any] = {"inputs": {str(ref): v for ref, v in current.items()}}
     if not ctx.full_refresh and all(recorded[r] == v for r, v in current.items()):
         return TaskResult(metrics=metrics, delta_version=target.version)
     transactions = {txn_id(table.name, ref): v for ref, v in current.items()}
+    whole = ctx.full_refresh or not target.exists
+    scope: tuple[str, pa.Array] | None = None
     if isinstance(table, Dimension):
         data, read, through = _build_scd2(
             ctx, table, lake, target=target, inputs=inputs, engine=engine
@@ -100,21 +110,71 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
         metrics["bronze_through"] = {str(ref): v for ref, v in through.items()}
     else:
         assert isinstance(table, Snapshot)
-        frames = {ref: _read(h, ref, table) for ref, h in inputs.items()}
-        read = sum(t.num_rows for t in frames.values())
-        data = table.build(frames, engine)
-    version = target.overwrite(
-        data,
-        transactions=transactions,
-        metadata={
-            "run_id": ctx.run_id,
-            "step": LAYER,
-            "table": table.name,
-            "inputs": metrics["inputs"],
-        },
-    )
-    metrics["unknown_members"] = unknown_members(table, data)
-    return TaskResult(read, data.num_rows, metrics=metrics, delta_version=version)
+        keys = (
+            None
+            if whole or table.by_key is None
+            else _touched(table, inputs, recorded, current, engine)
+        )
+        data, read = _build_snapshot(table, inputs, keys, engine)
+        if keys is not None:
+            assert table.by_key is not None
+            scope = (table.by_key.key, keys)
+            metrics["keys_rebuilt"] = len(keys)
+    meta = {"run_id": ctx.run_id, "step": LAYER, "table": table.name, "inputs": metrics["inputs"]}
+    if whole or not same_columns(target, data):
+        version = target.overwrite(
+            data, transactions=transactions, metadata=meta, configuration=CDF
+        )
+        written = Written(version, inserted=data.num_rows)
+    else:
+        written = write_changes(
+            target,
+            data,
+            table.grain,
+            scope=scope,
+            transactions=transactions,
+            metadata=meta,
+            engine=engine,
+        )
+        metrics |= written.metrics
+    metrics["unknown_members"] = unknown_members(table, target)
+    changed = written.inserted + written.updated + written.deleted
+    return TaskResult(read, changed, metrics=metrics, delta_version=written.version)
+
+
+def _touched(
+    table: Snapshot,
+    inputs: dict[TableRef, DeltaHandle],
+    recorded: dict[TableRef, int | None],
+    current: dict[TableRef, int],
+    engine: Engine,
+) -> pa.Array | None:
+    assert table.by_key is not None
+    views = {ref.name: _lazy(h, ref, table) for ref, h in inputs.items()}
+    return touched_keys(table.by_key, inputs, recorded, current, views=views, engine=engine)
+
+
+def _build_snapshot(
+    table: Snapshot,
+    inputs: dict[TableRef, DeltaHandle],
+    keys: pa.Array | None,
+    engine: Engine,
+) -> tuple[pa.Table, int]:
+    """The table's rows (only those of ``keys`` when given) and the input rows materialised
+    (the others are lazy datasets of which the build reads only the columns it needs)."""
+    by = table.by_key
+    frames: dict[TableRef, Relation] = {}
+    for ref, handle in inputs.items():
+        data = _lazy(handle, ref, table)
+        if keys is not None and by is not None and ref in by.filtered:
+            data = filtered(data, by.key, keys, engine)
+        frames[ref] = data
+    read = sum(t.num_rows for t in frames.values() if isinstance(t, pa.Table))
+    return table.build(frames, engine), read
+
+
+def _or_missing(version: int | None) -> int:
+    return MISSING if version is None else version
 
 
 def _dimension_sources(table: Dimension) -> list[str]:
@@ -123,10 +183,21 @@ def _dimension_sources(table: Dimension) -> list[str]:
     return [table.fold.silver, *([lookup.table] if lookup else [])]
 
 
-def unknown_members(table: GoldTable, data: pa.Table) -> dict[str, int]:
-    """Rows pointing at an unknown member (surrogate or date key 0), per declared key column."""
+def unknown_members(table: GoldTable, target: DeltaHandle) -> dict[str, int]:
+    """Rows pointing at an unknown member (surrogate or date key 0), per declared key column,
+    over the whole table (only those columns are read)."""
     keys = [*table.dimension_keys, *table.date_keys]
-    return {c: int(pc.sum(pc.equal(data[c], 0)).as_py() or 0) for c in keys}
+    data = target.dataset()
+    if not keys or data is None:
+        return {}
+    counts = data.to_table(columns=keys)
+    return {c: int(pc.sum(pc.equal(counts[c], 0)).as_py() or 0) for c in keys}
+
+
+def _lazy(handle: DeltaHandle, ref: TableRef, table: GoldTable) -> Relation:
+    """The input as a lazy dataset (a query reads only the columns it needs)."""
+    data = handle.dataset()
+    return _read(handle, ref, table) if data is None else data
 
 
 def _read(handle: DeltaHandle, ref: TableRef, table: GoldTable) -> pa.Table:
@@ -162,10 +233,10 @@ def _build_scd2(
     folded = {n: target.app_version(txn_id(table.name, TableRef("bronze", n))) for n in sources}
     rebuild = ctx.full_refresh or not target.exists or any(v is None for v in folded.values())
     bronze = {n: lake.table("bronze", silver_table(n).bronze) for n in sources}
-    rows = _bronze_rows(bronze[dim.silver], dim.silver, through[dim.silver])
+    rows: Relation = _bronze_rows(bronze[dim.silver], dim.silver, through[dim.silver], rebuild)
     lookup_history = None
     if lookup is not None:
-        lookup_rows = _bronze_rows(bronze[lookup.table], lookup.table, through[lookup.table])
+        lookup_rows = _bronze_rows(bronze[lookup.table], lookup.table, through[lookup.table], True)
         lookup_history = valid_history(silver_table(lookup.table), lookup_rows, engine)
     stored, touched = None, None
     if not rebuild:
@@ -176,6 +247,7 @@ def _build_scd2(
         )
         rows = rows_of(dim, rows, linked, touched, engine)
         stored = target.read()
+    assert isinstance(rows, pa.Table)
     history = valid_history(dim.contract, rows, engine)
     events = dimension_events(dim, history, lookup_history, engine)
     location = inputs[TableRef(LAYER, "dim_location")].read() if dim.location_zip else None
@@ -184,9 +256,13 @@ def _build_scd2(
     return data, history.num_rows, versions
 
 
-def _bronze_rows(bronze: DeltaHandle, name: str, through: int | None) -> pa.Table:
-    """The Bronze rows of Silver table ``name`` as of version ``through`` (None: none)."""
-    rows = None if through is None else bronze.read(version=through)
+def _bronze_rows(bronze: DeltaHandle, name: str, through: int | None, whole: bool) -> Relation:
+    """The Bronze rows of Silver table ``name`` as of version ``through`` (None: none): read
+    ``whole``, or as a lazy dataset of which the queries picking touched keys read only what
+    they need."""
+    rows: Relation | None = None
+    if through is not None:
+        rows = bronze.read(version=through) if whole else bronze.dataset(version=through)
     return rows if rows is not None else empty_bronze(silver_table(name).bronze)
 
 

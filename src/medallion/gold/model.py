@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from medallion.catalog import TableRef, gold_ref, silver_ref
-from medallion.engine import Engine
+from medallion.engine import Engine, Relation
 from medallion.gold import facts, features
 from medallion.gold.dimensions import (
     DIMENSIONS,
@@ -27,9 +27,10 @@ from medallion.gold.dimensions import (
     build_date_dimension,
     build_dim_location,
 )
+from medallion.gold.increment import ByKey
 from medallion.registry import Registry
 
-Inputs = Mapping[TableRef, pa.Table]
+Inputs = Mapping[TableRef, Relation]
 Builder = Callable[[Inputs, Engine], pa.Table]
 
 
@@ -77,9 +78,11 @@ class GoldTable:
 
 @dataclass(frozen=True, kw_only=True)
 class Snapshot(GoldTable):
-    """A table rebuilt from its inputs whenever one of them moved."""
+    """A table rebuilt from its inputs whenever one of them moved: only for the keys their
+    changes touched when it declares ``by_key``, else whole (its rows written as a diff)."""
 
     builder: Builder
+    by_key: ByKey | None = None
 
     def build(self, inputs: Inputs, engine: Engine) -> pa.Table:
         return self.builder(inputs, engine)
@@ -140,10 +143,16 @@ def dimension(fold: SCD2Dimension) -> Dimension:
     )
 
 
+def _columns(inputs: Inputs, ref: TableRef, columns: list[str]) -> pa.Table:
+    """Some columns of an input, read now (a lazy input reads only those)."""
+    data = inputs[ref]
+    return data.select(columns) if isinstance(data, pa.Table) else data.to_table(columns=columns)
+
+
 def _date(inputs: Inputs, engine: Engine) -> pa.Table:
     dates = ["review_creation_date", "review_answer_timestamp"]
     reviews = pa.concat_tables(
-        inputs[r].select(dates) for r in (silver_ref("order_reviews"), _STREAMED_REVIEWS.ref)
+        _columns(inputs, r, dates) for r in (silver_ref("order_reviews"), _STREAMED_REVIEWS.ref)
     )
     return build_date_dimension(
         inputs[silver_ref("orders")], reviews, inputs[silver_ref("order_items")], engine
@@ -160,6 +169,47 @@ def _rfm(inputs: Inputs, engine: Engine) -> pa.Table:
 
 def _silver(*names: str) -> tuple[TableRef, ...]:
     return tuple(silver_ref(n) for n in names)
+
+
+# What a change to each input touches, as queries over its changed rows (``changed``)
+_OWN = "SELECT {key} FROM changed"
+_ORDERS_OF_CUSTOMERS = """
+    SELECT order_id FROM orders WHERE customer_id IN (SELECT customer_id FROM changed)
+"""
+_ORDERS_OF_PEOPLE = """
+    SELECT o.order_id FROM orders o JOIN customers c ON c.customer_id = o.customer_id
+    WHERE c.customer_unique_id IN (SELECT customer_unique_id FROM changed)
+"""
+
+
+def _items_of(key: str, wanted: str) -> str:
+    """The ``wanted`` column of the order items whose ``key`` changed."""
+    return f"SELECT {wanted} FROM order_items WHERE {key} IN (SELECT {key} FROM changed)"
+
+
+def _by_order(*own: TableRef, via_items: tuple[str, ...] = ()) -> ByKey:
+    """Fact rows rebuilt per order: ``own`` inputs have an order_id (and are filtered to the
+    touched orders); customers and dim_customer reach orders through the customer; the
+    dimensions ``via_items`` (dim_product: product_id) through the order's items."""
+    touched: dict[TableRef, str] = {ref: _OWN.format(key="order_id") for ref in own}
+    touched[silver_ref("customers")] = _ORDERS_OF_CUSTOMERS
+    touched[gold_ref("dim_customer")] = _ORDERS_OF_PEOPLE
+    for column in via_items:
+        touched[gold_ref(f"dim_{column.removesuffix('_id')}")] = _items_of(column, "order_id")
+    return ByKey("order_id", touched, own)
+
+
+def _by_item_column(key: str, fact: str) -> ByKey:
+    """Feature rows rebuilt per ``key`` of order_items (product_id, seller_id), also when a
+    fact row of one of their orders changed."""
+    return ByKey(
+        key,
+        {
+            silver_ref("order_items"): _OWN.format(key=key),
+            gold_ref(fact): _items_of("order_id", key),
+        },
+        (silver_ref("order_items"),),
+    )
 
 
 _SCD2_NAMES = {d.spec.name for d in DIMENSIONS}
@@ -192,6 +242,7 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
         grain=("order_id", "order_item_id"),
         date_keys=("purchase_date_key", "shipping_limit_date_key"),
         builder=sql(facts.FACT_ORDER_ITEM),
+        by_key=_by_order(*_silver("order_items", "orders"), via_items=("product_id", "seller_id")),
         mirrors=silver_ref("order_items"),
     ),
     Fact(
@@ -200,6 +251,7 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
         grain=("order_id", "payment_sequential"),
         date_keys=("purchase_date_key",),
         builder=sql(facts.FACT_PAYMENT),
+        by_key=_by_order(*_silver("order_payments", "orders")),
         mirrors=silver_ref("order_payments"),
         totals=("payment_value",),
     ),
@@ -210,6 +262,7 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
         grain=("review_id", "order_id"),
         date_keys=("creation_date_key",),
         builder=sql(facts.FACT_REVIEW),
+        by_key=_by_order(_STREAMED_REVIEWS.ref, *_silver("order_reviews")),
     ),
     Fact(
         name="fact_order",
@@ -223,6 +276,10 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
             "estimated_date_key",
         ),
         builder=sql(facts.FACT_ORDER),
+        by_key=_by_order(
+            _STREAMED_REVIEWS.ref,
+            *_silver("orders", "order_items", "order_payments", "order_reviews"),
+        ),
         mirrors=silver_ref("orders"),
     ),
     Feature(
@@ -236,12 +293,14 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
         inputs=(*_silver("order_items"), gold_ref("fact_review")),
         grain=("product_id",),
         builder=sql(features.PRODUCT_PERFORMANCE),
+        by_key=_by_item_column("product_id", "fact_review"),
     ),
     Feature(
         name="feature_seller_reliability",
         inputs=(*_silver("order_items"), gold_ref("fact_order")),
         grain=("seller_id",),
         builder=sql(features.SELLER_RELIABILITY),
+        by_key=_by_item_column("seller_id", "fact_order"),
     ),
 )
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from medallion.audit import AuditStore
 from medallion.errors import AuditError, MedallionError
 from medallion.report.style import NO_RUN, Row
-from medallion.runner import EXPORT_JOB, STREAM_JOB
+from medallion.runner import EXPORT_JOB, MAINTAIN_JOB, STREAM_JOB
 from medallion.settings import Settings
 
 
@@ -59,12 +59,12 @@ def load_run(settings: Settings, run_id: str | None = None) -> RunData:
 
 
 def _run_ids(store: AuditStore) -> list[str]:
-    """Every pipeline run id in the order the runs started (stream consumes and exports have
-    their own sections, not pages: a report's run and its predecessor are pipeline runs)."""
+    """Every pipeline run id in the order the runs started (stream consumes, exports and
+    maintenance are not pages: a report's run and its predecessor are pipeline runs)."""
     rl = store.t["run_logs"]
     stmt = (
         sa.select(rl.c.run_id)
-        .where(rl.c.job.not_in([STREAM_JOB, EXPORT_JOB]))
+        .where(rl.c.job.not_in([STREAM_JOB, EXPORT_JOB, MAINTAIN_JOB]))
         .group_by(rl.c.run_id)
         .order_by(sa.func.min(rl.c.id))
     )

@@ -169,7 +169,7 @@ def _relabel(
     """Set the looked-up columns of every row whose labels changed since the lookup table last
     moved, in a commit that records the lookup's version; rows keep their own updated_at."""
     assert t.lookup is not None and lookup is not None
-    version = t.lookup.version
+    version = t.lookup.data_version
     assert version is not None
     current = t.target.read()
     assert current is not None
@@ -224,7 +224,7 @@ def _live_lookup(t: _Tables, spec: SilverTable) -> pa.Table | None:
 
 def _lookup_txn(spec: SilverTable, t: _Tables) -> dict[str, int]:
     """The lookup table's version, recorded with each write so a later change is noticed."""
-    version = t.lookup.version if t.lookup is not None else None
+    version = t.lookup.data_version if t.lookup is not None else None
     return {} if version is None else {lookup_id(spec): version}
 
 
@@ -234,7 +234,7 @@ def lookup_id(spec: SilverTable) -> str:
 
 def _lookup_moved(spec: SilverTable, t: _Tables) -> bool:
     """The lookup table moved since this table last took its labels from it."""
-    version = t.lookup.version if t.lookup is not None else None
+    version = t.lookup.data_version if t.lookup is not None else None
     return version is not None and t.target.app_version(lookup_id(spec)) != version
 
 

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from medallion.catalog import DELETED_AT, UPDATED_AT, ColumnType, SourceTable
 from medallion.errors import SourceBusyError, SourceError
 from medallion.settings import redact_url
+from medallion.source.key_hash import bucket_list, row_hash, summary_sql
 from medallion.sql import quote, quoted_list
 
 log = logging.getLogger(__name__)
@@ -236,6 +237,25 @@ class SourceDatabase:
         """The newest ``updated_at`` of the table (None when it is empty)."""
         value = self.scalar(f"SELECT MAX({quote(UPDATED_AT)}) FROM {self.qualified(table)}")
         return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+    def key_buckets(self, table: SourceTable, buckets: int, before: datetime) -> pa.Table:
+        """Per bucket of the row-key hash (:mod:`medallion.source.key_hash`): the count and
+        fingerprint sums of the keys not soft-deleted and last updated at or before
+        ``before``. One GROUP BY in the database; the hash is computed once per row."""
+        hashed = (
+            f"SELECT {row_hash(table, self.dialect)} AS h FROM {self.qualified(table)} "
+            f"WHERE {quote(DELETED_AT)} IS NULL AND {quote(UPDATED_AT)} <= {self.param(1)}"
+        )
+        summary = summary_sql("SELECT h FROM hashed", buckets)
+        sql = f"WITH hashed AS MATERIALIZED ({hashed}) {summary}"
+        return self.query(sql, [self._timestamp(before)])
+
+    def keys_in_buckets(
+        self, table: SourceTable, buckets: int, selected: Sequence[int]
+    ) -> pa.Table:
+        """The row keys of every row whose key hash falls in one of the ``selected`` buckets."""
+        where = f"{row_hash(table, self.dialect)} % {buckets} IN ({bucket_list(selected)})"
+        return self.select(table, list(table.row_key), where)
 
     def row_count(self, table: SourceTable) -> int:
         return int(self.scalar(f"SELECT count(*) FROM {self.qualified(table)}") or 0)

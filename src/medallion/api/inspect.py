@@ -1,0 +1,120 @@
+"""Looking at the lake and its logs: the audit log, quarantine, SQL, queries, the report."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from medallion.audit import AuditStore
+from medallion.catalog import source_table
+from medallion.engine import default_engine, query_read_only
+from medallion.settings import Settings
+from medallion.silver.contracts import silver_table
+from medallion.silver.layer import silver_table_names
+from medallion.storage import Lake
+
+
+def audit_log(
+    settings: Settings, last: int | None = None, run_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Audit rows (one per task attempt), oldest first."""
+    with AuditStore(settings.audit_location) as audit:
+        return audit.run_logs(last=last, run_id=run_id)
+
+
+def quarantine_summary(settings: Settings, tables: list[str] | None = None) -> list[dict[str, Any]]:
+    """Quarantined rows per table and rule, with one example reason."""
+    lake = Lake.from_settings(settings)
+    names = (
+        [silver_table(source_table(t).name).name for t in tables]
+        if tables
+        else silver_table_names()
+    )
+    out: list[dict[str, Any]] = []
+    for name in names:
+        rows = lake.read("quarantine", name, ["_rule", "_reason"])
+        if rows is None or rows.num_rows == 0:
+            continue
+        summary = default_engine().query(
+            "SELECT _rule AS rule, count(*) AS rows, min(_reason) AS reason FROM q "
+            "GROUP BY _rule ORDER BY rows DESC, rule",
+            {"q": rows},
+        )
+        out += [{"table": name, **row} for row in summary.to_pylist()]
+    return out
+
+
+def stream_quarantine_summary(settings: Settings) -> list[dict[str, Any]]:
+    """Quarantined review events per consume run and reason, and how many of them Silver has
+    merged since (held for an order that arrived later)."""
+    lake = Lake.from_settings(settings)
+    columns = ["topic", "partition", "offset", "reason", "_quarantine_run_id"]
+    held = lake.read("quarantine", "review_events", columns)
+    if held is None or held.num_rows == 0:
+        return []
+    merged = lake.read("silver", "review_events", ["_topic", "_partition", "_offset"])
+    if merged is None:
+        merged = pa.table({"_topic": pa.array([], pa.string()),
+                           "_partition": pa.array([], pa.int32()),
+                           "_offset": pa.array([], pa.int64())})  # fmt: skip
+    summary = default_engine().query(
+        'SELECT q._quarantine_run_id AS run_id, q.reason, count(*) AS "rows", '
+        "count(s._offset) AS released FROM q LEFT JOIN (SELECT DISTINCT * FROM s) s "
+        'ON s._topic = q.topic AND s._partition = q."partition" AND s._offset = q."offset" '
+        "GROUP BY ALL ORDER BY run_id, reason",
+        {"q": held, "s": merged},
+    )
+    return list(summary.to_pylist())
+
+
+def lake_tables() -> dict[str, str]:
+    """Every table `medallion sql` can see: name -> layer (Gold and Silver)."""
+    from medallion.gold.model import GOLD_TABLES
+
+    tables = {t.name: "gold" for t in GOLD_TABLES}
+    tables |= dict.fromkeys([*silver_table_names(), "review_events"], "silver")
+    return tables
+
+
+SQL_LIMITS = (
+    "read-only: one SELECT at a time over the Gold and Silver tables; no files, no network, "
+    "no DDL, DML, COPY, ATTACH, SET or extensions"
+)
+
+
+def sql(settings: Settings, query: str) -> pa.Table:
+    """Run one read-only DuckDB SELECT over the Gold and Silver tables the query names."""
+    lake = Lake.from_settings(settings)
+    wanted = {
+        name: layer
+        for name, layer in lake_tables().items()
+        if re.search(rf"\b{re.escape(name)}\b", query, re.IGNORECASE)
+    }
+    tables = {}
+    for name, layer in wanted.items():
+        data = lake.table(layer, name).dataset()  # lazy: the query reads only what it needs
+        if data is not None:
+            tables[name] = data
+    return query_read_only(query, tables)
+
+
+def query(settings: Settings, name: str) -> pa.Table:
+    """Run one of the named business questions (``medallion query --list``)."""
+    from medallion.gold.queries import named_query
+
+    return sql(settings, named_query(name).sql)
+
+
+def report(settings: Settings, run_id: str | None = None) -> Path:
+    """Write the HTML report of a run (default: the latest) and ``latest.html``; its path."""
+    from medallion.report import LakeViews, build_report
+
+    views = LakeViews(
+        lambda: quarantine_summary(settings),
+        lambda name: query(settings, name),
+        lambda: stream_quarantine_summary(settings),
+    )
+    return build_report(settings, views, run_id)

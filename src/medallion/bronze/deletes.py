@@ -1,0 +1,173 @@
+"""Hard deletes: keys whose latest Bronze row is live but which the source lost.
+
+Reading every source key each run costs as much as the table. Instead the key space is split
+into buckets by a hash both the source database and DuckDB compute
+(:mod:`medallion.source.key_hash`), and each side summarises each bucket (count and two
+fingerprint sums):
+
+- the source: its keys not soft-deleted and not updated in this run's window (``updated_at <=
+  low``), one GROUP BY in the database;
+- Bronze: its live keys (latest row an upsert) minus this run's candidates.
+
+A bucket whose summaries agree holds no live Bronze key the source lost (the source side is a
+subset of the source, the Bronze side a superset of the live keys outside the window, and
+candidate keys exist in the source). Only the keys of buckets that differ are read from the
+source and compared exactly as before. Without a watermark (first run, full refresh), or when
+the table fits one bucket or holds at most ``hard_delete_buckets_above`` live keys, every
+source key is read: a summary there costs the source as much as shipping the keys (SQLite
+evaluates the hash at about a microsecond per character call; measured at scale 1, shipping
+order_items' keys took 0.06 s and summarising them 0.2-0.46 s).
+
+The Bronze side is recomputed every run from the Bronze key columns (a Parquet read and one
+DuckDB query, no source traffic): keeping it as state would need, for every appended row,
+whether its key was live before, which is the same read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from medallion.catalog import SourceTable
+from medallion.engine import default_engine
+from medallion.runner import RunContext
+from medallion.source.db import SourceDatabase
+from medallion.source.key_hash import bucket_count, bucket_list, row_hash, summary_sql
+from medallion.sql import quote, quoted_list
+from medallion.storage import DeltaHandle
+
+OP_UPSERT, OP_DELETE = "upsert", "delete"
+
+
+@dataclass
+class Reconciled:
+    """The tombstones to append (None when none) and what the comparison cost."""
+
+    tombstones: pa.Table | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def hard_deletes(
+    db: SourceDatabase,
+    bronze: DeltaHandle,
+    table: SourceTable,
+    ctx: RunContext,
+    *,
+    low: datetime | None,
+    candidates: pa.Table,
+) -> Reconciled:
+    """Tombstones for keys whose latest Bronze row is live but which the source lost.
+
+    A tombstone's ``_source_updated_at`` is the source table's newest ``updated_at`` when the
+    delete was seen (or the key's last version, if later): not before any version of the
+    deleted row, and before any re-insert; on a tie the later-ingested tombstone wins.
+    ``low`` is the start of this run's window and ``candidates`` the source keys updated
+    after it.
+    """
+    keys = list(table.row_key)
+    held = bronze.read([*keys, "_source_updated_at", "_ingested_at", "_op"])
+    if held is None or held.num_rows == 0:
+        return Reconciled()
+    live = _live_keys(held, table)
+    buckets = bucket_count(live.num_rows, ctx.settings.hard_delete_bucket_rows)
+    if low is None or buckets == 1 or live.num_rows <= ctx.settings.hard_delete_buckets_above:
+        # a summary costs the source about as much as shipping the keys of a small table
+        differing = list(range(buckets))
+        source = db.select(table, keys)
+        live_read = live
+    else:
+        differing = _differing_buckets(
+            db, table, buckets, low=low, live=live, candidates=candidates
+        )
+        if not differing:
+            return Reconciled(metrics=_metrics(buckets, [], 0, 0))
+        source = db.keys_in_buckets(table, buckets, differing)
+        live_read = _in_buckets(live, buckets, differing)
+    high = db.latest_update(table)
+    seen = high if high is not None else ctx.started_at.replace(tzinfo=None)
+    gone = _gone(live_read, source, table, seen)
+    metrics = _metrics(buckets, differing, source.num_rows, live_read.num_rows)
+    return Reconciled(gone if gone.num_rows else None, metrics)
+
+
+def _metrics(
+    buckets: int, differing: list[int], source_keys: int, bronze_keys: int
+) -> dict[str, int]:
+    return {
+        "delete_buckets": buckets,
+        "delete_buckets_differing": len(differing),
+        "delete_source_keys_read": source_keys,
+        "delete_bronze_keys_compared": bronze_keys,
+    }
+
+
+def _live_keys(held: pa.Table, table: SourceTable) -> pa.Table:
+    """Keys whose latest Bronze row is an upsert, with that row's ``_source_updated_at`` and
+    the key hash ``h``."""
+    key_list = quoted_list(table.row_key)
+    sql = f"""
+        WITH latest AS (
+            SELECT {key_list}, _op, _source_updated_at FROM bronze
+            QUALIFY row_number() OVER (PARTITION BY {key_list}
+                ORDER BY _source_updated_at DESC, _ingested_at DESC, _op ASC) = 1
+        )
+        SELECT {key_list}, _source_updated_at, {row_hash(table, "duckdb")} AS h
+        FROM latest WHERE _op = '{OP_UPSERT}'
+    """
+    return default_engine().query(sql, {"bronze": held})
+
+
+def _differing_buckets(
+    db: SourceDatabase,
+    table: SourceTable,
+    buckets: int,
+    *,
+    low: datetime,
+    live: pa.Table,
+    candidates: pa.Table,
+) -> list[int]:
+    """Buckets whose source summary differs from the Bronze one (either side may be absent)."""
+    source = db.key_buckets(table, buckets, low)
+    on = " AND ".join(f"l.{quote(k)} = c.{quote(k)}" for k in table.row_key)
+    outside = f"SELECT h FROM live l WHERE NOT EXISTS (SELECT 1 FROM candidates c WHERE {on})"
+    sql = f"""
+        WITH b AS ({summary_sql(outside, buckets)})
+        SELECT coalesce(b.bucket, s.bucket) AS bucket
+        FROM b FULL OUTER JOIN source s ON b.bucket = s.bucket
+        WHERE b.n IS DISTINCT FROM s.n OR b.s1 IS DISTINCT FROM s.s1
+            OR b.s2 IS DISTINCT FROM s.s2
+        ORDER BY 1
+    """
+    tables = {
+        "live": live,
+        "candidates": candidates.select(list(table.row_key)),
+        "source": _as_int64(source),
+    }
+    differing = default_engine().query(sql, tables)
+    return [int(b) for b in differing["bucket"].to_pylist()]
+
+
+def _as_int64(summary: pa.Table) -> pa.Table:
+    """The source summary as int64 columns whichever driver produced it."""
+    return pa.table({name: pc.cast(summary[name], pa.int64()) for name in summary.column_names})
+
+
+def _in_buckets(live: pa.Table, buckets: int, selected: list[int]) -> pa.Table:
+    sql = f"SELECT * FROM live WHERE h % {buckets} IN ({bucket_list(selected)})"
+    return default_engine().query(sql, {"live": live})
+
+
+def _gone(live: pa.Table, source: pa.Table, table: SourceTable, seen: datetime) -> pa.Table:
+    keys = list(table.row_key)
+    on = " AND ".join(f"l.{quote(k)} = s.{quote(k)}" for k in keys)
+    sql = f"""
+        SELECT {quoted_list(keys, "l.")}, '{OP_DELETE}' AS _op,
+            greatest(l._source_updated_at, $seen::TIMESTAMP) AS _source_updated_at
+        FROM live l
+        WHERE NOT EXISTS (SELECT 1 FROM source s WHERE {on})
+    """
+    return default_engine().query(sql, {"live": live, "source": source}, {"seen": seen})

@@ -1,0 +1,183 @@
+"""Hard deletes by key buckets: exact tombstones, and keys read only in buckets that differ.
+
+Small buckets (``hard_delete_bucket_rows=4``, buckets at any table size) split a few dozen
+keys into 8 buckets, so each case can aim at one bucket; every test runs on SQLite and on real
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+from tests.integration.test_bronze import make_settings, run_bronze
+
+from medallion.catalog import SOURCE_TABLES, SourceTable, source_table
+from medallion.engine import default_engine
+from medallion.runner import TaskResult
+from medallion.settings import Settings
+from medallion.source.db import open_source
+from medallion.source.key_hash import row_hash
+
+CUSTOMERS = source_table("customers")
+ITEMS = source_table("order_items")
+T0 = datetime(2018, 1, 1, 12, 0, 0)
+BUCKETS = 8  # 40 keys / 4 per bucket -> 10 -> the power of two below
+
+
+@pytest.fixture
+def settings(tmp_path: Path, source_url: str) -> Settings:
+    s = make_settings(tmp_path, source_url, hard_delete_bucket_rows=4, hard_delete_buckets_above=0)
+    s.home.mkdir(parents=True)
+    with open_source(s.source_location, create=True) as db:
+        db.create_tables(SOURCE_TABLES)
+    return s
+
+
+def rows(table: SourceTable, keys: Sequence[tuple[Any, ...]], at: datetime) -> pa.Table:
+    """Rows with the given keys, other business columns NULL, updated at ``at``."""
+    columns: dict[str, pa.Array] = {}
+    for c in table.all_columns:
+        if c.name in table.row_key:
+            values = [k[table.row_key.index(c.name)] for k in keys]
+            columns[c.name] = pa.array(values, c.type.arrow)
+        elif c.name == "updated_at":
+            columns[c.name] = pa.array([at] * len(keys), c.type.arrow)
+        else:
+            columns[c.name] = pa.nulls(len(keys), c.type.arrow)
+    return pa.table(columns)
+
+
+def bucket_of(table: SourceTable, keys: Sequence[tuple[Any, ...]]) -> list[int]:
+    """Each key's bucket, computed by the same SQL Bronze runs in DuckDB."""
+    data = pa.table({k: [key[i] for key in keys] for i, k in enumerate(table.row_key)})
+    data = data.cast(pa.schema([pa.field(k, table.column(k).type.arrow) for k in table.row_key]))
+    sql = f"SELECT {row_hash(table, 'duckdb')} % {BUCKETS} AS b FROM data"
+    return [int(b) for b in default_engine().query(sql, {"data": data})["b"].to_pylist()]
+
+
+def tombstones(settings: Settings, table: SourceTable, run_id: str) -> set[tuple[Any, ...]]:
+    data = DeltaTable(f"{settings.lake_location}/bronze/{table.name}").to_pyarrow_table()
+    return {
+        (*(r[k] for k in table.row_key), r["_source_updated_at"])
+        for r in data.to_pylist()
+        if r["_run_id"] == run_id and r["_op"] == "delete" and r["deleted_at"] is None
+    }
+
+
+def run(settings: Settings, table: SourceTable) -> tuple[TaskResult, str]:
+    report = run_bronze(settings, tables=(table.name,))
+    outcome = report.outcomes[0]
+    assert report.ok, outcome.error
+    assert outcome.result is not None
+    return outcome.result, report.run_id
+
+
+def seeded(settings: Settings, n: int = 40) -> list[tuple[str]]:
+    keys = [(f"c{i:02d}",) for i in range(n)]
+    with open_source(settings.source_location) as db:
+        db.upsert(CUSTOMERS, rows(CUSTOMERS, keys, T0))
+    run(settings, CUSTOMERS)
+    return keys
+
+
+def delete(settings: Settings, table: SourceTable, keys: Sequence[tuple[Any, ...]]) -> None:
+    with open_source(settings.source_location) as db:
+        db.delete_rows(table, rows(table, keys, T0).select(list(table.row_key)))
+
+
+def test_no_change_reads_no_key(settings: Settings) -> None:
+    seeded(settings)
+    result, _ = run(settings, CUSTOMERS)
+    assert result.rows_written == 0
+    assert result.metrics["delete_buckets"] == BUCKETS
+    assert result.metrics["delete_buckets_differing"] == 0
+    assert result.metrics["delete_source_keys_read"] == 0
+
+
+def test_one_delete_reads_only_its_bucket(settings: Settings) -> None:
+    keys = seeded(settings)
+    buckets = bucket_of(CUSTOMERS, keys)
+    victim = keys[7]
+    delete(settings, CUSTOMERS, [victim])
+    result, run_id = run(settings, CUSTOMERS)
+    assert tombstones(settings, CUSTOMERS, run_id) == {(victim[0], T0)}
+    same = [k for k, b in zip(keys, buckets, strict=True) if b == buckets[7] and k != victim]
+    assert result.metrics["delete_buckets_differing"] == 1
+    assert result.metrics["delete_source_keys_read"] == len(same)
+    assert result.metrics["delete_bronze_keys_compared"] == len(same) + 1
+
+
+def test_delete_and_late_insert_in_the_same_bucket(settings: Settings) -> None:
+    """The count of the bucket stays the same: only the fingerprint sees the swap. The new
+    key arrives stamped before the watermark (a late row), so it is no candidate either."""
+    keys = seeded(settings)
+    victim = keys[3]
+    target = bucket_of(CUSTOMERS, [victim])[0]
+    newcomer = next(
+        k for k in ((f"n{i:02d}",) for i in range(200)) if bucket_of(CUSTOMERS, [k])[0] == target
+    )
+    delete(settings, CUSTOMERS, [victim])
+    with open_source(settings.source_location) as db:
+        db.upsert(CUSTOMERS, rows(CUSTOMERS, [newcomer], T0 - timedelta(days=1)))
+    result, run_id = run(settings, CUSTOMERS)
+    assert tombstones(settings, CUSTOMERS, run_id) == {(victim[0], T0)}
+    assert result.metrics["delete_buckets_differing"] == 1
+
+
+def test_every_key_of_a_bucket_deleted(settings: Settings) -> None:
+    keys = seeded(settings)
+    buckets = bucket_of(CUSTOMERS, keys)
+    gone = [k for k, b in zip(keys, buckets, strict=True) if b == buckets[0]]
+    assert len(gone) > 1
+    delete(settings, CUSTOMERS, gone)
+    result, run_id = run(settings, CUSTOMERS)
+    assert tombstones(settings, CUSTOMERS, run_id) == {(k[0], T0) for k in gone}
+    assert result.metrics["delete_buckets_differing"] == 1
+    assert result.metrics["delete_source_keys_read"] == 0
+
+
+def test_reinsert_and_soft_delete_keep_their_meaning(settings: Settings) -> None:
+    """A tombstoned key re-inserted is live again (no second tombstone); a soft-deleted key
+    hard-deleted later gets none (its latest Bronze row is already a delete)."""
+    keys = seeded(settings)
+    t1 = T0 + timedelta(days=1)
+    delete(settings, CUSTOMERS, [keys[1]])
+    soft = rows(CUSTOMERS, [keys[2]], t1).set_column(
+        len(CUSTOMERS.all_columns) - 1, "deleted_at", pa.array([t1], pa.timestamp("us"))
+    )
+    with open_source(settings.source_location) as db:
+        db.upsert(CUSTOMERS, soft)
+    _, run_id = run(settings, CUSTOMERS)
+    assert tombstones(settings, CUSTOMERS, run_id) == {(keys[1][0], t1)}
+    t2 = T0 + timedelta(days=2)
+    with open_source(settings.source_location) as db:
+        db.upsert(CUSTOMERS, rows(CUSTOMERS, [keys[1]], t2))
+    delete(settings, CUSTOMERS, [keys[2]])
+    result, run_id = run(settings, CUSTOMERS)
+    assert tombstones(settings, CUSTOMERS, run_id) == set()
+    assert result.metrics["upserts"] == 1
+    result, _ = run(settings, CUSTOMERS)
+    assert result.rows_written == 0
+    assert result.metrics["delete_buckets_differing"] == 0
+
+
+def test_composite_keys(settings: Settings) -> None:
+    """order_items: one item of an order goes, its sibling stays; a whole order goes."""
+    keys = [(f"o{i:02d}", j) for i in range(14) for j in (1, 2, 3)]
+    with open_source(settings.source_location) as db:
+        db.upsert(ITEMS, rows(ITEMS, keys, T0))
+    run(settings, ITEMS)
+    gone = [("o03", 2), ("o09", 1), ("o09", 2), ("o09", 3)]
+    delete(settings, ITEMS, gone)
+    result, run_id = run(settings, ITEMS)
+    assert tombstones(settings, ITEMS, run_id) == {(o, i, T0) for o, i in gone}
+    differing = len({*bucket_of(ITEMS, gone)})
+    assert result.metrics["delete_buckets"] == BUCKETS
+    assert result.metrics["delete_buckets_differing"] == differing
+    assert result.metrics["delete_source_keys_read"] < len(keys) - len(gone)

@@ -1,0 +1,154 @@
+"""Writing Gold as a diff, and which keys a change touches: exact rows on small tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from medallion.catalog import TableRef
+from medallion.engine import default_engine
+from medallion.gold.increment import MISSING, ByKey, touched_keys, write_changes
+from medallion.storage import CDF, DeltaHandle, Lake
+
+GRAIN = ("order_id", "line")
+_STABLE = tuple((f"z{i}", 1, float(i)) for i in range(6))  # rows no test changes
+
+
+def _rows(*rows: tuple[str, int, float | None]) -> pa.Table:
+    return pa.table(
+        {
+            "order_id": [r[0] for r in rows],
+            "line": pa.array([r[1] for r in rows], pa.int64()),
+            "value": pa.array([r[2] for r in rows], pa.float64()),
+        }
+    )
+
+
+@pytest.fixture
+def fact(tmp_path: Path) -> DeltaHandle:
+    handle = Lake(str(tmp_path)).table("gold", "fact")
+    start = _rows(("a", 1, 1.0), ("a", 2, 2.0), ("b", 1, None), ("c", 1, 3.0), *_STABLE)
+    handle.overwrite(start, transactions={"t": 0}, metadata={}, configuration=CDF)
+    return handle
+
+
+def _sorted(handle: DeltaHandle) -> list[tuple[str, int, float | None]]:
+    data = handle.read()
+    assert data is not None
+    return sorted((r["order_id"], r["line"], r["value"]) for r in data.to_pylist())
+
+
+def _change_types(handle: DeltaHandle, after: int) -> list[tuple[str, int, str]]:
+    changes, _ = handle.changes(after, with_change_type=True)
+    assert changes is not None
+    return sorted(
+        (r["order_id"], r["line"], r["_change_type"])
+        for r in changes.to_pylist()
+        if r["_change_type"] != "update_preimage"
+    )
+
+
+def test_only_rows_that_differ_are_written(fact: DeltaHandle) -> None:
+    before = fact.version
+    assert before is not None
+    new = _rows(("a", 1, 1.0), ("a", 2, 2.5), ("b", 1, None), ("d", 1, 4.0), *_STABLE)  # c gone
+    written = write_changes(
+        fact,
+        new,
+        GRAIN,
+        scope=None,
+        transactions={"t": 1},
+        metadata={},
+        engine=default_engine(),
+    )
+    assert (written.inserted, written.updated, written.deleted) == (1, 1, 1)
+    assert _sorted(fact) == [("a", 1, 1.0), ("a", 2, 2.5), ("b", 1, None), ("d", 1, 4.0), *_STABLE]
+    # the change feed holds exactly what changed: the NULL value compared equal to itself
+    assert _change_types(fact, before) == [
+        ("a", 2, "update_postimage"),
+        ("c", 1, "delete"),
+        ("d", 1, "insert"),
+    ]
+    assert fact.app_version("t") == 1
+
+
+def test_a_scope_leaves_rows_outside_it_alone(fact: DeltaHandle) -> None:
+    new = _rows(("a", 1, 9.0))  # order a now has one line; b and c are not in scope
+    scope = ("order_id", pa.array(["a"]))
+    written = write_changes(
+        fact, new, GRAIN, scope=scope, transactions={"t": 1}, metadata={}, engine=default_engine()
+    )
+    assert (written.inserted, written.updated, written.deleted) == (0, 1, 1)
+    assert _sorted(fact) == [("a", 1, 9.0), ("b", 1, None), ("c", 1, 3.0), *_STABLE]
+
+
+def test_nothing_differing_still_records_progress(fact: DeltaHandle) -> None:
+    before = fact.version
+    same = _rows(("c", 1, 3.0), ("b", 1, None), ("a", 2, 2.0), ("a", 1, 1.0), *_STABLE[::-1])
+    written = write_changes(
+        fact, same, GRAIN, scope=None, transactions={"t": 7}, metadata={}, engine=default_engine()
+    )
+    assert written.metrics == {"inserted": 0, "updated": 0, "deleted": 0, "files_rewritten": 0}
+    assert written.version == (before or 0) + 1
+    assert fact.app_version("t") == 7
+    assert len(_sorted(fact)) == 10
+
+
+def test_a_table_mostly_changed_is_replaced_in_one_commit(fact: DeltaHandle) -> None:
+    before = fact.version
+    assert before is not None
+    new = _rows(*((k, n, -v) for k, n, v in _STABLE), ("y", 1, 0.5))  # a, b, c gone
+    written = write_changes(
+        fact, new, GRAIN, scope=None, transactions={"t": 2}, metadata={}, engine=default_engine()
+    )
+    assert (written.inserted, written.updated, written.deleted) == (1, 5, 4)  # z0: -0.0 == 0.0
+    assert written.version == before + 1
+    assert _sorted(fact) == sorted((k, n, -v) for k, n, v in (*_STABLE, ("y", 1, -0.5)))
+    assert fact.app_version("t") == 2
+
+
+def test_touched_keys_follow_each_moved_input(tmp_path: Path) -> None:
+    lake = Lake(str(tmp_path))
+    items = lake.table("silver", "items")
+    items.overwrite(
+        pa.table({"order_id": ["a", "b"], "product_id": ["p", "q"]}),
+        transactions={},
+        metadata={},
+        configuration=CDF,
+    )
+    first = items.version
+    assert first is not None
+    items.append(
+        pa.table({"order_id": ["c"], "product_id": ["q"]}),
+        transactions={},
+        expected={},
+        metadata={},
+    )
+    products = lake.table("gold", "products")  # never written: an optional input
+    ref_items, ref_products = TableRef("silver", "items"), TableRef("gold", "products")
+    by = ByKey(
+        "product_id",
+        {ref_items: "SELECT product_id FROM changed", ref_products: "SELECT 'x'"},
+        (ref_items,),
+    )
+    views = {"items": items.read()}
+    inputs = {ref_items: items, ref_products: products}
+    engine = default_engine()
+    assert items.version is not None
+    now = {ref_items: items.version, ref_products: MISSING}
+    was = {ref_items: first, ref_products: MISSING}
+    keys = touched_keys(by, inputs, was, now, views=views, engine=engine)
+    assert keys is not None and keys.to_pylist() == ["q"]
+    # nothing moved: nothing to rebuild
+    none = touched_keys(by, inputs, dict(now), now, views=views, engine=engine)
+    assert none is not None and len(none) == 0
+    # an input never recorded, or without a rule, rebuilds everything
+    never = {ref_items: None, ref_products: MISSING}
+    assert touched_keys(by, inputs, never, now, views=views, engine=engine) is None
+    no_rule = ByKey("product_id", {}, ())
+    assert touched_keys(no_rule, inputs, was, now, views=views, engine=engine) is None
+    # a table recreated since (its version went back) rebuilds everything
+    ahead = {ref_items: items.version + 5, ref_products: MISSING}
+    assert touched_keys(by, inputs, ahead, now, views=views, engine=engine) is None
