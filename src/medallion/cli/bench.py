@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from medallion.cli.common import HomeOpt, SourceOpt, cli_errors, settings_for
-from medallion.console import error_line, out_console
+from medallion.console import error_line, out_console, rows_table
 
 
 @cli_errors
@@ -45,7 +45,16 @@ def doctor_command(
 @cli_errors
 def bench_command(
     scale: Annotated[float, typer.Option(help="Scale factor to benchmark.")] = 1.0,
-    out: Annotated[Path | None, typer.Option("--out", help="Write the JSON here too.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the JSON here, and SVG charts beside it.")
+    ] = None,
+    runs: Annotated[
+        int, typer.Option("--runs", min=1, help="Repeat the run sequence N times (min/median/max).")
+    ] = 3,
+    compare: Annotated[
+        Path | None,
+        typer.Option("--compare", help="A bench JSON to compare with: prints median ratios."),
+    ] = None,
     stream: Annotated[
         int | None,
         typer.Option(
@@ -58,9 +67,12 @@ def bench_command(
     home: HomeOpt = None,
     source_url: SourceOpt = None,
 ) -> None:
-    """Time generate, full run, a 1 % change batch and the incremental run (fresh processes)."""
+    """Time generate, full run, no-change run, a 1 % change batch and the incremental run."""
     from medallion.bench import bench, bench_stream
+    from medallion.bench_summary import compare as compare_results
+    from medallion.bench_summary import load_result
 
+    baseline = load_result(compare) if compare is not None else None  # fail before the work
     base = settings_for(home, source_url=source_url)
     work = base.home / "bench" / (f"stream-{stream}" if stream else f"scale-{scale}")
     shutil.rmtree(work, ignore_errors=True)
@@ -70,5 +82,7 @@ def bench_command(
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(result, indent=2))
     else:
-        result = bench(settings_for(work, source_url=source_url), scale, out)
+        result = bench(settings_for(work, source_url=source_url), scale, out, runs)
     out_console.print_json(json.dumps(result))
+    if baseline is not None and not stream:
+        out_console.print(rows_table(f"against {compare}", compare_results(result, baseline)))
