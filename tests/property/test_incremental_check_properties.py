@@ -18,11 +18,10 @@ from hypothesis import strategies as st
 from tests.check_support import CheckLake
 
 from medallion.checks.kinds import (
-    LIVE,
     LIVE_ROWS,
     Need,
-    Rows,
     Severity,
+    live_rows,
     not_null,
     reconcile_keys,
     reconcile_sum,
@@ -38,7 +37,7 @@ ITEMS = pa.schema(
 )
 PARENTS = pa.schema([("pid", pa.string())])
 UP = Need("u", "silver", "upstream", ("id", "amount", "is_deleted"))
-UP_LIVE = Rows("u", LIVE, columns=("is_deleted",))
+UP_LIVE = live_rows("u")
 CHECKS = [
     unique("silver", "items", ["id"]),
     not_null("silver", "items", "pid"),

@@ -8,16 +8,15 @@ from collections.abc import Sequence
 from medallion.catalog import SOURCE_TABLES, SourceTable, bronze_schema, source_table
 from medallion.checks.kinds import (
     ALL_ROWS,
-    LIVE,
     LIVE_ROWS,
     SOURCE_LIVE,
     Check,
     Keyed,
     Need,
-    Rows,
     Severity,
     bronze_live,
     freshness,
+    live_rows,
     not_null,
     reconcile_keys,
     reconcile_sum,
@@ -95,7 +94,7 @@ def silver_checks(spec: SilverTable, drift: float, max_lag_s: float) -> list[Che
     return checks
 
 
-SILVER_LIVE = Rows("s", LIVE, columns=("is_deleted",))
+SILVER_LIVE = live_rows("s")
 
 
 def one_current_version(dim: str, natural_key: tuple[str, ...]) -> Check:

@@ -72,6 +72,9 @@ class CheckInputs:
             schema = self.handle(layer, table).schema
             wanted = (schema.names[0],) if schema is not None else None
         key = (layer, table, wanted)
+        whole = self._cache.get((layer, table, None))
+        if key not in self._cache and whole is not None and wanted is not None:
+            return whole.select(list(wanted))  # the columns of a whole table already read
         if key not in self._cache:
             data = self.handle(layer, table).read(list(wanted) if wanted else None)
             self.rows_read += 0 if data is None else data.num_rows

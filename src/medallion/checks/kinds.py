@@ -154,7 +154,14 @@ class Result:
 
 # -- built-in checks --------------------------------------------------------------------------
 LIVE = "NOT coalesce(is_deleted, false)"
-LIVE_ROWS = Rows("t", LIVE, columns=("is_deleted",))
+
+
+def live_rows(alias: str) -> Rows:
+    """The rows of a Silver table (or a Gold table kept like one) that are not deleted."""
+    return Rows(alias, LIVE, columns=("is_deleted",))
+
+
+LIVE_ROWS = live_rows("t")
 ALL_ROWS = Rows("t")
 
 

@@ -13,12 +13,11 @@ import pytest
 from tests.check_support import CheckLake
 
 from medallion.checks.kinds import (
-    LIVE,
     LIVE_ROWS,
     Check,
     Need,
-    Rows,
     Severity,
+    live_rows,
     not_null,
     reconcile_keys,
     reconcile_sum,
@@ -38,7 +37,7 @@ UPSTREAM = pa.schema([("id", pa.string()), ("amount", MONEY), ("is_deleted", pa.
 
 PARENT = Need("p", "silver", "parents", ("pid",))
 UP = Need("u", "silver", "upstream", ("id", "amount", "is_deleted"))
-UP_LIVE = Rows("u", LIVE, columns=("is_deleted",))
+UP_LIVE = live_rows("u")
 CHECKS = [
     unique("silver", "items", ["id"]),
     not_null("silver", "items", "pid"),
