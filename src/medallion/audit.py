@@ -76,6 +76,7 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("check_name", sa.String(160), primary_key=True),
         sa.Column("definition", sa.String(64), nullable=False),  # digest of the check's query
         sa.Column("versions", sa.Text, nullable=False),  # JSON: input -> Delta version/fingerprint
+        sa.Column("tables", sa.Text, nullable=False),  # JSON: lake input -> Delta table id
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("failing_rows", sa.BigInteger),
         sa.Column("sample", sa.Text),

@@ -156,6 +156,11 @@ class DeltaHandle:
         return self._dt is not None
 
     @property
+    def identity(self) -> str | None:
+        """The table's id, new when it is created again (an overwrite keeps it)."""
+        return None if self._dt is None else str(self._dt.metadata().id)
+
+    @property
     def version(self) -> int | None:
         return None if self._dt is None else self._dt.version()
 

@@ -63,6 +63,15 @@ class CheckInputs:
         """Each input's version (``layer.table`` -> version), the checked table's first."""
         return {input_name(*ref): self.version(*ref) for ref in check.inputs.values()}
 
+    def identities(self, check: Check) -> dict[str, str | None]:
+        """Each lake input's table id: a table created anew since, whatever its version,
+        has nothing in common with the one a state recorded."""
+        return {
+            input_name(layer, table): self.handle(layer, table).identity
+            for layer, table in check.inputs.values()
+            if layer != SOURCE
+        }
+
     # -- whole tables ------------------------------------------------------------------------
     def read(self, layer: str, table: str, columns: Iterable[str] | None = None) -> pa.Table | None:
         """(Some columns of) a lake table, read once per task; an empty column list reads

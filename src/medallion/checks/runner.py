@@ -88,10 +88,14 @@ class CheckRunner:
                 row = rows.get(check.full_name)
                 state = CheckState.from_row(row) if row else None
                 versions = self.inputs.versions(check)
+                tables = self.inputs.identities(check)
+                if state is not None and state.tables != tables:
+                    state = None  # a table was created anew: nothing to build on
                 evaluation = self.evaluate_since(check, state, versions, audit)
                 mode = evaluation.mode.value
                 self.modes[mode] = self.modes.get(mode, 0) + 1
-                done.append((_row(evaluation.result), _state(check, evaluation, versions, state)))
+                new_state = _state(check, evaluation, versions, tables, state)
+                done.append((_row(evaluation.result), new_state))
                 results.append(evaluation.result)
         finally:
             audit.record_checks(self.ctx.run_id, done)
@@ -440,7 +444,11 @@ def _row(result: Result) -> dict[str, Any]:
 
 
 def _state(
-    check: Check, done: Evaluation, versions: Mapping[str, Version], before: CheckState | None
+    check: Check,
+    done: Evaluation,
+    versions: Mapping[str, Version],
+    tables: Mapping[str, str | None],
+    before: CheckState | None,
 ) -> dict[str, Any] | None:
     """The check's new state; None (forgotten) while its table is not written."""
     if versions[input_name(check.layer, check.table)] is None:
@@ -449,6 +457,7 @@ def _state(
     return {
         "definition": definition(check),
         "versions": json.dumps(dict(versions)),
+        "tables": json.dumps(dict(tables)),
         "status": r.status.value,
         "failing_rows": r.failing_rows,
         "sample": json.dumps(r.sample, default=str) if r.sample else None,

@@ -32,6 +32,7 @@ class CheckState:
 
     definition: str
     versions: dict[str, Version]
+    tables: dict[str, str | None]
     status: CheckStatus
     failing_rows: int = 0
     sample: list[dict[str, Any]] = field(default_factory=list)
@@ -46,6 +47,7 @@ class CheckState:
         return cls(
             definition=row["definition"],
             versions=json.loads(row["versions"]),
+            tables=json.loads(row["tables"]),
             status=CheckStatus(row["status"]),
             failing_rows=int(row["failing_rows"] or 0),
             sample=json.loads(row["sample"]) if row["sample"] else [],

@@ -4,6 +4,7 @@ not move is not read, and every verdict equals the full evaluation's."""
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -268,3 +269,14 @@ def test_the_feed_knows_what_a_table_gained_and_lost(tmp_path: Path) -> None:
     assert sorted(feed.removed["pid"].to_pylist()) == ["a", "b"]
     lake.write("silver", "x", parents("z"), mode="overwrite")
     assert Lake.from_settings(lake.settings).table("silver", "x").feed(2) is None
+
+
+def test_a_table_created_anew_at_the_same_version_is_evaluated_in_full(tmp_path: Path) -> None:
+    lake = CheckLake(tmp_path)
+    check = unique("silver", "x", ["pid"])
+    lake.write("silver", "x", parents("a", "b"))
+    lake.run([check])
+    shutil.rmtree(lake.uri("silver", "x"))
+    lake.write("silver", "x", parents("a", "a"))  # version 0 again, another table
+    step = lake.run([check])
+    assert (step.mode(check.full_name), step[check.full_name].status.value) == ("full", "fail")
