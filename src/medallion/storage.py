@@ -353,8 +353,8 @@ class DeltaHandle:
         self, column: str, values: pa.Array | pa.ChunkedArray, columns: list[str] | None = None
     ) -> pa.Table | None:
         """(Some columns of) the rows whose ``column`` is one of ``values`` (NULL matching a
-        NULL among them); None when the table does not exist. Only ``column`` is scanned in
-        full; the other columns are kept for the matching rows."""
+        NULL among them); None when the table does not exist. Only the matching rows are
+        kept in memory."""
         if self._dt is None:
             return None
         if isinstance(values, pa.ChunkedArray):
