@@ -36,7 +36,8 @@ MAINTENANCE = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END"})
 # and all rows in: cheaper to re-read than to diff)
 _FED = frozenset({"MERGE", "DELETE", "UPDATE"})
 # the rows of each change type an operation's metrics count (a type not named: none)
-_COUNTED = {
+_COUNTED: dict[str, dict[str, str]] = {
+    **{operation: {} for operation in MAINTENANCE},
     "WRITE": {"insert": "num_added_rows"},
     "DELETE": {"delete": "num_deleted_rows"},
     "UPDATE": {"update_preimage": "num_updated_rows", "update_postimage": "num_updated_rows"},
@@ -317,8 +318,9 @@ class DeltaHandle:
         return rows
 
     def _fed_commits(self, dt: DeltaTable, after_version: int) -> list[dict[str, Any]] | None:
-        """The commits after ``after_version`` when each has an exact change feed, else None."""
-        cdf = dt.metadata().configuration.get("delta.enableChangeDataFeed") == "true"
+        """The commits after ``after_version`` when each has an exact change feed (or changes
+        no row: maintenance), else None."""
+        cdf = self.has_change_feed
         try:
             commits = dt.history(dt.version() - after_version)
         except (DeltaError, OSError) as exc:
@@ -329,7 +331,8 @@ class DeltaHandle:
         for commit in newer:
             operation = commit.get("operation")
             mode = (commit.get("operationParameters") or {}).get("mode")
-            if not ((operation == "WRITE" and mode == "Append") or (cdf and operation in _FED)):
+            appended = operation == "WRITE" and mode == "Append"
+            if not (appended or operation in MAINTENANCE or (cdf and operation in _FED)):
                 return None
         return newer
 
@@ -355,12 +358,12 @@ class DeltaHandle:
         """(Some columns of) the rows whose ``column`` is one of ``values`` (NULL matching a
         NULL among them); None when the table does not exist. Only the matching rows are
         kept in memory."""
-        if self._dt is None:
+        dataset = self.dataset()
+        if dataset is None:
             return None
         if isinstance(values, pa.ChunkedArray):
             values = values.combine_chunks()
         try:
-            dataset = self._dt.to_pyarrow_dataset()
             kind = dataset.schema.field(column).type
             field = pc.field(column)
             if kind in _TEXT:  # files may hold string views, which is_in cannot compare

@@ -36,6 +36,7 @@ class CheckInputs:
         self.engine = engine
         self.rows_read = 0  # rows of table data read (whole tables, filtered reads, feeds)
         self._handles: dict[tuple[str, str], DeltaHandle] = {}
+        self._versions: dict[tuple[str, str], int | None] = {}
         self._fingerprints: dict[str, str | None] = {}
         self._cache: dict[tuple[str, str, tuple[str, ...] | None], pa.Table | None] = {}
         self._feeds: dict[tuple[str, str, int | None], Changes | None] = {}
@@ -47,10 +48,13 @@ class CheckInputs:
         return self._handles[layer, table]
 
     def version(self, layer: str, table: str) -> Version:
-        """The Delta version a lake table is at (None: not written), or what the source
-        table's rows look like (:meth:`SourceDatabase.fingerprint`)."""
+        """The last Delta version of a lake table that changed rows (None: not written; a
+        compaction after it is no change), or what the source table's rows look like
+        (:meth:`SourceDatabase.fingerprint`)."""
         if layer != SOURCE:
-            return self.handle(layer, table).version
+            if (layer, table) not in self._versions:
+                self._versions[layer, table] = self.handle(layer, table).data_version
+            return self._versions[layer, table]
         if table not in self._fingerprints:
             try:
                 with open_source(self.settings.source_location) as db:
