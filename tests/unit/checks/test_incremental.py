@@ -280,3 +280,17 @@ def test_a_table_created_anew_at_the_same_version_is_evaluated_in_full(tmp_path:
     lake.write("silver", "x", parents("a", "a"))  # version 0 again, another table
     step = lake.run([check])
     assert (step.mode(check.full_name), step[check.full_name].status.value) == ("full", "fail")
+
+
+def test_a_compaction_moves_no_check(lake: CheckLake) -> None:
+    for n in range(3):  # small files to compact
+        lake.write("silver", "items", items((f"x{n}", "p0", "1", True)))
+    lake.run(CHECKS)
+    items_table = Lake.from_settings(lake.settings).table("silver", "items")
+    items_table.compact(["id"], {"step": "maintain"})
+    step = lake.run(CHECKS)
+    assert {step.mode(c.full_name) for c in CHECKS} == {"unchanged"}
+    lake.table("silver", "items").delete("id = 'x1'")  # a change after the compaction
+    step = lake.run(CHECKS)
+    assert step.mode(UNIQUE) == "incremental"
+    lake.same_as_full(CHECKS, step)
