@@ -336,22 +336,6 @@ class DeltaHandle:
                 return None
         return newer
 
-    def row_count(self) -> int | None:
-        """Rows of this snapshot from the log's file statistics (no data read); None when the
-        table does not exist or a file was written without statistics."""
-        if self._dt is None:
-            return None
-        try:
-            actions = pa.table(self._dt.get_add_actions(flatten=True))
-        except (DeltaError, OSError, pa.ArrowException) as exc:
-            raise _failure("read the log of", self.uri, exc, self.lake.storage_options) from exc
-        if actions.num_rows == 0:
-            return 0
-        counts = actions["num_records"]
-        if counts.null_count:
-            return None
-        return int(pc.sum(counts).as_py() or 0)
-
     def read_matching(
         self, column: str, values: pa.Array | pa.ChunkedArray, columns: list[str] | None = None
     ) -> pa.Table | None:
@@ -496,9 +480,28 @@ class DeltaHandle:
         """How many data files the current version has, and their bytes."""
         if self._dt is None:
             return 0, 0
-        actions = pa.table(self._dt.get_add_actions(flatten=True))
+        actions = self._add_actions()
         sizes = actions["size_bytes"].to_pylist() if actions.num_rows else []
         return len(sizes), int(sum(s or 0 for s in sizes))
+
+    def row_count(self) -> int | None:
+        """Rows of this snapshot from the log's file statistics (no data read); None when the
+        table does not exist or a file was written without statistics."""
+        if self._dt is None:
+            return None
+        actions = self._add_actions()
+        if actions.num_rows == 0:
+            return 0
+        counts = actions["num_records"]
+        return None if counts.null_count else int(pc.sum(counts).as_py() or 0)
+
+    def _add_actions(self) -> pa.Table:
+        """The files of this snapshot, one row each, with their statistics (from the log)."""
+        assert self._dt is not None
+        try:
+            return pa.table(self._dt.get_add_actions(flatten=True))
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise _failure("read the log of", self.uri, exc, self.lake.storage_options) from exc
 
     def compact(self, z_order: list[str] | None, metadata: Mapping[str, Any]) -> dict[str, Any]:
         """Rewrite the small files into large ones (ordered by ``z_order`` when given) in one
