@@ -65,19 +65,31 @@ class DuckDBEngine:
     @contextmanager
     def session(self) -> Iterator[Engine]:
         """One connection for the queries of one thread (opening one costs ~30 ms, a query
-        on small tables ~1 ms); each query still sees only the tables handed to it."""
-        con = duckdb.connect(config=dict(self._config))
+        on small tables ~1 ms), opened by the first query; each query still sees only the
+        tables handed to it."""
+        session = _Session(self._config)
         try:
-            yield _Session(con)
+            yield session
         finally:
-            con.close()
+            session.close()
 
 
 class _Session:
-    """Queries on one open connection; not for use by two threads at once."""
+    """Queries on one connection, opened when first needed; not for two threads at once."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        self._con = con
+    def __init__(self, config: Mapping[str, str | int]) -> None:
+        self._config = dict(config)
+        self._open: duckdb.DuckDBPyConnection | None = None
+
+    @property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        if self._open is None:
+            self._open = duckdb.connect(config=dict(self._config))
+        return self._open
+
+    def close(self) -> None:
+        if self._open is not None:
+            self._open.close()
 
     def query(
         self,
