@@ -75,6 +75,7 @@ class CheckRunner:
         self.inputs = CheckInputs(ctx.settings, self.engine)
         self.full = ctx.full_checks or ctx.full_refresh
         self.modes: dict[str, int] = {}  # evaluations per mode, for the task's metrics
+        self._nets: dict[int, tuple[Changes, pa.Table]] = {}
 
     def run(self, checks: Iterable[Check], audit: AuditStore) -> list[Result]:
         """Evaluate ``checks`` and record their results and states (in one transaction, at
@@ -344,7 +345,7 @@ class CheckRunner:
         """The rows added, and the rows whose parent key disappeared, against their parents
         (a parent key that appeared can only mend rows, and none was broken)."""
         fk = refers.columns[0]
-        rows = self._net(feeds["t"].added, feeds["t"].removed) if "t" in feeds else None
+        rows = self._net_added(feeds["t"]) if "t" in feeds else None
         lost = self._lost_parents(check, refers, feeds.get(refers.parent))
         if lost is not None:
             broken = self.inputs.matching(check, "t", fk, lost)
@@ -370,6 +371,13 @@ class CheckRunner:
         present = present.select(cols).cast(candidates.select(cols).schema)
         lost = candidates.join(present, keys=cols, join_type="left anti")
         return pc.unique(lost[cols[0]].combine_chunks()) if lost.num_rows else None
+
+    def _net_added(self, feed: Changes) -> pa.Table:
+        """The rows ``feed`` added and did not remove again (once per feed: the checks of a
+        table share it)."""
+        if id(feed) not in self._nets:
+            self._nets[id(feed)] = (feed, self._net(feed.added, feed.removed))
+        return self._nets[id(feed)][1]
 
     def _net(self, added: pa.Table, removed: pa.Table) -> pa.Table:
         """``added`` less ``removed`` as multisets: rows added and removed again cancel."""
