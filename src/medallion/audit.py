@@ -1,5 +1,6 @@
-"""The audit store: one row per task attempt (``run_logs``), check results (``dq_results``)
-and table leases (``leases``) that keep two runs from writing the same table at once.
+"""The audit store: one row per task attempt (``run_logs``), check results (``dq_results``),
+each check's state (``check_state``: what it last saw, so it can build on it) and table leases
+(``leases``) that keep two runs from writing the same table at once.
 
 SQLAlchemy Core with bound parameters only; SQLite file by default, PostgreSQL (schema
 ``audit``) by URL.
@@ -12,7 +13,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,6 +70,25 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("details", sa.Text),
         sa.Column("checked_at", sa.DateTime, nullable=False),
     )
+    check_state = sa.Table(
+        "check_state",
+        metadata,
+        sa.Column("check_name", sa.String(160), primary_key=True),
+        sa.Column("definition", sa.String(64), nullable=False),  # digest of the check's query
+        sa.Column("versions", sa.Text, nullable=False),  # JSON: input -> Delta version/fingerprint
+        sa.Column("tables", sa.Text, nullable=False),  # JSON: lake input -> Delta table id
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("failing_rows", sa.BigInteger),
+        sa.Column("sample", sa.Text),
+        sa.Column("observed", sa.Float),
+        sa.Column("totals", sa.Text),  # JSON: maintained aggregates (row counts, money sums)
+        sa.Column("mode", sa.String(16), nullable=False),  # full, incremental or unchanged
+        sa.Column("run_id", sa.String(64), nullable=False),
+        sa.Column("checked_at", sa.DateTime, nullable=False),
+        sa.Column("passed_at", sa.DateTime),
+        sa.Column("full_at", sa.DateTime),
+        sa.Column("runs_since_full", sa.Integer, nullable=False),
+    )
     leases = sa.Table(
         "leases",
         metadata,
@@ -78,7 +98,12 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("acquired_at", sa.DateTime, nullable=False),
         sa.Column("expires_at", sa.DateTime, nullable=False),
     )
-    return {"run_logs": run_logs, "dq_results": dq_results, "leases": leases}
+    return {
+        "run_logs": run_logs,
+        "dq_results": dq_results,
+        "check_state": check_state,
+        "leases": leases,
+    }
 
 
 @contextmanager
@@ -214,15 +239,20 @@ class AuditStore:
             rl = self.t["run_logs"]
             self._write(sa.update(rl).where(rl.c.id == row_id).values(**values))
 
-    def _write(self, stmt: sa.Executable) -> int:
+    def _write(self, *stmts: sa.Executable) -> int:
+        """Run ``stmts`` in one transaction; the primary key the first one inserted, else 0."""
         for attempt in range(3):
             try:
                 with self.engine.begin() as conn:
-                    result = conn.execute(stmt)
-                    key = result.inserted_primary_key if result.is_insert else None
-                    return int(key[0]) if key else 0
+                    first = conn.execute(stmts[0])
+                    key = first.inserted_primary_key if first.is_insert else None
+                    for stmt in stmts[1:]:
+                        conn.execute(stmt)
+                return int(key[0]) if key else 0
             except SQLAlchemyError as exc:
-                if attempt < 2 and "locked" in str(exc):  # busy past the timeout: try again
+                # busy past the timeout, or a concurrent writer replaced the same check state
+                # first: try again
+                if attempt < 2 and ("locked" in str(exc) or isinstance(exc, IntegrityError)):
                     time.sleep(1.0)
                     continue
                 raise AuditError(f"cannot write the audit log: {_one_line(exc)}") from None
@@ -252,10 +282,38 @@ class AuditStore:
         except SQLAlchemyError as exc:
             raise AuditError(f"cannot read the check results: {_one_line(exc)}") from None
 
-    def record_check(self, run_id: str, values: dict[str, Any]) -> None:
-        self._write(
-            sa.insert(self.t["dq_results"]).values(run_id=run_id, checked_at=_now(), **values)
-        )
+    def record_checks(
+        self, run_id: str, results: Iterable[tuple[dict[str, Any], Mapping[str, Any] | None]]
+    ) -> None:
+        """Check results, each with the check's new state (the columns of ``check_state``
+        but name and times; None: forgotten, so the next run evaluates the check in full),
+        in one transaction."""
+        now = _now()
+        cs = self.t["check_state"]
+        stmts: list[sa.Executable] = []
+        for values, state in results:
+            name = values["check_name"]
+            stmts += [
+                sa.insert(self.t["dq_results"]).values(run_id=run_id, checked_at=now, **values),
+                sa.delete(cs).where(cs.c.check_name == name),
+            ]
+            if state is not None:
+                row = {"check_name": name, "run_id": run_id, "checked_at": now, **state}
+                row["passed_at"] = now if state["status"] == "pass" else state.get("passed_at")
+                row["full_at"] = now if state["mode"] == "full" else state.get("full_at")
+                stmts.append(sa.insert(cs).values(**row))
+        if stmts:
+            self._write(*stmts)
+
+    def check_states(self, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The recorded state of each named check that has one."""
+        cs = self.t["check_state"]
+        stmt = sa.select(cs).where(cs.c.check_name.in_(list(names)))
+        try:
+            with self.engine.connect() as conn:
+                return {r.check_name: dict(r._mapping) for r in conn.execute(stmt)}
+        except SQLAlchemyError as exc:
+            raise AuditError(f"cannot read the check states: {_one_line(exc)}") from None
 
     def last_observed(self, check_name: str, before_run: str) -> float | None:
         """The value a check observed in the latest earlier run where it did not fail."""

@@ -6,7 +6,8 @@ can stand behind the same interface later.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cache
 from typing import Any, Protocol, TypeAlias
 
@@ -27,6 +28,10 @@ class Engine(Protocol):
         tables: Mapping[str, Relation] | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> pa.Table: ...
+
+    def session(self) -> AbstractContextManager[Engine]:
+        """The same engine for many small queries of one thread, cheaper per query."""
+        ...
 
 
 class DuckDBEngine:
@@ -56,6 +61,55 @@ class DuckDBEngine:
             raise EngineError(f"query failed: {' '.join(str(exc).split())[:400]}") from exc
         finally:
             con.close()
+
+    @contextmanager
+    def session(self) -> Iterator[Engine]:
+        """One connection for the queries of one thread (opening one costs ~30 ms, a query
+        on small tables ~1 ms), opened by the first query; each query still sees only the
+        tables handed to it."""
+        session = _Session(self._config)
+        try:
+            yield session
+        finally:
+            session.close()
+
+
+class _Session:
+    """Queries on one connection, opened when first needed; not for two threads at once."""
+
+    def __init__(self, config: Mapping[str, str | int]) -> None:
+        self._config = dict(config)
+        self._open: duckdb.DuckDBPyConnection | None = None
+
+    @property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        if self._open is None:
+            self._open = duckdb.connect(config=dict(self._config))
+        return self._open
+
+    def close(self) -> None:
+        if self._open is not None:
+            self._open.close()
+
+    def query(
+        self,
+        sql: str,
+        tables: Mapping[str, pa.Table] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> pa.Table:
+        names = list(tables or {})
+        try:
+            for name in names:
+                self._con.register(name, (tables or {})[name])
+            return self._con.sql(sql, params=dict(params) if params else None).to_arrow_table()
+        except duckdb.Error as exc:
+            raise EngineError(f"query failed: {' '.join(str(exc).split())[:400]}") from exc
+        finally:
+            for name in names:
+                self._con.unregister(name)
+
+    def session(self) -> AbstractContextManager[Engine]:
+        return nullcontext(self)
 
 
 _READ_ONLY = {"enable_external_access": False, "lock_configuration": True}

@@ -58,6 +58,7 @@ class RunContext:
     job: str = PIPELINE_JOB
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     full_refresh: bool = False
+    full_checks: bool = False  # evaluate every check in full (``medallion check --full``)
     # who started the run when not `medallion run`, e.g. {"airflow_dag_id": ...,
     # "airflow_run_id": ...}; every audit row of the run keeps it (metrics key "origin")
     origin: dict[str, str] = field(default_factory=dict)

@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     freshness_max_lag_s: float = Field(
         default=86_400.0, gt=0, description="how far a layer may trail the source"
     )
+    check_full_every: int = Field(
+        default=20,
+        ge=0,
+        description="evaluate each check in full every N runs (0: only on its first run)",
+    )
     storage_options: dict[str, SecretStr] = Field(default_factory=dict)
     discord_webhook_url: SecretStr | None = None
     slack_webhook_url: SecretStr | None = None

@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeAlias
 from urllib.parse import urlsplit
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
@@ -31,6 +32,25 @@ CDF_KEY = "delta.enableChangeDataFeed"
 CDF = {CDF_KEY: "true"}  # readers of a table read only its new files
 # Commits that rewrite or delete files without changing a row (`medallion maintain`)
 MAINTENANCE = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END"})
+# commits whose change data feed delta-rs writes when CDF is on (an overwrite is all rows out
+# and all rows in: cheaper to re-read than to diff)
+_FED = frozenset({"MERGE", "DELETE", "UPDATE"})
+# the rows of each change type an operation's metrics count (a type not named: none)
+_COUNTED: dict[str, dict[str, str]] = {
+    **{operation: {} for operation in MAINTENANCE},
+    "WRITE": {"insert": "num_added_rows"},
+    "DELETE": {"delete": "num_deleted_rows"},
+    "UPDATE": {"update_preimage": "num_updated_rows", "update_postimage": "num_updated_rows"},
+    "MERGE": {
+        "insert": "num_target_rows_inserted",
+        "delete": "num_target_rows_deleted",
+        "update_preimage": "num_target_rows_updated",
+        "update_postimage": "num_target_rows_updated",
+    },
+}
+_CHANGE_TYPES = ("insert", "delete", "update_preimage", "update_postimage")
+ADDED = ("insert", "update_postimage")  # change types that bring a row into the table
+_TEXT = (pa.string(), pa.large_string(), pa.string_view())
 Rows: TypeAlias = "pa.RecordBatchReader | pa.Table"
 
 
@@ -137,6 +157,11 @@ class DeltaHandle:
         return self._dt is not None
 
     @property
+    def identity(self) -> str | None:
+        """The table's id, new when it is created again (an overwrite keeps it)."""
+        return None if self._dt is None else str(self._dt.metadata().id)
+
+    @property
     def version(self) -> int | None:
         return None if self._dt is None else self._dt.version()
 
@@ -219,12 +244,14 @@ class DeltaHandle:
         *,
         until: int | None = None,
         with_change_type: bool = False,
+        with_commit_version: bool = False,
     ) -> tuple[pa.Table | None, int | None]:
         """Rows changed after ``after_version`` (all when None) up to ``until`` (this
         snapshot's version when None), and the version read up to.
 
         Reads the change data feed, so only the new files are scanned; ``_change_type``
-        (insert, update_preimage, update_postimage, delete) is kept on request.
+        (insert, update_preimage, update_postimage, delete) and ``_commit_version`` are kept
+        on request.
         """
         dt = self._dt
         if dt is None:
@@ -238,12 +265,96 @@ class DeltaHandle:
             changes = pa.RecordBatchReader.from_stream(reader).read_all()
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("read changes of", self.uri, exc, self.lake.storage_options) from exc
-        keep = [
-            c
-            for c in changes.column_names
-            if not c.startswith("_commit_") and (with_change_type or c != "_change_type")
-        ]
+        wanted = {"_change_type": with_change_type, "_commit_version": with_commit_version}
+        keep = [c for c in changes.column_names if wanted.get(c, not c.startswith("_commit_"))]
         return changes.select(keep), current
+
+    def feed(self, after_version: int | None) -> Changes | None:
+        """The rows this snapshot gained and lost after ``after_version`` (all rows gained when
+        None), or None when the log cannot say exactly: a commit in between that is neither an
+        append nor, on a table with the change data feed on, a MERGE, DELETE or UPDATE (an
+        overwrite, a restore, a table property change), a feed that cannot be read, or one
+        that does not hold the rows the commits' metrics count (delta-rs writes the feed of
+        an UPDATE as a set difference, which loses rows of a table holding duplicates).
+
+        Appends need no change data feed: the rows they add are their new files.
+        """
+        dt = self._dt
+        if dt is None or (after_version is not None and after_version > dt.version()):
+            return None  # (a version ahead of the table: it was replaced by an older one since)
+        current = dt.version()
+        if after_version is None:
+            rows = self.read()
+            assert rows is not None
+            return Changes(rows, rows.schema.empty_table(), None, current)
+        rows = self._fed_rows(dt, after_version)
+        if rows is None:
+            return None
+        added = pc.is_in(rows["_change_type"], pa.array(ADDED))
+        rows = rows.drop_columns(["_change_type", "_commit_version"])
+        return Changes(rows.filter(added), rows.filter(pc.invert(added)), after_version, current)
+
+    def _fed_rows(self, dt: DeltaTable, after_version: int) -> pa.Table | None:
+        """The change feed after ``after_version`` with its change types and versions, when
+        it is exact (see :meth:`feed`)."""
+        if after_version == dt.version():
+            empty = pa.schema(dt.schema().to_arrow()).empty_table()
+            return empty.append_column("_change_type", pa.array([], pa.string())).append_column(
+                "_commit_version", pa.array([], pa.int64())
+            )
+        commits = self._fed_commits(dt, after_version)
+        if commits is None:
+            return None
+        try:
+            rows, _ = self.changes(after_version, with_change_type=True, with_commit_version=True)
+        except StorageError as exc:
+            log.info("%s: no change feed after version %s (%s)", self.uri, after_version, exc)
+            return None
+        assert rows is not None
+        rows = _without_views(rows)
+        if not _accounted(rows, commits):
+            log.info("%s: the change feed after version %s misses rows", self.uri, after_version)
+            return None
+        return rows
+
+    def _fed_commits(self, dt: DeltaTable, after_version: int) -> list[dict[str, Any]] | None:
+        """The commits after ``after_version`` when each has an exact change feed (or changes
+        no row: maintenance), else None."""
+        cdf = self.has_change_feed
+        try:
+            commits = dt.history(dt.version() - after_version)
+        except (DeltaError, OSError) as exc:
+            raise _failure("read the log of", self.uri, exc, self.lake.storage_options) from exc
+        newer = [c for c in commits if c.get("version", -1) > after_version]
+        if len(newer) != dt.version() - after_version:
+            return None  # commits missing from the log (cleaned up): nothing to go by
+        for commit in newer:
+            operation = commit.get("operation")
+            mode = (commit.get("operationParameters") or {}).get("mode")
+            appended = operation == "WRITE" and mode == "Append"
+            if not (appended or operation in MAINTENANCE or (cdf and operation in _FED)):
+                return None
+        return newer
+
+    def read_matching(
+        self, column: str, values: pa.Array | pa.ChunkedArray, columns: list[str] | None = None
+    ) -> pa.Table | None:
+        """(Some columns of) the rows whose ``column`` is one of ``values`` (NULL matching a
+        NULL among them); None when the table does not exist. Only the matching rows are
+        kept in memory."""
+        dataset = self.dataset()
+        if dataset is None:
+            return None
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        try:
+            kind = dataset.schema.field(column).type
+            field = pc.field(column)
+            if kind in _TEXT:  # files may hold string views, which is_in cannot compare
+                kind, field = pa.large_string(), field.cast(pa.large_string())
+            return dataset.to_table(columns=columns, filter=field.isin(values.cast(kind)))
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise _failure("read", self.uri, exc, self.lake.storage_options) from exc
 
     def append(
         self,
@@ -369,9 +480,28 @@ class DeltaHandle:
         """How many data files the current version has, and their bytes."""
         if self._dt is None:
             return 0, 0
-        actions = pa.table(self._dt.get_add_actions(flatten=True))
+        actions = self._add_actions()
         sizes = actions["size_bytes"].to_pylist() if actions.num_rows else []
         return len(sizes), int(sum(s or 0 for s in sizes))
+
+    def row_count(self) -> int | None:
+        """Rows of this snapshot from the log's file statistics (no data read); None when the
+        table does not exist or a file was written without statistics."""
+        if self._dt is None:
+            return None
+        actions = self._add_actions()
+        if actions.num_rows == 0:
+            return 0
+        counts = actions["num_records"]
+        return None if counts.null_count else int(pc.sum(counts).as_py() or 0)
+
+    def _add_actions(self) -> pa.Table:
+        """The files of this snapshot, one row each, with their statistics (from the log)."""
+        assert self._dt is not None
+        try:
+            return pa.table(self._dt.get_add_actions(flatten=True))
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise _failure("read the log of", self.uri, exc, self.lake.storage_options) from exc
 
     def compact(self, z_order: list[str] | None, metadata: Mapping[str, Any]) -> dict[str, Any]:
         """Rewrite the small files into large ones (ordered by ``z_order`` when given) in one
@@ -427,6 +557,54 @@ class DeltaHandle:
         empty = pa.schema(self._dt.schema().to_arrow()).empty_table()
         props = _commit_props(transactions, metadata)
         return self._write(empty, mode="append", partition_by=None, props=props, schema_mode=None)
+
+
+def _accounted(rows: pa.Table, commits: list[dict[str, Any]]) -> bool:
+    """True when the feed ``rows`` hold, per commit and change type, as many rows as the
+    commit's metrics count."""
+    counts = rows.group_by(["_commit_version", "_change_type"]).aggregate([([], "count_all")])
+    held = {
+        (v, t): n
+        for v, t, n in zip(
+            counts["_commit_version"].to_pylist(),
+            counts["_change_type"].to_pylist(),
+            counts["count_all"].to_pylist(),
+            strict=True,
+        )
+    }
+    for commit in commits:
+        metrics = commit.get("operationMetrics") or {}
+        counted = _COUNTED[commit["operation"]]
+        for change in _CHANGE_TYPES:
+            metric = counted.get(change)
+            expected = metrics.get(metric) if metric else 0
+            if expected is None or held.get((commit["version"], change), 0) != int(expected):
+                return False
+    return True
+
+
+def _without_views(table: pa.Table) -> pa.Table:
+    """String and binary views (as the change data feed reads them) as plain arrays, which
+    every Arrow kernel takes, as the table reads do."""
+    plain = {pa.string_view(): pa.string(), pa.binary_view(): pa.binary()}
+    schema = pa.schema([f.with_type(plain.get(f.type, f.type)) for f in table.schema])
+    return table if schema == table.schema else table.cast(schema)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What a table gained (inserts, update postimages) and lost (deletes, update preimages)
+    after version ``since`` (None: since it was created) up to ``version``; as multisets,
+    the table at ``version`` is the table at ``since`` plus ``added`` minus ``removed``."""
+
+    added: pa.Table
+    removed: pa.Table
+    since: int | None
+    version: int
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.added.num_rows + self.removed.num_rows)
 
 
 @dataclass(frozen=True)

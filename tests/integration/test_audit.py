@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
+import pyarrow as pa
 import pytest
+from tests.check_support import CheckLake
 
 from medallion import api
 from medallion.audit import AuditStore
+from medallion.checks.kinds import Need, Rows, not_null, reconcile_sum
 from medallion.errors import AuditError
 from medallion.runner import RunContext, Status, Task, TaskResult, run_tasks
 from medallion.settings import Settings
+
+MONEY = pa.decimal128(12, 2)
+ALL = Rows("u")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -65,3 +73,33 @@ def test_an_unreachable_audit_store_fails_the_run_before_any_task(tmp_path: Path
     ):
         api.run(settings)
     assert not (tmp_path / "lake").exists()  # nothing was extracted
+
+
+def test_check_states_keep_versions_results_and_exact_sums(tmp_path: Path, audit_url: str) -> None:
+    lake = CheckLake(tmp_path, audit_url=audit_url)
+    rows = pa.table({"k": ["a", "b"], "v": pa.array([Decimal("0.10"), None], MONEY)})
+    lake.write("silver", "x", rows)
+    checks = [
+        not_null("silver", "x", "v"),
+        reconcile_sum(
+            "silver",
+            "x",
+            "v",
+            upstream=Need("u", "silver", "x"),
+            upstream_rows=ALL,
+            here_rows=Rows("t"),
+        ),
+    ]
+    lake.run(checks)
+    lake.write("silver", "x", pa.table({"k": ["c"], "v": pa.array([Decimal("0.20")], MONEY)}))
+    step = lake.run(checks)
+    assert [step.mode(c.full_name) for c in checks] == ["incremental", "incremental"]
+    assert step["silver.x.v_not_null"].failing_rows == 1  # kept from the first run
+    with AuditStore(audit_url or lake.settings.audit_location) as store:
+        states = store.check_states(c.full_name for c in checks)
+    state = states["silver.x.v_sum_matches_silver"]
+    assert (state["status"], state["mode"], state["runs_since_full"]) == ("pass", "incremental", 1)
+    assert json.loads(state["versions"]) == {"silver.x": 1}
+    assert json.loads(state["totals"]) == {"here": "0.30", "upstream": "0.30"}
+    assert states["silver.x.v_not_null"]["status"] == "fail"
+    assert lake.run(checks).mode("silver.x.v_not_null") == "unchanged"

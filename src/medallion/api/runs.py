@@ -84,16 +84,20 @@ def _write_report(settings: Settings, run_id: str) -> str | None:
 
 
 def check(
-    settings: Settings, listeners: list[RunListener] | None = None
+    settings: Settings, listeners: list[RunListener] | None = None, *, full: bool = False
 ) -> tuple[RunReport, list[dict[str, Any]]]:
-    """Run every data-quality check alone; returns the run and its results."""
+    """Run every data-quality check alone; returns the run and its results. Each check
+    builds on its recorded state (what moved since); ``full`` evaluates every check on every
+    row and records the state afresh."""
     lake = Lake.from_settings(settings)
     if all(lake.version("bronze", t.name) is None for t in SOURCE_TABLES):
         raise ConfigError(
             f"nothing to check: the lake at {settings.lake_location} holds no table; "
             "run `medallion run` first, or check --home"
         )
-    ctx = RunContext(run_id=new_run_id(), settings=settings, job="medallion_check")
+    ctx = RunContext(
+        run_id=new_run_id(), settings=settings, job="medallion_check", full_checks=full
+    )
     with AuditStore(settings.audit_location) as audit:
         audit.abandon_dead_attempts()
         report = run_tasks(check_only_tasks(settings), ctx, [audit, *(listeners or [])])

@@ -7,13 +7,16 @@ from collections.abc import Sequence
 
 from medallion.catalog import SOURCE_TABLES, SourceTable, bronze_schema, source_table
 from medallion.checks.kinds import (
-    LIVE,
+    ALL_ROWS,
+    LIVE_ROWS,
     SOURCE_LIVE,
     Check,
+    Keyed,
     Need,
     Severity,
     bronze_live,
     freshness,
+    live_rows,
     not_null,
     reconcile_keys,
     reconcile_sum,
@@ -47,9 +50,8 @@ def bronze_checks(table: SourceTable) -> list[Check]:
 
 
 def silver_checks(spec: SilverTable, drift: float, max_lag_s: float) -> list[Check]:
-    checks = [
-        row_count_drift("silver", spec.name, drift, LIVE if spec.kind is Kind.UPSERT else "TRUE")
-    ]
+    counted = LIVE_ROWS if spec.kind is Kind.UPSERT else ALL_ROWS
+    checks = [row_count_drift("silver", spec.name, drift, counted)]
     if spec.kind is Kind.AGGREGATE:
         return [*checks, unique("silver", spec.name, spec.key)]
     checks += [
@@ -60,11 +62,17 @@ def silver_checks(spec: SilverTable, drift: float, max_lag_s: float) -> list[Che
         if rule.batch_only:
             continue  # judged against the batch it arrived in, not re-checkable on Silver
         ref = rule.reference
-        needs = (Need(f"ref_{ref.table}", "silver", ref.table, ref.key),) if ref else ()
+        parent = Need(f"ref_{ref.table}", "silver", ref.table, ref.key) if ref else None
         severity = Severity.FAIL if rule.action is Action.QUARANTINE else Severity.WARN
         checks.append(
             rule_check(
-                "silver", spec.name, rule.name, rule.violation, severity=severity, needs=needs
+                "silver",
+                spec.name,
+                rule.name,
+                rule.violation,
+                severity=severity,
+                parent=parent,
+                columns=ref.columns if ref else (),
             )
         )
     source = source_table(spec.bronze)
@@ -86,7 +94,7 @@ def silver_checks(spec: SilverTable, drift: float, max_lag_s: float) -> list[Che
     return checks
 
 
-SILVER_LIVE = f"SELECT * FROM s WHERE {LIVE}"
+SILVER_LIVE = live_rows("s")
 
 
 def one_current_version(dim: str, natural_key: tuple[str, ...]) -> Check:
@@ -99,6 +107,8 @@ def one_current_version(dim: str, natural_key: tuple[str, ...]) -> Check:
         Severity.FAIL,
         f"SELECT {key}, count(*) FILTER (WHERE is_current) AS current_versions FROM t "
         f"GROUP BY {key} HAVING count(*) FILTER (WHERE is_current) > 1",
+        locality=Keyed((("t", natural_key),)),
+        columns=(*natural_key, "is_current"),
     )
 
 
@@ -138,7 +148,7 @@ def _mirror_checks(fact: Fact) -> list[Check]:
         return []
     cols = (*fact.grain, *fact.totals, "is_deleted")
     upstream = Need("s", fact.mirrors.layer, fact.mirrors.name, cols)
-    every = "SELECT * FROM t"
+    every = ALL_ROWS
     live = SILVER_LIVE
     return [
         reconcile_keys(

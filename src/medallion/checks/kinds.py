@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 import pyarrow as pa
 
@@ -41,6 +41,80 @@ class Need:
 
 
 @dataclass(frozen=True)
+class Rows:
+    """The rows of input ``alias`` a reconciliation compares: those matching ``where``, or,
+    when they are not a filter of single rows, ``query`` (a history's live rows, which is
+    local to ``keys``: the live row of a key depends on that key's rows only). ``columns``:
+    the columns ``where``/``query`` read besides the keys."""
+
+    alias: str
+    where: str = "TRUE"
+    query: str = ""
+    keys: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+
+    @property
+    def sql(self) -> str:
+        return self.query or f"SELECT * FROM {self.alias} WHERE {self.where}"
+
+    @property
+    def row_local(self) -> bool:
+        return not self.query
+
+
+@dataclass(frozen=True)
+class Total:
+    """One number over the rows of one input (``expr``, an aggregate that adds up: a count or
+    a sum), a column ``name`` of the one-row table ``totals`` a check's query reads. Over rows
+    that are a filter of single rows it is kept up to date from what a commit added and
+    removed (old + added - removed) instead of being summed again."""
+
+    name: str
+    rows: Rows
+    expr: str
+
+    @property
+    def sql(self) -> str:
+        return f"SELECT {self.expr} AS {self.name} FROM ({self.rows.sql})"
+
+    @property
+    def additive(self) -> bool:
+        return self.rows.row_local
+
+    @property
+    def counts_every_row(self) -> bool:
+        """The input's row count: the Delta log's file statistics hold it."""
+        return self.expr == COUNT and self.rows.row_local and self.rows.where == "TRUE"
+
+
+COUNT = "count(*)"
+
+
+@dataclass(frozen=True)
+class Keyed:
+    """Violations local to a key: those of one key value depend only on the rows of every
+    input that hold that value, so a change is checked on the keys it touched. ``columns``:
+    each input's key columns (alias -> columns, as many for each)."""
+
+    columns: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+@dataclass(frozen=True)
+class Refers:
+    """Violations are rows of ``t`` whose ``columns`` match no row of input ``parent`` on
+    ``parent_columns``: a row is judged alone against its parent key, and only a parent key
+    that disappears can break rows that were fine."""
+
+    columns: tuple[str, ...]
+    parent: str
+    parent_columns: tuple[str, ...]
+
+
+ROW: Literal["row"] = "row"  # a violation is one row of ``t`` judged alone
+Locality: TypeAlias = Literal["row"] | Keyed | Refers | None
+
+
+@dataclass(frozen=True)
 class Check:
     name: str
     layer: str
@@ -52,10 +126,20 @@ class Check:
     threshold: float | None = None
     needs: tuple[Need, ...] = ()
     expected_schema: pa.Schema | None = None  # schema contract
+    # with totals, ``sql``/``measure`` read the one-row table ``totals`` instead of the inputs
+    totals: tuple[Total, ...] = ()
+    # how far a change reaches: what an incremental evaluation may narrow the inputs to
+    locality: Locality = None
+    columns: tuple[str, ...] | None = None  # the columns of ``t`` read (None: all)
 
     @property
     def full_name(self) -> str:
         return f"{self.layer}.{self.table}.{self.name}"
+
+    @property
+    def inputs(self) -> dict[str, tuple[str, str]]:
+        """alias -> (layer, table) of every table the check reads, ``t`` first."""
+        return {"t": (self.layer, self.table), **{n.alias: (n.layer, n.table) for n in self.needs}}
 
 
 @dataclass
@@ -72,6 +156,15 @@ class Result:
 LIVE = "NOT coalesce(is_deleted, false)"
 
 
+def live_rows(alias: str) -> Rows:
+    """The rows of a Silver table (or a Gold table kept like one) that are not deleted."""
+    return Rows(alias, LIVE, columns=("is_deleted",))
+
+
+LIVE_ROWS = live_rows("t")
+ALL_ROWS = Rows("t")
+
+
 def unique(layer: str, table: str, cols: Sequence[str], where: str = "TRUE") -> Check:
     keys = ", ".join(cols)
     return Check(
@@ -82,6 +175,8 @@ def unique(layer: str, table: str, cols: Sequence[str], where: str = "TRUE") -> 
         Severity.FAIL,
         f"SELECT {keys}, count(*) AS copies FROM t WHERE {where} "
         f"GROUP BY {keys} HAVING count(*) > 1",
+        locality=Keyed((("t", tuple(cols)),)),
+        columns=tuple(cols) if where == "TRUE" else None,
     )
 
 
@@ -93,6 +188,7 @@ def not_null(layer: str, table: str, col: str, severity: Severity = Severity.FAI
         "not_null",
         severity,
         f"SELECT * FROM t WHERE {col} IS NULL",
+        locality=ROW,
     )
 
 
@@ -103,9 +199,15 @@ def rule_check(
     violation: str,
     *,
     severity: Severity,
-    needs: tuple[Need, ...] = (),
+    parent: Need | None = None,
+    columns: tuple[str, ...] = (),
 ) -> Check:
-    """A Silver contract rule re-checked on the live Silver rows."""
+    """A Silver contract rule re-checked on the live Silver rows; a reference rule looks up
+    ``columns`` in ``parent`` (its key: the need's columns)."""
+    locality: Locality = ROW
+    if parent is not None:
+        assert parent.columns is not None
+        locality = Refers(columns, parent.alias, parent.columns)
     return Check(
         name,
         layer,
@@ -113,7 +215,8 @@ def rule_check(
         "rule",
         severity,
         f"SELECT * FROM t c WHERE {LIVE} AND coalesce(({violation}), false)",
-        needs=needs,
+        needs=(parent,) if parent else (),
+        locality=locality,
     )
 
 
@@ -129,18 +232,23 @@ def relationship(
         f"SELECT c.* FROM t c WHERE {where} AND c.{col} IS NOT NULL AND NOT EXISTS "
         f"(SELECT 1 FROM {parent.alias} p WHERE p.{parent_col} = c.{col})",
         needs=(parent,),
+        locality=Refers((col,), parent.alias, (parent_col,)),
     )
 
 
-def row_count_drift(layer: str, table: str, threshold: float, where: str = "TRUE") -> Check:
+def row_count_drift(layer: str, table: str, threshold: float, rows: Rows = ALL_ROWS) -> Check:
+    """Warns when the number of ``rows`` changed by more than ``threshold`` since the last
+    run."""
     return Check(
         "row_count_drift",
         layer,
         table,
         "row_count_drift",
         Severity.WARN,
-        measure=f"SELECT count(*) AS observed FROM t WHERE {where}",
+        measure="SELECT observed FROM totals",
         threshold=threshold,
+        totals=(Total("observed", rows, COUNT),),
+        columns=rows.columns,
     )
 
 
@@ -157,6 +265,7 @@ def freshness(layer: str, table: str, source: SourceTable, max_lag_s: float) -> 
         "epoch((SELECT max(updated_at) FROM t)), 0) AS observed",
         threshold=max_lag_s,
         needs=(need,),
+        columns=("updated_at",),
     )
 
 
@@ -170,18 +279,20 @@ def reconcile_keys(
     keys: Sequence[str],
     *,
     upstream: Need,
-    upstream_rows: str,
-    here_rows: str = f"SELECT * FROM t WHERE {LIVE}",
+    upstream_rows: Rows,
+    here_rows: Rows = LIVE_ROWS,
     excused: Need | None = None,
 ) -> Check:
     """Every live upstream key is live here (unless excused, e.g. quarantined), and every
-    live key here is live upstream. ``*_rows`` are queries returning the live rows."""
+    live key here is live upstream. ``*_rows`` are the live rows of each side."""
     match = " AND ".join(f"a.{k} = b.{k}" for k in keys)
     cols = ", ".join(f"a.{k}" for k in keys)
     excuse = ""
     if excused is not None:
         on = " AND ".join(f"a.{k} = q.{k}" for k in keys)
         excuse = f" AND NOT EXISTS (SELECT 1 FROM {excused.alias} q WHERE {on})"
+    keyed = all(r.row_local or r.keys == tuple(keys) for r in (here_rows, upstream_rows))
+    aliases = ("t", upstream.alias, *((excused.alias,) if excused else ()))
     return Check(
         f"reconcile_with_{upstream.layer}",
         layer,
@@ -189,7 +300,7 @@ def reconcile_keys(
         "reconciliation",
         Severity.FAIL,
         f"""
-        WITH up AS ({upstream_rows}), here AS ({here_rows})
+        WITH up AS ({upstream_rows.sql}), here AS ({here_rows.sql})
         SELECT {cols}, 'missing here' AS problem FROM up a
         WHERE NOT EXISTS (SELECT 1 FROM here b WHERE {match}){excuse}
         UNION ALL
@@ -197,6 +308,8 @@ def reconcile_keys(
         WHERE NOT EXISTS (SELECT 1 FROM up b WHERE {match})
         """,
         needs=(upstream, *((excused,) if excused else ())),
+        locality=Keyed(tuple((a, tuple(keys)) for a in aliases)) if keyed else None,
+        columns=(*keys, *here_rows.columns),
     )
 
 
@@ -206,32 +319,34 @@ def reconcile_sum(
     col: str,
     *,
     upstream: Need,
-    upstream_rows: str,
-    here_rows: str = f"SELECT * FROM t WHERE {LIVE}",
+    upstream_rows: Rows,
+    here_rows: Rows = LIVE_ROWS,
 ) -> Check:
+    total = f"coalesce(sum({col}), 0)"
     return Check(
         f"{col}_sum_matches_{upstream.layer}",
         layer,
         table,
         "reconciliation",
         Severity.FAIL,
-        f"""
-        SELECT here, upstream, here - upstream AS difference FROM (
-            SELECT (SELECT coalesce(sum({col}), 0) FROM ({here_rows})) AS here,
-                (SELECT coalesce(sum({col}), 0) FROM ({upstream_rows})) AS upstream)
-        WHERE here <> upstream
-        """,
+        "SELECT here, upstream, here - upstream AS difference FROM totals WHERE here <> upstream",
         needs=(upstream,),
+        totals=(Total("here", here_rows, total), Total("upstream", upstream_rows, total)),
+        columns=(col, *here_rows.keys, *here_rows.columns),
     )
 
 
-def bronze_live(alias: str, keys: Sequence[str]) -> str:
+def bronze_live(alias: str, keys: Sequence[str]) -> Rows:
     """The live rows of a Bronze history: the latest row per key, when it is an upsert."""
     part = ", ".join(keys)
-    return (
-        f"SELECT * FROM {alias} QUALIFY row_number() OVER (PARTITION BY {part} "
-        "ORDER BY _source_updated_at DESC, _ingested_at DESC, _op ASC) = 1 AND _op = 'upsert'"
+    return Rows(
+        alias,
+        query=f"SELECT * FROM {alias} QUALIFY row_number() OVER (PARTITION BY {part} "
+        "ORDER BY _source_updated_at DESC, _ingested_at DESC, _op ASC) = 1 AND _op = 'upsert'",
+        keys=tuple(keys),
+        columns=BRONZE_ORDER,
     )
 
 
-SOURCE_LIVE = "SELECT * FROM src WHERE deleted_at IS NULL"
+BRONZE_ORDER = ("_source_updated_at", "_ingested_at", "_op")
+SOURCE_LIVE = Rows("src", "deleted_at IS NULL", columns=("deleted_at",))

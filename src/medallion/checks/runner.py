@@ -1,31 +1,68 @@
-"""Evaluating checks: each table read once, violations sampled in Arrow, results recorded."""
+"""Evaluating checks, and recording each result with the check's new state.
+
+A check is evaluated one of three ways (:class:`~medallion.checks.state.Mode`):
+
+- **unchanged**: no table it reads moved since its recorded state; the recorded result stands
+  and nothing is read (a measure is judged again on its recorded value);
+- **incremental**: on what moved, as far as the check's kind allows (its ``locality`` and
+  ``totals``): a row judged alone is judged on the rows added (and its failing count kept from
+  the rows removed); a key-local check reads only the keys a change touched; a reference check
+  reads the rows added and those whose parent key disappeared; a count or a sum is the
+  recorded one plus what was added minus what was removed, and a table's row count comes from
+  the Delta log's file statistics;
+- **full**: every row of every input, the declared query as it stands. On the first run, when
+  the state is missing or was recorded for another definition, with ``--full``
+  (``--full-refresh``), every ``check_full_every`` runs, and whenever an incremental form
+  cannot be exact: a table whose log cannot say what changed (an overwrite, a missing change
+  data feed), a source table (no change feed), or a key-local check that did not pass last time.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from medallion.audit import AuditStore
-from medallion.catalog import TableRef, empty_bronze, source_table
+from medallion.checks.inputs import SOURCE, CheckInputs, Version, input_name
 from medallion.checks.kinds import (
+    ROW,
     SAMPLE_ROWS,
     Check,
     CheckStatus,
-    Need,
+    Keyed,
+    Refers,
     Result,
     Severity,
+    Total,
+)
+from medallion.checks.state import (
+    CheckState,
+    Mode,
+    Value,
+    definition,
+    describe_versions,
+    encode_totals,
 )
 from medallion.engine import Engine, default_engine
-from medallion.errors import MedallionError
-from medallion.gold.model import gold_table
 from medallion.runner import RunContext
-from medallion.silver.contracts import silver_tables
-from medallion.silver.transform import empty_silver_sql
-from medallion.source.db import open_source
-from medallion.storage import Lake
+from medallion.storage import Changes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Evaluation:
+    """A result, how it was reached, and the totals it rests on."""
+
+    result: Result
+    mode: Mode
+    totals: dict[str, Value]
 
 
 # -- running -------------------------------------------------------------------------------
@@ -34,49 +71,119 @@ class CheckRunner:
 
     def __init__(self, ctx: RunContext, engine: Engine | None = None) -> None:
         self.ctx = ctx
-        self.lake = Lake.from_settings(ctx.settings)
         self.engine = engine or default_engine()
-        self._cache: dict[tuple[str, str, tuple[str, ...] | None], pa.Table | None] = {}
-
-    def _cached(self, layer: str, table: str, columns: tuple[str, ...] | None) -> pa.Table | None:
-        """Each table is read once per runner, however many checks use it."""
-        key = (layer, table, columns)
-        if key not in self._cache:
-            self._cache[key] = self.lake.read(layer, table, list(columns) if columns else None)
-        return self._cache[key]
+        self.inputs = CheckInputs(ctx.settings, self.engine)
+        self.full = ctx.full_checks or ctx.full_refresh
+        self.modes: dict[str, int] = {}  # evaluations per mode, for the task's metrics
+        self._nets: dict[int, tuple[Changes, pa.Table]] = {}
 
     def run(self, checks: Iterable[Check], audit: AuditStore) -> list[Result]:
+        """Evaluate ``checks`` and record their results and states (in one transaction, at
+        the end, also when a check raised: what was evaluated is kept)."""
+        checks = list(checks)
+        rows = audit.check_states(c.full_name for c in checks)
+        done: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
         results = []
-        for check in checks:
-            result = self.evaluate(check, audit)
-            audit.record_check(self.ctx.run_id, _row(result))
-            results.append(result)
+        try:
+            for check in checks:
+                row = rows.get(check.full_name)
+                state = CheckState.from_row(row) if row else None
+                versions = self.inputs.versions(check)
+                tables = self.inputs.identities(check)
+                if state is not None and state.tables != tables:
+                    state = None  # a table was created anew: nothing to build on
+                evaluation = self.evaluate_since(check, state, versions, audit)
+                mode = evaluation.mode.value
+                self.modes[mode] = self.modes.get(mode, 0) + 1
+                new_state = _state(check, evaluation, versions, tables, state)
+                done.append((_row(evaluation.result), new_state))
+                results.append(evaluation.result)
+        finally:
+            audit.record_checks(self.ctx.run_id, done)
         return results
 
+    def evaluate_since(
+        self,
+        check: Check,
+        state: CheckState | None,
+        versions: Mapping[str, Version],
+        audit: AuditStore,
+    ) -> Evaluation:
+        """Evaluate ``check`` on what moved since ``state`` (see the module's docstring)."""
+        if not self._must_be_full(check, state, versions) and state is not None:
+            moved = state.moved(versions)
+            if not moved:
+                result = self._unchanged(check, state, audit)
+                return Evaluation(result, Mode.UNCHANGED, state.totals)
+            done = self._incremental(check, state, moved, audit)
+            if done is not None:
+                return done
+        result, totals = self._full(check, audit)
+        return Evaluation(result, Mode.FULL, totals)
+
     def evaluate(self, check: Check, audit: AuditStore) -> Result:
+        """The full evaluation of ``check``."""
+        return self._full(check, audit)[0]
+
+    def _must_be_full(
+        self, check: Check, state: CheckState | None, versions: Mapping[str, Version]
+    ) -> bool:
+        every = self.ctx.settings.check_full_every
+        return (
+            self.full
+            or state is None
+            or state.definition != definition(check)
+            or versions[input_name(check.layer, check.table)] is None  # not written (yet)
+            or (every > 0 and state.runs_since_full + 1 >= every)
+        )
+
+    # -- full ------------------------------------------------------------------------------
+    def _full(self, check: Check, audit: AuditStore) -> tuple[Result, dict[str, Value]]:
         if check.expected_schema is not None:
-            schema = self.lake.schema(check.layer, check.table)
+            schema = self.inputs.handle(check.layer, check.table).schema
             if schema is None:
-                return self._absent(check)
-            return _schema_result(check, schema)
-        target = self._cached(check.layer, check.table, None)
+                return self._absent(check), {}
+            return _schema_result(check, schema), {}
+        target = self.inputs.read(check.layer, check.table, check.columns)
         if target is None:
-            return self._absent(check)
-        tables = {"t": target, **{n.alias: self._read(n) for n in check.needs}}
+            return self._absent(check), {}
+        if check.totals:
+            totals = {t.name: self._total(check, t) for t in check.totals}
+            return self._from_totals(check, totals, audit), totals
+        tables = {"t": target, **{n.alias: self.inputs.need(n) for n in check.needs}}
         if check.measure:
-            return self._measured(check, tables, audit)
+            observed = self.engine.query(check.measure, tables)["observed"][0].as_py()
+            return self._judged(check, float(observed or 0), audit), {}
         # the violations are gathered whole and sampled in Arrow: a LIMIT over a UNION ALL of
         # window-function CTEs hangs DuckDB 2.0 (seen on the reconciliation checks)
-        found = self.engine.query(check.sql, tables)
-        if found.num_rows == 0:
-            return Result(check, CheckStatus.PASS)
-        sample = found.slice(0, SAMPLE_ROWS).to_pylist()
-        return Result(check, _status(check), int(found.num_rows), sample)
+        return _violations(check, self.engine.query(check.sql, tables)), {}
+
+    def _total(self, check: Check, total: Total) -> Value:
+        """``total`` over every row of its input."""
+        alias = total.rows.alias
+        if alias == "t":
+            data = self.inputs.read(check.layer, check.table, check.columns)
+            assert data is not None
+        else:
+            data = self.inputs.need(next(n for n in check.needs if n.alias == alias))
+        return self._sum(total, data)
+
+    def _sum(self, total: Total, rows: pa.Table) -> Value:
+        value = self.engine.query(total.sql, {total.rows.alias: rows})[total.name][0].as_py()
+        return value if value is not None else 0
+
+    def _from_totals(self, check: Check, totals: Mapping[str, Value], audit: AuditStore) -> Result:
+        """The check's query (or measure) over the one-row table of its totals."""
+        table = pa.table({name: [value] for name, value in totals.items()})
+        if check.measure:
+            observed = self.engine.query(check.measure, {"totals": table})["observed"][0].as_py()
+            return self._judged(check, float(observed or 0), audit)
+        return _violations(check, self.engine.query(check.sql, {"totals": table}))
 
     def _absent(self, check: Check) -> Result:
         """A table that was never written passes only when everything it is built from is
         empty too (an empty source); otherwise its absence fails."""
-        rows = self._upstream_rows(check.layer, check.table)
+        rows = self.inputs.upstream_rows(check.layer, check.table)
         if rows == 0:
             return Result(
                 check, CheckStatus.PASS, details="table not written yet (its inputs are empty)"
@@ -90,36 +197,8 @@ class CheckRunner:
             "run `medallion run` (or check --home)",
         )
 
-    def _upstream_rows(self, layer: str, table: str) -> int | None:
-        """Rows in the nearest existing tables this one is built from (None: unreadable)."""
-        if layer == "bronze":
-            try:
-                with open_source(self.ctx.settings.source_location) as db:
-                    return db.row_count(source_table(table))
-            except MedallionError:
-                return None
-        if layer == "silver":
-            inputs = [
-                TableRef("bronze", next(s for s in silver_tables() if s.name == table).bronze)
-            ]
-        else:  # optional inputs (streamed reviews) may rightly be missing: not counted
-            inputs = list(gold_table(table).inputs)
-        total = 0
-        for ref in inputs:
-            up_layer, up_table = ref.layer, ref.name
-            schema = self.lake.schema(up_layer, up_table)
-            if schema is None:
-                rows = self._upstream_rows(up_layer, up_table)
-            else:
-                data = self._cached(up_layer, up_table, (schema.names[0],))
-                rows = 0 if data is None else data.num_rows
-            if rows is None:
-                return None
-            total += rows
-        return total
-
-    def _measured(self, check: Check, tables: Mapping[str, pa.Table], audit: AuditStore) -> Result:
-        observed = float(self.engine.query(check.measure, tables)["observed"][0].as_py() or 0)
+    def _judged(self, check: Check, observed: float, audit: AuditStore) -> Result:
+        """A measure against its threshold (freshness) or the last run's value (drift)."""
         limit = check.threshold or 0.0
         if check.kind == "freshness":
             broken = observed > limit
@@ -133,21 +212,197 @@ class CheckRunner:
         details = f"{previous:.0f} -> {observed:.0f} rows ({change:+.1%}, limit ±{limit:.0%})"
         return _measured_result(check, broken, observed, details)
 
-    def _read(self, need: Need) -> pa.Table:
-        columns = list(need.columns) if need.columns else None
-        if need.layer == "source":
-            with open_source(self.ctx.settings.source_location) as db:
-                return db.read_table(source_table(need.table), columns)
-        data = self._cached(need.layer, need.table, need.columns)
-        if data is not None:
-            return data
-        if need.layer == "silver":
-            spec = next(s for s in silver_tables() if s.name == need.table)
-            empty = self.engine.query(empty_silver_sql(spec))
-            return empty.select(columns) if columns else empty
-        if need.layer == "bronze":
-            return empty_bronze(need.table).select(columns or [])
-        return pa.table({c: pa.array([], pa.string()) for c in columns or []})
+    # -- unchanged -------------------------------------------------------------------------
+    def _unchanged(self, check: Check, state: CheckState, audit: AuditStore) -> Result:
+        """Nothing the check reads moved: the same rows give the same result."""
+        note = f"unchanged since {describe_versions(state.versions)}"
+        if check.measure:
+            result = self._judged(check, state.observed or 0.0, audit)
+            result.details = f"{note}; {result.details}"
+            return result
+        status = _status(check) if state.failing_rows else CheckStatus.PASS
+        return Result(check, status, state.failing_rows, state.sample, details=note)
+
+    # -- incremental -----------------------------------------------------------------------
+    def _incremental(
+        self, check: Check, state: CheckState, moved: Mapping[str, Version], audit: AuditStore
+    ) -> Evaluation | None:
+        """The check on what moved; None when no incremental form is exact here."""
+        if check.expected_schema is not None:
+            return None  # reads the log only: as cheap in full
+        note = f"incremental since {describe_versions(moved)}"
+        if check.totals:
+            since = [self._total_since(check, t, state, moved) for t in check.totals]
+            totals = {t.name: value for t, (value, _) in zip(check.totals, since, strict=True)}
+            result = self._from_totals(check, totals, audit)
+            if all(again for _, again in since):  # every total summed over all its rows
+                return Evaluation(result, Mode.FULL, totals)
+            result.details = f"{note}; {result.details}" if result.details else note
+            return Evaluation(result, Mode.INCREMENTAL, totals)
+        feeds = self._feeds(check, moved)
+        found = None if feeds is None else self._violations_since(check, state, feeds)
+        if feeds is None or found is None:
+            return None
+        changed = sum(f.num_rows for f in feeds.values())
+        found.details = f"{note} ({changed} changed rows)"
+        return Evaluation(found, Mode.INCREMENTAL, {})
+
+    def _violations_since(
+        self, check: Check, state: CheckState, feeds: Mapping[str, Changes]
+    ) -> Result | None:
+        """The violations now, from what each moved input gained and lost, as the check's
+        locality allows (None: it does not)."""
+        if check.locality == ROW and "t" in feeds:
+            return self._rows_since(check, state, feeds["t"])
+        if state.status is not CheckStatus.PASS:
+            return None  # the keys that failed are not known: all of them are read again
+        if any(n.layer == SOURCE for n in check.needs):
+            return None  # the source is read whole or not at all
+        if isinstance(check.locality, Keyed):
+            return self._keys_since(check, check.locality, feeds)
+        if isinstance(check.locality, Refers):
+            return self._references_since(check, check.locality, feeds)
+        return None
+
+    def _feeds(self, check: Check, moved: Mapping[str, Version]) -> dict[str, Changes] | None:
+        """alias -> what that input gained and lost since its recorded version, for every
+        input that moved; None when one of them cannot say (the source keeps no feed)."""
+        feeds = {}
+        for alias, (layer, table) in check.inputs.items():
+            name = input_name(layer, table)
+            if name not in moved:
+                continue
+            before = moved[name]
+            if layer == SOURCE or (before is not None and not isinstance(before, int)):
+                return None
+            feed = self.inputs.feed(layer, table, before)
+            if feed is None:
+                return None
+            feeds[alias] = feed
+        return feeds
+
+    def _total_since(
+        self, check: Check, total: Total, state: CheckState, moved: Mapping[str, Version]
+    ) -> tuple[Value, bool]:
+        """The total: the recorded one when its input did not move, else the recorded one
+        plus what was added minus what was removed (a row count: from the log's file
+        statistics), else summed again over its input (then True)."""
+        layer, table = check.inputs[total.rows.alias]
+        name = input_name(layer, table)
+        recorded = state.totals.get(total.name)
+        if recorded is not None and name not in moved:
+            return recorded, False
+        if total.counts_every_row and layer != SOURCE:
+            count = self.inputs.row_count(layer, table)
+            if count is not None:
+                return count, False
+        before = moved.get(name)
+        if recorded is not None and total.additive and layer != SOURCE:
+            feed = self.inputs.feed(layer, table, before if isinstance(before, int) else None)
+            if feed is not None:
+                added, removed = self._sum(total, feed.added), self._sum(total, feed.removed)
+                return recorded + added - removed, False  # type: ignore[operator]
+        return self._total(check, total), True
+
+    def _rows_since(self, check: Check, state: CheckState, feed: Changes) -> Result | None:
+        """A row judged alone: the recorded failing count plus the added rows that fail minus
+        the removed rows that failed; the sample from the failing rows added."""
+        added = self.engine.query(check.sql, {"t": feed.added})
+        removed = self.engine.query(check.sql, {"t": feed.removed})
+        failing = state.failing_rows + added.num_rows - removed.num_rows
+        if failing < 0:
+            return None  # the recorded count does not fit the table: count again in full
+        if failing == 0:
+            return Result(check, CheckStatus.PASS)
+        new = self._net(added, removed)
+        sample = new.slice(0, SAMPLE_ROWS).to_pylist() if new.num_rows else state.sample
+        return Result(check, _status(check), failing, sample)
+
+    def _keys_since(
+        self, check: Check, locality: Keyed, feeds: Mapping[str, Changes]
+    ) -> Result | None:
+        """Every input read for the keys a change touched only (the other keys passed last
+        time and none of their rows moved)."""
+        names = [f"k{i}" for i in range(len(locality.columns[0][1]))]
+        touched = [
+            part.select(list(cols)).rename_columns(names)
+            for alias, cols in locality.columns
+            if alias in feeds
+            for part in (feeds[alias].added, feeds[alias].removed)
+        ]
+        keys = _distinct(touched, names)
+        if keys is None:
+            return Result(check, CheckStatus.PASS)
+        tables = {
+            alias: self.inputs.matching(check, alias, cols[0], keys[names[0]])
+            for alias, cols in locality.columns
+        }
+        return _violations(check, self.engine.query(check.sql, tables))
+
+    def _references_since(
+        self, check: Check, refers: Refers, feeds: Mapping[str, Changes]
+    ) -> Result | None:
+        """The rows added, and the rows whose parent key disappeared, against their parents
+        (a parent key that appeared can only mend rows, and none was broken)."""
+        fk = refers.columns[0]
+        rows = self._net_added(feeds["t"]) if "t" in feeds else None
+        lost = self._lost_parents(check, refers, feeds.get(refers.parent))
+        if lost is not None:
+            broken = self.inputs.matching(check, "t", fk, lost)
+            if rows is not None:  # the added rows with such a key are among those read
+                rows = rows.filter(pc.invert(pc.fill_null(pc.is_in(rows[fk], lost), False)))
+                rows = pa.concat_tables([rows, broken], promote_options="permissive")
+            else:
+                rows = broken
+        if rows is None or rows.num_rows == 0:
+            return Result(check, CheckStatus.PASS)
+        keys = pc.unique(rows[fk].combine_chunks())
+        parents = self.inputs.matching(check, refers.parent, refers.parent_columns[0], keys)
+        return _violations(check, self.engine.query(check.sql, {"t": rows, refers.parent: parents}))
+
+    def _lost_parents(self, check: Check, refers: Refers, feed: Changes | None) -> pa.Array | None:
+        """The first column of the parent keys that were removed and are no longer there
+        (None: no such key)."""
+        if feed is None or feed.removed.num_rows == 0:
+            return None
+        cols = list(refers.parent_columns)
+        candidates = feed.removed.select(cols).group_by(cols).aggregate([])
+        present = self.inputs.matching(check, refers.parent, cols[0], candidates[cols[0]])
+        present = present.select(cols).cast(candidates.select(cols).schema)
+        lost = candidates.join(present, keys=cols, join_type="left anti")
+        return pc.unique(lost[cols[0]].combine_chunks()) if lost.num_rows else None
+
+    def _net_added(self, feed: Changes) -> pa.Table:
+        """The rows ``feed`` added and did not remove again (once per feed: the checks of a
+        table share it)."""
+        if id(feed) not in self._nets:
+            self._nets[id(feed)] = (feed, self._net(feed.added, feed.removed))
+        return self._nets[id(feed)][1]
+
+    def _net(self, added: pa.Table, removed: pa.Table) -> pa.Table:
+        """``added`` less ``removed`` as multisets: rows added and removed again cancel."""
+        if removed.num_rows == 0 or added.num_rows == 0:
+            return added
+        return self.engine.query(
+            "SELECT * FROM a EXCEPT ALL SELECT * FROM r", {"a": added, "r": removed}
+        )
+
+
+def _distinct(parts: list[pa.Table], names: list[str]) -> pa.Table | None:
+    """The distinct key tuples of ``parts`` (None: no key at all)."""
+    parts = [p for p in parts if p.num_rows]
+    if not parts:
+        return None
+    first = parts[0].schema
+    keys = pa.concat_tables([p.cast(first) for p in parts])
+    return keys.group_by(names).aggregate([])
+
+
+def _violations(check: Check, found: pa.Table) -> Result:
+    if found.num_rows == 0:
+        return Result(check, CheckStatus.PASS)
+    sample = found.slice(0, SAMPLE_ROWS).to_pylist()
+    return Result(check, _status(check), int(found.num_rows), sample)
 
 
 def _measured_result(check: Check, broken: bool, observed: float, details: str) -> Result:
@@ -193,4 +448,33 @@ def _row(result: Result) -> dict[str, Any]:
         "sample": json.dumps(result.sample, default=str) if result.sample else None,
         "observed": result.observed,
         "details": result.details or None,
+    }
+
+
+def _state(
+    check: Check,
+    done: Evaluation,
+    versions: Mapping[str, Version],
+    tables: Mapping[str, str | None],
+    before: CheckState | None,
+) -> dict[str, Any] | None:
+    """The check's new state; None (forgotten) while its table is not written."""
+    if versions[input_name(check.layer, check.table)] is None:
+        return None
+    r = done.result
+    return {
+        "definition": definition(check),
+        "versions": json.dumps(dict(versions)),
+        "tables": json.dumps(dict(tables)),
+        "status": r.status.value,
+        "failing_rows": r.failing_rows,
+        "sample": json.dumps(r.sample, default=str) if r.sample else None,
+        "observed": r.observed,
+        "totals": encode_totals(done.totals),
+        "mode": done.mode.value,
+        "runs_since_full": 0
+        if done.mode is Mode.FULL or before is None
+        else before.runs_since_full + 1,
+        "passed_at": before.passed_at if before else None,
+        "full_at": before.full_at if before else None,
     }

@@ -10,6 +10,7 @@ from medallion.audit import AuditStore
 from medallion.checks.declared import declared_checks
 from medallion.checks.kinds import LAYER, Check, CheckStatus
 from medallion.checks.runner import CheckRunner
+from medallion.engine import default_engine
 from medallion.errors import CheckFailed, ConfigError
 from medallion.runner import RunContext, Task, TaskResult
 from medallion.settings import Settings
@@ -65,19 +66,23 @@ def _read_by(checks: Iterable[Check]) -> set[str]:
 
 
 def run_table_checks(ctx: RunContext, layer: str, table: str) -> TaskResult:
+    """Evaluate one table's checks; the task reports the rows of table data they read and
+    how many were evaluated in full, incrementally, or stood unchanged."""
     grouped = checks_by_table(ctx.settings)
-    with AuditStore(ctx.settings.audit_location) as audit:
-        results = CheckRunner(ctx).run(grouped.get((layer, table), []), audit)
+    with AuditStore(ctx.settings.audit_location) as audit, default_engine().session() as engine:
+        runner = CheckRunner(ctx, engine)
+        results = runner.run(grouped.get((layer, table), []), audit)
     failed = [r.check.name for r in results if r.status is CheckStatus.FAIL]
     warned = [r.check.name for r in results if r.status is CheckStatus.WARN]
     metrics = {
         "passed": len(results) - len(failed) - len(warned),
         "warned": warned,
         "failed": failed,
+        "modes": runner.modes,
     }
     if failed:
         raise CheckFailed(f"{layer}.{table}: check(s) failed: {', '.join(failed)}")
-    return TaskResult(rows_read=len(results), metrics=metrics)
+    return TaskResult(rows_read=runner.inputs.rows_read, metrics=metrics)
 
 
 def with_checks(tasks: list[Task], settings: Settings) -> list[Task]:

@@ -20,9 +20,16 @@ if TYPE_CHECKING:
 
 
 @cli_errors
-def check_command(home: HomeOpt = None) -> None:
-    """Run the data-quality checks of every layer alone and print their results."""
-    report, results = api.check(settings_for(home))
+def check_command(
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Evaluate every check on every row, not on what moved."),
+    ] = False,
+    home: HomeOpt = None,
+) -> None:
+    """Run the data-quality checks of every layer alone and print their results; each check
+    reads only what moved since its recorded state (with --full: every row)."""
+    report, results = api.check(settings_for(home), full=full)
     keep = ("check_name", "severity", "status", "failing_rows", "observed", "details")
     out_console.print(
         rows_table(f"checks {report.run_id}", [{k: r[k] for k in keep} for r in results])

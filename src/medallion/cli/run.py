@@ -24,7 +24,8 @@ def run_command(
         list[str] | None, typer.Option("--table", help="Run only this table (repeatable).")
     ] = None,
     full_refresh: Annotated[
-        bool, typer.Option("--full-refresh", help="Re-extract and rebuild everything.")
+        bool,
+        typer.Option("--full-refresh", help="Re-extract, rebuild and check everything."),
     ] = False,
     run_id: Annotated[
         str | None, typer.Option("--run-id", help="Use this run id (e.g. from a scheduler).")

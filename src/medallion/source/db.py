@@ -257,6 +257,14 @@ class SourceDatabase:
         where = f"{row_hash(table, self.dialect)} % {buckets} IN ({bucket_list(selected)})"
         return self.select(table, list(table.row_key), where)
 
+    def fingerprint(self, table: SourceTable) -> str:
+        """What moves whenever the table's rows do, from one aggregate query (no row read):
+        rows, soft-deleted rows and the newest ``updated_at`` (:meth:`stats`). A check that
+        read the table stands while this stays the same."""
+        row = self.stats([table])[0]
+        newest = row["max_updated_at"]
+        return f"{row['rows']} rows, {row['soft_deleted']} deleted, newest {newest}"
+
     def row_count(self, table: SourceTable) -> int:
         return int(self.scalar(f"SELECT count(*) FROM {self.qualified(table)}") or 0)
 
