@@ -218,15 +218,24 @@ class DeltaHandle:
             raise _failure("read", self.uri, exc, self.lake.storage_options) from exc
 
     def dataset(self, version: int | None = None) -> pads.Dataset | None:
-        """This snapshot (or ``version``) as a lazy Arrow dataset: a query reads only the
+        """This snapshot (or ``version``) as a lazy Arrow dataset: a scan reads only the
         columns and files it needs. None when the table does not exist."""
+        return self._dataset(version, views=False)
+
+    def relation(self, version: int | None = None) -> pads.Dataset | None:
+        """:meth:`dataset` for DuckDB: its strings typed as views, the type delta-rs' files
+        hold, so that a filter DuckDB pushes into the scan compares like with like (string
+        against string_view fails; pyarrow's own filters, in turn, cannot take views)."""
+        return self._dataset(version, views=True)
+
+    def _dataset(self, version: int | None, *, views: bool) -> pads.Dataset | None:
         dt = self._dt
         if dt is not None and version is not None and version != dt.version():
             dt = self.lake.open(self.layer, self.name, version)
         if dt is None:
             return None
         try:
-            return dt.to_pyarrow_dataset(schema=_with_string_views(dt))
+            return dt.to_pyarrow_dataset(schema=_with_string_views(dt) if views else None)
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("read", self.uri, exc, self.lake.storage_options) from exc
 
@@ -646,8 +655,7 @@ class MergePlan:
 
 
 def _with_string_views(dt: DeltaTable) -> pa.Schema:
-    """The table's schema with its strings read as views, the type delta-rs' files hold: a
-    filter DuckDB pushes into the scan compares like with like (string vs string_view fails)."""
+    """The table's schema with its strings read as views."""
     text = (pa.string(), pa.large_string())
     schema = pa.schema(dt.schema().to_arrow())
     return pa.schema(f.with_type(pa.string_view()) if f.type in text else f for f in schema)

@@ -95,7 +95,7 @@ def sql(settings: Settings, query: str) -> pa.Table:
     }
     tables = {}
     for name, layer in wanted.items():
-        data = lake.table(layer, name).dataset()  # lazy: the query reads only what it needs
+        data = lake.table(layer, name).relation()  # lazy: the query reads only what it needs
         if data is not None:
             tables[name] = data
     return query_read_only(query, tables)

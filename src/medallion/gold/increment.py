@@ -122,7 +122,7 @@ def write_changes(
     inserted, updated or deleted (the whole table is replaced instead when most of it differs:
     cheaper than a MERGE touching every row). Nothing differing still commits, to record the
     progress."""
-    current = target.dataset()
+    current = target.relation()
     assert current is not None
     stored = current.to_table() if scope is None else filtered(current, *scope, engine)
     diff = engine.query(_diff_sql(grain), {"new": data, "old": stored.select(data.column_names)})

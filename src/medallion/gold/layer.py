@@ -199,7 +199,7 @@ def unknown_members(table: GoldTable, target: DeltaHandle) -> dict[str, int]:
 
 def _lazy(handle: DeltaHandle, ref: TableRef, table: GoldTable) -> Relation:
     """The input as a lazy dataset (a query reads only the columns it needs)."""
-    data = handle.dataset()
+    data = handle.relation()
     return _read(handle, ref, table) if data is None else data
 
 
@@ -265,7 +265,7 @@ def _bronze_rows(bronze: DeltaHandle, name: str, through: int | None, whole: boo
     they need."""
     rows: Relation | None = None
     if through is not None:
-        rows = bronze.read(version=through) if whole else bronze.dataset(version=through)
+        rows = bronze.read(version=through) if whole else bronze.relation(version=through)
     return rows if rows is not None else empty_bronze(silver_table(name).bronze)
 
 
