@@ -80,6 +80,7 @@ def hard_deletes(
         source = db.select(table, keys)
         live_read = live
     else:
+        live = _hashed(live, table)
         differing = _differing_buckets(
             db, table, buckets, low=low, live=live, candidates=candidates
         )
@@ -106,19 +107,25 @@ def _metrics(
 
 
 def _live_keys(held: pa.Table, table: SourceTable) -> pa.Table:
-    """Keys whose latest Bronze row is an upsert, with that row's ``_source_updated_at`` and
-    the key hash ``h``."""
+    """Keys whose latest Bronze row is an upsert, with that row's ``_source_updated_at``.
+
+    The latest row is the one with the newest ``_source_updated_at``, then ``_ingested_at``,
+    a delete winning a full tie (the order of the Bronze checks' ``bronze_live``); one
+    grouping, no window."""
     key_list = quoted_list(table.row_key)
     sql = f"""
-        WITH latest AS (
-            SELECT {key_list}, _op, _source_updated_at FROM bronze
-            QUALIFY row_number() OVER (PARTITION BY {key_list}
-                ORDER BY _source_updated_at DESC, _ingested_at DESC, _op ASC) = 1
-        )
-        SELECT {key_list}, _source_updated_at, {row_hash(table, "duckdb")} AS h
-        FROM latest WHERE _op = '{OP_UPSERT}'
+        SELECT {key_list}, max(_source_updated_at) AS _source_updated_at
+        FROM bronze GROUP BY {key_list}
+        HAVING arg_max(_op, (_source_updated_at, _ingested_at, _op = '{OP_DELETE}'))
+            = '{OP_UPSERT}'
     """
     return default_engine().query(sql, {"bronze": held})
+
+
+def _hashed(live: pa.Table, table: SourceTable) -> pa.Table:
+    """``live`` with each key's hash ``h`` (:mod:`medallion.source.key_hash`)."""
+    sql = f"SELECT *, {row_hash(table, 'duckdb')} AS h FROM live"
+    return default_engine().query(sql, {"live": live})
 
 
 def _differing_buckets(

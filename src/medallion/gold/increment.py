@@ -79,14 +79,6 @@ def touched_keys(
     return pc.unique(pa.chunked_array(found).combine_chunks()).drop_null()
 
 
-def filtered(data: Relation, key: str, keys: pa.Array, engine: Engine) -> pa.Table:
-    """The rows of ``data`` whose ``key`` is one of ``keys``."""
-    return engine.query(
-        f"SELECT * FROM data WHERE {quote(key)} IN (SELECT k FROM keys)",
-        {"data": data, "keys": pa.table({"k": keys})},
-    )
-
-
 @dataclass(frozen=True)
 class Written:
     """What one write of a Gold table did."""
@@ -122,18 +114,20 @@ def write_changes(
     inserted, updated or deleted (the whole table is replaced instead when most of it differs:
     cheaper than a MERGE touching every row). Nothing differing still commits, to record the
     progress."""
-    current = target.relation()
-    assert current is not None
-    stored = current.to_table() if scope is None else filtered(current, *scope, engine)
-    diff = engine.query(_diff_sql(grain), {"new": data, "old": stored.select(data.column_names)})
+    columns = data.column_names
+    stored = (
+        target.read(columns) if scope is None else target.read_matching(*scope, columns=columns)
+    )
+    assert stored is not None
+    diff = engine.query(_diff_sql(grain), {"new": data, "old": stored})
     if diff.num_rows == 0:
         return Written(target.record(transactions, metadata))
     if scope is None and 2 * diff.num_rows > data.num_rows:
-        counts = _counts(diff)
+        counts, (files, _) = _counts(diff), target.files()
         version = target.overwrite(
             data, transactions=transactions, metadata=metadata, configuration=CDF
         )
-        return Written(version, **counts, files_rewritten=len(stored.column(0).chunks))
+        return Written(version, **counts, files_rewritten=files)
     result = target.merge(
         diff,
         _merge_plan(grain, data.column_names),

@@ -26,7 +26,6 @@ from medallion.gold.dimensions import (
 from medallion.gold.increment import (
     MISSING,
     Written,
-    filtered,
     same_columns,
     touched_keys,
     write_changes,
@@ -168,10 +167,11 @@ def _build_snapshot(
     by = table.by_key
     frames: dict[TableRef, Relation] = {}
     for ref, handle in inputs.items():
-        data = _lazy(handle, ref, table)
         if keys is not None and by is not None and ref in by.filtered:
-            data = filtered(data, by.key, keys, engine)
-        frames[ref] = data
+            data = handle.read_matching(by.key, keys)  # a table never written: its empty shape
+            frames[ref] = _read(handle, ref, table) if data is None else data
+        else:
+            frames[ref] = _lazy(handle, ref, table)
     read = sum(t.num_rows for t in frames.values() if isinstance(t, pa.Table))
     return table.build(frames, engine), read
 
