@@ -172,14 +172,26 @@ class DeltaHandle:
         dt = self._dt
         if dt is None:
             return None
-        version, limit = dt.version(), 8
+        commit, oldest = self._latest_data_commit()
+        if commit is not None:
+            return int(commit.get("version", dt.version()))
+        return oldest - 1 if oldest is not None else dt.version()  # the first one's parent
+
+    def data_commit(self) -> dict[str, Any] | None:
+        """The commit information (operation, version, our metadata) of :attr:`data_version`;
+        None when the table does not exist or holds only maintenance commits."""
+        return None if self._dt is None else self._latest_data_commit()[0]
+
+    def _latest_data_commit(self) -> tuple[dict[str, Any] | None, int | None]:
+        """The newest commit that is no maintenance, else None and the oldest version."""
+        limit = 8
         while True:
             history = self._history(limit)
             for commit in history:
                 if commit.get("operation") not in MAINTENANCE:
-                    return int(commit.get("version", version))
-            if len(history) < limit:  # only maintenance commits: the first one's parent
-                return int(history[-1].get("version", 0)) - 1 if history else version
+                    return commit, None
+            if len(history) < limit:
+                return None, int(history[-1].get("version", 0)) if history else None
             limit *= 4
 
     def _history(self, limit: int) -> list[dict[str, Any]]:

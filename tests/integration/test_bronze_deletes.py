@@ -23,6 +23,7 @@ from medallion.runner import TaskResult
 from medallion.settings import Settings
 from medallion.source.db import open_source
 from medallion.source.key_hash import row_hash
+from medallion.storage import Lake
 
 CUSTOMERS = source_table("customers")
 ITEMS = source_table("order_items")
@@ -181,3 +182,78 @@ def test_composite_keys(settings: Settings) -> None:
     assert result.metrics["delete_buckets"] == BUCKETS
     assert result.metrics["delete_buckets_differing"] == differing
     assert result.metrics["delete_source_keys_read"] < len(keys) - len(gone)
+
+
+# -- the source keys unchanged since the last commit: nothing to compare ------------------------
+@pytest.fixture
+def shipping(tmp_path: Path, source_url: str) -> Settings:
+    """Default thresholds: a small table ships every source key (no buckets)."""
+    s = make_settings(tmp_path, source_url)
+    s.home.mkdir(parents=True)
+    with open_source(s.source_location, create=True) as db:
+        db.create_tables(SOURCE_TABLES)
+    return s
+
+
+def moved(keys: Sequence[tuple[str]], at: datetime) -> pa.Table:
+    """Customers with these keys moved to another city at ``at``."""
+    data = rows(CUSTOMERS, keys, at)
+    city = data.schema.get_field_index("customer_city")
+    return data.set_column(city, "customer_city", pa.array(["Elsewhere"] * len(keys)))
+
+
+def compared(result: TaskResult) -> int:
+    return int(result.metrics["delete_bronze_keys_compared"])
+
+
+def test_unchanged_source_keys_read_no_bronze_key(shipping: Settings) -> None:
+    keys = seeded(shipping)
+    result, _ = run(shipping, CUSTOMERS)
+    assert result.rows_written == 0
+    assert compared(result) == 0
+    assert result.metrics["delete_source_keys_read"] == len(keys)
+    with open_source(shipping.source_location) as db:  # an update keeps the key set
+        db.upsert(CUSTOMERS, moved([keys[5]], T0 + timedelta(days=1)))
+    result, _ = run(shipping, CUSTOMERS)
+    assert (result.metrics["upserts"], compared(result)) == (1, 0)
+    Lake.from_settings(shipping).table("bronze", CUSTOMERS.name).compact(None, {})
+    result, _ = run(shipping, CUSTOMERS)  # compaction is no data commit: still known
+    assert (result.rows_written, compared(result)) == (0, 0)
+
+
+def test_a_delete_hidden_by_a_late_insert_is_found(shipping: Settings) -> None:
+    """The key count stays, no row is a candidate: only the keys' fingerprint moves."""
+    keys = seeded(shipping)
+    delete(shipping, CUSTOMERS, [keys[3]])
+    with open_source(shipping.source_location) as db:
+        db.upsert(CUSTOMERS, rows(CUSTOMERS, [("late",)], T0 - timedelta(days=1)))
+    result, run_id = run(shipping, CUSTOMERS)
+    assert tombstones(shipping, CUSTOMERS, run_id) == {(keys[3][0], T0)}
+    assert compared(result) == len(keys)
+    result, _ = run(shipping, CUSTOMERS)  # the tombstones' commit recorded the new key set
+    assert (result.rows_written, compared(result)) == (0, 0)
+
+
+def test_keys_that_move_without_a_commit_are_compared_every_run(shipping: Settings) -> None:
+    """A soft-deleted key hard-deleted later changes the source keys but not Bronze: with no
+    commit to record them in, each run compares again (and finds nothing) until one commits."""
+    keys = seeded(shipping)
+    t1 = T0 + timedelta(days=1)
+    soft = rows(CUSTOMERS, [keys[2]], t1).set_column(
+        len(CUSTOMERS.all_columns) - 1, "deleted_at", pa.array([t1], pa.timestamp("us"))
+    )
+    with open_source(shipping.source_location) as db:
+        db.upsert(CUSTOMERS, soft)
+    result, _ = run(shipping, CUSTOMERS)
+    assert (result.metrics["soft_deletes"], compared(result)) == (1, 0)
+    delete(shipping, CUSTOMERS, [keys[2]])
+    for _ in range(2):
+        result, run_id = run(shipping, CUSTOMERS)
+        assert (result.rows_written, compared(result)) == (0, len(keys) - 1)
+        assert tombstones(shipping, CUSTOMERS, run_id) == set()
+    with open_source(shipping.source_location) as db:
+        db.upsert(CUSTOMERS, moved([keys[9]], T0 + timedelta(days=2)))
+    result, _ = run(shipping, CUSTOMERS)
+    assert (result.metrics["upserts"], compared(result)) == (1, len(keys) - 1)
+    result, _ = run(shipping, CUSTOMERS)
+    assert compared(result) == 0

@@ -18,9 +18,15 @@ source key is read: a summary there costs the source as much as shipping the key
 evaluates the hash at about a microsecond per character call; measured at scale 1, shipping
 order_items' keys took 0.06 s and summarising them 0.2-0.46 s).
 
-The Bronze side is recomputed every run from the Bronze key columns (a Parquet read and one
-DuckDB query, no source traffic): keeping it as state would need, for every appended row,
-whether its key was live before, which is the same read.
+The Bronze side is recomputed from the Bronze key columns (a Parquet read and one DuckDB
+query, no source traffic) unless the source keys did not move. When every source key was
+shipped, their fingerprint (count and hash sum, :func:`source_fingerprint`) is recorded in
+the metadata of the commit the reconciliation ends in: that version holds no live key outside
+that key set (its tombstones appended, its new rows listed from the source before the keys
+were read). A later run whose shipped keys have the same fingerprint, while that commit is
+still the table's latest data commit, finds nothing gone without reading Bronze; a run that
+changes rows without changing the key set (updates, soft deletes) records it again. A run
+that commits nothing cannot record, so the comparison is made in full until the next commit.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import pyarrow.compute as pc
 from medallion.catalog import SourceTable
 from medallion.engine import default_engine
 from medallion.runner import RunContext
+from medallion.settings import Settings
 from medallion.source.db import SourceDatabase
 from medallion.source.key_hash import bucket_count, bucket_list, row_hash, summary_sql
 from medallion.sql import quote, quoted_list
@@ -43,12 +50,18 @@ from medallion.storage import DeltaHandle
 OP_UPSERT, OP_DELETE = "upsert", "delete"
 
 
+SOURCE_KEYS = "source_keys"  # commit metadata: the fingerprint of the source keys reconciled
+
+
 @dataclass
 class Reconciled:
-    """The tombstones to append (None when none) and what the comparison cost."""
+    """The tombstones to append (None when none), what the comparison cost, and the
+    fingerprint of the source key set that the table, once they are appended, holds no live
+    key outside of (None when the keys were compared by bucket)."""
 
     tombstones: pa.Table | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    source_keys: str | None = None
 
 
 def hard_deletes(
@@ -69,17 +82,29 @@ def hard_deletes(
     after it.
     """
     keys = list(table.row_key)
+    source: pa.Table | None = None
+    shipped: str | None = None  # the fingerprint of ``source`` when it holds every key
+    recorded = _recorded_source_keys(bronze)
+    if low is not None and recorded is not None and _ships_keys(recorded, ctx.settings):
+        source = db.select(table, keys)
+        shipped = source_fingerprint(source, table)
+        if shipped == recorded:  # the keys the last commit was reconciled with: none gone
+            return Reconciled(metrics=_metrics(0, [], source.num_rows, 0), source_keys=shipped)
     held = bronze.read([*keys, "_source_updated_at", "_ingested_at", "_op"])
-    if held is None or held.num_rows == 0:
-        return Reconciled()
+    if held is None or held.num_rows == 0:  # nothing live; a first run lists every key
+        listed = source_fingerprint(candidates.select(keys), table) if low is None else None
+        return Reconciled(source_keys=listed)
     live = _live_keys(held, table)
     buckets = bucket_count(live.num_rows, ctx.settings.hard_delete_bucket_rows)
-    if low is None or buckets == 1 or live.num_rows <= ctx.settings.hard_delete_buckets_above:
+    if low is None or _small(live.num_rows, ctx.settings):
         # a summary costs the source about as much as shipping the keys of a small table
         differing = list(range(buckets))
-        source = db.select(table, keys)
+        if source is None:  # without a window, the candidates are every source key
+            source = candidates.select(keys) if low is None else db.select(table, keys)
+            shipped = source_fingerprint(source, table)
         live_read = live
     else:
+        shipped = None
         live = _hashed(live, table)
         differing = _differing_buckets(
             db, table, buckets, low=low, live=live, candidates=candidates
@@ -92,7 +117,33 @@ def hard_deletes(
     seen = high if high is not None else ctx.started_at.replace(tzinfo=None)
     gone = _gone(live_read, source, table, seen)
     metrics = _metrics(buckets, differing, source.num_rows, live_read.num_rows)
-    return Reconciled(gone if gone.num_rows else None, metrics)
+    return Reconciled(gone if gone.num_rows else None, metrics, shipped)
+
+
+def source_fingerprint(source: pa.Table, table: SourceTable) -> str:
+    """The key count and a 128-bit sum of the keys' 64-bit DuckDB hashes: equal fingerprints
+    are equal key sets (but for a chance of about 2^-64)."""
+    sql = f"SELECT count(*) AS n, sum(hash({quoted_list(table.row_key)})::HUGEINT) AS s FROM k"
+    n, total = default_engine().query(sql, {"k": source}).to_pylist()[0].values()
+    return f"{n}:{total or 0}"
+
+
+def _small(keys: int, settings: Settings) -> bool:
+    """Whether a table of ``keys`` keys ships them all rather than comparing by bucket."""
+    buckets = bucket_count(keys, settings.hard_delete_bucket_rows)
+    return buckets == 1 or keys <= settings.hard_delete_buckets_above
+
+
+def _ships_keys(fingerprint: str, settings: Settings) -> bool:
+    """Whether the key set a fingerprint describes is small enough to ship whole."""
+    return _small(int(fingerprint.split(":", 1)[0]), settings)
+
+
+def _recorded_source_keys(bronze: DeltaHandle) -> str | None:
+    """The source fingerprint the latest data commit recorded (None: none recorded)."""
+    commit = bronze.data_commit()
+    value = None if commit is None else commit.get(SOURCE_KEYS)
+    return value if isinstance(value, str) else None
 
 
 def _metrics(

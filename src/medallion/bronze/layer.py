@@ -5,8 +5,9 @@ Per run and table:
    the maximum ``updated_at`` ever written, in microseconds);
 2. list candidate rows (key, ``updated_at``) with ``updated_at > watermark - lag`` and drop
    those Bronze already holds, so the look-back never doubles a row;
-3. find hard deletes: keys live in Bronze but gone from the source, reading keys only in the
-   key-hash buckets whose summaries differ (:mod:`medallion.bronze.deletes`);
+3. find hard deletes: keys live in Bronze but gone from the source; nothing to compare when
+   the source keys are those the last commit was reconciled with, and on large tables keys
+   read only in the key-hash buckets whose summaries differ (:mod:`medallion.bronze.deletes`);
 4. stream the new rows in bounded batches plus tombstones into ONE Delta commit that also
    records the new watermark. No new rows means no commit.
 A crash anywhere leaves either the whole commit (watermark included) or nothing.
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion.audit import table_lease
-from medallion.bronze.deletes import OP_DELETE, OP_UPSERT, Reconciled, hard_deletes
+from medallion.bronze.deletes import OP_DELETE, OP_UPSERT, SOURCE_KEYS, Reconciled, hard_deletes
 from medallion.catalog import DELETED_AT, UPDATED_AT, SourceTable, bronze_schema
 from medallion.faults import crash_point
 from medallion.runner import Layer, RunContext, Task, TaskResult, per_table
@@ -144,7 +145,8 @@ def _extract(
             "table": table.name,
             "watermark_from": _iso(previous),
             "watermark_to": _iso(watermark),
-            "rows": counter.upserts + counter.deletes + n_dead,
+            "rows": n_new + n_dead,  # as listed: the commit's own metrics count the rows written
+            **({SOURCE_KEYS: reconciled.source_keys} if reconciled.source_keys else {}),
         },
         evolve_schema=bool(drift.new_columns),
         configuration=CDF,
