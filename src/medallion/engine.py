@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cache
+from pathlib import Path
 from typing import Any, Protocol, TypeAlias
 
 import duckdb
@@ -56,7 +57,7 @@ class DuckDBEngine:
         try:
             for name, table in (tables or {}).items():
                 con.register(name, table)
-            return con.sql(sql, params=dict(params) if params else None).to_arrow_table()
+            return _collect(con.sql(sql, params=dict(params) if params else None))
         except duckdb.Error as exc:
             raise EngineError(f"query failed: {' '.join(str(exc).split())[:400]}") from exc
         finally:
@@ -101,7 +102,7 @@ class _Session:
         try:
             for name in names:
                 self._con.register(name, (tables or {})[name])
-            return self._con.sql(sql, params=dict(params) if params else None).to_arrow_table()
+            return _collect(self._con.sql(sql, params=dict(params) if params else None))
         except duckdb.Error as exc:
             raise EngineError(f"query failed: {' '.join(str(exc).split())[:400]}") from exc
         finally:
@@ -110,6 +111,36 @@ class _Session:
 
     def session(self) -> AbstractContextManager[Engine]:
         return nullcontext(self)
+
+
+def _collect(result: duckdb.DuckDBPyRelation) -> pa.Table:
+    """The result as Arrow, streamed out in batches: DuckDB never holds the whole result in
+    its own memory (a table-sized result would count against ``memory_limit`` twice)."""
+    return result.to_arrow_reader(_BATCH_ROWS).read_all()
+
+
+_BATCH_ROWS = 1 << 20
+
+
+def partition_to_files(
+    rows: pa.RecordBatchReader | pa.Table, by: str, parts: int, folder: Path
+) -> list[list[Path]]:
+    """Stream ``rows`` (alias ``b``) into ``parts`` groups of Parquet files under ``folder``
+    by ``by`` (an SQL hash expression), so that each group can later be read alone: memory
+    stays bounded by DuckDB's limit whatever the size of ``rows``. The files of each group."""
+    con = duckdb.connect(config={"threads": 2, "memory_limit": "4GB"})
+    target = str(folder).replace("'", "''")
+    try:
+        con.register("rows", rows)
+        con.execute(
+            f"COPY (SELECT b.*, ({by}) % {int(parts)} AS _part FROM rows b) TO '{target}' "
+            "(FORMAT parquet, PARTITION_BY (_part))"
+        )
+    except duckdb.Error as exc:
+        raise EngineError(f"partitioning failed: {' '.join(str(exc).split())[:400]}") from exc
+    finally:
+        con.close()
+    return [sorted((folder / f"_part={p}").glob("*.parquet")) for p in range(parts)]
 
 
 _READ_ONLY = {"enable_external_access": False, "lock_configuration": True}

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     retry_backoff_s: float = Field(default=0.5, ge=0, description="first retry delay, doubling")
     extract_lag_s: float = Field(default=5.0, ge=0, description="watermark look-back, seconds")
     extract_batch_rows: int = Field(default=250_000, ge=1000, description="rows per batch")
+    silver_batch_rows: int = Field(
+        default=2_000_000,
+        ge=1,
+        description="Bronze rows Silver validates at once; more are split by key into groups "
+        "staged on local disk",
+    )
     detect_hard_deletes: bool = Field(default=True, description="reconcile keys every run")
     hard_delete_bucket_rows: int = Field(
         default=50_000, ge=1, description="keys per bucket when reconciling hard deletes"

@@ -274,6 +274,31 @@ class DeltaHandle:
         (insert, update_preimage, update_postimage, delete) and ``_commit_version`` are kept
         on request.
         """
+        reader, current = self.change_reader(
+            after_version,
+            columns,
+            until=until,
+            with_change_type=with_change_type,
+            with_commit_version=with_commit_version,
+        )
+        if reader is None:
+            return None, current
+        try:
+            return reader.read_all(), current
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise _failure("read changes of", self.uri, exc, self.lake.storage_options) from exc
+
+    def change_reader(
+        self,
+        after_version: int | None,
+        columns: list[str] | None = None,
+        *,
+        until: int | None = None,
+        with_change_type: bool = False,
+        with_commit_version: bool = False,
+    ) -> tuple[pa.RecordBatchReader | None, int | None]:
+        """:meth:`changes` as a stream of batches, for change sets too large to hold at once
+        (reading it may raise what :meth:`changes` raises as a StorageError)."""
         dt = self._dt
         if dt is None:
             return None, None
@@ -282,13 +307,16 @@ class DeltaHandle:
         if start > current:
             return None, current
         try:
-            reader = dt.load_cdf(starting_version=start, ending_version=current, columns=columns)
-            changes = pa.RecordBatchReader.from_stream(reader).read_all()
+            cdf = dt.load_cdf(starting_version=start, ending_version=current, columns=columns)
+            reader = pa.RecordBatchReader.from_stream(cdf)
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("read changes of", self.uri, exc, self.lake.storage_options) from exc
         wanted = {"_change_type": with_change_type, "_commit_version": with_commit_version}
-        keep = [c for c in changes.column_names if wanted.get(c, not c.startswith("_commit_"))]
-        return changes.select(keep), current
+        keep = [n for n in reader.schema.names if wanted.get(n, not n.startswith("_commit_"))]
+        if keep == reader.schema.names:
+            return reader, current
+        schema = pa.schema([reader.schema.field(n) for n in keep])
+        return pa.RecordBatchReader.from_batches(schema, (b.select(keep) for b in reader)), current
 
     def feed(self, after_version: int | None) -> Changes | None:
         """The rows this snapshot gained and lost after ``after_version`` (all rows gained when
@@ -461,7 +489,7 @@ class DeltaHandle:
 
     def merge(
         self,
-        source: pa.Table,
+        source: Rows,
         plan: MergePlan,
         *,
         transactions: Mapping[str, int],

@@ -6,11 +6,16 @@ MERGE. The Bronze version merged through is recorded in the Silver commit (app t
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from medallion.audit import table_lease
 from medallion.catalog import empty_bronze, source_table
@@ -19,10 +24,10 @@ from medallion.errors import MedallionError, ReconciliationError
 from medallion.faults import crash_point
 from medallion.runner import Layer, RunContext, Task, TaskResult, per_table
 from medallion.silver.contracts import Kind, SilverTable, silver_table, silver_tables
+from medallion.silver.partitions import groups, head, split_columns
 from medallion.silver.transform import (
     CONTENT_HASH,
     TOMBSTONE,
-    Validated,
     aggregate_geolocation,
     empty_silver_sql,
     geolocation_points,
@@ -93,7 +98,9 @@ def _merged_through(ctx: RunContext, target: DeltaHandle, spec: SilverTable) -> 
 
 def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake, t: _Tables) -> TaskResult:
     before = _merged_through(ctx, t.target, spec)
-    bronze, through = t.bronze.changes(before)
+    reader, through = t.bronze.change_reader(before)
+    limit = ctx.settings.silver_batch_rows if split_columns(spec) else sys.maxsize
+    bronze, rest = head(reader, limit) if reader is not None else (None, None)
     engine = default_engine()
     lookup = _live_lookup(t, spec)
     relabel = not ctx.full_refresh and t.target.exists and _lookup_moved(spec, t)
@@ -105,7 +112,25 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake, t: _Tables) ->
     result = TaskResult(metrics=metrics)
     if fresh or retry is not None:
         rows = bronze if bronze is not None else empty_bronze(spec.bronze)
-        batch = _merge_batch(ctx, spec, lake, t, rows, through=through, lookup=lookup, retry=retry)
+        with tempfile.TemporaryDirectory(prefix=f"medallion-{spec.name}-") as folder:
+            parts: Iterable[tuple[pa.Table, pa.Table | None]] = [(rows, retry)]
+            if rest is not None:  # larger than one batch: validated group by group
+                expected = t.bronze.row_count() or ctx.settings.silver_batch_rows
+                parts = groups(
+                    spec,
+                    rows,
+                    rest,
+                    retry,
+                    expected_rows=expected,
+                    limit=ctx.settings.silver_batch_rows,
+                    folder=Path(folder) / "bronze",
+                    engine=engine,
+                )
+                metrics["batches_split"] = True
+            stage = Path(folder) / "merge" if rest is not None else None
+            batch = _merge_batch(
+                ctx, spec, lake, t, parts, through=through, lookup=lookup, stage=stage
+            )
         result = batch or result
     if relabel:  # after the batch: every row, deleted ones too, takes the labels in force now
         metrics["lookup_refreshed"] = _relabel(ctx, spec, t, lookup, engine)
@@ -114,53 +139,105 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake, t: _Tables) ->
     return result
 
 
+@dataclass
+class _Merged:
+    """What the groups of one batch gave: rows to write (tables, or staged files), rows to
+    quarantine, and the counts the reconciliation and the metrics need."""
+
+    rows: list[pa.Table | Path] = field(default_factory=list)
+    quarantine: list[pa.Table] = field(default_factory=list)
+    read: int = 0
+    fresh: int = 0
+    sourced: int = 0  # rows to merge, tombstones included
+    written: int = 0  # rows to write (a new table's without its tombstones)
+    retried: int = 0
+    superseded: int = 0
+    still_held: int = 0
+    warnings: dict[str, int] = field(default_factory=dict)
+
+    def reader(self, schema: pa.Schema) -> pa.RecordBatchReader:
+        def batches() -> Iterator[pa.RecordBatch]:
+            for part in self.rows:
+                yield from (
+                    part if isinstance(part, pa.Table) else pq.read_table(part)
+                ).to_batches()
+
+        return pa.RecordBatchReader.from_batches(schema, batches())
+
+
 def _merge_batch(
     ctx: RunContext,
     spec: SilverTable,
     lake: Lake,
     t: _Tables,
-    bronze: pa.Table,
+    parts: Iterable[tuple[pa.Table, pa.Table | None]],
     *,
     through: int,
     lookup: pa.Table | None,
-    retry: pa.Table | None,
+    stage: Path | None,
 ) -> TaskResult | None:
-    """Validate, quarantine and MERGE one batch of Bronze rows (and retried quarantined rows);
-    None when only retried rows came and all still wait for their parents."""
+    """Validate, quarantine and write one batch of Bronze rows (and retried quarantined rows)
+    given in ``parts`` (groups of keys; their merge rows staged in ``stage`` when given): the
+    quarantine first, then the table, each in one commit. None when only retried rows came and
+    all still wait for their parents."""
     engine = default_engine()
-    batch = _validated(spec, lake, t, bronze, lookup=lookup, engine=engine, retry=retry)
-    source = _stamp(batch.merge, ctx)
-    if bronze.num_rows == 0 and source.num_rows == 0:
+    refs = {r.table: _read_keys(lake, r.table, r.key) for r in spec.references}
+    existing = _existing_content(t.target, spec)
+    whole = ctx.full_refresh or not t.target.exists
+    merged = _Merged()
+    schema = None
+    for number, (bronze, retry) in enumerate(parts):
+        batch = validate(spec, bronze, refs, lookup, engine=engine, existing=existing, retry=retry)
+        source = _stamp(batch.merge, ctx)
+        merged.sourced += source.num_rows
+        if whole:  # a new table holds no row for a tombstone to delete
+            source = source.filter(pc.invert(source[TOMBSTONE])).drop_columns([TOMBSTONE])
+        merged.written += source.num_rows
+        schema = source.schema
+        if stage is not None:
+            stage.mkdir(parents=True, exist_ok=True)
+            pq.write_table(source, stage / f"{number}.parquet")
+        merged.rows.append(source if stage is None else stage / f"{number}.parquet")
+        merged.quarantine.append(batch.quarantine)
+        retried = retry.num_rows if retry is not None else 0
+        merged.read += bronze.num_rows + retried
+        merged.fresh += bronze.num_rows
+        merged.retried += retried
+        merged.superseded += batch.superseded
+        merged.still_held += batch.still_held
+        for rule, n in batch.warnings.items():
+            merged.warnings[rule] = merged.warnings.get(rule, 0) + n
+    if schema is None or (merged.fresh == 0 and merged.sourced == 0):
         return None
-    quarantined = _quarantine(ctx, t.quarantine, spec.name, batch.quarantine, through)
+    rejected = pa.concat_tables(merged.quarantine)
+    quarantined = _quarantine(ctx, t.quarantine, spec.name, rejected, through)
     transactions = {app_id(LAYER, spec.name): through}
     meta = {"run_id": ctx.run_id, "step": LAYER, "table": spec.name, "bronze_version": through}
-    if ctx.full_refresh or not t.target.exists:
-        rows = source.filter(pc.invert(source[TOMBSTONE])).drop_columns([TOMBSTONE])
+    if whole:
         transactions |= _lookup_txn(spec, t)  # labelled from the lookup as it is now
         version = t.target.overwrite(
-            rows, transactions=transactions, metadata=meta, configuration=CDF
+            merged.reader(schema), transactions=transactions, metadata=meta, configuration=CDF
         )
-        merged = MergeResult(version, source.num_rows, rows.num_rows, 0, 0, 0, 0)
+        result = MergeResult(version, merged.sourced, merged.written, 0, 0, 0, 0)
     else:
-        merged = t.target.merge(source, _merge_plan(spec), transactions=transactions, metadata=meta)
+        result = t.target.merge(
+            merged.reader(schema), _merge_plan(spec), transactions=transactions, metadata=meta
+        )
     crash_point("silver.after_commit")
-    changed = merged.inserted + merged.updated
-    retried = retry.num_rows if retry is not None else 0
-    read = bronze.num_rows + retried
-    accounted = merged.source_rows + batch.still_held
-    _reconcile(spec.name, read, accounted, quarantined, batch.superseded)
+    changed = result.inserted + result.updated
+    accounted = result.source_rows + merged.still_held
+    _reconcile(spec.name, merged.read, accounted, quarantined, merged.superseded)
     metrics: dict[str, Any] = {
-        "superseded": batch.superseded,
-        "warnings": batch.warnings,
-        "merge_source_rows": merged.source_rows,
-        "retried_from_quarantine": retried,
-        "released_from_quarantine": retried - batch.still_held,
-        "stale_or_unchanged": merged.source_rows - changed,
+        "superseded": merged.superseded,
+        "warnings": merged.warnings,
+        "merge_source_rows": result.source_rows,
+        "retried_from_quarantine": merged.retried,
+        "released_from_quarantine": merged.retried - merged.still_held,
+        "stale_or_unchanged": result.source_rows - changed,
         "quarantined": quarantined,
-        "files_rewritten": merged.files_removed,
+        "files_rewritten": result.files_removed,
     }
-    return TaskResult(bronze.num_rows, changed, quarantined, metrics)
+    return TaskResult(merged.fresh, changed, quarantined, metrics)
 
 
 def _relabel(
@@ -195,21 +272,6 @@ def _retry_candidates(spec: SilverTable, t: _Tables, engine: Engine) -> pa.Table
         {"waiting": waiting_rules(spec)},
     )
     return rows if rows.num_rows else None
-
-
-def _validated(
-    spec: SilverTable,
-    lake: Lake,
-    t: _Tables,
-    bronze: pa.Table,
-    *,
-    lookup: pa.Table | None,
-    engine: Engine,
-    retry: pa.Table | None,
-) -> Validated:
-    refs = {r.table: _read_keys(lake, r.table, r.key) for r in spec.references}
-    existing = _existing_content(t.target, spec)
-    return validate(spec, bronze, refs, lookup, engine=engine, existing=existing, retry=retry)
 
 
 def _live_lookup(t: _Tables, spec: SilverTable) -> pa.Table | None:
