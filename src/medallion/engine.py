@@ -18,6 +18,7 @@ import pyarrow.dataset as pads
 
 from medallion.errors import EngineError, ReadOnlyError
 
+THREADS, MEMORY_LIMIT = 2, "4GB"  # per DuckDB connection (beyond it DuckDB spills what it can)
 # what a query reads: an Arrow table, or a lazy dataset of which it scans only what it needs
 Relation: TypeAlias = "pa.Table | pads.Dataset"
 
@@ -42,7 +43,7 @@ class DuckDBEngine:
     registered Arrow tables never returns; callers sample results in Arrow instead.
     """
 
-    def __init__(self, threads: int = 2, memory_limit: str = "4GB") -> None:
+    def __init__(self, threads: int = THREADS, memory_limit: str = MEMORY_LIMIT) -> None:
         self._config: dict[str, str | int] = {"threads": threads, "memory_limit": memory_limit}
 
     def query(
@@ -128,7 +129,7 @@ def partition_to_files(
     """Stream ``rows`` (alias ``b``) into ``parts`` groups of Parquet files under ``folder``
     by ``by`` (an SQL hash expression), so that each group can later be read alone: memory
     stays bounded by DuckDB's limit whatever the size of ``rows``. The files of each group."""
-    con = duckdb.connect(config={"threads": 2, "memory_limit": "4GB"})
+    con = duckdb.connect(config={"threads": THREADS, "memory_limit": MEMORY_LIMIT})
     target = str(folder).replace("'", "''")
     try:
         con.register("rows", rows)
@@ -151,7 +152,7 @@ def query_read_only(sql: str, tables: Mapping[str, Relation]) -> pa.Table:
     """Run one user SELECT over ``tables`` and nothing else: no file, network or extension
     access (``enable_external_access`` off), configuration locked, and any statement that is
     not a single SELECT (DDL, DML, COPY, ATTACH, SET, PRAGMA, INSTALL/LOAD, CALL) refused."""
-    con = duckdb.connect(config={"threads": 2, "memory_limit": "4GB"})
+    con = duckdb.connect(config={"threads": THREADS, "memory_limit": MEMORY_LIMIT})
     try:
         for name, table in tables.items():
             con.register(name, table)

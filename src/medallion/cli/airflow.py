@@ -26,7 +26,7 @@ def airflow_standalone(
     airflow_home: Annotated[
         Path | None,
         typer.Option(
-            "--airflow-home", help="Airflow's folder [env AIRFLOW_HOME, else <home>/airflow]."
+            "--airflow-home", help="Airflow's folder (env AIRFLOW_HOME, else <home>/airflow)."
         ),
     ] = None,
 ) -> None:

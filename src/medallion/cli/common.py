@@ -18,13 +18,13 @@ if TYPE_CHECKING:
 HomeOpt = Annotated[
     Path | None,
     typer.Option(
-        "--home", help="Folder of the embedded defaults [env MEDALLION_HOME].", show_default=False
+        "--home", help="Folder of the embedded defaults (env MEDALLION_HOME).", show_default=False
     ),
 ]
 SourceOpt = Annotated[
     str | None,
     typer.Option(
-        "--source-url", help="SQLite path or postgresql:// URL [env MEDALLION_SOURCE_URL]."
+        "--source-url", help="SQLite path or postgresql:// URL (env MEDALLION_SOURCE_URL)."
     ),
 ]
 STATE: dict[str, bool] = {"debug": False}
