@@ -93,12 +93,20 @@ def delete(settings: Settings, table: SourceTable, keys: Sequence[tuple[Any, ...
 
 
 def test_no_change_reads_no_key(settings: Settings) -> None:
-    seeded(settings)
+    """New keys alone: the fingerprint moved, no bucket differs (the new keys are candidates),
+    no key is read; then nothing changed: the fingerprint alone (no Bronze key read)."""
+    keys = seeded(settings)
+    with open_source(settings.source_location) as db:
+        db.upsert(CUSTOMERS, rows(CUSTOMERS, [("new",)], T0 + timedelta(days=1)))
     result, _ = run(settings, CUSTOMERS)
-    assert result.rows_written == 0
+    assert result.metrics["upserts"] == 1
     assert result.metrics["delete_buckets"] == BUCKETS
     assert result.metrics["delete_buckets_differing"] == 0
     assert result.metrics["delete_source_keys_read"] == 0
+    result, _ = run(settings, CUSTOMERS)
+    assert result.rows_written == 0
+    assert (result.metrics["delete_buckets"], compared(result)) == (0, 0)
+    assert result.metrics["delete_source_keys_read"] == len(keys) + 1
 
 
 def test_one_delete_reads_only_its_bucket(settings: Settings) -> None:

@@ -31,6 +31,7 @@ that commits nothing cannot record, so the comparison is made in full until the 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -57,7 +58,7 @@ SOURCE_KEYS = "source_keys"  # commit metadata: the fingerprint of the source ke
 class Reconciled:
     """The tombstones to append (None when none), what the comparison cost, and the
     fingerprint of the source key set that the table, once they are appended, holds no live
-    key outside of (None when the keys were compared by bucket)."""
+    key outside of (None when unknown)."""
 
     tombstones: pa.Table | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -82,17 +83,17 @@ def hard_deletes(
     after it.
     """
     keys = list(table.row_key)
-    source: pa.Table | None = None
-    shipped: str | None = None  # the fingerprint of ``source`` when it holds every key
+    source: pa.Table | None = None  # every source key, when they were shipped whole
+    shipped: str | None = None  # the fingerprint of the source keys
     recorded = _recorded_source_keys(bronze)
-    if low is not None and recorded is not None and _ships_keys(recorded, ctx.settings):
-        source = db.select(table, keys)
-        shipped = source_fingerprint(source, table)
+    if low is not None and recorded is not None:
+        source, shipped = _source_keys(db, table, whole=_ships_keys(recorded, ctx.settings))
         if shipped == recorded:  # the keys the last commit was reconciled with: none gone
-            return Reconciled(metrics=_metrics(0, [], source.num_rows, 0), source_keys=shipped)
+            read = int(shipped.split(":", 1)[0])
+            return Reconciled(metrics=_metrics(0, [], read, 0), source_keys=shipped)
     held = bronze.read([*keys, "_source_updated_at", "_ingested_at", "_op"])
     if held is None or held.num_rows == 0:  # nothing live; a first run lists every key
-        listed = source_fingerprint(candidates.select(keys), table) if low is None else None
+        listed = source_fingerprint([candidates.select(keys)], table) if low is None else None
         return Reconciled(source_keys=listed)
     live = _live_keys(held, table)
     buckets = bucket_count(live.num_rows, ctx.settings.hard_delete_bucket_rows)
@@ -101,16 +102,17 @@ def hard_deletes(
         differing = list(range(buckets))
         if source is None:  # without a window, the candidates are every source key
             source = candidates.select(keys) if low is None else db.select(table, keys)
-            shipped = source_fingerprint(source, table)
+            shipped = source_fingerprint([source], table)
         live_read = live
     else:
-        shipped = None
+        if shipped is None:
+            shipped = _source_keys(db, table, whole=False)[1]
         live = _hashed(live, table)
         differing = _differing_buckets(
             db, table, buckets, low=low, live=live, candidates=candidates
         )
         if not differing:
-            return Reconciled(metrics=_metrics(buckets, [], 0, 0))
+            return Reconciled(metrics=_metrics(buckets, [], 0, 0), source_keys=shipped)
         source = db.keys_in_buckets(table, buckets, differing)
         live_read = _in_buckets(live, buckets, differing)
     high = db.latest_update(table)
@@ -120,12 +122,27 @@ def hard_deletes(
     return Reconciled(gone if gone.num_rows else None, metrics, shipped)
 
 
-def source_fingerprint(source: pa.Table, table: SourceTable) -> str:
+def _source_keys(
+    db: SourceDatabase, table: SourceTable, *, whole: bool
+) -> tuple[pa.Table | None, str]:
+    """Every source key and their fingerprint; with ``whole`` False only the fingerprint,
+    the keys streamed through in batches (a large table's keys are never held at once)."""
+    keys = list(table.row_key)
+    if whole:
+        source = db.select(table, keys)
+        return source, source_fingerprint([source], table)
+    return None, source_fingerprint(db.select_batches(table, keys), table)
+
+
+def source_fingerprint(batches: Iterable[pa.Table | pa.RecordBatch], table: SourceTable) -> str:
     """The key count and a 128-bit sum of the keys' 64-bit DuckDB hashes: equal fingerprints
     are equal key sets (but for a chance of about 2^-64)."""
     sql = f"SELECT count(*) AS n, sum(hash({quoted_list(table.row_key)})::HUGEINT) AS s FROM k"
-    n, total = default_engine().query(sql, {"k": source}).to_pylist()[0].values()
-    return f"{n}:{total or 0}"
+    rows = total = 0
+    for batch in batches:
+        n, s = default_engine().query(sql, {"k": batch}).to_pylist()[0].values()
+        rows, total = rows + n, total + (s or 0)
+    return f"{rows}:{total}"
 
 
 def _small(keys: int, settings: Settings) -> bool:
