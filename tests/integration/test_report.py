@@ -288,3 +288,34 @@ def test_chromium_renders_the_report(home: Home, tmp_path: Path) -> None:
     assert dom.stdout.count("<svg") == 1 + sum(len(f.charts) for f in FIGURES)
     assert dom.stdout.count("<rect") > 50  # bars of the timeline and the charts
     assert dom.stdout.count("<table") >= 3 + len(FIGURES)
+
+
+def test_a_kept_answer_stands_until_a_table_it_reads_changes(
+    home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report's figures are answered from the answers kept beside the reports while no
+    table their query names changed rows; a table that moves makes its queries run again."""
+    from medallion.api import inspect
+    from medallion.gold.queries import named_query
+    from medallion.storage import Lake
+
+    settings = Settings(home=tmp_path / "home")
+    shutil.copytree(home.settings.home, settings.home)
+    shutil.rmtree(settings.reports_dir / ".answers", ignore_errors=True)
+    answers = {f.query: api.query(settings, f.query) for f in FIGURES}
+    ran: list[str] = []
+    real = inspect._answer
+    monkeypatch.setattr(inspect, "_answer", lambda q, h: ran.append(q) or real(q, h))
+    for name, answer in answers.items():
+        assert inspect.kept_query(settings, name).equals(answer)
+    assert len(ran) == len(FIGURES)  # first time: every query runs
+    ran.clear()
+    for name, answer in answers.items():
+        assert inspect.kept_query(settings, name).equals(answer)
+    assert ran == []  # nothing moved: every answer kept
+    Lake.from_settings(settings).table("gold", "fact_order").record({}, {"step": "test"})
+    for name in answers:
+        inspect.kept_query(settings, name)
+    texts = [named_query(f.query).sql for f in FIGURES]
+    reading = {t for t in texts if re.search(r"\bfact_order\b", t)}  # not fact_order_item
+    assert reading and set(ran) == reading
