@@ -28,6 +28,7 @@ from medallion.silver.partitions import groups, head, split_columns
 from medallion.silver.transform import (
     CONTENT_HASH,
     TOMBSTONE,
+    Validated,
     aggregate_geolocation,
     empty_silver_sql,
     geolocation_points,
@@ -112,25 +113,27 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake, t: _Tables) ->
     result = TaskResult(metrics=metrics)
     if fresh or retry is not None:
         rows = bronze if bronze is not None else empty_bronze(spec.bronze)
-        with tempfile.TemporaryDirectory(prefix=f"medallion-{spec.name}-") as folder:
-            parts: Iterable[tuple[pa.Table, pa.Table | None]] = [(rows, retry)]
-            if rest is not None:  # larger than one batch: validated group by group
-                expected = t.bronze.row_count() or ctx.settings.silver_batch_rows
+        if rest is None:
+            batch = _merge_batch(
+                ctx, spec, lake, t, [(rows, retry)], through=through, lookup=lookup, stage=None
+            )
+        else:  # larger than one batch: validated group by group, staged on local disk
+            metrics["batches_split"] = True
+            with tempfile.TemporaryDirectory(prefix=f"medallion-{spec.name}-") as folder:
                 parts = groups(
                     spec,
                     rows,
                     rest,
                     retry,
-                    expected_rows=expected,
+                    expected_rows=t.bronze.row_count() or ctx.settings.silver_batch_rows,
                     limit=ctx.settings.silver_batch_rows,
                     folder=Path(folder) / "bronze",
                     engine=engine,
                 )
-                metrics["batches_split"] = True
-            stage = Path(folder) / "merge" if rest is not None else None
-            batch = _merge_batch(
-                ctx, spec, lake, t, parts, through=through, lookup=lookup, stage=stage
-            )
+                stage = Path(folder) / "merge"
+                batch = _merge_batch(
+                    ctx, spec, lake, t, parts, through=through, lookup=lookup, stage=stage
+                )
         result = batch or result
     if relabel:  # after the batch: every row, deleted ones too, takes the labels in force now
         metrics["lookup_refreshed"] = _relabel(ctx, spec, t, lookup, engine)
@@ -141,11 +144,12 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake, t: _Tables) ->
 
 @dataclass
 class _Merged:
-    """What the groups of one batch gave: rows to write (tables, or staged files), rows to
-    quarantine, and the counts the reconciliation and the metrics need."""
+    """What the groups of one batch gave: rows to write (tables, or files staged on disk),
+    rows to quarantine, and the counts the reconciliation and the metrics need."""
 
     rows: list[pa.Table | Path] = field(default_factory=list)
     quarantine: list[pa.Table] = field(default_factory=list)
+    schema: pa.Schema | None = None
     read: int = 0
     fresh: int = 0
     sourced: int = 0  # rows to merge, tombstones included
@@ -155,14 +159,63 @@ class _Merged:
     still_held: int = 0
     warnings: dict[str, int] = field(default_factory=dict)
 
-    def reader(self, schema: pa.Schema) -> pa.RecordBatchReader:
+    def add(self, batch: Validated, bronze: pa.Table, retry: pa.Table | None) -> None:
+        retried = retry.num_rows if retry is not None else 0
+        self.quarantine.append(batch.quarantine)
+        self.read += bronze.num_rows + retried
+        self.fresh += bronze.num_rows
+        self.retried += retried
+        self.superseded += batch.superseded
+        self.still_held += batch.still_held
+        for rule, n in batch.warnings.items():
+            self.warnings[rule] = self.warnings.get(rule, 0) + n
+
+    def source(self) -> pa.Table | pa.RecordBatchReader:
+        """The rows to write: the one table, or a stream over the groups."""
+        assert self.schema is not None
+        if len(self.rows) == 1 and isinstance(self.rows[0], pa.Table):
+            return self.rows[0]
+
         def batches() -> Iterator[pa.RecordBatch]:
             for part in self.rows:
                 yield from (
                     part if isinstance(part, pa.Table) else pq.read_table(part)
                 ).to_batches()
 
-        return pa.RecordBatchReader.from_batches(schema, batches())
+        return pa.RecordBatchReader.from_batches(self.schema, batches())
+
+
+def _validated(
+    ctx: RunContext,
+    spec: SilverTable,
+    lake: Lake,
+    t: _Tables,
+    parts: Iterable[tuple[pa.Table, pa.Table | None]],
+    *,
+    lookup: pa.Table | None,
+    stage: Path | None,
+) -> _Merged:
+    """Each group validated, its rows to write kept (or staged in ``stage``), counts added."""
+    engine = default_engine()
+    refs = {r.table: _read_keys(lake, r.table, r.key) for r in spec.references}
+    existing = _existing_content(t.target, spec)
+    merged = _Merged()
+    for number, (bronze, retry) in enumerate(parts):
+        batch = validate(spec, bronze, refs, lookup, engine=engine, existing=existing, retry=retry)
+        merged.add(batch, bronze, retry)
+        source = _stamp(batch.merge, ctx)
+        merged.sourced += source.num_rows
+        if ctx.full_refresh or not t.target.exists:  # a new table: no row for a tombstone
+            source = source.filter(pc.invert(source[TOMBSTONE])).drop_columns([TOMBSTONE])
+        merged.written += source.num_rows
+        merged.schema = source.schema
+        if stage is None:
+            merged.rows.append(source)
+            continue
+        stage.mkdir(parents=True, exist_ok=True)
+        pq.write_table(source, stage / f"{number}.parquet")
+        merged.rows.append(stage / f"{number}.parquet")
+    return merged
 
 
 def _merge_batch(
@@ -177,51 +230,25 @@ def _merge_batch(
     stage: Path | None,
 ) -> TaskResult | None:
     """Validate, quarantine and write one batch of Bronze rows (and retried quarantined rows)
-    given in ``parts`` (groups of keys; their merge rows staged in ``stage`` when given): the
-    quarantine first, then the table, each in one commit. None when only retried rows came and
-    all still wait for their parents."""
-    engine = default_engine()
-    refs = {r.table: _read_keys(lake, r.table, r.key) for r in spec.references}
-    existing = _existing_content(t.target, spec)
-    whole = ctx.full_refresh or not t.target.exists
-    merged = _Merged()
-    schema = None
-    for number, (bronze, retry) in enumerate(parts):
-        batch = validate(spec, bronze, refs, lookup, engine=engine, existing=existing, retry=retry)
-        source = _stamp(batch.merge, ctx)
-        merged.sourced += source.num_rows
-        if whole:  # a new table holds no row for a tombstone to delete
-            source = source.filter(pc.invert(source[TOMBSTONE])).drop_columns([TOMBSTONE])
-        merged.written += source.num_rows
-        schema = source.schema
-        if stage is not None:
-            stage.mkdir(parents=True, exist_ok=True)
-            pq.write_table(source, stage / f"{number}.parquet")
-        merged.rows.append(source if stage is None else stage / f"{number}.parquet")
-        merged.quarantine.append(batch.quarantine)
-        retried = retry.num_rows if retry is not None else 0
-        merged.read += bronze.num_rows + retried
-        merged.fresh += bronze.num_rows
-        merged.retried += retried
-        merged.superseded += batch.superseded
-        merged.still_held += batch.still_held
-        for rule, n in batch.warnings.items():
-            merged.warnings[rule] = merged.warnings.get(rule, 0) + n
-    if schema is None or (merged.fresh == 0 and merged.sourced == 0):
+    given in ``parts`` (groups of keys; their rows to write staged in ``stage`` when given):
+    the quarantine first, then the table, each in one commit. None when only retried rows came
+    and all still wait for their parents."""
+    merged = _validated(ctx, spec, lake, t, parts, lookup=lookup, stage=stage)
+    if merged.schema is None or (merged.fresh == 0 and merged.sourced == 0):
         return None
     rejected = pa.concat_tables(merged.quarantine)
     quarantined = _quarantine(ctx, t.quarantine, spec.name, rejected, through)
     transactions = {app_id(LAYER, spec.name): through}
     meta = {"run_id": ctx.run_id, "step": LAYER, "table": spec.name, "bronze_version": through}
-    if whole:
+    if ctx.full_refresh or not t.target.exists:
         transactions |= _lookup_txn(spec, t)  # labelled from the lookup as it is now
         version = t.target.overwrite(
-            merged.reader(schema), transactions=transactions, metadata=meta, configuration=CDF
+            merged.source(), transactions=transactions, metadata=meta, configuration=CDF
         )
         result = MergeResult(version, merged.sourced, merged.written, 0, 0, 0, 0)
     else:
         result = t.target.merge(
-            merged.reader(schema), _merge_plan(spec), transactions=transactions, metadata=meta
+            merged.source(), _merge_plan(spec), transactions=transactions, metadata=meta
         )
     crash_point("silver.after_commit")
     changed = result.inserted + result.updated
