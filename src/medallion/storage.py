@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 from urllib.parse import urlsplit
@@ -298,7 +298,7 @@ class DeltaHandle:
         with_commit_version: bool = False,
     ) -> tuple[pa.RecordBatchReader | None, int | None]:
         """:meth:`changes` as a stream of batches, for change sets too large to hold at once
-        (reading it may raise what :meth:`changes` raises as a StorageError)."""
+        (a failed read raises a StorageError as :meth:`changes` does)."""
         dt = self._dt
         if dt is None:
             return None, None
@@ -313,10 +313,16 @@ class DeltaHandle:
             raise _failure("read changes of", self.uri, exc, self.lake.storage_options) from exc
         wanted = {"_change_type": with_change_type, "_commit_version": with_commit_version}
         keep = [n for n in reader.schema.names if wanted.get(n, not n.startswith("_commit_"))]
-        if keep == reader.schema.names:
-            return reader, current
         schema = pa.schema([reader.schema.field(n) for n in keep])
-        return pa.RecordBatchReader.from_batches(schema, (b.select(keep) for b in reader)), current
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                for batch in reader:
+                    yield batch.select(keep)
+            except (DeltaError, OSError, pa.ArrowException) as exc:
+                raise _failure("read changes of", self.uri, exc, self.lake.storage_options) from exc
+
+        return pa.RecordBatchReader.from_batches(schema, batches()), current
 
     def feed(self, after_version: int | None) -> Changes | None:
         """The rows this snapshot gained and lost after ``after_version`` (all rows gained when
