@@ -1,0 +1,23 @@
+"""The Delta table handle: reading a change stream whose files are gone fails in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from medallion.errors import StorageError
+from medallion.storage import CDF, Lake
+
+
+def test_a_change_stream_whose_files_are_gone_raises_a_storage_error(tmp_path: Path) -> None:
+    handle = Lake(str(tmp_path / "lake")).table("silver", "t")
+    rows = pa.table({"k": ["a", "b"]})
+    handle.append(rows, transactions={}, expected={}, metadata={}, configuration=CDF)
+    for data in (tmp_path / "lake" / "silver" / "t").glob("*.parquet"):
+        data.unlink()  # as a vacuum with too short a retention would
+    with pytest.raises(StorageError, match="read changes of"):
+        reader, _ = handle.change_reader(None)
+        assert reader is not None
+        reader.read_all()
