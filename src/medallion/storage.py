@@ -281,12 +281,7 @@ class DeltaHandle:
             with_change_type=with_change_type,
             with_commit_version=with_commit_version,
         )
-        if reader is None:
-            return None, current
-        try:
-            return reader.read_all(), current
-        except (DeltaError, OSError, pa.ArrowException) as exc:
-            raise _failure("read changes of", self.uri, exc, self.lake.storage_options) from exc
+        return (None if reader is None else reader.read_all()), current
 
     def change_reader(
         self,
