@@ -19,11 +19,12 @@ evaluates the hash at about a microsecond per character call; measured at scale 
 order_items' keys took 0.06 s and summarising them 0.2-0.46 s).
 
 The Bronze side is recomputed from the Bronze key columns (a Parquet read and one DuckDB
-query, no source traffic) unless the source keys did not move. When every source key was
-shipped, their fingerprint (count and hash sum, :func:`source_fingerprint`) is recorded in
+query, no source traffic) unless the source keys did not move. Every reconciliation also
+fingerprints every source key (count and hash sum, :func:`source_fingerprint`; a large
+table's keys are streamed through in batches, never held) and the fingerprint is recorded in
 the metadata of the commit the reconciliation ends in: that version holds no live key outside
 that key set (its tombstones appended, its new rows listed from the source before the keys
-were read). A later run whose shipped keys have the same fingerprint, while that commit is
+were read). A later run whose source keys have the same fingerprint, while that commit is
 still the table's latest data commit, finds nothing gone without reading Bronze; a run that
 changes rows without changing the key set (updates, soft deletes) records it again. A run
 that commits nothing cannot record, so the comparison is made in full until the next commit.
@@ -49,8 +50,6 @@ from medallion.sql import quote, quoted_list
 from medallion.storage import DeltaHandle
 
 OP_UPSERT, OP_DELETE = "upsert", "delete"
-
-
 SOURCE_KEYS = "source_keys"  # commit metadata: the fingerprint of the source keys reconciled
 
 
