@@ -93,20 +93,31 @@ def delete(settings: Settings, table: SourceTable, keys: Sequence[tuple[Any, ...
 
 
 def test_no_change_reads_no_key(settings: Settings) -> None:
-    """New keys alone: the fingerprint moved, no bucket differs (the new keys are candidates),
-    no key is read; then nothing changed: the fingerprint alone (no Bronze key read)."""
+    """New keys alone move the fingerprint by exactly themselves: nothing compared. A
+    soft-deleted key hard-deleted later moves it otherwise: buckets compared, none differs
+    (the key is live on neither side), no key read; with no commit to record the new key set,
+    the next run compares the buckets again."""
     keys = seeded(settings)
     with open_source(settings.source_location) as db:
         db.upsert(CUSTOMERS, rows(CUSTOMERS, [("new",)], T0 + timedelta(days=1)))
     result, _ = run(settings, CUSTOMERS)
     assert result.metrics["upserts"] == 1
-    assert result.metrics["delete_buckets"] == BUCKETS
-    assert result.metrics["delete_buckets_differing"] == 0
-    assert result.metrics["delete_source_keys_read"] == 0
-    result, _ = run(settings, CUSTOMERS)
-    assert result.rows_written == 0
     assert (result.metrics["delete_buckets"], compared(result)) == (0, 0)
-    assert result.metrics["delete_source_keys_read"] == len(keys) + 1
+    t2 = T0 + timedelta(days=2)
+    soft = rows(CUSTOMERS, [keys[4]], t2).set_column(
+        len(CUSTOMERS.all_columns) - 1, "deleted_at", pa.array([t2], pa.timestamp("us"))
+    )
+    with open_source(settings.source_location) as db:
+        db.upsert(CUSTOMERS, soft)
+    result, _ = run(settings, CUSTOMERS)
+    assert (result.metrics["soft_deletes"], compared(result)) == (1, 0)
+    delete(settings, CUSTOMERS, [keys[4]])
+    for _ in range(2):
+        result, _ = run(settings, CUSTOMERS)
+        assert result.rows_written == 0
+        assert result.metrics["delete_buckets"] == BUCKETS
+        assert result.metrics["delete_buckets_differing"] == 0
+        assert result.metrics["delete_source_keys_read"] == 0
 
 
 def test_one_delete_reads_only_its_bucket(settings: Settings) -> None:
@@ -265,3 +276,20 @@ def test_keys_that_move_without_a_commit_are_compared_every_run(shipping: Settin
     assert (result.metrics["upserts"], compared(result)) == (1, len(keys) - 1)
     result, _ = run(shipping, CUSTOMERS)
     assert compared(result) == 0
+
+
+def test_new_keys_alone_read_no_bronze_key_and_a_delete_beside_them_is_found(
+    shipping: Settings,
+) -> None:
+    keys = seeded(shipping)
+    with open_source(shipping.source_location) as db:
+        db.upsert(CUSTOMERS, rows(CUSTOMERS, [("new1",), ("new2",)], T0 + timedelta(days=1)))
+    result, _ = run(shipping, CUSTOMERS)
+    assert (result.metrics["upserts"], compared(result)) == (2, 0)
+    with open_source(shipping.source_location) as db:
+        db.upsert(CUSTOMERS, rows(CUSTOMERS, [("new3",)], T0 + timedelta(days=2)))
+    delete(shipping, CUSTOMERS, [keys[6]])
+    result, run_id = run(shipping, CUSTOMERS)
+    assert tombstones(shipping, CUSTOMERS, run_id) == {(keys[6][0], T0 + timedelta(days=2))}
+    assert result.metrics["upserts"] == 1
+    assert compared(result) == len(keys) + 2

@@ -25,8 +25,11 @@ table's keys are streamed through in batches, never held) and the fingerprint is
 the metadata of the commit the reconciliation ends in: that version holds no live key outside
 that key set (its tombstones appended, its new rows listed from the source before the keys
 were read). A later run whose source keys have the same fingerprint, while that commit is
-still the table's latest data commit, finds nothing gone without reading Bronze; a run that
-changes rows without changing the key set (updates, soft deletes) records it again. A run
+still the table's latest data commit, finds nothing gone without reading Bronze, and so does
+a run whose fingerprint is the recorded one plus the candidate keys Bronze never held (new
+keys; whatever set that lookup returns, equal fingerprints mean equal key sets, so a wrong
+lookup can only cost a full comparison). A run that changes rows without changing the key set
+(updates, soft deletes) records it again. A run
 that commits nothing cannot record, so the comparison is made in full until the next commit.
 """
 
@@ -87,7 +90,11 @@ def hard_deletes(
     recorded = _recorded_source_keys(bronze)
     if low is not None and recorded is not None:
         source, shipped = _source_keys(db, table, whole=_ships_keys(recorded, ctx.settings))
-        if shipped == recorded:  # the keys the last commit was reconciled with: none gone
+        # the keys the last commit was reconciled with, or those and keys Bronze never held
+        # (new keys): none gone
+        if shipped == recorded or shipped == _plus(
+            recorded, _never_held(bronze, table, candidates), table
+        ):
             read = int(shipped.split(":", 1)[0])
             return Reconciled(metrics=_metrics(0, [], read, 0), source_keys=shipped)
     held = bronze.read([*keys, "_source_updated_at", "_ingested_at", "_op"])
@@ -142,6 +149,28 @@ def source_fingerprint(batches: Iterable[pa.Table | pa.RecordBatch], table: Sour
         n, s = default_engine().query(sql, {"k": batch}).to_pylist()[0].values()
         rows, total = rows + n, total + (s or 0)
     return f"{rows}:{total}"
+
+
+def _never_held(bronze: DeltaHandle, table: SourceTable, candidates: pa.Table) -> pa.Table:
+    """The candidate keys of which Bronze holds no row at all (new keys), found by reading
+    only the Bronze rows whose first key column is a candidate's."""
+    keys = list(table.row_key)
+    wanted = default_engine().query(
+        f"SELECT DISTINCT {quoted_list(keys)} FROM c", {"c": candidates}
+    )
+    held = bronze.read_matching(keys[0], wanted[keys[0]], columns=keys)
+    if held is None or held.num_rows == 0:
+        return wanted
+    on = " AND ".join(f"w.{quote(k)} IS NOT DISTINCT FROM h.{quote(k)}" for k in keys)
+    sql = f"SELECT w.* FROM wanted w WHERE NOT EXISTS (SELECT 1 FROM held h WHERE {on})"
+    return default_engine().query(sql, {"wanted": wanted, "held": held})
+
+
+def _plus(recorded: str, added: pa.Table, table: SourceTable) -> str:
+    """The fingerprint of the recorded key set with the ``added`` keys (none of them in it)."""
+    n, total = (int(x) for x in recorded.split(":", 1))
+    more, extra = (int(x) for x in source_fingerprint([added], table).split(":", 1))
+    return f"{n + more}:{total + extra}"
 
 
 def _small(keys: int, settings: Settings) -> bool:
