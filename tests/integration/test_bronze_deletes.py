@@ -87,6 +87,13 @@ def seeded(settings: Settings, n: int = 40) -> list[tuple[str]]:
     return keys
 
 
+def soft_deleted(keys: Sequence[tuple[str]], at: datetime) -> pa.Table:
+    """Customers with these keys soft-deleted (``deleted_at``) at ``at``."""
+    data = rows(CUSTOMERS, keys, at)
+    column = data.schema.get_field_index("deleted_at")
+    return data.set_column(column, "deleted_at", pa.array([at] * len(keys), pa.timestamp("us")))
+
+
 def delete(settings: Settings, table: SourceTable, keys: Sequence[tuple[Any, ...]]) -> None:
     with open_source(settings.source_location) as db:
         db.delete_rows(table, rows(table, keys, T0).select(list(table.row_key)))
@@ -104,9 +111,7 @@ def test_no_change_reads_no_key(settings: Settings) -> None:
     assert result.metrics["upserts"] == 1
     assert (result.metrics["delete_buckets"], compared(result)) == (0, 0)
     t2 = T0 + timedelta(days=2)
-    soft = rows(CUSTOMERS, [keys[4]], t2).set_column(
-        len(CUSTOMERS.all_columns) - 1, "deleted_at", pa.array([t2], pa.timestamp("us"))
-    )
+    soft = soft_deleted([keys[4]], t2)
     with open_source(settings.source_location) as db:
         db.upsert(CUSTOMERS, soft)
     result, _ = run(settings, CUSTOMERS)
@@ -168,9 +173,7 @@ def test_reinsert_and_soft_delete_keep_their_meaning(settings: Settings) -> None
     keys = seeded(settings)
     t1 = T0 + timedelta(days=1)
     delete(settings, CUSTOMERS, [keys[1]])
-    soft = rows(CUSTOMERS, [keys[2]], t1).set_column(
-        len(CUSTOMERS.all_columns) - 1, "deleted_at", pa.array([t1], pa.timestamp("us"))
-    )
+    soft = soft_deleted([keys[2]], t1)
     with open_source(settings.source_location) as db:
         db.upsert(CUSTOMERS, soft)
     _, run_id = run(settings, CUSTOMERS)
@@ -258,9 +261,7 @@ def test_keys_that_move_without_a_commit_are_compared_every_run(shipping: Settin
     commit to record them in, each run compares again (and finds nothing) until one commits."""
     keys = seeded(shipping)
     t1 = T0 + timedelta(days=1)
-    soft = rows(CUSTOMERS, [keys[2]], t1).set_column(
-        len(CUSTOMERS.all_columns) - 1, "deleted_at", pa.array([t1], pa.timestamp("us"))
-    )
+    soft = soft_deleted([keys[2]], t1)
     with open_source(shipping.source_location) as db:
         db.upsert(CUSTOMERS, soft)
     result, _ = run(shipping, CUSTOMERS)

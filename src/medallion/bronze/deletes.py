@@ -29,8 +29,8 @@ still the table's latest data commit, finds nothing gone without reading Bronze,
 a run whose fingerprint is the recorded one plus the candidate keys Bronze never held (new
 keys; whatever set that lookup returns, equal fingerprints mean equal key sets, so a wrong
 lookup can only cost a full comparison). A run that changes rows without changing the key set
-(updates, soft deletes) records it again. A run
-that commits nothing cannot record, so the comparison is made in full until the next commit.
+(updates, soft deletes) records it again. A run that commits nothing cannot record, so the
+comparison is made in full until the next commit.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -56,6 +56,34 @@ OP_UPSERT, OP_DELETE = "upsert", "delete"
 SOURCE_KEYS = "source_keys"  # commit metadata: the fingerprint of the source keys reconciled
 
 
+class KeyPrint(NamedTuple):
+    """A key set's fingerprint: how many keys, and the 128-bit sum of their 64-bit DuckDB
+    hashes. Equal fingerprints are equal key sets (but for a chance of about 2^-64); recorded
+    as ``"count:sum"``."""
+
+    keys: int
+    total: int
+
+    @property
+    def text(self) -> str:
+        return f"{self.keys}:{self.total}"
+
+    @classmethod
+    def parse(cls, text: object) -> KeyPrint | None:
+        """The fingerprint recorded as ``text``; None when it is not one."""
+        if not isinstance(text, str):
+            return None
+        keys, _, total = text.partition(":")
+        try:
+            return cls(int(keys), int(total))
+        except ValueError:
+            return None
+
+    def plus(self, other: KeyPrint) -> KeyPrint:
+        """The fingerprint of the union of two disjoint key sets."""
+        return KeyPrint(self.keys + other.keys, self.total + other.total)
+
+
 @dataclass
 class Reconciled:
     """The tombstones to append (None when none), what the comparison cost, and the
@@ -64,7 +92,7 @@ class Reconciled:
 
     tombstones: pa.Table | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
-    source_keys: str | None = None
+    source_keys: KeyPrint | None = None
 
 
 def hard_deletes(
@@ -86,17 +114,16 @@ def hard_deletes(
     """
     keys = list(table.row_key)
     source: pa.Table | None = None  # every source key, when they were shipped whole
-    shipped: str | None = None  # the fingerprint of the source keys
+    shipped: KeyPrint | None = None  # the fingerprint of the source keys
     recorded = _recorded_source_keys(bronze)
     if low is not None and recorded is not None:
-        source, shipped = _source_keys(db, table, whole=_ships_keys(recorded, ctx.settings))
+        source, shipped = _source_keys(db, table, whole=_small(recorded.keys, ctx.settings))
         # the keys the last commit was reconciled with, or those and keys Bronze never held
         # (new keys): none gone
-        if shipped == recorded or shipped == _plus(
-            recorded, _never_held(bronze, table, candidates), table
+        if shipped == recorded or shipped == recorded.plus(
+            source_fingerprint([_never_held(bronze, table, candidates)], table)
         ):
-            read = int(shipped.split(":", 1)[0])
-            return Reconciled(metrics=_metrics(0, [], read, 0), source_keys=shipped)
+            return Reconciled(metrics=_metrics(0, [], shipped.keys, 0), source_keys=shipped)
     held = bronze.read([*keys, "_source_updated_at", "_ingested_at", "_op"])
     if held is None or held.num_rows == 0:  # nothing live; a first run lists every key
         listed = source_fingerprint([candidates.select(keys)], table) if low is None else None
@@ -130,7 +157,7 @@ def hard_deletes(
 
 def _source_keys(
     db: SourceDatabase, table: SourceTable, *, whole: bool
-) -> tuple[pa.Table | None, str]:
+) -> tuple[pa.Table | None, KeyPrint]:
     """Every source key and their fingerprint; with ``whole`` False only the fingerprint,
     the keys streamed through in batches (a large table's keys are never held at once)."""
     keys = list(table.row_key)
@@ -140,15 +167,16 @@ def _source_keys(
     return None, source_fingerprint(db.select_batches(table, keys), table)
 
 
-def source_fingerprint(batches: Iterable[pa.Table | pa.RecordBatch], table: SourceTable) -> str:
-    """The key count and a 128-bit sum of the keys' 64-bit DuckDB hashes: equal fingerprints
-    are equal key sets (but for a chance of about 2^-64)."""
+def source_fingerprint(
+    batches: Iterable[pa.Table | pa.RecordBatch], table: SourceTable
+) -> KeyPrint:
+    """The fingerprint of the row keys in ``batches`` (summed batch by batch)."""
     sql = f"SELECT count(*) AS n, sum(hash({quoted_list(table.row_key)})::HUGEINT) AS s FROM k"
-    rows = total = 0
+    fingerprint = KeyPrint(0, 0)
     for batch in batches:
         n, s = default_engine().query(sql, {"k": batch}).to_pylist()[0].values()
-        rows, total = rows + n, total + (s or 0)
-    return f"{rows}:{total}"
+        fingerprint = fingerprint.plus(KeyPrint(n, s or 0))
+    return fingerprint
 
 
 def _never_held(bronze: DeltaHandle, table: SourceTable, candidates: pa.Table) -> pa.Table:
@@ -166,29 +194,16 @@ def _never_held(bronze: DeltaHandle, table: SourceTable, candidates: pa.Table) -
     return default_engine().query(sql, {"wanted": wanted, "held": held})
 
 
-def _plus(recorded: str, added: pa.Table, table: SourceTable) -> str:
-    """The fingerprint of the recorded key set with the ``added`` keys (none of them in it)."""
-    n, total = (int(x) for x in recorded.split(":", 1))
-    more, extra = (int(x) for x in source_fingerprint([added], table).split(":", 1))
-    return f"{n + more}:{total + extra}"
-
-
 def _small(keys: int, settings: Settings) -> bool:
     """Whether a table of ``keys`` keys ships them all rather than comparing by bucket."""
     buckets = bucket_count(keys, settings.hard_delete_bucket_rows)
     return buckets == 1 or keys <= settings.hard_delete_buckets_above
 
 
-def _ships_keys(fingerprint: str, settings: Settings) -> bool:
-    """Whether the key set a fingerprint describes is small enough to ship whole."""
-    return _small(int(fingerprint.split(":", 1)[0]), settings)
-
-
-def _recorded_source_keys(bronze: DeltaHandle) -> str | None:
+def _recorded_source_keys(bronze: DeltaHandle) -> KeyPrint | None:
     """The source fingerprint the latest data commit recorded (None: none recorded)."""
     commit = bronze.data_commit()
-    value = None if commit is None else commit.get(SOURCE_KEYS)
-    return value if isinstance(value, str) else None
+    return None if commit is None else KeyPrint.parse(commit.get(SOURCE_KEYS))
 
 
 def _metrics(

@@ -146,7 +146,7 @@ def _extract(
             "watermark_from": _iso(previous),
             "watermark_to": _iso(watermark),
             "rows": n_new + n_dead,  # as listed: the commit's own metrics count the rows written
-            **({SOURCE_KEYS: reconciled.source_keys} if reconciled.source_keys else {}),
+            **({SOURCE_KEYS: reconciled.source_keys.text} if reconciled.source_keys else {}),
         },
         evolve_schema=bool(drift.new_columns),
         configuration=CDF,

@@ -150,7 +150,6 @@ class _Merged:
     rows: list[pa.Table | Path] = field(default_factory=list)
     quarantine: list[pa.Table] = field(default_factory=list)
     schema: pa.Schema | None = None
-    read: int = 0
     fresh: int = 0
     sourced: int = 0  # rows to merge, tombstones included
     written: int = 0  # rows to write (a new table's without its tombstones)
@@ -162,13 +161,17 @@ class _Merged:
     def add(self, batch: Validated, bronze: pa.Table, retry: pa.Table | None) -> None:
         retried = retry.num_rows if retry is not None else 0
         self.quarantine.append(batch.quarantine)
-        self.read += bronze.num_rows + retried
         self.fresh += bronze.num_rows
         self.retried += retried
         self.superseded += batch.superseded
         self.still_held += batch.still_held
         for rule, n in batch.warnings.items():
             self.warnings[rule] = self.warnings.get(rule, 0) + n
+
+    @property
+    def read(self) -> int:
+        """Rows read: the Bronze rows and the retried quarantined ones."""
+        return self.fresh + self.retried
 
     def source(self) -> pa.Table | pa.RecordBatchReader:
         """The rows to write: the one table, or a stream over the groups."""
