@@ -14,7 +14,7 @@ BENCH_VENV := .venv-bench
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,kafka,s3,export,airflow]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,kafka,s3,export,airflow,spark]"
 	touch $(STAMP)
 
 demo: $(STAMP)  ## generate scale-$(SCALE) data and run the whole pipeline on embedded defaults

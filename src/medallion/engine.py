@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from medallion.errors import EngineError, ReadOnlyError
+from medallion.settings import Settings
 
 THREADS, MEMORY_LIMIT = 2, "4GB"  # per DuckDB connection (beyond it DuckDB spills what it can)
 # what a query reads: an Arrow table, or a lazy dataset of which it scans only what it needs
@@ -175,3 +176,17 @@ def query_read_only(sql: str, tables: Mapping[str, Relation]) -> pa.Table:
 @cache
 def default_engine() -> Engine:
     return DuckDBEngine()
+
+
+def engine_for(settings: Settings) -> Engine:
+    """The engine the settings name: DuckDB in this process, or a Spark Connect server."""
+    if settings.engine == "spark":
+        return _spark_engine(settings.spark_connect_url)
+    return default_engine()
+
+
+@cache
+def _spark_engine(url: str) -> Engine:
+    from medallion.spark_engine import SparkEngine  # pyspark only when asked for
+
+    return SparkEngine(url)

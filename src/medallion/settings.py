@@ -85,6 +85,16 @@ class Settings(BaseSettings):
         description="evaluate each check in full every N runs (0: only on its first run)",
     )
     storage_options: dict[str, SecretStr] = Field(default_factory=dict)
+    engine: Literal["duckdb", "spark"] = Field(
+        default="duckdb", description="runs Silver, Gold and the checks: duckdb or spark"
+    )
+    spark_remote: str = Field(
+        default="sc://127.0.0.1:15002", description="the Spark Connect server of engine = spark"
+    )
+    spark_token: SecretStr | None = Field(
+        default=None, description="bearer token for the Spark Connect server (implies TLS)"
+    )
+    spark_tls: bool = Field(default=False, description="TLS to the Spark Connect server")
     discord_webhook_url: SecretStr | None = None
     slack_webhook_url: SecretStr | None = None
     webhook_url: SecretStr | None = None
@@ -159,6 +169,23 @@ class Settings(BaseSettings):
         if value and not re.match(r"https?://[^\s/]+", value):
             raise ValueError("must be an http:// or https:// URL, e.g. http://127.0.0.1:8080")
         return value.rstrip("/")
+
+    @field_validator("spark_remote", mode="after")
+    @classmethod
+    def _spark_url(cls, value: str) -> str:
+        if not re.match(r"sc://[^\s/:;]+(:\d+)?/?$", value):
+            raise ValueError("must be sc://host:port, e.g. sc://127.0.0.1:15002")
+        return value.rstrip("/")
+
+    @property
+    def spark_connect_url(self) -> str:
+        """``spark_remote`` with the client options Spark Connect reads from its URL."""
+        options = []
+        if self.spark_tls:
+            options.append("use_ssl=true")
+        if self.spark_token is not None:
+            options.append(f"token={self.spark_token.get_secret_value()}")
+        return ";".join([f"{self.spark_remote}/", *options]) if options else self.spark_remote
 
     @classmethod
     def settings_customise_sources(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
@@ -51,6 +53,28 @@ _COUNTED: dict[str, dict[str, str]] = {
 _CHANGE_TYPES = ("insert", "delete", "update_preimage", "update_postimage")
 ADDED = ("insert", "update_postimage")  # change types that bring a row into the table
 _TEXT = (pa.string(), pa.large_string(), pa.string_view())
+
+# the lake table and version of each recent lazy scan, so that an engine running elsewhere (a
+# Spark Connect server) reads the table from the lake instead of through this process
+_SCANS: OrderedDict[int, tuple[pads.Dataset, str, int]] = OrderedDict()
+_SCANS_KEPT = 512
+_SCANS_LOCK = threading.Lock()
+
+
+def _remember_scan(dataset: pads.Dataset, uri: str, version: int) -> None:
+    with _SCANS_LOCK:  # the entry holds the dataset, so its id is not reused while kept
+        _SCANS[id(dataset)] = (dataset, uri, version)
+        while len(_SCANS) > _SCANS_KEPT:
+            _SCANS.popitem(last=False)
+
+
+def scan_location(dataset: pads.Dataset) -> tuple[str, int] | None:
+    """The lake table URI and version a lazy scan of :meth:`DeltaHandle.relation` reads."""
+    with _SCANS_LOCK:
+        kept = _SCANS.get(id(dataset))
+    return (kept[1], kept[2]) if kept is not None and kept[0] is dataset else None
+
+
 Rows: TypeAlias = "pa.RecordBatchReader | pa.Table"
 
 
@@ -247,9 +271,11 @@ class DeltaHandle:
         if dt is None:
             return None
         try:
-            return dt.to_pyarrow_dataset(schema=_with_string_views(dt) if views else None)
+            dataset = dt.to_pyarrow_dataset(schema=_with_string_views(dt) if views else None)
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("read", self.uri, exc, self.lake.storage_options) from exc
+        _remember_scan(dataset, self.uri, dt.version())
+        return dataset
 
     @property
     def has_change_feed(self) -> bool:

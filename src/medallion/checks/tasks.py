@@ -10,7 +10,7 @@ from medallion.audit import AuditStore
 from medallion.checks.declared import declared_checks
 from medallion.checks.kinds import LAYER, Check, CheckStatus
 from medallion.checks.runner import CheckRunner
-from medallion.engine import default_engine
+from medallion.engine import engine_for
 from medallion.errors import CheckFailed, ConfigError
 from medallion.runner import RunContext, Task, TaskResult
 from medallion.settings import Settings
@@ -69,7 +69,8 @@ def run_table_checks(ctx: RunContext, layer: str, table: str) -> TaskResult:
     """Evaluate one table's checks; the task reports the rows of table data they read and
     how many were evaluated in full, incrementally, or stood unchanged."""
     grouped = checks_by_table(ctx.settings)
-    with AuditStore(ctx.settings.audit_location) as audit, default_engine().session() as engine:
+    engines = engine_for(ctx.settings)
+    with AuditStore(ctx.settings.audit_location) as audit, engines.session() as engine:
         runner = CheckRunner(ctx, engine)
         results = runner.run(grouped.get((layer, table), []), audit)
     failed = [r.check.name for r in results if r.status is CheckStatus.FAIL]

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from medallion.audit import table_lease
 from medallion.catalog import SOURCE_TABLES, SourceTable, TableRef, empty_bronze, silver_ref
-from medallion.engine import Engine, Relation, default_engine
+from medallion.engine import Engine, Relation, default_engine, engine_for
 from medallion.errors import MedallionError
 from medallion.gold.dimensions import (
     build_scd2,
@@ -71,7 +71,7 @@ def build_table(ctx: RunContext, table: GoldTable) -> TaskResult:
     """Rebuild or extend one Gold table if any of its inputs moved; the task function."""
     lake = Lake.from_settings(ctx.settings)
     with table_lease(ctx.settings, lake.table_uri(LAYER, table.name), ctx.run_id):
-        return _build(ctx, table, lake, default_engine())
+        return _build(ctx, table, lake, engine_for(ctx.settings))
 
 
 def _open_inputs(lake: Lake, table: GoldTable) -> dict[TableRef, DeltaHandle]:

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from medallion.audit import table_lease
 from medallion.catalog import empty_bronze, source_table
-from medallion.engine import Engine, default_engine
+from medallion.engine import Engine, default_engine, engine_for
 from medallion.errors import MedallionError, ReconciliationError
 from medallion.faults import crash_point
 from medallion.runner import Layer, RunContext, Task, TaskResult, per_table
@@ -102,7 +102,7 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake, t: _Tables) ->
     reader, through = t.bronze.change_reader(before)
     limit = ctx.settings.silver_batch_rows if split_columns(spec) else sys.maxsize
     bronze, rest = head(reader, limit) if reader is not None else (None, None)
-    engine = default_engine()
+    engine = engine_for(ctx.settings)
     lookup = _live_lookup(t, spec)
     relabel = not ctx.full_refresh and t.target.exists and _lookup_moved(spec, t)
     retry = None if ctx.full_refresh else _retry_candidates(spec, t, engine)
@@ -199,7 +199,7 @@ def _validated(
     stage: Path | None,
 ) -> _Merged:
     """Each group validated, its rows to write kept (or staged in ``stage``), counts added."""
-    engine = default_engine()
+    engine = engine_for(ctx.settings)
     refs = {r.table: _read_keys(lake, r.table, r.key) for r in spec.references}
     existing = _existing_content(t.target, spec)
     merged = _Merged()
@@ -426,7 +426,7 @@ def _build_aggregate(ctx: RunContext, spec: SilverTable, t: _Tables) -> TaskResu
     new, through = t.bronze.changes(before)
     if new is None or through is None or new.num_rows == 0:
         return _unchanged(t.target, before)
-    engine = default_engine()
+    engine = engine_for(ctx.settings)
     history = t.bronze.read(version=through)
     assert history is not None
     points = geolocation_points(spec, history, engine)
