@@ -127,3 +127,28 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         yield server
     finally:
         server.stop()
+
+
+def _spark_server(mode: str) -> Iterator[str]:
+    from medallion.engine import close_engines
+    from medallion.spark_server import free_port, start_spark_server
+
+    server = start_spark_server(free_port(), mode, workers=2)  # type: ignore[arg-type]
+    try:
+        yield server.remote
+    finally:
+        close_engines()
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def spark_local() -> Iterator[str]:
+    """A real Spark Connect server (Sail, local mode) on a free 127.0.0.1 port for the
+    session, stopped by PID at the end: its ``sc://`` URL."""
+    yield from _spark_server("local")
+
+
+@pytest.fixture(scope="session")
+def spark_cluster() -> Iterator[str]:
+    """Sail in local-cluster mode (a driver and two workers talking over RPC)."""
+    yield from _spark_server("local-cluster")

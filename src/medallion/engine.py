@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import duckdb
 import pyarrow as pa
@@ -18,6 +18,9 @@ import pyarrow.dataset as pads
 
 from medallion.errors import EngineError, ReadOnlyError
 from medallion.settings import Settings
+
+if TYPE_CHECKING:
+    from medallion.spark_engine import SparkEngine
 
 THREADS, MEMORY_LIMIT = 2, "4GB"  # per DuckDB connection (beyond it DuckDB spills what it can)
 # what a query reads: an Arrow table, or a lazy dataset of which it scans only what it needs
@@ -185,8 +188,18 @@ def engine_for(settings: Settings) -> Engine:
     return default_engine()
 
 
-@cache
+_SPARK_ENGINES: dict[str, SparkEngine] = {}
+
+
 def _spark_engine(url: str) -> Engine:
     from medallion.spark_engine import SparkEngine  # pyspark only when asked for
 
-    return SparkEngine(url)
+    if url not in _SPARK_ENGINES:
+        _SPARK_ENGINES[url] = SparkEngine(url)
+    return _SPARK_ENGINES[url]
+
+
+def close_engines() -> None:
+    """End the sessions of every Spark engine opened (before its server goes away)."""
+    while _SPARK_ENGINES:
+        _SPARK_ENGINES.popitem()[1].close()

@@ -9,12 +9,15 @@ uploaded, and results come back as Arrow.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
 
     from medallion.engine import Engine, Relation
 
-_CLIENT = "4.2"  # the pyspark-client series this module is written against
+CONNECT_TIMEOUT_S = 5.0
 
 
 @lru_cache(maxsize=1024)
@@ -60,16 +63,19 @@ class SparkEngine:
     """Queries on a Spark Connect server; one Spark session per thread (temporary views are
     per session, so two tasks never see each other's inputs)."""
 
-    def __init__(self, remote: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, remote: str) -> None:
         self.remote = remote
-        self.timeout_s = timeout_s
         self._local = threading.local()
+        self._opened: list[SparkSession] = []
+        self._lock = threading.Lock()
 
     def _session(self) -> SparkSession:
         spark: SparkSession | None = getattr(self._local, "spark", None)
         if spark is None:
             spark = connect(self.remote)
             self._local.spark = spark
+            with self._lock:
+                self._opened.append(spark)
         return spark
 
     def query(
@@ -101,11 +107,14 @@ class SparkEngine:
     def session(self) -> Iterator[Engine]:
         yield self
 
-    def stop(self) -> None:
-        spark = getattr(self._local, "spark", None)
-        if spark is not None:
-            spark.stop()
-            self._local.spark = None
+    def close(self) -> None:
+        """End every session this engine opened (each thread opens its own)."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for spark in opened:
+            with contextlib.suppress(Exception):  # a server already gone ended them too
+                spark.stop()
+        self._local = threading.local()
 
 
 def _args(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -154,31 +163,50 @@ def _plain(kind: pa.DataType) -> pa.DataType:
     return kind
 
 
-def connect(remote: str) -> SparkSession:
+def connect(remote: str, timeout_s: float = CONNECT_TIMEOUT_S) -> SparkSession:
     """A new Spark session on ``remote`` (``sc://host:port``), its version checked; one line
-    when the server is unreachable or speaks another Spark."""
+    when the server is unreachable or speaks another Spark. A dead server costs at most a few
+    seconds: the address is probed first and the client's retries are cut short."""
+    shown = remote.split("/;", 1)[0]  # never the token
+    _probe(shown, timeout_s)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # pyspark on pandas 3
+        warnings.simplefilter("ignore")  # pyspark on pandas 3; its retry warnings
         try:
             from pyspark.sql import SparkSession
+            from pyspark.sql.connect.client.retries import DefaultPolicy
         except ImportError as exc:
             raise EngineError(
                 "engine = 'spark' needs the spark extra: pip install 'medallion[spark]'"
             ) from exc
         try:
             spark = SparkSession.builder.remote(remote).create()
+            spark.client.set_retry_policies(
+                [DefaultPolicy(max_retries=4, initial_backoff=100, max_backoff=1000)]
+            )
             version = spark.version
             spark.conf.set("spark.sql.session.timeZone", "UTC")
         except Exception as exc:
-            raise EngineError(
-                f"Spark Connect server {remote} unreachable: {_one_line(exc)}"
-            ) from exc
-    if not version.startswith(("4.", "3.5")):
+            raise EngineError(f"Spark Connect server {shown} failed: {_one_line(exc)}") from exc
+    if not version.startswith("4."):
         spark.stop()
-        raise EngineError(f"Spark Connect server {remote} runs Spark {version}; 4.x is needed")
+        raise EngineError(f"Spark Connect server {shown} runs Spark {version}; 4.x is needed")
     return spark
 
 
+def _probe(remote: str, timeout_s: float) -> None:
+    address = urlsplit(remote.replace("sc://", "tcp://", 1))
+    host, port = address.hostname or "", address.port or 15002
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise EngineError(f"Spark Connect server {remote} unreachable: {reason}") from None
+
+
 def _one_line(exc: BaseException) -> str:
-    text = getattr(exc, "getMessage", lambda: None)() or str(exc)
+    """The server's message: gRPC's ``details`` rather than the whole RPC dump."""
+    details = getattr(exc, "details", None)
+    text = details() if callable(details) else None
+    text = text or getattr(exc, "getMessage", lambda: None)() or str(exc)
     return " ".join(str(text).split())[:400]

@@ -14,7 +14,18 @@ from typing import Annotated
 import typer
 
 from medallion import __version__
-from medallion.cli import airflow, bench, config, export, inspect, maintain, run, source, stream
+from medallion.cli import (
+    airflow,
+    bench,
+    config,
+    export,
+    inspect,
+    maintain,
+    run,
+    source,
+    spark,
+    stream,
+)
 from medallion.cli.common import STATE
 from medallion.console import configure_logging, error_line, out_console
 
@@ -48,6 +59,7 @@ app.add_typer(source.source_app, name="source")
 app.add_typer(config.config_app, name="config")
 app.add_typer(stream.stream_app, name="stream")
 app.add_typer(airflow.airflow_app, name="airflow")
+app.add_typer(spark.spark_app, name="spark")
 
 
 @app.callback()

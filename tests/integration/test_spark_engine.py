@@ -1,0 +1,98 @@
+"""The Spark engine against a real Spark Connect server (Sail): the same answers as DuckDB,
+lake tables read by the server from the lake at the version asked for, and one line for a
+server that is not there."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from medallion.engine import DuckDBEngine
+from medallion.errors import EngineError
+from medallion.spark_engine import SparkEngine, connect
+from medallion.spark_server import free_port
+from medallion.storage import Lake, scan_location
+
+ROWS = pa.table(
+    {
+        "k": pa.array(["a", "b", "c", None], pa.string_view()),
+        "v": pa.array([3, 1, 2, 5], pa.int64()),
+        "z": ["01234", "1234", "x1234", None],
+    }
+)
+QUERIES = [
+    "SELECT k, v * 2 AS w FROM t WHERE v > $low ORDER BY v",
+    "SELECT count(*) AS n, sum(hash(k)::HUGEINT) IS NOT NULL AS hashed FROM t",
+    "SELECT k, regexp_full_match(z, '[0-9]{5}') AS ok FROM t ORDER BY k NULLS LAST",
+    "SELECT k, row_number() OVER (ORDER BY v DESC) AS r FROM t ORDER BY r",
+]
+
+
+@pytest.fixture(scope="module")
+def engine(spark_local: str) -> Iterator[SparkEngine]:
+    engine = SparkEngine(spark_local)
+    yield engine
+    engine.close()
+
+
+@pytest.mark.parametrize("sql", QUERIES)
+def test_answers_equal_duckdb(engine: SparkEngine, sql: str) -> None:
+    tables = {"t": ROWS}
+    params = {"low": 1} if "$low" in sql else None
+    expected = DuckDBEngine().query(sql, tables, params).to_pylist()
+    assert engine.query(sql, tables, params).to_pylist() == expected
+
+
+def test_an_empty_table_keeps_its_shape(engine: SparkEngine) -> None:
+    got = engine.query("SELECT k, v FROM t", {"t": ROWS.slice(0, 0)})
+    assert got.num_rows == 0 and got.column_names == ["k", "v"]
+
+
+def test_a_lake_table_is_read_by_the_server_at_its_version(
+    engine: SparkEngine, tmp_path: Path
+) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    table = lake.table("silver", "t")
+    table.overwrite(pa.table({"k": ["a", "b"]}), transactions={}, metadata={})
+    table.overwrite(pa.table({"k": ["c"]}), transactions={}, metadata={})
+    first = lake.table("silver", "t").relation(version=0)
+    assert first is not None and scan_location(first) == (table.uri, 0)
+    got = engine.query("SELECT k FROM t ORDER BY k", {"t": first})
+    assert got.column("k").to_pylist() == ["a", "b"]  # version 0, read by the server
+
+
+def test_query_errors_are_one_line(engine: SparkEngine) -> None:
+    with pytest.raises(EngineError, match=r"^Spark query failed: ") as caught:
+        engine.query("SELECT no_such_column FROM t", {"t": ROWS})
+    assert "\n" not in str(caught.value)
+
+
+def test_a_dead_server_is_one_line_within_seconds() -> None:
+    port = free_port()
+    started = time.monotonic()
+    with pytest.raises(EngineError, match=f"127.0.0.1:{port} unreachable: Connection refused$"):
+        connect(f"sc://127.0.0.1:{port}")
+    assert time.monotonic() - started < 10
+
+
+def test_the_server_command_starts_and_stops_sail(tmp_path: Path) -> None:
+    port = free_port()
+    args = [sys.executable, "-m", "medallion", "spark", "server", "--port", str(port)]
+    server = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = server.stdout.readline() if server.stdout else ""
+        assert f"on sc://127.0.0.1:{port}" in first
+        spark = connect(f"sc://127.0.0.1:{port}")
+        assert spark.version.startswith("4.")
+        spark.stop()
+    finally:
+        server.terminate()
+        out, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    assert "Spark server stopped" in out
