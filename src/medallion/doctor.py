@@ -1,6 +1,6 @@
-"""`medallion doctor`: one line per configured part (source, audit store, lake, broker,
-webhooks): reachable or not, its version, and what to fix. Every probe is bounded in time and
-reads nothing it does not need; secrets never appear (URLs are redacted)."""
+"""`medallion doctor`: one line per configured part (source, audit store, lake, engine,
+broker, webhooks): reachable or not, its version, and what to fix. Every probe is bounded in
+time and reads nothing it does not need; secrets never appear (URLs are redacted)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from medallion.audit import AuditStore
+from medallion.engine import reach_engine
 from medallion.errors import MedallionError
 from medallion.settings import Settings, redact_url
 from medallion.source.db import open_source
@@ -71,6 +72,11 @@ def _lake(settings: Settings) -> tuple[str, str]:
     return redact_url(lake.uri), f"{kind}, deltalake {deltalake}; {tables} of 3 core tables"
 
 
+def _engine(settings: Settings) -> tuple[str, str]:
+    where = settings.spark_remote if settings.engine == "spark" else "in process"
+    return where, reach_engine(settings)
+
+
 def _broker(settings: Settings) -> tuple[str, str]:
     from medallion.stream.kafka import ensure_topic  # only when asked: confluent-kafka
 
@@ -101,6 +107,7 @@ FIXES = {
     "source": "set source_url, or run `medallion source init`",
     "audit store": "set audit_url to a reachable database",
     "lake": "check lake_uri, the bucket and storage_options (credentials, endpoint)",
+    "engine": "start one (`medallion spark server`) or set spark_remote, or engine = 'duckdb'",
     "broker": "start one (`medallion stream broker`) or set kafka_bootstrap_servers",
     "webhook": "check the webhook URL and the network",
 }
@@ -115,6 +122,7 @@ def diagnose(settings: Settings, *, broker: bool | None = None) -> list[Finding]
         ("source", _source),
         ("audit store", _audit),
         ("lake", _lake),
+        ("engine", _engine),
         ("broker", _broker if broker else None),
     ]
     for name in ("discord_webhook_url", "slack_webhook_url", "webhook_url"):

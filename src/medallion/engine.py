@@ -199,6 +199,18 @@ def _spark_engine(url: str) -> Engine:
     return _SPARK_ENGINES[url]
 
 
+def reach_engine(settings: Settings) -> str:
+    """Reach the settings' engine now (a Spark server that is not there fails here in one
+    line, before any task) and say what it is."""
+    if settings.engine == "spark":
+        from medallion.spark_engine import SparkEngine
+
+        engine = _spark_engine(settings.spark_connect_url)
+        assert isinstance(engine, SparkEngine)
+        return engine.describe()
+    return f"DuckDB {duckdb.__version__}"
+
+
 def close_engines() -> None:
     """End the sessions of every Spark engine opened (before its server goes away)."""
     while _SPARK_ENGINES:

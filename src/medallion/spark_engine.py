@@ -107,6 +107,10 @@ class SparkEngine:
     def session(self) -> Iterator[Engine]:
         yield self
 
+    def describe(self) -> str:
+        """Which Spark serves this engine (opens the calling thread's session)."""
+        return f"Spark {self._session().version}"
+
     def close(self) -> None:
         """End every session this engine opened (each thread opens its own)."""
         with self._lock:
@@ -167,7 +171,7 @@ def connect(remote: str, timeout_s: float = CONNECT_TIMEOUT_S) -> SparkSession:
     """A new Spark session on ``remote`` (``sc://host:port``), its version checked; one line
     when the server is unreachable or speaks another Spark. A dead server costs at most a few
     seconds: the address is probed first and the client's retries are cut short."""
-    shown = remote.split("/;", 1)[0]  # never the token
+    shown = _shown(remote)
     _probe(shown, timeout_s)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pyspark on pandas 3; its retry warnings
@@ -191,6 +195,11 @@ def connect(remote: str, timeout_s: float = CONNECT_TIMEOUT_S) -> SparkSession:
         spark.stop()
         raise EngineError(f"Spark Connect server {shown} runs Spark {version}; 4.x is needed")
     return spark
+
+
+def _shown(remote: str) -> str:
+    """The server's address without the client options (never the token)."""
+    return remote.split("/;", 1)[0]
 
 
 def _probe(remote: str, timeout_s: float) -> None:

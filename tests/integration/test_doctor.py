@@ -40,24 +40,38 @@ def webhook() -> Iterator[str]:
     server.shutdown()
 
 
-def good(tmp_path: Path, pg_url: str, s3: S3Server, broker: str, hook: str) -> Settings:
+def good(
+    tmp_path: Path, *, pg_url: str, s3: S3Server, broker: str, hook: str, spark: str
+) -> Settings:
     return Settings(
         home=tmp_path / "home", source_url=pg_url, audit_url=pg_url,
         lake_uri=f"s3://lake/{uuid.uuid4().hex[:8]}", storage_options=s3.storage_options(),
-        kafka_bootstrap_servers=broker, discord_webhook_url=hook,
+        kafka_bootstrap_servers=broker, discord_webhook_url=hook, engine="spark",
+        spark_remote=spark,
     )  # fmt: skip
 
 
 def test_every_part_reachable(
-    tmp_path: Path, pg_url: str, s3_server: S3Server, kafka_broker: str, webhook: str
+    tmp_path: Path,
+    *,
+    pg_url: str,
+    s3_server: S3Server,
+    kafka_broker: str,
+    webhook: str,
+    spark_local: str,
 ) -> None:
-    found = {f.part: f for f in diagnose(good(tmp_path, pg_url, s3_server, kafka_broker, webhook))}
+    settings = good(
+        tmp_path, pg_url=pg_url, s3=s3_server, broker=kafka_broker, hook=webhook, spark=spark_local
+    )
+    found = {f.part: f for f in diagnose(settings)}
     assert {p: f.health for p, f in found.items()} == {
-        "source": Health.OK, "audit store": Health.OK, "lake": Health.OK, "broker": Health.OK,
+        "source": Health.OK, "audit store": Health.OK, "lake": Health.OK, "engine": Health.OK,
+        "broker": Health.OK,
         "webhook (discord)": Health.OK, "webhook (slack)": Health.SKIP,
         "webhook (webhook)": Health.SKIP,
     }  # fmt: skip
     assert "PostgreSQL" in found["source"].detail and "object store" in found["lake"].detail
+    assert found["engine"].detail.startswith("Spark 4.") and found["engine"].where == spark_local
     assert TOKEN not in found["webhook (discord)"].where
 
 
@@ -72,6 +86,8 @@ def test_every_part_wrong_is_one_line_each_and_bounded(
         "MEDALLION_LAKE_URI": "s3://no-such-bucket/x",
         "MEDALLION_STORAGE_OPTIONS": json.dumps(s3_server.storage_options()),
         "MEDALLION_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        "MEDALLION_ENGINE": "spark",
+        "MEDALLION_SPARK_REMOTE": "sc://127.0.0.1:1",
         "MEDALLION_SLACK_WEBHOOK_URL": f"http://127.0.0.1:1/services/{TOKEN}",
     }
     began = time.monotonic()
@@ -79,10 +95,12 @@ def test_every_part_wrong_is_one_line_each_and_bounded(
                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert time.monotonic() - began < 60
     assert done.returncode == 1
-    assert done.stderr.strip() == "error: 4 part(s) failing: source, lake, broker, webhook (slack)"
+    failing = "source, lake, engine, broker, webhook (slack)"
+    assert done.stderr.strip() == f"error: 5 part(s) failing: {failing}"
     out = done.stdout
     for part in ("cannot connect to source", "the bucket 'no-such-bucket' does not exist",
-                 "cannot reach the Kafka broker", "unreachable (ConnectError)"):  # fmt: skip
+                 "cannot reach the Kafka broker", "unreachable (ConnectError)",
+                 "Spark Connect server sc://127.0.0.1:1 unreachable"):  # fmt: skip
         assert part in " ".join(out.split()), part
     for secret in ("pw-secret", TOKEN, S3_SECRET):
         assert secret not in out + done.stderr

@@ -16,6 +16,7 @@ from medallion.api.stream import stream_consume, stream_produce
 from medallion.audit import AuditStore
 from medallion.catalog import SOURCE_TABLES
 from medallion.checks import check_only_tasks, with_checks
+from medallion.engine import reach_engine
 from medallion.errors import ConfigError, MedallionError
 from medallion.pipeline import build_tasks
 from medallion.runner import RunContext, RunListener, RunReport, Task, new_run_id, run_tasks
@@ -58,6 +59,8 @@ def run(
     ctx = RunContext(run_id=run_id or new_run_id(), settings=settings, full_refresh=full_refresh)
     alerter = Alerter.from_settings(settings)
     Lake.from_settings(settings).probe()  # unreachable: fail before any task
+    if settings.engine != "duckdb":
+        reach_engine(settings)  # likewise
     with AuditStore(settings.audit_location) as audit:  # unreachable: fail before any task
         abandoned = audit.abandon_dead_attempts()
         if abandoned:
