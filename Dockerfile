@@ -10,9 +10,9 @@ COPY src ./src
 # the project's wheel and its dependencies' wheels, so no later stage reads an index, and a
 # requirements file naming that very wheel (a `medallion` on an index is someone else's)
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip wheel --wheel-dir /wheels ".[kafka,export]" \
+    pip wheel --wheel-dir /wheels ".[kafka,export,spark]" \
  && python -c "import pathlib; w = next(pathlib.Path('/wheels').glob('medallion-*.whl')); \
-pathlib.Path('/wheels/medallion.txt').write_text(f'medallion[kafka,export] @ {w.as_uri()}\n')"
+pathlib.Path('/wheels/medallion.txt').write_text(f'medallion[kafka,export,spark] @ {w.as_uri()}\n')"
 
 
 FROM apache/airflow:3.3.2-python3.11 AS airflow

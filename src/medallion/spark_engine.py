@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -30,7 +30,8 @@ from medallion.storage import scan_location
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from medallion.engine import Engine, Relation
+# what a query reads, as medallion.engine names it (which this module must not import)
+Relation: TypeAlias = "pa.Table | pads.Dataset"
 
 CONNECT_TIMEOUT_S = 5.0
 
@@ -104,7 +105,7 @@ class SparkEngine:
                     break
 
     @contextmanager
-    def session(self) -> Iterator[Engine]:
+    def session(self) -> Iterator[SparkEngine]:
         yield self
 
     def describe(self) -> str:
@@ -143,9 +144,11 @@ def _upload(spark: SparkSession, table: pa.Table) -> DataFrame:
     from pyspark.sql.pandas.types import from_arrow_schema
 
     table = table.cast(_plain_schema(table.schema))
+    # a naive timestamp stays naive (TIMESTAMP_NTZ), as DuckDB's TIMESTAMP is
+    schema = from_arrow_schema(table.schema, prefer_timestamp_ntz=True)
     if table.num_rows == 0:
-        return spark.createDataFrame([], schema=from_arrow_schema(table.schema))
-    return spark.createDataFrame(table)
+        return spark.createDataFrame([], schema=schema)
+    return spark.createDataFrame(table, schema=schema)
 
 
 def _plain_schema(schema: pa.Schema) -> pa.Schema:

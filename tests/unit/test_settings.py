@@ -67,15 +67,15 @@ def test_secrets_and_url_passwords_are_redacted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(
-        "MEDALLION_DISCORD_WEBHOOK_URL", "https://discord.example/api/webhooks/1/tok"
+        "MEDALLION_DISCORD_WEBHOOK_URL", "https://discord.example/api/webhooks/1/wh-t0ken"
     )
     monkeypatch.setenv("MEDALLION_STORAGE_OPTIONS", '{"AWS_SECRET_ACCESS_KEY": "hunter22"}')
     s = load_settings(home=tmp_path, source_url="postgresql://me:s3cret@db:5432/olist")
     shown = str(s.redacted())
-    assert "s3cret" not in shown and "tok" not in shown and "hunter22" not in shown
+    assert "s3cret" not in shown and "wh-t0ken" not in shown and "hunter22" not in shown
     assert "postgresql://me:****@db:5432/olist" in shown
     assert s.discord_webhook_url is not None
-    assert s.discord_webhook_url.get_secret_value().endswith("/tok")
+    assert s.discord_webhook_url.get_secret_value().endswith("/wh-t0ken")
     assert "s3cret" not in repr(Settings(home=tmp_path, source_url="x"))  # no secret in repr
     assert redact_url("postgresql://u@h/db") == "postgresql://u@h/db"
 
