@@ -128,7 +128,6 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake, t: _Tables) ->
                     expected_rows=t.bronze.row_count() or ctx.settings.silver_batch_rows,
                     limit=ctx.settings.silver_batch_rows,
                     folder=Path(folder) / "bronze",
-                    engine=engine,
                 )
                 stage = Path(folder) / "merge"
                 batch = _merge_batch(
