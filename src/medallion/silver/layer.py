@@ -296,7 +296,7 @@ def _retry_candidates(spec: SilverTable, t: _Tables, engine: Engine) -> pa.Table
     if held is None or held.num_rows == 0 or current is None:
         return None
     rows = engine.query(
-        retry_sql(spec),
+        retry_sql(spec, held.column_names),
         {"quarantine": held, "silver": current},
         {"waiting": waiting_rules(spec)},
     )
