@@ -52,12 +52,50 @@ def _portable(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.INT128:
         return exp.DataType.build("DECIMAL(38, 0)")  # HUGEINT: sums of 64-bit hashes
     if isinstance(node, exp.RegexpFullMatch):
-        value, pattern = node.this, node.expression
+        # transform() does not visit the children of a node it replaced: rewrite them here
+        value, pattern = node.this.transform(_portable), node.expression.transform(_portable)
         anchored = exp.Concat(
             expressions=[exp.Literal.string("^(?:"), pattern, exp.Literal.string(")$")]
         )
         return exp.RegexpLike(this=value, expression=anchored)
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "strip_accents":
+        return _strip_accents(node)
     return node
+
+
+def _strip_accents(node: exp.Anonymous) -> exp.Expression:
+    """DuckDB's ``strip_accents(s)`` (every combining mark of the canonical decomposition
+    removed) as Spark's ``translate``, over a table of every code point it changes."""
+    source, target = _accent_table()
+    text = node.expressions[0]
+    return exp.Anonymous(
+        this="TRANSLATE",
+        expressions=[text, exp.Literal.string(source), exp.Literal.string(target)],
+    )
+
+
+@lru_cache(maxsize=1)
+def _accent_table() -> tuple[str, str]:
+    """(from, to) for ``translate``: each code point whose decomposition carries marks maps to
+    its base character; marks themselves come last in ``from``, with no ``to``: deleted."""
+    import unicodedata
+
+    mapped, bases, marks = [], [], []
+    for code in range(0x80, 0x30000):
+        if 0xD800 <= code < 0xE000:
+            continue
+        char = chr(code)
+        decomposed = unicodedata.normalize("NFD", char)
+        kept = "".join(c for c in decomposed if not unicodedata.category(c).startswith("M"))
+        base = unicodedata.normalize("NFC", kept)
+        if base == char:
+            continue
+        if base == "":
+            marks.append(char)
+        elif len(base) == 1:
+            mapped.append(char)
+            bases.append(base)
+    return "".join(mapped + marks), "".join(bases)
 
 
 class SparkEngine:

@@ -128,7 +128,6 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake, t: _Tables) ->
                     expected_rows=t.bronze.row_count() or ctx.settings.silver_batch_rows,
                     limit=ctx.settings.silver_batch_rows,
                     folder=Path(folder) / "bronze",
-                    engine=engine,
                 )
                 stage = Path(folder) / "merge"
                 batch = _merge_batch(
@@ -297,7 +296,7 @@ def _retry_candidates(spec: SilverTable, t: _Tables, engine: Engine) -> pa.Table
     if held is None or held.num_rows == 0 or current is None:
         return None
     rows = engine.query(
-        retry_sql(spec),
+        retry_sql(spec, held.column_names),
         {"quarantine": held, "silver": current},
         {"waiting": waiting_rules(spec)},
     )

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from medallion.engine import Engine, partition_to_files
+from medallion.engine import default_engine, partition_to_files
 from medallion.silver.contracts import SilverTable
 from medallion.silver.transform import conformed_expr
 
@@ -56,18 +56,18 @@ def groups(
     expected_rows: int,
     limit: int,
     folder: Path,
-    engine: Engine,
 ) -> Iterator[tuple[pa.Table, pa.Table | None]]:
     """The change set (``first`` then ``rest``) and the retried rows, group by group, each
     group's Bronze rows and retried rows (None when it has none); ``expected_rows`` sizes the
-    groups (about ``limit`` rows each)."""
+    groups (about ``limit`` rows each). The retried rows are grouped by the same hash as the
+    change set, so both on the local DuckDB (another engine's ``hash`` differs)."""
     by = f"hash({', '.join(conformed_expr(spec, k) for k in split_columns(spec))})"
     parts = max(2, math.ceil(expected_rows / max(limit, 1)))
     stream = pa.RecordBatchReader.from_batches(first.schema, _chained(first, rest))
     files = partition_to_files(stream, by, parts, folder)
     retried = None
     if retry is not None and retry.num_rows:
-        retried = engine.query(
+        retried = default_engine().query(
             f"SELECT b.*, ({by}) % {parts} AS {PART} FROM retry b", {"retry": retry}
         )
     for part, paths in enumerate(files):

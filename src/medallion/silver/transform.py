@@ -45,6 +45,24 @@ def conformed(spec: SilverTable, names: tuple[str, ...]) -> str:
     return ", ".join(f"{conformed_expr(spec, n)} AS {_q(n)}" for n in names)
 
 
+# what _conformed_select gives after the table's own columns
+CONFORMED_META = (
+    "updated_at", "_ingested_at", "is_deleted", "deleted_at", TOMBSTONE, "_bronze_run_id",
+    "_row", "_type_errors",
+)  # fmt: skip
+
+
+def conformed_names(spec: SilverTable) -> list[str]:
+    """The columns of :func:`_conformed_select`, in order."""
+    return [*spec.column_names, *CONFORMED_META]
+
+
+def _columns(names: list[str], alias: str = "") -> str:
+    """An explicit select list (no ``*`` with exceptions: not every engine has those)."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f"{prefix}{_q(n)}" for n in names)
+
+
 def _conformed_select(spec: SilverTable) -> str:
     cols = []
     for col in spec.columns:
@@ -114,9 +132,48 @@ def _content_columns(spec: SilverTable) -> str:
     """SQL for the content hash and a text form of the key (empty without unique_content)."""
     if not spec.unique_content:
         return ""
-    fields = ", ".join(f"{_q(c)} := {_q(c)}" for c in spec.unique_content)
     key_text = _key_text(spec)
-    return f", md5(to_json(struct_pack({fields}))) AS {CONTENT_HASH}, {key_text} AS _key_text"
+    return f", md5({_content_json(spec)}) AS {CONTENT_HASH}, {key_text} AS _key_text"
+
+
+def _content_json(spec: SilverTable) -> str:
+    """The content columns as one JSON object, exactly DuckDB's ``to_json(struct_pack(...))``
+    (nulls kept, timestamps as their text), written field by field so that every engine
+    makes the same text: the hash is stored and compared across runs."""
+    types = {c.name: c.type for c in spec.columns}
+    parts = []
+    for i, name in enumerate(spec.unique_content):
+        kind = types[name].upper()
+        if kind in _JSON_NUMBERS:
+            value = f"{_q(name)}::VARCHAR"
+        elif kind in ("VARCHAR", "TIMESTAMP"):
+            value = _json_string(f"{_q(name)}::VARCHAR")
+        else:
+            raise MedallionError(f"silver.{spec.name}: unique_content cannot hash {kind} {name}")
+        parts.append(f"'{',' if i else '{'}{_json_key(name)}:' || coalesce({value}, 'null')")
+    return "(" + " || ".join(parts) + " || '}')"
+
+
+_JSON_NUMBERS = ("SMALLINT", "INTEGER", "BIGINT")
+
+
+def _json_string(text: str) -> str:
+    """``text`` as a JSON string, escaped exactly as DuckDB's ``to_json`` does (engines' own
+    ``to_json`` differ: hex digits of ``\\u001F`` upper or lower case)."""
+    escaped = f"replace(replace({text}, '\\', '\\\\'), '\"', '\\\"')"
+    for code in range(0x20):
+        short = _JSON_SHORT.get(code)
+        escape = f"\\{short}" if short else f"\\u{code:04X}"
+        escaped = f"replace({escaped}, chr({code}), '{escape}')"
+    return f"'\"' || {escaped} || '\"'"
+
+
+_JSON_SHORT = {8: "b", 9: "t", 10: "n", 12: "f", 13: "r"}
+
+
+def _json_key(name: str) -> str:
+    assert name.replace("_", "").isalnum(), name  # written into a JSON text literal as is
+    return f'"{name}"'
 
 
 def _seen_sql(spec: SilverTable, has_existing: bool) -> str:
@@ -167,11 +224,12 @@ def validate(
     tables = {"bronze": bronze, **{f"ref_{k}": v for k, v in references.items()}}
     if existing is not None:
         tables["existing"] = existing
+    kept = conformed_names(spec) + ([CONTENT_HASH] if spec.unique_content else [])
     checked = engine.query(
         f"""
         WITH h AS (SELECT *{_content_columns(spec)} FROM ({_conformed_select(spec)}))
         {_seen_sql(spec, existing is not None)}
-        SELECT {"c.* EXCLUDE (_key_text)" if spec.unique_content else "c.*"},
+        SELECT {_columns(kept, "c")},
             list_concat(c._type_errors,
                 list_filter([{_cases(quarantine_rules)}], lambda x: x IS NOT NULL)) AS _broken,
             list_filter([{_cases(warn_rules)}], lambda x: x IS NOT NULL) AS _warned
@@ -199,11 +257,13 @@ def valid_history(spec: SilverTable, bronze: pa.Table, engine: Engine) -> pa.Tab
         )
     rules = [r for r in all_rules(spec) if r.action is Action.QUARANTINE]
     numbered = bronze.append_column("_row", pa.array(range(bronze.num_rows), pa.int64()))
+    dropped = {"_type_errors", "_row", "_bronze_run_id"}
+    names = [n for n in conformed_names(spec) if n not in dropped]
     return engine.query(
         f"""
-        SELECT * EXCLUDE (_type_errors, _row, _bronze_run_id) FROM ({_conformed_select(spec)}) c
-        WHERE len(c._type_errors) = 0
-            AND len(list_filter([{_cases(rules)}], lambda x: x IS NOT NULL)) = 0
+        SELECT {_columns(names, "c")} FROM ({_conformed_select(spec)}) c
+        WHERE array_length(c._type_errors) = 0
+            AND array_length(list_filter([{_cases(rules)}], lambda x: x IS NOT NULL)) = 0
         """,
         {"bronze": numbered},
     )
@@ -224,19 +284,26 @@ def waiting_rules(spec: SilverTable) -> list[str]:
     return [r.name for r in all_rules(spec) if r.reference is not None]
 
 
-def retry_sql(spec: SilverTable) -> str:
+QUARANTINE_META = ("_rule", "_reason", "_quarantine_run_id", "_quarantined_at")
+
+
+def retry_sql(spec: SilverTable, columns: list[str]) -> str:
     """Quarantined rows worth another try: per key the latest quarantined row, when it was
-    held back only by missing parents (``$waiting``) and Silver still has no row for the key."""
+    held back only by missing parents (``$waiting``) and Silver still has no row for the key.
+    ``columns``: the quarantine table's columns; the rows come back without its own."""
     keys = ", ".join(_q(k) for k in spec.key)
     match = " AND ".join(f"s.{_q(k)} = q.{_q(k)}" for k in spec.key)
+    kept = [c for c in columns if c not in QUARANTINE_META]
     return f"""
-        WITH latest AS (
-            SELECT * FROM quarantine
-            QUALIFY row_number() OVER (PARTITION BY {keys}
-                ORDER BY _source_updated_at DESC, _ingested_at DESC, _quarantined_at DESC) = 1
+        WITH ranked AS (
+            SELECT *, row_number() OVER (PARTITION BY {keys}
+                ORDER BY _source_updated_at DESC, _ingested_at DESC, _quarantined_at DESC)
+                AS _rank
+            FROM quarantine
         )
-        SELECT q.* EXCLUDE (_rule, _reason, _quarantine_run_id, _quarantined_at) FROM latest q
-        WHERE len(list_filter(string_split(q._rule, ','),
+        SELECT {_columns(kept, "q")} FROM ranked q
+        WHERE q._rank = 1
+            AND array_length(list_filter(string_split_regex(q._rule, ','),
                 lambda r: NOT list_contains($waiting::VARCHAR[], r))) = 0
             AND NOT EXISTS (SELECT 1 FROM silver s WHERE {match})
     """
@@ -267,10 +334,9 @@ def _quarantine_rows(
         SELECT b.*,
             array_to_string(k._broken, ',') AS _rule,
             array_to_string(list_transform(k._broken,
-                lambda r: reasons[list_position(names, r)]), '; ') AS _reason
-        FROM bronze b JOIN (SELECT _row, _broken FROM checked WHERE len(_broken) > 0) k
-            USING (_row),
-            (SELECT $names::VARCHAR[] AS names, $texts::VARCHAR[] AS reasons)
+                lambda r: MAP($names::VARCHAR[], $texts::VARCHAR[])[r]), '; ') AS _reason
+        FROM bronze b JOIN (SELECT _row, _broken FROM checked WHERE array_length(_broken) > 0) k
+            ON k._row = b._row
         ORDER BY b._row
         """,
         {"bronze": bronze, "checked": checked.select(["_row", "_broken"])},
@@ -294,14 +360,18 @@ def _latest_per_key(
     join_keys = " AND ".join(f"u.{_q(k)} = l.{_q(k)}" for k in spec.key)
     lookup_cols, lookup_join = _lookup_sql(spec)
     sql = f"""
-        WITH valid AS (SELECT * FROM checked WHERE len(_broken) = 0),
+        WITH valid AS (SELECT * FROM checked WHERE array_length(_broken) = 0),
         latest AS (
-            SELECT * FROM valid
-            QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1
+            SELECT * FROM (
+                SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {order}) AS _rank
+                FROM valid
+            ) WHERE _rank = 1
         ),
         last_upsert AS (
-            SELECT * FROM valid WHERE NOT _tombstone
-            QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1
+            SELECT * FROM (
+                SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {order}) AS _rank
+                FROM valid WHERE NOT _tombstone
+            ) WHERE _rank = 1
         ),
         s AS (
             SELECT {", ".join(f"l.{_q(k)}" for k in spec.key)}{", " if filled else ""}{filled},
@@ -316,7 +386,7 @@ def _latest_per_key(
         tables["lookup"] = lookup
     latest = engine.query(sql, tables)
     valid = engine.query(
-        "SELECT count(*) AS n FROM checked WHERE len(_broken) = 0",
+        "SELECT count(*) AS n FROM checked WHERE array_length(_broken) = 0",
         {"checked": checked.select(["_broken"])},
     )["n"][0].as_py()
     return latest, int(valid) - latest.num_rows
@@ -393,13 +463,17 @@ def geolocation_points(spec: SilverTable, bronze_history: pa.Table, engine: Engi
         "_row", pa.array(range(bronze_history.num_rows), pa.int64())
     )
     point = ", ".join(POINT)
+    names = [n for n in conformed_names(spec) if n not in ("_type_errors", "_row")]
     return engine.query(
         f"""
         WITH c AS ({_conformed_select(spec)}),
         current AS (
-            SELECT * EXCLUDE (_type_errors, _row) FROM c
-            QUALIFY row_number() OVER (PARTITION BY geolocation_id
-                ORDER BY updated_at DESC, _ingested_at DESC, is_deleted DESC) = 1
+            SELECT {_columns(names)} FROM (
+                SELECT *, row_number() OVER (PARTITION BY geolocation_id
+                    ORDER BY updated_at DESC, _ingested_at DESC, is_deleted DESC, _row DESC)
+                    AS _rank
+                FROM c
+            ) WHERE _rank = 1
         )
         SELECT *, NOT is_deleted AND row_number() OVER (
             PARTITION BY {point}, is_deleted ORDER BY geolocation_id) > 1 AS _duplicate
@@ -434,7 +508,7 @@ def geolocation_rejects(
     existing point), with every original value."""
     duplicate = Rule(
         "duplicate_point",
-        "geolocation_id IN (SELECT geolocation_id FROM ref_duplicates)",
+        "EXISTS (SELECT 1 FROM ref_duplicates d WHERE d.geolocation_id = c.geolocation_id)",
         "same zip, coordinates, city and state as a point with a smaller geolocation_id",
     )
     rules = (*GEO_RULES, duplicate)
@@ -455,17 +529,29 @@ def aggregate_geolocation(points: pa.Table, engine: Engine) -> pa.Table:
     return engine.query(
         f"""
         WITH p AS (SELECT * FROM points WHERE NOT is_deleted AND NOT _duplicate AND {where}),
-        cities AS (SELECT zip_code_prefix, city, count(*) AS n FROM p GROUP BY ALL),
-        states AS (SELECT zip_code_prefix, state, count(*) AS n FROM p GROUP BY ALL)
-        SELECT p.zip_code_prefix,
-            median(p.lat) AS lat, median(p.lng) AS lng,
-            (SELECT first(c.city ORDER BY c.n DESC, c.city) FROM cities c
-                WHERE c.zip_code_prefix = p.zip_code_prefix) AS city,
-            (SELECT first(s.state ORDER BY s.n DESC, s.state) FROM states s
-                WHERE s.zip_code_prefix = p.zip_code_prefix) AS state,
-            count(*)::INTEGER AS point_count,
-            max(p.updated_at) AS updated_at
-        FROM p GROUP BY p.zip_code_prefix ORDER BY p.zip_code_prefix
+        zips AS (
+            SELECT zip_code_prefix, median(lat) AS lat, median(lng) AS lng,
+                count(*)::INTEGER AS point_count, max(updated_at) AS updated_at
+            FROM p GROUP BY zip_code_prefix
+        ),
+        {_most_frequent("city")},
+        {_most_frequent("state")}
+        SELECT z.zip_code_prefix, z.lat, z.lng, c.city, s.state, z.point_count, z.updated_at
+        FROM zips z
+            LEFT JOIN city c ON c.zip_code_prefix = z.zip_code_prefix AND c._rank = 1
+            LEFT JOIN state s ON s.zip_code_prefix = z.zip_code_prefix AND s._rank = 1
+        ORDER BY z.zip_code_prefix
         """,
         {"points": points},
     )
+
+
+def _most_frequent(column: str) -> str:
+    """A CTE named ``column``: per zip prefix its values ranked by how many points carry
+    them, then alphabetically (NULL last); ``_rank = 1`` is the most frequent."""
+    return f"""{column} AS (
+            SELECT zip_code_prefix, {column}, row_number() OVER (PARTITION BY zip_code_prefix
+                ORDER BY n DESC, {column} ASC NULLS LAST) AS _rank
+            FROM (SELECT zip_code_prefix, {column}, count(*) AS n FROM p
+                GROUP BY zip_code_prefix, {column})
+        )"""
