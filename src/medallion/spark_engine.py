@@ -53,7 +53,17 @@ def _portable(node: exp.Expression) -> exp.Expression:
             expressions=[exp.Literal.string("^(?:"), pattern, exp.Literal.string(")$")]
         )
         return exp.RegexpLike(this=value, expression=anchored)
+    if isinstance(node, exp.TimeToUnix):
+        return _epoch_seconds(node)
     return node
+
+
+def _epoch_seconds(node: exp.TimeToUnix) -> exp.Expression:
+    """DuckDB's ``epoch(ts)``: seconds since 1970 as a DOUBLE, the microseconds its fraction.
+    sqlglot writes ``unix_timestamp(ts)``, whole seconds (a BIGINT); ``unix_micros(ts) /
+    1000000`` is the same double (an integer ``/`` in Spark is a double division)."""
+    micros = exp.Anonymous(this="unix_micros", expressions=[node.this])
+    return exp.Paren(this=exp.Div(this=micros, expression=exp.Literal.number(1000000)))
 
 
 class SparkEngine:
