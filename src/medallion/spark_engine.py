@@ -60,6 +60,8 @@ def _portable(node: exp.Expression) -> exp.Expression:
         return exp.RegexpLike(this=value, expression=anchored)
     if isinstance(node, exp.Anonymous) and node.name.lower() == "strip_accents":
         return _strip_accents(node)
+    if isinstance(node, exp.TimeToUnix):
+        return _epoch_seconds(node)
     return node
 
 
@@ -96,6 +98,14 @@ def _accent_table() -> tuple[str, str]:
             mapped.append(char)
             bases.append(base)
     return "".join(mapped + marks), "".join(bases)
+
+
+def _epoch_seconds(node: exp.TimeToUnix) -> exp.Expression:
+    """DuckDB's ``epoch(ts)``: seconds since 1970 as a DOUBLE, the microseconds its fraction.
+    sqlglot writes ``unix_timestamp(ts)``, whole seconds (a BIGINT); ``unix_micros(ts) /
+    1000000`` is the same double (an integer ``/`` in Spark is a double division)."""
+    micros = exp.Anonymous(this="unix_micros", expressions=[node.this])
+    return exp.Paren(this=exp.Div(this=micros, expression=exp.Literal.number(1000000)))
 
 
 class SparkEngine:
