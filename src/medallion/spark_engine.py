@@ -60,6 +60,15 @@ def _portable(node: exp.Expression) -> exp.Expression:
         return exp.RegexpLike(this=value, expression=anchored)
     if isinstance(node, exp.Anonymous) and node.name.lower() == "strip_accents":
         return _strip_accents(node)
+    return _epoch_us(node)
+
+
+def _epoch_us(node: exp.Expression) -> exp.Expression:
+    """DuckDB's ``epoch_us(ts)`` is Spark's ``unix_micros(ts)`` (microseconds since the epoch;
+    the session time zone is UTC). No form both engines run exists: Sail's ``datediff`` has no
+    MICROSECOND unit."""
+    if isinstance(node, exp.Anonymous) and node.name.lower() == "epoch_us":
+        return exp.Anonymous(this="UNIX_MICROS", expressions=node.expressions)
     return node
 
 
