@@ -68,7 +68,9 @@ def _epoch_us(node: exp.Expression) -> exp.Expression:
     the session time zone is UTC). No form both engines run exists: Sail's ``datediff`` has no
     MICROSECOND unit."""
     if isinstance(node, exp.Anonymous) and node.name.lower() == "epoch_us":
-        return exp.Anonymous(this="UNIX_MICROS", expressions=node.expressions)
+        # transform() does not visit the children of a node it replaced: rewrite them here
+        expressions = [e.transform(_portable) for e in node.expressions]
+        return exp.Anonymous(this="UNIX_MICROS", expressions=expressions)
     return node
 
 
