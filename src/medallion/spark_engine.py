@@ -43,25 +43,40 @@ def to_spark_sql(sql: str) -> str:
         tree = sqlglot.parse_one(sql, read="duckdb")
     except sqlglot.errors.ParseError as exc:
         raise EngineError(f"query cannot be read: {' '.join(str(exc).split())[:300]}") from exc
-    tree = tree.transform(_portable)
-    return tree.sql(dialect="spark")
+    return _portable(tree).sql(dialect="spark")
 
 
-def _portable(node: exp.Expression) -> exp.Expression:
-    """DuckDB constructs with an exact Spark equivalent sqlglot does not produce."""
+def _portable(tree: exp.Expr) -> exp.Expr:
+    """``tree`` with each DuckDB construct that has an exact Spark equivalent sqlglot does not
+    produce rewritten, children before their parents (so a rewrite inside a rewrite applies)."""
+    for node in reversed(list(tree.walk(bfs=False))):
+        rewritten = _rewrite(node)
+        if rewritten is not node:
+            if node is tree:
+                tree = rewritten
+            else:
+                node.replace(rewritten)
+    return tree
+
+
+def _rewrite(node: exp.Expr) -> exp.Expr:
     if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.INT128:
         return exp.DataType.build("DECIMAL(38, 0)")  # HUGEINT: sums of 64-bit hashes
     if isinstance(node, exp.RegexpFullMatch):
-        # transform() does not visit the children of a node it replaced: rewrite them here
-        value, pattern = node.this.transform(_portable), node.expression.transform(_portable)
         anchored = exp.Concat(
-            expressions=[exp.Literal.string("^(?:"), pattern, exp.Literal.string(")$")]
+            expressions=[exp.Literal.string("^(?:"), node.expression, exp.Literal.string(")$")]
         )
-        return exp.RegexpLike(this=value, expression=anchored)
-    if isinstance(node, exp.Anonymous) and node.name.lower() == "strip_accents":
-        return _strip_accents(node)
+        return exp.RegexpLike(this=node.this, expression=anchored)
     if isinstance(node, exp.TimeToUnix):
         return _epoch_seconds(node)
+    if isinstance(node, exp.Anonymous):
+        name = node.name.lower()
+        if name == "strip_accents":
+            return _strip_accents(node)
+        if name == "epoch_us":
+            # DuckDB's epoch_us(ts) is Spark's unix_micros(ts) (the session time zone is UTC);
+            # no form both run exists: Sail's datediff has no MICROSECOND unit
+            return exp.Anonymous(this="UNIX_MICROS", expressions=node.expressions)
     return node
 
 

@@ -18,6 +18,11 @@ def test_duckdb_sql_becomes_spark_sql() -> None:
     )
 
 
+def test_epoch_us_becomes_unix_micros_with_its_argument_rewritten() -> None:
+    got = to_spark_sql("SELECT epoch_us(CAST(t AS TIMESTAMP)) AS us FROM x")
+    assert got == "SELECT UNIX_MICROS(CAST(t AS TIMESTAMP_NTZ)) AS us FROM x"
+
+
 def test_parameters_stay_named() -> None:
     assert to_spark_sql("SELECT * FROM t WHERE a = $since") == "SELECT * FROM t WHERE a = :since"
 

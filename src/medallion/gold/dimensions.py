@@ -175,9 +175,10 @@ def dimension_events(
     """
     key = dim.contract.key
     rk, rk_h = ", ".join(_q(k) for k in key), ", ".join(f"h.{_q(k)}" for k in key)
+    rk_desc = ", ".join(f"{_q(k)} DESC" for k in key)
     e = _q(dim.entity)
     spec_lookup = dim.contract.lookup
-    lookup_times, lookup_join, looked_up = "", "", {}
+    lookup_times, lookup_join, lookup_order, looked_up = "", "", "", {}
     tables = {"hist": history}
     if spec_lookup is not None:
         if lookup is None:
@@ -193,11 +194,13 @@ def dimension_events(
         )
         lookup_join = f"""
             LEFT JOIN (
-                SELECT {on}, updated_at AS _l_at, is_deleted AS _l_deleted, {live} FROM lk
+                SELECT {on}, updated_at AS _l_at, is_deleted AS _l_deleted,
+                    _ingested_at AS _l_ingested, {live}
+                FROM lk
             ) l ON l.{on} = s.{on} AND l._l_at <= s._at
-            QUALIFY row_number() OVER (PARTITION BY s._entity, s._at
-                ORDER BY l._l_at DESC NULLS LAST, l._l_deleted DESC) = 1
         """
+        # the lookup row as it stood at the instant (as Silver picks its latest row)
+        lookup_order = "l._l_at DESC NULLS LAST, l._l_deleted DESC, l._l_ingested DESC"
         looked_up = {c.name: c.expr for c in spec_lookup.columns}
         tables["lk"] = lookup
     picked = ", ".join(
@@ -205,12 +208,33 @@ def dimension_events(
         for col, src in dim.columns[1:]
     )
     nk = _q(dim.spec.natural_key[0])
+    event = f"s._entity AS {nk}, {picked}, s._at AS effective_at, s._gone AS is_delete"
+    if lookup_order:  # one row per event: the lookup row as it stood at the instant
+        names = ", ".join(_q(c) for c in (*dim.spec.natural_key, *dim.spec.attributes))
+        last = f"""
+        SELECT {names}, effective_at, is_delete FROM (
+            SELECT {event}, row_number() OVER (PARTITION BY s._entity, s._at
+                ORDER BY {lookup_order}) AS _rank
+            FROM state s {lookup_join}
+        ) e WHERE _rank = 1
+        """
+    else:
+        last = f"SELECT {event} FROM state s"
+    # explicit column lists, so that the query means the same on every engine
+    same_row = " AND ".join(f"h.{_q(k)} = k.{_q(k)}" for k in key)
+    columns = [_q(c) for c in history.column_names]
+    h_columns = ", ".join(
+        f"""coalesce({e}, last_value({e} IGNORE NULLS) OVER (
+            PARTITION BY {rk} ORDER BY updated_at, is_deleted, _ingested_at
+            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) AS {e}"""
+        if c == e
+        else c
+        for c in columns
+    )
+    # at one instant a delete wins, then the row ingested last (as Silver picks a key's row)
     sql = f"""
     WITH h AS (  -- a tombstone carries only its key: it belongs to the row's last entity
-        SELECT * REPLACE (coalesce({e}, last_value({e} IGNORE NULLS) OVER (
-            PARTITION BY {rk} ORDER BY updated_at, is_deleted
-            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) AS {e})
-        FROM hist WHERE updated_at NOTNULL
+        SELECT {h_columns} FROM hist WHERE updated_at NOTNULL
     ),
     times AS (
         SELECT DISTINCT {e} AS _entity, updated_at AS _at FROM h WHERE {e} NOTNULL
@@ -218,18 +242,22 @@ def dimension_events(
     ),
     links AS (SELECT DISTINCT {e} AS _entity, {rk} FROM h WHERE {e} NOTNULL),
     as_of AS (  -- each of the entity's rows as it stood at the instant
-        SELECT t._entity, t._at, h.* FROM times t JOIN links k USING (_entity)
-        JOIN h ON {" AND ".join(f"h.{_q(k)} = k.{_q(k)}" for k in key)} AND h.updated_at <= t._at
-        QUALIFY row_number() OVER (PARTITION BY t._entity, t._at, {rk_h}
-            ORDER BY h.updated_at DESC, h.is_deleted DESC) = 1
+        SELECT _entity, _at, {", ".join(columns)} FROM (
+            SELECT t._entity, t._at, h.*, row_number() OVER (
+                PARTITION BY t._entity, t._at, {rk_h}
+                ORDER BY h.updated_at DESC, h.is_deleted DESC, h._ingested_at DESC) AS _rank
+            FROM times t JOIN links k ON k._entity = t._entity
+            JOIN h ON {same_row} AND h.updated_at <= t._at
+        ) a WHERE _rank = 1
     ),
     state AS (  -- the entity's latest live row, or gone when it has none
-        SELECT *, is_deleted OR {e} IS DISTINCT FROM _entity AS _gone FROM as_of
-        QUALIFY row_number() OVER (PARTITION BY _entity, _at
-            ORDER BY _gone, updated_at DESC, {rk} DESC) = 1
+        SELECT * FROM (
+            SELECT *, row_number() OVER (PARTITION BY _entity, _at
+                ORDER BY _gone, updated_at DESC, {rk_desc}) AS _rank
+            FROM (SELECT *, is_deleted OR {e} IS DISTINCT FROM _entity AS _gone FROM as_of) g
+        ) r WHERE _rank = 1
     )
-    SELECT s._entity AS {nk}, {picked}, s._at AS effective_at, s._gone AS is_delete
-    FROM state s {lookup_join}
+    {last}
     """
     return engine.query(sql, tables)
 

@@ -13,12 +13,25 @@ def date_key(ts: str) -> str:
     )
 
 
+def rounded(expr: str, digits: int) -> str:
+    """The DOUBLE ``expr`` rounded half away from zero to ``digits`` decimals, the same on
+    every engine: ``round(x, d)`` is not (at a half, DuckDB rounds the double's exact binary
+    value, Sail the double times 10^d; Spark makes DECIMAL of DECIMAL)."""
+    scale = 10**digits
+    return f"round(({expr}) * {scale}) / {scale}"
+
+
 def pit(table: str, alias: str, on: str, at: str) -> str:
     """A point-in-time LEFT JOIN: the version whose [valid_from, valid_to) holds ``at``."""
     return (
         f"LEFT JOIN {table} {alias} ON {on} "
         f"AND {at} >= {alias}.valid_from AND {at} < {alias}.valid_to"
     )
+
+
+def _days(start: str, end: str) -> str:
+    """Days from ``start`` to ``end``, a DOUBLE."""
+    return f"date_diff('second', {start}, {end}) / 86400"
 
 
 PURCHASE = "o.order_purchase_timestamp"
@@ -81,7 +94,7 @@ SELECT review_id, order_id, review_score,
     coalesce(review_comment_title, '') <> '' OR coalesce(review_comment_message, '') <> ''
         AS has_comment,
     {date_key("review_creation_date")} AS creation_date_key,
-    round(date_diff('second', review_creation_date, review_answer_timestamp) / 3600.0, 2)
+    {rounded("date_diff('second', review_creation_date, review_answer_timestamp) / 3600", 2)}
         AS answer_hours,
     source
 FROM reviews_live
@@ -132,12 +145,10 @@ SELECT o.order_id, coalesce(dc.customer_sk, 0) AS customer_sk,
     coalesce(p.payment_value, 0)::DECIMAL(14,2) AS payment_value,
     coalesce(p.payment_count, 0) AS payment_count,
     p.max_installments, p.main_payment_type AS payment_type,
-    round(date_diff('second', {PURCHASE}, o.order_delivered_customer_date) / 86400.0, 2)
-        AS delivery_days,
-    round(date_diff('second', {PURCHASE}, o.order_estimated_delivery_date) / 86400.0, 2)
-        AS estimated_days,
-    round(date_diff('second', o.order_estimated_delivery_date,
-        o.order_delivered_customer_date) / 86400.0, 2) AS delay_days,
+    {rounded(_days(PURCHASE, "o.order_delivered_customer_date"), 2)} AS delivery_days,
+    {rounded(_days(PURCHASE, "o.order_estimated_delivery_date"), 2)} AS estimated_days,
+    {rounded(_days("o.order_estimated_delivery_date", "o.order_delivered_customer_date"), 2)}
+        AS delay_days,
     o.order_delivered_customer_date::DATE > o.order_estimated_delivery_date::DATE AS is_late,
     r.review_score
 FROM orders_live o

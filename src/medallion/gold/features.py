@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import date
 
+from medallion.gold.facts import rounded
+
 
 # Quintile 1-5 by rank, so equal values always share a score (ntile would split ties).
 def quintile(expr: str, direction: str = "ASC") -> str:
@@ -82,7 +84,7 @@ def rfm_sql(as_of: date | None) -> str:
     """
 
 
-PRODUCT_PERFORMANCE = """
+PRODUCT_PERFORMANCE = f"""
 WITH items AS (SELECT order_id, product_id, price FROM order_items WHERE NOT is_deleted),
 per_order AS (
     SELECT order_id, avg(review_score) AS score, count(*) AS reviews
@@ -101,13 +103,16 @@ reviewed AS (
     GROUP BY po.product_id
 )
 SELECT s.product_id, s.units, s.orders, s.revenue,
-    round(r.avg_review_score, 3) AS avg_review_score,
-    coalesce(r.review_count, 0) AS review_count
+    {rounded("r.avg_review_score", 3)} AS avg_review_score,
+    CAST(coalesce(r.review_count, 0) AS HUGEINT) AS review_count  -- as DuckDB sums counts
 FROM sales s LEFT JOIN reviewed r ON r.product_id = s.product_id
 ORDER BY s.product_id
 """
 
-SELLER_RELIABILITY = """
+_LATE = """avg(CASE WHEN p.is_late THEN 1 ELSE 0 END)
+    FILTER (WHERE p.order_status = 'delivered' AND p.is_late IS NOT NULL)"""
+
+SELLER_RELIABILITY = f"""
 WITH items AS (SELECT order_id, seller_id, price FROM order_items WHERE NOT is_deleted),
 sales AS (
     SELECT seller_id, count(*) AS items, sum(price)::DECIMAL(14,2) AS revenue
@@ -123,13 +128,11 @@ SELECT p.seller_id, count(*) AS orders, any_value(s.items) AS items,
     -- summed as integer hundredths: exact, so two rebuilds agree to the last bit whatever
     -- order the rows are summed in (an average of doubles is not)
     round(sum(round(p.delivery_days * 100)::BIGINT) FILTER (WHERE p.order_status = 'delivered')
-        / count(p.delivery_days) FILTER (WHERE p.order_status = 'delivered')) / 100
+        / nullif(count(p.delivery_days) FILTER (WHERE p.order_status = 'delivered'), 0)) / 100
         AS avg_delivery_days,
-    round(avg(CASE WHEN p.is_late THEN 1.0 ELSE 0.0 END)
-        FILTER (WHERE p.order_status = 'delivered' AND p.is_late IS NOT NULL), 4)
-        AS late_delivery_rate,
-    round(avg(p.review_score), 3) AS avg_review_score,
-    round(avg(CASE WHEN p.order_status = 'canceled' THEN 1.0 ELSE 0.0 END), 4)
+    {rounded(_LATE, 4)} AS late_delivery_rate,
+    {rounded("avg(p.review_score)", 3)} AS avg_review_score,
+    {rounded("avg(CASE WHEN p.order_status = 'canceled' THEN 1 ELSE 0 END)", 4)}
         AS cancellation_rate
 FROM per_order p JOIN sales s ON s.seller_id = p.seller_id
 GROUP BY p.seller_id ORDER BY p.seller_id

@@ -119,7 +119,7 @@ def write_changes(
         target.read(columns) if scope is None else target.read_matching(*scope, columns=columns)
     )
     assert stored is not None
-    diff = engine.query(_diff_sql(grain), {"new": data, "old": stored})
+    diff = engine.query(_diff_sql(grain, columns), {"new": data, "old": stored})
     if diff.num_rows == 0:
         return Written(target.record(transactions, metadata))
     if scope is None and 2 * diff.num_rows > data.num_rows:
@@ -151,18 +151,21 @@ def same_columns(target: DeltaHandle, data: pa.Table) -> bool:
     return schema is not None and schema.names == data.column_names
 
 
-def _diff_sql(grain: tuple[str, ...]) -> str:
+def _diff_sql(grain: tuple[str, ...], columns: list[str]) -> str:
     """Rows new or changed (every column compared, NULLs equal), and the grains no longer
-    there, flagged ``_gone``; in grain order, so the files a MERGE writes are key-ordered."""
-    keys = quoted_list(grain)
+    there, flagged ``_gone`` (their other columns NULL); in grain order, so the files a MERGE
+    writes are key-ordered."""
+    keys, every = quoted_list(grain), quoted_list(columns)
+    kept = _same(grain, "n", "o")
+    gone_row = ", ".join(quote(c) if c in grain else f"NULL AS {quote(c)}" for c in columns)
     return f"""
-        WITH upserts AS (SELECT * FROM new EXCEPT SELECT * FROM old),
-        gone AS (SELECT {keys} FROM old ANTI JOIN new USING ({keys}))
-        SELECT u.*, false AS {GONE},
+        WITH upserts AS (SELECT {every} FROM new EXCEPT SELECT {every} FROM old),
+        gone AS (SELECT {keys} FROM old o WHERE NOT EXISTS (SELECT 1 FROM new n WHERE {kept}))
+        SELECT {every}, false AS {GONE},
             EXISTS (SELECT 1 FROM old o WHERE {_same(grain, "o", "u")}) AS {KNOWN}
         FROM upserts u
-        UNION ALL BY NAME
-        SELECT {keys}, true AS {GONE}, false AS {KNOWN} FROM gone
+        UNION ALL
+        SELECT {gone_row}, true AS {GONE}, false AS {KNOWN} FROM gone
         ORDER BY {keys}
     """
 

@@ -191,21 +191,29 @@ def _list(names: tuple[str, ...]) -> str:
 
 
 def _json_sql(names: tuple[str, ...]) -> str:
-    """A null-safe, unambiguous text encoding of the columns (JSON of a struct)."""
+    """A null-safe, unambiguous text encoding of the columns: the text of DuckDB's
+    ``to_json(struct_pack(...))``, built field by field so that Spark writes it too (Spark's
+    ``to_json`` leaves NULL fields out, and Sail ignores its ``ignoreNullFields`` option)."""
     if not names:
         return "'{}'"
-    return f"to_json(struct_pack({', '.join(f'{_q(n)} := {_q(n)}' for n in names)}))"
+    fields = " || ',' || ".join(
+        f"CASE WHEN {_q(n)} IS NULL THEN '{_q(n)}:null' "
+        f"ELSE regexp_extract(to_json(struct_pack({_q(n)} := {_q(n)})), '^\\{{(.*)\\}}$', 1) END"
+        for n in names
+    )
+    return f"'{{' || {fields} || '}}'"
 
 
 def _row_hash_sql(spec: SCD2Spec) -> str:
     return f"sha256({_json_sql(spec.tracked)})"
 
 
-def _sk_sql(spec: SCD2Spec) -> str:
-    """A stable positive int64 from sha256 of (natural key, start, row_hash); 0 is reserved.
+_SK_HEX_DIGITS = 15  # 60 bits of the hash: a positive BIGINT
 
-    The hash tells apart versions opened at one instant (conflicting events of one time).
-    """
+
+def _sk_hex_sql(spec: SCD2Spec) -> str:
+    """The first hex digits of sha256 of (natural key, start, row_hash), which
+    :func:`_sk_sql` turns into the surrogate key."""
     payload = ", ".join(
         [
             *(f"{_q(k)} := {_q(k)}" for k in spec.natural_key),
@@ -213,7 +221,23 @@ def _sk_sql(spec: SCD2Spec) -> str:
             f"{ROW_HASH} := {ROW_HASH}",
         ]
     )
-    return f"greatest(('0x' || substr(sha256(to_json(struct_pack({payload}))), 1, 15))::BIGINT, 1)"
+    # no field is NULL (Spark's to_json would leave it out): to_json is the same text on both
+    return f"substr(sha256(to_json(struct_pack({payload}))), 1, {_SK_HEX_DIGITS})"
+
+
+def _sk_sql(hex_digits: str) -> str:
+    """A stable positive int64 from the hex digits ``hex_digits``; 0 is reserved.
+
+    The hash tells apart versions opened at one instant (conflicting events of one time). The
+    value of the digits is summed digit by digit: what ``('0x' || h)::BIGINT`` is in DuckDB,
+    written so that Spark, which has no hex cast, computes it too (in BIGINT: Spark's
+    ``strpos`` is an INT, whose products would overflow)."""
+    digits = " + ".join(
+        f"CAST(strpos('0123456789abcdef', substr({hex_digits}, {i + 1}, 1)) - 1 AS BIGINT) * "
+        f"{16 ** (_SK_HEX_DIGITS - 1 - i)}"
+        for i in range(_SK_HEX_DIGITS)
+    )
+    return f"greatest({digits}, 1)"
 
 
 # Which event of a run gives the version its type-1 values: the latest new event after the
@@ -232,6 +256,9 @@ def _fold_sql(spec: SCD2Spec) -> str:
     )
     in_order = f"PARTITION BY {nk} ORDER BY {EFFECTIVE_AT}, {IS_DELETE}, _scd2_state"
     out = _list(spec.columns)
+    same_key = " AND ".join(f"t.{_q(k)} = h.{_q(k)}" for k in spec.natural_key)
+    touched = f"EXISTS (SELECT 1 FROM touched t WHERE {same_key})"  # h: a history row
+    type1 = f", {_json_sql(spec.type1)} DESC" if spec.type1 else ""
     return f"""
 WITH new_ev AS (
   SELECT {nk}, {masked}, CAST({EFFECTIVE_AT} AS TIMESTAMP) AS {EFFECTIVE_AT}, {IS_DELETE},
@@ -239,41 +266,43 @@ WITH new_ev AS (
   FROM events
 ),
 touched AS (SELECT DISTINCT {nk} FROM new_ev),
-old AS (SELECT * FROM history SEMI JOIN touched USING ({nk}) WHERE {sk} <> {UNKNOWN_SK}),
+old AS (SELECT {out} FROM history h WHERE {touched} AND {sk} <> {UNKNOWN_SK}),
 ev AS (
   SELECT * FROM new_ev
   UNION SELECT {nk}, {attrs}, {EFFECTIVE_AT}, false, 1 FROM old
   UNION SELECT {nk}, {null_attrs}, {VALID_TO}, true, 1 FROM old WHERE {IS_DELETED}
 ),
 states AS (
-  SELECT *, CASE WHEN {IS_DELETE} THEN NULL ELSE {_row_hash_sql(spec)} END AS {ROW_HASH},
-         coalesce({ROW_HASH}, 'deleted') AS _scd2_state
-  FROM ev
+  SELECT *, coalesce({ROW_HASH}, 'deleted') AS _scd2_state
+  FROM (SELECT *, CASE WHEN {IS_DELETE} THEN NULL ELSE {_row_hash_sql(spec)} END AS {ROW_HASH}
+        FROM ev) e
 ),
 runs AS (  -- a run: consecutive events in one state; it starts at its first event
   SELECT *, max(CASE WHEN _scd2_prev IS DISTINCT FROM _scd2_state THEN {EFFECTIVE_AT} END)
               OVER ({in_order}) AS _scd2_start
-  FROM (SELECT *, lag(_scd2_state) OVER ({in_order}) AS _scd2_prev FROM states)
+  FROM (SELECT *, lag(_scd2_state) OVER ({in_order}) AS _scd2_prev FROM states) s
 ),
 picked AS (  -- one row per run, carrying its type-1 values (see _TYPE1_RANK)
-  SELECT * FROM runs
-  QUALIFY row_number() OVER (
-    PARTITION BY {nk}, _scd2_start, _scd2_state
-    ORDER BY {_TYPE1_RANK} DESC, {EFFECTIVE_AT} DESC, {_json_sql(spec.type1)} DESC) = 1
+  SELECT * FROM (
+    SELECT *, row_number() OVER (
+      PARTITION BY {nk}, _scd2_start, _scd2_state
+      ORDER BY {_TYPE1_RANK} DESC, {EFFECTIVE_AT} DESC{type1}) AS _scd2_rank
+    FROM runs
+  ) r WHERE _scd2_rank = 1
 ),
 versions AS (
   SELECT *, lead(_scd2_start) OVER r AS _scd2_end, lead({IS_DELETE}) OVER r AS _scd2_end_delete,
          sum(CASE WHEN {IS_DELETE} THEN 0 ELSE 1 END) OVER r AS _scd2_nth
   FROM picked WINDOW r AS (PARTITION BY {nk} ORDER BY _scd2_start, {IS_DELETE}, _scd2_state)
 )
-SELECT {out} FROM history ANTI JOIN touched USING ({nk})
-UNION ALL SELECT {out} FROM history SEMI JOIN touched USING ({nk}) WHERE {sk} = {UNKNOWN_SK}
+SELECT {out} FROM history h WHERE NOT {touched}
+UNION ALL SELECT {out} FROM history h WHERE {touched} AND {sk} = {UNKNOWN_SK}
 UNION ALL
-SELECT {_sk_sql(spec)} AS {sk}, {nk}, {attrs}, _scd2_start AS {EFFECTIVE_AT},
+SELECT {_sk_sql("_scd2_hex")} AS {sk}, {nk}, {attrs}, _scd2_start AS {EFFECTIVE_AT},
        CASE WHEN _scd2_nth = 1 THEN {_LOW_SQL} ELSE _scd2_start END AS {VALID_FROM},
        coalesce(_scd2_end, {_HIGH_SQL}) AS {VALID_TO},
        _scd2_end IS NULL AS {IS_CURRENT},
        coalesce(_scd2_end_delete, false) AS {IS_DELETED},
        {ROW_HASH}
-FROM versions WHERE NOT {IS_DELETE}
+FROM (SELECT *, {_sk_hex_sql(spec)} AS _scd2_hex FROM versions WHERE NOT {IS_DELETE}) v
 """
