@@ -131,7 +131,8 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 
 def _spark_server(mode: str) -> Iterator[str]:
     from medallion.engine import close_engines
-    from medallion.spark_server import free_port, start_spark_server
+    from medallion.local_servers import free_port
+    from medallion.spark_server import start_spark_server
 
     server = start_spark_server(free_port(), mode, workers=2)  # type: ignore[arg-type]
     try:

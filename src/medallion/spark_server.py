@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from medallion.errors import ConfigError, EngineError
+from medallion.local_servers import port_is_free, stop, wait_listening
 
 Mode = Literal["local", "local-cluster"]
 MODES: tuple[Mode, ...] = ("local", "local-cluster")
@@ -38,13 +36,7 @@ class SparkServer:
         return f"sc://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop(self.process)
 
 
 def sail_environment(mode: Mode, workers: int) -> dict[str, str]:
@@ -71,7 +63,7 @@ def start_spark_server(
         raise EngineError("the Spark server needs the spark extra: pip install 'medallion[spark]'")
     if not 0 < port < 65536:
         raise ConfigError(f"port must be between 1 and 65535, got {port}")
-    if not _free(port):
+    if not port_is_free(port):
         raise EngineError(f"port {port} on 127.0.0.1 is in use; choose one with --port")
     args = [sys.executable, "-m", "pysail", "spark", "server", "--ip", "127.0.0.1"]
     args += ["--port", str(port)]
@@ -79,18 +71,10 @@ def start_spark_server(
     env.setdefault("RUST_LOG", "warn")
     out = log.open("ab") if log is not None else subprocess.DEVNULL
     process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
-    server = SparkServer(port, mode, process)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise EngineError(f"the Spark server exited at start (code {process.returncode})")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return server
-        except OSError:
-            time.sleep(0.05)
-    server.stop()
-    raise EngineError(f"the Spark server did not listen on 127.0.0.1:{port} within 20 s")
+    problem = wait_listening(process, port, START_TIMEOUT_S)
+    if problem is not None:
+        raise EngineError(f"the Spark server {problem}")
+    return SparkServer(port, mode, process)
 
 
 @contextmanager
@@ -102,20 +86,3 @@ def running_spark_server(
         yield server
     finally:
         server.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server binds
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True

@@ -15,8 +15,8 @@ import pytest
 
 from medallion.engine import DuckDBEngine
 from medallion.errors import EngineError
+from medallion.local_servers import free_port
 from medallion.spark_engine import SparkEngine, connect
-from medallion.spark_server import free_port
 from medallion.storage import Lake, scan_location
 
 ROWS = pa.table(

@@ -11,10 +11,7 @@ import importlib.util
 import logging
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from medallion.errors import ConfigError, StreamError, one_line
+from medallion.local_servers import free_port, stop, wait_listening
 from medallion.settings import Settings, redact_url
 
 ck: Any  # confluent_kafka, typed loosely: its stubs export few names
@@ -35,6 +33,7 @@ except ImportError:  # pragma: no cover - the kafka extra is not installed
 EXTRA = "pip install 'medallion[kafka]'"
 _LOG = logging.getLogger("medallion.kafka")  # librdkafka's own log lines, not stderr
 OFFSET_BEGINNING = -2
+START_TIMEOUT_S = 10.0
 SESSION_TIMEOUT_S = 6  # a dead member's partitions move after this; joining takes about half
 
 
@@ -166,20 +165,7 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        stop(self.process)
 
 
 def start_broker(
@@ -193,18 +179,10 @@ def start_broker(
     out = log.open("ab") if log is not None else subprocess.DEVNULL
     env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
     process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
-    broker = Broker(port, process)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise StreamError(f"the Kafka broker exited at start (code {process.returncode})")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return broker
-        except OSError:
-            time.sleep(0.05)
-    broker.stop()
-    raise StreamError(f"the Kafka broker did not listen on 127.0.0.1:{port} within 10 s")
+    problem = wait_listening(process, port, START_TIMEOUT_S)
+    if problem is not None:
+        raise StreamError(f"the Kafka broker {problem}")
+    return Broker(port, process)
 
 
 @contextmanager
