@@ -18,6 +18,7 @@ import pyarrow.dataset as pads
 
 from medallion.errors import EngineError, ReadOnlyError
 from medallion.settings import Settings
+from medallion.storage import Lake
 
 if TYPE_CHECKING:
     from medallion.spark_engine import SparkEngine
@@ -184,19 +185,19 @@ def default_engine() -> Engine:
 def engine_for(settings: Settings) -> Engine:
     """The engine the settings name: DuckDB in this process, or a Spark Connect server."""
     if settings.engine == "spark":
-        return _spark_engine(settings.spark_connect_url)
+        return _spark_engine(settings.spark_connect_url, Lake.from_settings(settings))
     return default_engine()
 
 
-_SPARK_ENGINES: dict[str, SparkEngine] = {}
+_SPARK_ENGINES: dict[tuple[str, str], SparkEngine] = {}  # by server and lake
 
 
-def _spark_engine(url: str) -> Engine:
+def _spark_engine(url: str, lake: Lake) -> Engine:
     from medallion.spark_engine import SparkEngine  # pyspark only when asked for
 
-    if url not in _SPARK_ENGINES:
-        _SPARK_ENGINES[url] = SparkEngine(url)
-    return _SPARK_ENGINES[url]
+    if (url, lake.uri) not in _SPARK_ENGINES:
+        _SPARK_ENGINES[url, lake.uri] = SparkEngine(url, staging=lake)
+    return _SPARK_ENGINES[url, lake.uri]
 
 
 def reach_engine(settings: Settings) -> str:
@@ -205,7 +206,7 @@ def reach_engine(settings: Settings) -> str:
     if settings.engine == "spark":
         from medallion.spark_engine import SparkEngine
 
-        engine = _spark_engine(settings.spark_connect_url)
+        engine = _spark_engine(settings.spark_connect_url, Lake.from_settings(settings))
         assert isinstance(engine, SparkEngine)
         return engine.describe()
     return f"DuckDB {duckdb.__version__}"

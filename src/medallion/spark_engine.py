@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import uuid
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ import sqlglot
 from sqlglot import exp
 
 from medallion.errors import EngineError
-from medallion.storage import scan_location
+from medallion.storage import DeltaHandle, Lake, scan_location
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 Relation: TypeAlias = "pa.Table | pads.Dataset"
 
 CONNECT_TIMEOUT_S = 5.0
+INLINE_BYTES = 32 << 20  # larger inputs are staged in the lake, not sent with the query
+STAGING_LAYER = "_spark_staging"
 
 
 @lru_cache(maxsize=1024)
@@ -127,8 +130,9 @@ class SparkEngine:
     """Queries on a Spark Connect server; one Spark session per thread (temporary views are
     per session, so two tasks never see each other's inputs)."""
 
-    def __init__(self, remote: str) -> None:
+    def __init__(self, remote: str, staging: Lake | None = None) -> None:
         self.remote = remote
+        self.staging = staging  # where inputs too large to send are staged
         self._local = threading.local()
         self._opened: list[SparkSession] = []
         self._lock = threading.Lock()
@@ -151,11 +155,12 @@ class SparkEngine:
         spark = self._session()
         text = to_spark_sql(sql)
         names = list(tables or {})
+        staged: list[DeltaHandle] = []
         try:
             for name in names:
-                _frame(spark, (tables or {})[name]).createOrReplaceTempView(name)
-            frame = spark.sql(text, args=_args(params))
-            return frame.toArrow()
+                frame = self._frame(spark, (tables or {})[name], staged)
+                frame.createOrReplaceTempView(name)
+            return spark.sql(text, args=_args(params)).toArrow()
         except EngineError:
             raise
         except Exception as exc:  # pyspark's errors share no base class worth naming
@@ -166,6 +171,28 @@ class SparkEngine:
                     spark.catalog.dropTempView(name)
                 except Exception:  # the session is gone: its views went with it
                     break
+            for handle in staged:
+                handle.drop()
+
+    def _frame(
+        self, spark: SparkSession, relation: Relation, staged: list[DeltaHandle]
+    ) -> DataFrame:
+        """The relation as a Spark frame: a lake table read by the server from the lake; a
+        small Arrow table sent with the query; a large one staged in the lake for the server
+        to read (a Spark Connect message holds 128 MiB at most), dropped after the query."""
+        if isinstance(relation, pads.Dataset):
+            location = scan_location(relation)
+            if location is not None:
+                uri, version = location
+                return spark.read.format("delta").option("versionAsOf", version).load(uri)
+            relation = relation.to_table()
+        table = relation.cast(_plain_schema(relation.schema))
+        if self.staging is None or table.nbytes <= INLINE_BYTES:
+            return _upload(spark, table)
+        handle = self.staging.table(STAGING_LAYER, uuid.uuid4().hex)
+        staged.append(handle)
+        handle.overwrite(table, transactions={}, metadata={"step": "spark staging"})
+        return spark.read.format("delta").load(handle.uri)
 
     @contextmanager
     def session(self) -> Iterator[SparkEngine]:
@@ -191,22 +218,9 @@ def _args(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 
 
-def _frame(spark: SparkSession, relation: Relation) -> DataFrame:
-    """The relation as a Spark frame: a lake table read by the server from the lake, an Arrow
-    table uploaded."""
-    if isinstance(relation, pads.Dataset):
-        location = scan_location(relation)
-        if location is not None:
-            uri, version = location
-            return spark.read.format("delta").option("versionAsOf", version).load(uri)
-        relation = relation.to_table()
-    return _upload(spark, relation)
-
-
 def _upload(spark: SparkSession, table: pa.Table) -> DataFrame:
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    table = table.cast(_plain_schema(table.schema))
     # a naive timestamp stays naive (TIMESTAMP_NTZ), as DuckDB's TIMESTAMP is
     schema = from_arrow_schema(table.schema, prefer_timestamp_ntz=True)
     if table.num_rows == 0:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
@@ -252,6 +253,22 @@ class DeltaHandle:
             return dt.to_pyarrow_table(columns=columns, filters=filters or None)
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("read", self.uri, exc, self.lake.storage_options) from exc
+
+    def drop(self) -> None:
+        """Delete the whole table, its log included: for scratch tables only. Best effort: a
+        file left behind is only space, reclaimed with its folder."""
+        dt = self._dt or self.lake.open(self.layer, self.name)
+        if dt is None:
+            return
+        try:
+            files = dt.to_pyarrow_dataset().filesystem  # delta-rs' own store: local or S3
+            found = files.get_file_info(pafs.FileSelector("", recursive=True))
+            for info in found:
+                if info.type == pafs.FileType.File:
+                    files.delete_file(info.path)
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            log.warning("%s: not deleted (%s)", self.uri, one_line(exc))
+        self._dt = None
 
     def dataset(self, version: int | None = None) -> pads.Dataset | None:
         """This snapshot (or ``version``) as a lazy Arrow dataset: a scan reads only the

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from medallion import spark_engine
 from medallion.engine import DuckDBEngine
 from medallion.errors import EngineError
 from medallion.local_servers import free_port
@@ -102,3 +103,18 @@ def test_the_server_command_starts_and_stops_sail(tmp_path: Path) -> None:
         out, err = server.communicate(timeout=30)
     assert server.returncode == 0, err
     assert "Spark server stopped" in out
+
+
+def test_a_large_input_is_staged_in_the_lake_and_dropped(
+    spark_local: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spark_engine, "INLINE_BYTES", 0)  # every input counts as large
+    lake = Lake(str(tmp_path / "lake"))
+    engine = SparkEngine(spark_local, staging=lake)
+    try:
+        got = engine.query(QUERIES[0], {"t": ROWS}, {"low": 1})
+    finally:
+        engine.close()
+    assert got.to_pylist() == DuckDBEngine().query(QUERIES[0], {"t": ROWS}, {"low": 1}).to_pylist()
+    staged = tmp_path / "lake" / spark_engine.STAGING_LAYER
+    assert staged.is_dir() and not [p for p in staged.rglob("*") if p.is_file()]
