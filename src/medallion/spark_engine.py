@@ -189,10 +189,20 @@ class SparkEngine:
         table = relation.cast(_plain_schema(relation.schema))
         if self.staging is None or table.nbytes <= INLINE_BYTES:
             return _upload(spark, table)
+        from pyspark.sql import functions
+
+        # Delta has no NULL type: such columns are left out and put back as NULL literals
+        nulls = {f.name for f in table.schema if pa.types.is_null(f.type)}
         handle = self.staging.table(STAGING_LAYER, uuid.uuid4().hex)
         staged.append(handle)
-        handle.overwrite(table, transactions={}, metadata={"step": "spark staging"})
-        return spark.read.format("delta").load(handle.uri)
+        stored = table.drop_columns(list(nulls))
+        handle.overwrite(stored, transactions={}, metadata={"step": "spark staging"})
+        frame = spark.read.format("delta").load(handle.uri)
+        if not nulls:
+            return frame
+        return frame.select(
+            *(functions.lit(None).alias(c) if c in nulls else c for c in table.column_names)
+        )
 
     @contextmanager
     def session(self) -> Iterator[SparkEngine]:
