@@ -191,11 +191,13 @@ class SparkEngine:
             return _upload(spark, table)
         from pyspark.sql import functions
 
-        # Delta has no NULL type: such columns are left out and put back as NULL literals
+        # Delta has no NULL type: such columns are left out and put back as NULL literals,
+        # a NULL type inside a list or struct is stored as text
         nulls = {f.name for f in table.schema if pa.types.is_null(f.type)}
         handle = self.staging.table(STAGING_LAYER, uuid.uuid4().hex)
         staged.append(handle)
         stored = table.drop_columns(list(nulls))
+        stored = stored.cast(pa.schema([f.with_type(_storable(f.type)) for f in stored.schema]))
         handle.overwrite(stored, transactions={}, metadata={"step": "spark staging"})
         frame = spark.read.format("delta").load(handle.uri)
         if not nulls:
@@ -241,6 +243,17 @@ def _upload(spark: SparkSession, table: pa.Table) -> DataFrame:
 def _plain_schema(schema: pa.Schema) -> pa.Schema:
     """Arrow types Spark's conversion takes: views and large variants as plain ones."""
     return pa.schema([f.with_type(_plain(f.type)) for f in schema])
+
+
+def _storable(kind: pa.DataType) -> pa.DataType:
+    """``kind`` with a NULL type nested in it (a list of NULLs) as text: Delta has none."""
+    if pa.types.is_null(kind):
+        return pa.string()
+    if pa.types.is_list(kind):
+        return pa.list_(_storable(kind.value_type))
+    if pa.types.is_struct(kind):
+        return pa.struct([f.with_type(_storable(f.type)) for f in kind])
+    return kind
 
 
 def _plain(kind: pa.DataType) -> pa.DataType:

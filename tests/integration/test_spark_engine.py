@@ -112,7 +112,8 @@ def test_a_large_input_is_staged_in_the_lake_and_dropped(
     lake = Lake(str(tmp_path / "lake"))
     engine = SparkEngine(spark_local, staging=lake)
     rows = ROWS.append_column("nothing", pa.nulls(ROWS.num_rows))  # Delta has no NULL type
-    sql = "SELECT k, v, nothing, ts FROM t WHERE v > $low ORDER BY v"
+    rows = rows.append_column("none", pa.array([[], [None], None, []], pa.list_(pa.null())))
+    sql = "SELECT k, v, nothing, array_length(none) AS n, ts FROM t WHERE v > $low ORDER BY v"
     try:
         got = engine.query(sql, {"t": rows}, {"low": 1})
     finally:
