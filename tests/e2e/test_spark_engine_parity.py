@@ -103,12 +103,22 @@ def _versions(settings: Settings) -> dict[str, int | None]:
 CRASH_AT = ["silver.after_quarantine", "silver.after_commit"]
 
 
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """One source and one clean DuckDB run of it, shared by the crash tests (read only)."""
+    folder = tmp_path_factory.mktemp("clean")
+    source = str(folder / "source.db")
+    api.generate_source(Settings(home=folder / "gen", source_url=source), scale=0.01, seed=11)
+    duck = Settings(home=folder / "duck", source_url=source, retries=0)
+    run_ok(duck)
+    return duck
+
+
 @pytest.mark.parametrize("point", CRASH_AT)
 def test_a_crashed_spark_run_rerun_equals_a_clean_run(
-    spark_local: str, tmp_path: Path, source: str, point: str
+    spark_local: str, tmp_path: Path, clean_run: Settings, point: str
 ) -> None:
-    duck = Settings(home=tmp_path / "duck", source_url=source, retries=0)
-    run_ok(duck)
+    duck, source = clean_run, clean_run.source_location
     home = tmp_path / "spark"
     env = {
         **os.environ,
