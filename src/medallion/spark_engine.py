@@ -3,8 +3,10 @@ on a Spark Connect server (a Spark 4 cluster, or LakeSail's Sail), the only pysp
 
 One definition of every transformation: callers write DuckDB SQL; :func:`to_spark_sql` is the
 whole difference. Lake tables handed in as lazy scans are read by the server itself from the
-lake (``format("delta")`` by URI and version), small Arrow tables (change sets, keys) are
-uploaded, and results come back as Arrow.
+lake (``format("delta")`` by URI and version), Arrow tables (change sets, keys) are sent with
+the query or, when large, staged in the lake, and results come back as Arrow: the caller
+commits them with delta-rs, so idempotent commits and schema checks do not depend on the
+server (Sail ignores Delta's ``txnAppId``).
 """
 
 from __future__ import annotations
