@@ -206,7 +206,7 @@ def reach_engine(settings: Settings) -> str:
     if settings.engine == "spark":
         from medallion.spark_engine import SparkEngine
 
-        engine = _spark_engine(settings.spark_connect_url, Lake.from_settings(settings))
+        engine = engine_for(settings)
         assert isinstance(engine, SparkEngine)
         return engine.describe()
     return f"DuckDB {duckdb.__version__}"

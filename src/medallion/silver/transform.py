@@ -14,6 +14,7 @@ from medallion.engine import Engine
 from medallion.errors import MedallionError
 from medallion.silver.contracts import Action, Kind, Reference, Rule, SilverTable
 from medallion.sql import quote as _q
+from medallion.sql import quoted_list
 
 # Brazil's bounding box (with its islands), for geolocation points.
 BRAZIL_LAT = (-33.8, 5.3)
@@ -55,12 +56,6 @@ CONFORMED_META = (
 def conformed_names(spec: SilverTable) -> list[str]:
     """The columns of :func:`_conformed_select`, in order."""
     return [*spec.column_names, *CONFORMED_META]
-
-
-def _columns(names: list[str], alias: str = "") -> str:
-    """An explicit select list (no ``*`` with exceptions: not every engine has those)."""
-    prefix = f"{alias}." if alias else ""
-    return ", ".join(f"{prefix}{_q(n)}" for n in names)
 
 
 def _conformed_select(spec: SilverTable) -> str:
@@ -231,7 +226,7 @@ def validate(
         f"""
         WITH h AS (SELECT *{_content_columns(spec)} FROM ({_conformed_select(spec)}))
         {_seen_sql(spec, existing is not None)}
-        SELECT {_columns(kept, "c")},
+        SELECT {quoted_list(kept, "c.")},
             list_concat(c._type_errors,
                 list_filter([{_cases(quarantine_rules)}], lambda x: x IS NOT NULL)) AS _broken,
             list_filter([{_cases(warn_rules)}], lambda x: x IS NOT NULL) AS _warned
@@ -263,7 +258,7 @@ def valid_history(spec: SilverTable, bronze: pa.Table, engine: Engine) -> pa.Tab
     names = [n for n in conformed_names(spec) if n not in dropped]
     return engine.query(
         f"""
-        SELECT {_columns(names, "c")} FROM ({_conformed_select(spec)}) c
+        SELECT {quoted_list(names, "c.")} FROM ({_conformed_select(spec)}) c
         WHERE array_length(c._type_errors) = 0
             AND array_length(list_filter([{_cases(rules)}], lambda x: x IS NOT NULL)) = 0
         """,
@@ -303,7 +298,7 @@ def retry_sql(spec: SilverTable, columns: list[str]) -> str:
                 AS _rank
             FROM quarantine
         )
-        SELECT {_columns(kept, "q")} FROM ranked q
+        SELECT {quoted_list(kept, "q.")} FROM ranked q
         WHERE q._rank = 1
             AND array_length(list_filter(string_split_regex(q._rule, ','),
                 lambda r: NOT list_contains($waiting::VARCHAR[], r))) = 0
@@ -470,7 +465,7 @@ def geolocation_points(spec: SilverTable, bronze_history: pa.Table, engine: Engi
         f"""
         WITH c AS ({_conformed_select(spec)}),
         current AS (
-            SELECT {_columns(names)} FROM (
+            SELECT {quoted_list(names)} FROM (
                 SELECT *, row_number() OVER (PARTITION BY geolocation_id
                     ORDER BY updated_at DESC, _ingested_at DESC, is_deleted DESC, _row DESC)
                     AS _rank
