@@ -285,6 +285,23 @@ class AuditStore:
             raise AuditError(f"cannot read the audit log: {_one_line(exc)}") from None
         return list(reversed(rows))
 
+    def task_metrics(self, run_id: str, task: str) -> dict[str, Any] | None:
+        """The metrics of the last successful attempt of ``task`` in run ``run_id`` (None:
+        none succeeded)."""
+        rl = self.t["run_logs"]
+        stmt = (
+            sa.select(rl.c.metrics)
+            .where(rl.c.run_id == run_id, rl.c.task == task, rl.c.status == Status.SUCCESS.value)
+            .order_by(rl.c.id.desc())
+            .limit(1)
+        )
+        try:
+            with self.engine.connect() as conn:
+                text = conn.execute(stmt).scalar()
+        except SQLAlchemyError as exc:
+            raise AuditError(f"cannot read the audit log: {_one_line(exc)}") from None
+        return None if text is None else dict(json.loads(text))
+
     def dq_results(self, run_id: str) -> list[dict[str, Any]]:
         """The check results of one run, in the order they were recorded."""
         dq = self.t["dq_results"]

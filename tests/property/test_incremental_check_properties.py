@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from medallion.checks.kinds import (
     LIVE_ROWS,
     Need,
     Severity,
+    bronze_live,
     live_rows,
     not_null,
     reconcile_keys,
@@ -49,6 +51,25 @@ CHECKS = [
     reconcile_sum("silver", "items", "amount", upstream=UP, upstream_rows=UP_LIVE),
     row_count_drift("silver", "items", 0.3, LIVE_ROWS),
 ]
+# a Bronze-like history reconciled with the upstream's live rows: its live rows (the latest
+# row of a key, when an upsert) are local to a key; the key fingerprints are kept
+HISTORY = pa.schema(
+    [
+        ("id", pa.string()),
+        ("amount", MONEY),
+        ("_source_updated_at", pa.timestamp("us")),
+        ("_ingested_at", pa.timestamp("us")),
+        ("_op", pa.string()),
+    ]
+)
+HERE = bronze_live("t", ["id"])
+HISTORY_CHECKS = [
+    reconcile_keys(
+        "bronze", "hist", ["id"], upstream=UP, upstream_rows=UP_LIVE, here_rows=HERE,
+        fingerprinted=True,
+    ),
+    reconcile_sum("bronze", "hist", "amount", upstream=UP, upstream_rows=UP_LIVE, here_rows=HERE),
+]  # fmt: skip
 
 ids = st.sampled_from([f"i{n}" for n in range(5)])
 pids = st.sampled_from(["p0", "p1", "p2", None])
@@ -57,6 +78,16 @@ item = st.fixed_dictionaries(
     {"id": ids, "pid": pids, "amount": amounts.map(Decimal), "is_deleted": st.booleans()}
 )
 TABLES = st.sampled_from(["items", "upstream"])
+moment = st.integers(0, 3).map(lambda n: datetime(2018, 1, 1) + timedelta(hours=n))
+history_row = st.fixed_dictionaries(
+    {
+        "id": ids,
+        "amount": amounts.map(Decimal),
+        "_source_updated_at": moment,
+        "_ingested_at": moment,
+        "_op": st.sampled_from(["upsert", "upsert", "delete"]),
+    }
+)
 operation = st.one_of(
     st.tuples(st.just("append"), TABLES, st.lists(item, min_size=1, max_size=3)),
     st.tuples(st.just("delete"), TABLES, ids),
@@ -65,11 +96,19 @@ operation = st.one_of(
     st.tuples(st.just("overwrite"), TABLES, st.lists(item, max_size=4)),
     st.tuples(st.just("parent_append"), st.sampled_from(["p0", "p1", "p2"])),
     st.tuples(st.just("parent_delete"), st.sampled_from(["p0", "p1", "p2"])),
+    st.tuples(st.just("history"), st.lists(history_row, min_size=1, max_size=3)),
+    st.tuples(st.just("history_delete"), ids),
 )
 
 
 def apply(lake: CheckLake, op: tuple[Any, ...]) -> None:
     kind = op[0]
+    if kind == "history":
+        lake.write("bronze", "hist", pa.Table.from_pylist(op[1], schema=HISTORY))
+        return
+    if kind == "history_delete":  # a row lost behind the pipeline's back
+        lake.table("bronze", "hist").delete(f"id = '{op[1]}'")
+        return
     if kind.startswith("parent"):
         if kind == "parent_append":
             lake.write("silver", "parents", pa.table({"pid": [op[1]]}, schema=PARENTS))
@@ -120,7 +159,14 @@ def test_incremental_verdicts_equal_full_verdicts(
         lake.write("silver", "items", rows)
         lake.write("silver", "upstream", rows.drop_columns(["pid"]))
         lake.write("silver", "parents", pa.table({"pid": ["p0", "p1"]}, schema=PARENTS))
-        lake.run(CHECKS)
+        history = [
+            {**r, "_source_updated_at": datetime(2018, 1, 1), "_ingested_at": datetime(2018, 1, 1),
+             "_op": "delete" if r["is_deleted"] else "upsert"}
+            for r in start
+        ]  # fmt: skip
+        lake.write("bronze", "hist", pa.Table.from_pylist(history, schema=HISTORY))
+        checks = [*CHECKS, *HISTORY_CHECKS]
+        lake.run(checks)
         for op in operations:
             apply(lake, op)
-            lake.same_as_full(CHECKS, lake.run(CHECKS))
+            lake.same_as_full(checks, lake.run(checks))

@@ -44,6 +44,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion.catalog import SourceTable
+from medallion.checks.declared import source_totals
+from medallion.checks.kinds import Total
 from medallion.engine import default_engine
 from medallion.runner import RunContext
 from medallion.settings import Settings
@@ -93,6 +95,8 @@ class Reconciled:
     tombstones: pa.Table | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     source_keys: KeyPrint | None = None
+    # the totals the checks compare Bronze with, over the source rows read (None: not read)
+    source_totals: dict[str, Any] | None = None
 
 
 def hard_deletes(
@@ -115,15 +119,18 @@ def hard_deletes(
     keys = list(table.row_key)
     source: pa.Table | None = None  # every source key, when they were shipped whole
     shipped: KeyPrint | None = None  # the fingerprint of the source keys
+    totals: dict[str, Any] | None = None  # the checks' totals over the source rows
     recorded = _recorded_source_keys(bronze)
     if low is not None and recorded is not None:
-        source, shipped = _source_keys(db, table, whole=_small(recorded.keys, ctx.settings))
+        whole = _small(recorded.keys, ctx.settings)
+        source, shipped, totals = _source_keys(db, table, whole=whole)
         # the keys the last commit was reconciled with, or those and keys Bronze never held
         # (new keys): none gone
         if shipped == recorded or shipped == recorded.plus(
             source_fingerprint([_never_held(bronze, table, candidates)], table)
         ):
-            return Reconciled(metrics=_metrics(0, [], shipped.keys, 0), source_keys=shipped)
+            metrics = _metrics(0, [], shipped.keys, 0)
+            return Reconciled(metrics=metrics, source_keys=shipped, source_totals=totals)
     held = bronze.read([*keys, "_source_updated_at", "_ingested_at", "_op"])
     if held is None or held.num_rows == 0:  # nothing live; a first run lists every key
         listed = source_fingerprint([candidates.select(keys)], table) if low is None else None
@@ -133,38 +140,67 @@ def hard_deletes(
     if low is None or _small(live.num_rows, ctx.settings):
         # a summary costs the source about as much as shipping the keys of a small table
         differing = list(range(buckets))
-        if source is None:  # without a window, the candidates are every source key
-            source = candidates.select(keys) if low is None else db.select(table, keys)
+        if source is None and low is None:  # without a window: every source key
+            source = candidates.select(keys)
             shipped = source_fingerprint([source], table)
+        elif source is None:
+            source, shipped, totals = _source_keys(db, table, whole=True)
+        assert source is not None
         live_read = live
     else:
         if shipped is None:
-            shipped = _source_keys(db, table, whole=False)[1]
+            _, shipped, totals = _source_keys(db, table, whole=False)
         live = _hashed(live, table)
         differing = _differing_buckets(
             db, table, buckets, low=low, live=live, candidates=candidates
         )
         if not differing:
-            return Reconciled(metrics=_metrics(buckets, [], 0, 0), source_keys=shipped)
+            metrics = _metrics(buckets, [], 0, 0)
+            return Reconciled(metrics=metrics, source_keys=shipped, source_totals=totals)
         source = db.keys_in_buckets(table, buckets, differing)
         live_read = _in_buckets(live, buckets, differing)
     high = db.latest_update(table)
     seen = high if high is not None else ctx.started_at.replace(tzinfo=None)
     gone = _gone(live_read, source, table, seen)
     metrics = _metrics(buckets, differing, source.num_rows, live_read.num_rows)
-    return Reconciled(gone if gone.num_rows else None, metrics, shipped)
+    return Reconciled(gone if gone.num_rows else None, metrics, shipped, totals)
 
 
 def _source_keys(
     db: SourceDatabase, table: SourceTable, *, whole: bool
-) -> tuple[pa.Table | None, KeyPrint]:
-    """Every source key and their fingerprint; with ``whole`` False only the fingerprint,
-    the keys streamed through in batches (a large table's keys are never held at once)."""
-    keys = list(table.row_key)
-    if whole:
-        source = db.select(table, keys)
-        return source, source_fingerprint([source], table)
-    return None, source_fingerprint(db.select_batches(table, keys), table)
+) -> tuple[pa.Table | None, KeyPrint, dict[str, Any]]:
+    """Every source key, their fingerprint and the checks' totals over the source rows
+    (:func:`~medallion.checks.declared.source_totals`, from the same read: the columns they
+    need ride along with the keys); with ``whole`` False the keys are not kept, but streamed
+    through in batches (a large table's keys are never held at once)."""
+    wanted, columns = source_totals(table)
+    batches = db.select_batches(table, list(dict.fromkeys((*table.row_key, *columns))))
+    seen = _Seen(table, wanted)
+    kept = [seen.add(batch) for batch in batches]
+    source = pa.Table.from_batches(kept) if whole and kept else None
+    if whole and source is None:
+        source = db.select(table, list(table.row_key))  # no row: its empty shape
+    return (source if whole else None), seen.fingerprint, seen.totals
+
+
+class _Seen:
+    """The key fingerprint and the checks' totals of source rows seen batch by batch (both
+    add up: counts and sums)."""
+
+    def __init__(self, table: SourceTable, totals: Iterable[Total]) -> None:
+        self.table, self.wanted = table, tuple(totals)
+        self.fingerprint = KeyPrint(0, 0)
+        self.totals: dict[str, Any] = {t.key: 0 for t in self.wanted}
+
+    def add(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        self.fingerprint = self.fingerprint.plus(source_fingerprint([batch], self.table))
+        if self.wanted:
+            sums = ", ".join(f"({t.sql}) AS {quote(t.key)}" for t in self.wanted)
+            aliases = {t.rows.alias: batch for t in self.wanted}
+            row = default_engine().query(f"SELECT {sums}", aliases).to_pylist()[0]
+            for key, value in row.items():
+                self.totals[key] += value or 0
+        return batch
 
 
 def source_fingerprint(

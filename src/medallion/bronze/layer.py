@@ -25,8 +25,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion.audit import table_lease
-from medallion.bronze.deletes import OP_DELETE, OP_UPSERT, SOURCE_KEYS, Reconciled, hard_deletes
+from medallion.bronze.deletes import (
+    OP_DELETE,
+    OP_UPSERT,
+    SOURCE_KEYS,
+    Reconciled,
+    hard_deletes,
+)
 from medallion.catalog import DELETED_AT, UPDATED_AT, SourceTable, bronze_schema
+from medallion.checks.declared import SOURCE_TOTALS
 from medallion.faults import crash_point
 from medallion.runner import Layer, RunContext, Task, TaskResult, per_table
 from medallion.source.db import SourceDatabase, open_source
@@ -107,6 +114,7 @@ def _extract(
         "candidates": candidates.num_rows,
         "new_columns": list(drift.new_columns),
         **reconciled.metrics,
+        **({SOURCE_TOTALS: reconciled.source_totals} if reconciled.source_totals else {}),
     }
     result = TaskResult(
         rows_read=candidates.num_rows,

@@ -4,8 +4,10 @@ Silver contracts, Gold model)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 
 from medallion.catalog import SOURCE_TABLES, SourceTable, bronze_schema, source_table
+from medallion.checks.inputs import SOURCE
 from medallion.checks.kinds import (
     ALL_ROWS,
     LIVE_ROWS,
@@ -14,6 +16,7 @@ from medallion.checks.kinds import (
     Keyed,
     Need,
     Severity,
+    Total,
     bronze_live,
     freshness,
     live_rows,
@@ -45,6 +48,7 @@ def bronze_checks(table: SourceTable) -> list[Check]:
             upstream=src,
             upstream_rows=SOURCE_LIVE,
             here_rows=bronze_live("t", keys),
+            fingerprinted=True,
         ),
     ]
 
@@ -174,6 +178,33 @@ def bronze_revenue() -> Check:
         upstream_rows=SOURCE_LIVE,
         here_rows=bronze_live("t", table.row_key),
     )
+
+
+SOURCE_TOTALS = "source_totals"  # Bronze task metrics: the totals below, by Total.key
+
+
+def source_totals(table: SourceTable) -> tuple[tuple[Total, ...], tuple[str, ...]]:
+    """The totals the checks compare with over the rows of source table ``table``, and the
+    columns they read: Bronze computes them from the rows it reads anyway, so that a check
+    does not read the source again (:meth:`CheckRunner._total_since`)."""
+    return _source_totals(table.name)
+
+
+@cache
+def _source_totals(table: str) -> tuple[tuple[Total, ...], tuple[str, ...]]:
+    totals: dict[str, Total] = {}
+    columns: dict[str, None] = {}
+    for check in declared_checks():
+        for alias, (layer, name) in check.inputs.items():
+            if (layer, name) != (SOURCE, table):
+                continue
+            pairs = [t for pair in check.agree for t in pair]
+            mine = [t for t in (*check.totals, *pairs) if t.rows.alias == alias]
+            totals |= {t.key: t for t in mine}
+            need = next(n for n in check.needs if n.alias == alias)
+            if mine:
+                columns |= dict.fromkeys(need.columns or ())
+    return tuple(totals.values()), tuple(columns)
 
 
 def declared_checks(drift: float = 0.5, max_lag_s: float = 86_400.0) -> list[Check]:

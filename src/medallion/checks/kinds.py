@@ -4,6 +4,7 @@ returns violating rows, or a measure, plus a severity."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -86,8 +87,30 @@ class Total:
         """The input's row count: the Delta log's file statistics hold it."""
         return self.expr == COUNT and self.rows.row_local and self.rows.where == "TRUE"
 
+    @property
+    def key_local(self) -> bool:
+        """Over rows that depend on their key's rows only (a history's live rows): kept up
+        to date from the rows of the keys a commit touched, before and after it."""
+        return bool(self.rows.keys) and not self.rows.row_local
+
+    @property
+    def key(self) -> str:
+        """What the total computes, as a short name (the same total in every check)."""
+        return hashlib.sha256(self.sql.encode()).hexdigest()[:16]
+
 
 COUNT = "count(*)"
+
+
+def key_print(rows: Rows, keys: Sequence[str], side: str) -> tuple[Total, Total]:
+    """The fingerprint of the key set of ``rows`` as two totals: how many rows, and the sum
+    of a 64-bit hash of each row's key (equal fingerprints: equal key multisets, but for a
+    chance of about 2^-64). Keys are hashed as text, whatever type each side holds them in."""
+    hashed = ", ".join(f"CAST({k} AS VARCHAR)" for k in keys)
+    return (
+        Total(f"{side}_keys", rows, COUNT),
+        Total(f"{side}_hash", rows, f"coalesce(sum(CAST(hash({hashed}) AS HUGEINT)), 0)"),
+    )
 
 
 @dataclass(frozen=True)
@@ -131,6 +154,10 @@ class Check:
     # how far a change reaches: what an incremental evaluation may narrow the inputs to
     locality: Locality = None
     columns: tuple[str, ...] | None = None  # the columns of ``t`` read (None: all)
+    # pairs of totals that are equal exactly when the check passes (key fingerprints): kept
+    # up to date, they confirm a pass without reading rows; a pair that differs is judged
+    # in full, which names the rows
+    agree: tuple[tuple[Total, Total], ...] = ()
 
     @property
     def full_name(self) -> str:
@@ -282,9 +309,12 @@ def reconcile_keys(
     upstream_rows: Rows,
     here_rows: Rows = LIVE_ROWS,
     excused: Need | None = None,
+    fingerprinted: bool = False,
 ) -> Check:
     """Every live upstream key is live here (unless excused, e.g. quarantined), and every
-    live key here is live upstream. ``*_rows`` are the live rows of each side."""
+    live key here is live upstream. ``*_rows`` are the live rows of each side. When
+    ``fingerprinted``, the key fingerprints of both sides are kept (:attr:`Check.agree`): for
+    an upstream that keeps no change feed (the source), read whole otherwise."""
     match = " AND ".join(f"a.{k} = b.{k}" for k in keys)
     cols = ", ".join(f"a.{k}" for k in keys)
     excuse = ""
@@ -293,6 +323,10 @@ def reconcile_keys(
         excuse = f" AND NOT EXISTS (SELECT 1 FROM {excused.alias} q WHERE {on})"
     keyed = all(r.row_local or r.keys == tuple(keys) for r in (here_rows, upstream_rows))
     aliases = ("t", upstream.alias, *((excused.alias,) if excused else ()))
+    agree: tuple[tuple[Total, Total], ...] = ()
+    if fingerprinted and excused is None:
+        here, up = key_print(here_rows, keys, "here"), key_print(upstream_rows, keys, "upstream")
+        agree = tuple(zip(here, up, strict=True))
     return Check(
         f"reconcile_with_{upstream.layer}",
         layer,
@@ -310,6 +344,7 @@ def reconcile_keys(
         needs=(upstream, *((excused,) if excused else ())),
         locality=Keyed(tuple((a, tuple(keys)) for a in aliases)) if keyed else None,
         columns=(*keys, *here_rows.columns),
+        agree=agree,
     )
 
 

@@ -23,12 +23,14 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion.audit import AuditStore
+from medallion.checks.declared import SOURCE_TOTALS
 from medallion.checks.inputs import SOURCE, CheckInputs, Version, input_name
 from medallion.checks.kinds import (
     ROW,
@@ -76,6 +78,8 @@ class CheckRunner:
         self.full = ctx.full_checks or ctx.full_refresh
         self.modes: dict[str, int] = {}  # evaluations per mode, for the task's metrics
         self._nets: dict[int, tuple[Changes, pa.Table]] = {}
+        self._seen: dict[str, dict[str, Value]] = {}  # source table -> Bronze's totals
+        self._touched: dict[tuple[str, str], tuple[pa.Table, pa.Table] | None] = {}
 
     def run(self, checks: Iterable[Check], audit: AuditStore) -> list[Result]:
         """Evaluate ``checks`` and record their results and states (in one transaction, at
@@ -156,7 +160,9 @@ class CheckRunner:
             return self._judged(check, float(observed or 0), audit), {}
         # the violations are gathered whole and sampled in Arrow: a LIMIT over a UNION ALL of
         # window-function CTEs hangs DuckDB 2.0 (seen on the reconciliation checks)
-        return _violations(check, self.engine.query(check.sql, tables)), {}
+        found = _violations(check, self.engine.query(check.sql, tables))
+        agreeing = {t.name: _sum(t, tables[t.rows.alias], default_engine()) for t in _agree(check)}
+        return found, agreeing
 
     def _total(self, check: Check, total: Total) -> Value:
         """``total`` over every row of its input."""
@@ -169,8 +175,7 @@ class CheckRunner:
         return self._sum(total, data)
 
     def _sum(self, total: Total, rows: pa.Table) -> Value:
-        value = self.engine.query(total.sql, {total.rows.alias: rows})[total.name][0].as_py()
-        return value if value is not None else 0
+        return _sum(total, rows, self.engine)
 
     def _from_totals(self, check: Check, totals: Mapping[str, Value], audit: AuditStore) -> Result:
         """The check's query (or measure) over the one-row table of its totals."""
@@ -232,13 +237,15 @@ class CheckRunner:
             return None  # reads the log only: as cheap in full
         note = f"incremental since {describe_versions(moved)}"
         if check.totals:
-            since = [self._total_since(check, t, state, moved) for t in check.totals]
+            since = [self._total_since(check, t, state, moved, audit) for t in check.totals]
             totals = {t.name: value for t, (value, _) in zip(check.totals, since, strict=True)}
             result = self._from_totals(check, totals, audit)
             if all(again for _, again in since):  # every total summed over all its rows
                 return Evaluation(result, Mode.FULL, totals)
             result.details = f"{note}; {result.details}" if result.details else note
             return Evaluation(result, Mode.INCREMENTAL, totals)
+        if check.agree:
+            return self._agreeing(check, state, moved, audit, note)
         feeds = self._feeds(check, moved)
         found = None if feeds is None else self._violations_since(check, state, feeds)
         if feeds is None or found is None:
@@ -246,6 +253,24 @@ class CheckRunner:
         changed = sum(f.num_rows for f in feeds.values())
         found.details = f"{note} ({changed} changed rows)"
         return Evaluation(found, Mode.INCREMENTAL, {})
+
+    def _agreeing(
+        self,
+        check: Check,
+        state: CheckState,
+        moved: Mapping[str, Version],
+        audit: AuditStore,
+        note: str,
+    ) -> Evaluation | None:
+        """A pass confirmed by the key fingerprints of both sides, kept up to date; None when
+        they differ (the full evaluation names the keys)."""
+        since = {t.name: self._total_since(check, t, state, moved, audit) for t in _agree(check)}
+        totals = {name: value for name, (value, _) in since.items()}
+        if any(totals[a.name] != totals[b.name] for a, b in check.agree):
+            return None
+        mode = Mode.FULL if all(again for _, again in since.values()) else Mode.INCREMENTAL
+        result = Result(check, CheckStatus.PASS, details=f"{note}; the key fingerprints agree")
+        return Evaluation(result, mode, totals)
 
     def _violations_since(
         self, check: Check, state: CheckState, feeds: Mapping[str, Changes]
@@ -282,27 +307,96 @@ class CheckRunner:
         return feeds
 
     def _total_since(
-        self, check: Check, total: Total, state: CheckState, moved: Mapping[str, Version]
+        self,
+        check: Check,
+        total: Total,
+        state: CheckState,
+        moved: Mapping[str, Version],
+        audit: AuditStore,
     ) -> tuple[Value, bool]:
-        """The total: the recorded one when its input did not move, else the recorded one
-        plus what was added minus what was removed (a row count: from the log's file
-        statistics), else summed again over its input (then True)."""
+        """The total: the recorded one when its input did not move; over the source, the one
+        this run's Bronze task computed from the rows it read; else the recorded one plus what
+        was added minus what was removed (a row count: from the log's file statistics; over a
+        history's live rows: from the rows of the keys a change touched), else summed again
+        over its input (then True)."""
         layer, table = check.inputs[total.rows.alias]
         name = input_name(layer, table)
         recorded = state.totals.get(total.name)
         if recorded is not None and name not in moved:
             return recorded, False
-        if total.counts_every_row and layer != SOURCE:
+        if layer == SOURCE:
+            return self._source_total(check, total, table, audit)
+        if total.counts_every_row:
             count = self.inputs.row_count(layer, table)
             if count is not None:
                 return count, False
         before = moved.get(name)
-        if recorded is not None and total.additive and layer != SOURCE:
+        feed = None
+        if recorded is not None and (total.additive or total.key_local):
             feed = self.inputs.feed(layer, table, before if isinstance(before, int) else None)
-            if feed is not None:
-                added, removed = self._sum(total, feed.added), self._sum(total, feed.removed)
-                return recorded + added - removed, False  # type: ignore[operator]
+        if feed is not None and total.additive:
+            added, removed = self._sum(total, feed.added), self._sum(total, feed.removed)
+            return recorded + added - removed, False  # type: ignore[operator]
+        if feed is not None:
+            change = self._key_local_change(check, total, feed)
+            if change is not None:
+                return recorded + change, False  # type: ignore[operator]
         return self._total(check, total), True
+
+    def _source_total(
+        self, check: Check, total: Total, table: str, audit: AuditStore
+    ) -> tuple[Value, bool]:
+        """A total over a source table: the one this run's Bronze task computed from the rows
+        it read (then False), else summed over the source read whole (then True)."""
+        seen = self._seen_by_bronze(table, audit)
+        if total.key in seen:
+            return seen[total.key], False
+        return self._total(check, total), True
+
+    def _seen_by_bronze(self, table: str, audit: AuditStore) -> dict[str, Value]:
+        """The checks' totals over source table ``table`` that this run's Bronze task
+        computed from the source rows it read (by :attr:`Total.key`; none: not recorded)."""
+        if table not in self._seen:
+            metrics = audit.task_metrics(self.ctx.run_id, f"bronze.{table}") or {}
+            recorded = metrics.get(SOURCE_TOTALS) or {}
+            self._seen[table] = {
+                k: Decimal(v) if isinstance(v, str) else v for k, v in recorded.items()
+            }
+        return self._seen[table]
+
+    def _key_local_change(self, check: Check, total: Total, feed: Changes) -> Value | None:
+        """How much a key-local total moved: the total over the rows now held by the keys
+        the change touched, less the total over those keys' rows before it (now, less what
+        was added, plus what was removed). None when a touched key is NULL."""
+        alias, first = total.rows.alias, total.rows.keys[0]
+        seen = (check.full_name, alias)  # the totals of one check share the rows read
+        if seen not in self._touched:
+            self._touched[seen] = self._touched_rows(check, alias, first, feed)
+        rows = self._touched[seen]
+        if rows is None:
+            return None
+        now, before = rows
+        # key fingerprints are DuckDB hashes whichever the engine: Bronze computed the source's
+        engine = default_engine() if total in _agree(check) else self.engine
+        return _sum(total, now, engine) - _sum(total, before, engine)  # type: ignore[operator]
+
+    def _touched_rows(
+        self, check: Check, alias: str, column: str, feed: Changes
+    ) -> tuple[pa.Table, pa.Table] | None:
+        """The rows of input ``alias`` whose ``column`` a change touched, after and before."""
+        touched = pa.concat_arrays(
+            [part[column].combine_chunks() for part in (feed.added, feed.removed)]
+        )
+        if touched.null_count:
+            return None
+        now = self.inputs.matching(check, alias, column, pc.unique(touched))
+        columns = now.column_names
+        before = self.engine.query(
+            "WITH kept AS (SELECT * FROM now EXCEPT ALL SELECT * FROM a) "
+            "SELECT * FROM kept UNION ALL SELECT * FROM r",
+            {"now": now, "a": feed.added.select(columns), "r": feed.removed.select(columns)},
+        )
+        return now, before
 
     def _rows_since(self, check: Check, state: CheckState, feed: Changes) -> Result | None:
         """A row judged alone: the recorded failing count plus the added rows that fail minus
@@ -386,6 +480,16 @@ class CheckRunner:
         return self.engine.query(
             "SELECT * FROM a EXCEPT ALL SELECT * FROM r", {"a": added, "r": removed}
         )
+
+
+def _sum(total: Total, rows: pa.Table, engine: Engine) -> Value:
+    value = engine.query(total.sql, {total.rows.alias: rows})[total.name][0].as_py()
+    return value if value is not None else 0
+
+
+def _agree(check: Check) -> list[Total]:
+    """The totals of both sides of every pair of :attr:`Check.agree`."""
+    return [t for pair in check.agree for t in pair]
 
 
 def _distinct(parts: list[pa.Table], names: list[str]) -> pa.Table | None:

@@ -72,6 +72,7 @@ def definition(check: Check) -> str:
         check.measure,
         check.needs,
         check.totals,
+        *((check.agree,) if check.agree else ()),  # (states of checks without it stand)
         check.locality,
         check.columns,
         str(check.expected_schema),

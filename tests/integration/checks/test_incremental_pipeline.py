@@ -9,6 +9,7 @@ import json
 import shutil
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,14 @@ from typing import Any
 import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable, write_deltalake
+from tests.support import put
 
 from medallion import api
 from medallion.audit import AuditStore
+from medallion.catalog import source_table
 from medallion.settings import Settings
 from medallion.source.changes import ChangeSpec
-from medallion.source.db import SourceDatabase
+from medallion.source.db import SourceDatabase, open_source
 from medallion.storage import DeltaHandle
 
 pytestmark = pytest.mark.slow
@@ -195,3 +198,64 @@ def test_a_table_rewritten_without_change_feed_is_checked_in_full(settings: Sett
     assert (mode(lost), lost["status"], lost["failing_rows"]) == ("full", "fail", 1)
     drift = got["gold.fact_order.row_count_drift"]
     assert (mode(drift), drift["observed"]) == ("incremental", rows.num_rows - 1)  # the log
+
+
+def _check_tasks(settings: Settings, run_id: str) -> dict[str, dict[str, Any]]:
+    with AuditStore(settings.audit_location) as audit:
+        return {r["task"]: r for r in audit.run_logs(run_id=run_id) if r["layer"] == "check"}
+
+
+def test_in_a_run_bronze_is_reconciled_with_the_source_rows_bronze_read(
+    settings: Settings,
+) -> None:
+    """The Bronze checks compare Bronze with the totals its task computed from the source
+    rows it read (key fingerprints, the revenue): the check tasks read no source row."""
+    api.change_source(settings, ChangeSpec(seed=3, new_orders=8, status_updates=6, hard_deletes=2))
+    report = api.run(settings)
+    assert report.ok, [(o.task.name, o.error) for o in report.outcomes if o.error]
+    with AuditStore(settings.audit_location) as audit:
+        rows = {r["check_name"]: r for r in audit.dq_results(report.run_id)}
+    for name in ("orders", "order_items", "order_payments"):
+        keys = rows[f"bronze.{name}.reconcile_with_source"]
+        assert (mode(keys), keys["status"]) == ("incremental", "pass"), keys
+        assert "the key fingerprints agree" in keys["details"]
+    revenue = rows["bronze.order_payments.payment_value_sum_matches_source"]
+    assert (mode(revenue), revenue["status"]) == ("incremental", "pass"), revenue
+    tasks = _check_tasks(settings, report.run_id)
+    with open_source(settings.source_location) as db:
+        for name in ("orders", "order_payments"):
+            held = db.row_count(source_table(name))
+            assert tasks[f"check.bronze.{name}"]["rows_read"] < held / 4, name
+    assert verdicts(checked(settings)) == verdicts(results(settings, full=True))
+
+
+def test_a_source_row_bronze_missed_fails_the_run_and_is_named(settings: Settings) -> None:
+    """A row that reached the source behind Bronze's watermark: the fingerprints differ, and
+    the full evaluation that follows names the key."""
+    late = {"customer_id": "f" * 32, "customer_unique_id": "e" * 32,
+            "customer_zip_code_prefix": "01001", "customer_city": "sao paulo",
+            "customer_state": "SP", "updated_at": datetime(2016, 1, 1)}  # fmt: skip
+    put(settings, "customers", [late])
+    api.change_source(settings, ChangeSpec(seed=4, new_orders=3))
+    report = api.run(settings)
+    assert not report.ok
+    with AuditStore(settings.audit_location) as audit:
+        rows = {r["check_name"]: r for r in audit.dq_results(report.run_id)}
+    missed = rows["bronze.customers.reconcile_with_source"]
+    assert (mode(missed), missed["status"]) == ("full", "fail")
+    assert json.loads(missed["sample"]) == [{"customer_id": "f" * 32, "problem": "missing here"}]
+
+
+def test_a_bronze_row_lost_behind_the_pipeline_fails_in_the_next_run(settings: Settings) -> None:
+    """Bronze loses a key's rows (a delete behind the pipeline): its kept fingerprint moves
+    by that key, no longer agrees with the source's, and the full evaluation names it."""
+    bronze = table(settings, "bronze", "orders")
+    gone = bronze.to_pyarrow_table(columns=["order_id"])["order_id"][0].as_py()
+    bronze.delete(f"order_id = '{gone}'")
+    report = api.run(settings)
+    assert not report.ok
+    with AuditStore(settings.audit_location) as audit:
+        rows = {r["check_name"]: r for r in audit.dq_results(report.run_id)}
+    lost = rows["bronze.orders.reconcile_with_source"]
+    assert (mode(lost), lost["status"]) == ("full", "fail")
+    assert json.loads(lost["sample"]) == [{"order_id": gone, "problem": "missing here"}]
