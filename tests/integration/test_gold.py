@@ -154,6 +154,39 @@ def test_rerun_writes_nothing_and_full_rebuild_is_identical(generated: Settings)
         assert after[name] == before[name], name
 
 
+def test_a_dimension_writes_only_the_entities_it_folded_again(tmp_path: Path) -> None:
+    """A customer moves: dim_customer folds that person again and writes only their rows (a
+    version closed, one opened); a move of the locations rewrites every row's lat/lng."""
+    s = Settings(home=tmp_path / "home", retries=0)
+    api.generate_source(s, scale=0.01, seed=7)
+    run_ok(s)
+    with open_source(s.source_location) as db:
+        customers = db.read_table(next(t for t in SOURCE_TABLES if t.name == "customers"))
+    person = customers.sort_by("customer_id").slice(0, 1).to_pylist()[0]
+    later = pc.max(customers["updated_at"]).as_py() + timedelta(hours=1)
+    moved = {"customer_zip_code_prefix": "99990", "customer_city": "chui", "updated_at": later}
+    put(s, "customers", [person | moved])
+    dim = _last_gold(run_ok(s), "dim_customer")
+    assert (dim["keys_rebuilt"], dim["inserted"], dim["updated"], dim["deleted"]) == (1, 1, 1, 0)
+    rows = gold(s, "dim_customer").filter(
+        pc.equal(pc.field("customer_unique_id"), person["customer_unique_id"])
+    )
+    assert sorted(rows["zip_code_prefix"].to_pylist())[-1] == "99990"
+    with open_source(s.source_location) as db:
+        places = db.read_table(next(t for t in SOURCE_TABLES if t.name == "geolocation"))
+    place = places.filter(pc.equal(places["geolocation_zip_code_prefix"], "99990"))
+    assert place.num_rows == 0  # a new place: the moved person's zip gets its lat/lng
+    here = places.slice(0, 1).to_pylist()[0] | {"geolocation_zip_code_prefix": "99990"}
+    put(s, "geolocation", [here | {"geolocation_lat": -33.7, "updated_at": later}])
+    dim = _last_gold(run_ok(s), "dim_customer")
+    assert "keys_rebuilt" not in dim and dim["updated"] >= 1
+    rows = gold(s, "dim_customer").filter(pc.equal(pc.field("zip_code_prefix"), "99990"))
+    assert rows["lat"].to_pylist() == [-33.7]
+    before = gold(s, "dim_customer").sort_by("customer_sk")
+    assert api.run(s, ["gold"], full_refresh=True).ok
+    assert gold(s, "dim_customer").sort_by("customer_sk").equals(before)
+
+
 def test_an_out_of_order_change_lands_between_repeated_states(tmp_path: Path) -> None:
     """A person at address A (t1), ordering again at A (t3), and a late row saying they were at B
     at t2: history must read A, B, A, whatever order the rows arrived in."""

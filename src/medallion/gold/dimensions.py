@@ -272,10 +272,13 @@ def build_scd2(
     engine: Engine,
 ) -> pa.Table:
     """The dimension: the ``touched`` entities (all when None) folded from ``events``, which
-    hold ALL their events; the others keep their ``stored`` versions. Folding a key from all
-    its events, never from its stored versions, is what makes the result independent of the
-    order in which events arrived, and equal to a rebuild."""
+    hold ALL their events; the others keep their ``stored`` versions (with ``stored`` None,
+    only the touched entities' rows are returned: the caller writes them over those entities'
+    rows). Folding a key from all its events, never from its stored versions, is what makes
+    the result independent of the order in which events arrived, and equal to a rebuild."""
     folded = apply_scd2(dim.spec, None, events, engine)
+    if touched is not None and stored is None:
+        return attach_derived(dim, folded, location, engine)
     if touched is not None and stored is not None and stored.num_rows:
         nk = _q(dim.spec.natural_key[0])
         core = stored.select(list(dim.spec.columns))

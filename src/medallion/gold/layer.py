@@ -31,6 +31,7 @@ from medallion.gold.increment import (
     write_changes,
 )
 from medallion.gold.model import GOLD_TABLES, Dimension, GoldTable, Snapshot
+from medallion.gold.scd2 import UNKNOWN_KEY
 from medallion.runner import Layer, RunContext, Task, TaskResult
 from medallion.silver.contracts import silver_table
 from medallion.silver.transform import empty_silver_sql, valid_history
@@ -102,11 +103,19 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
     whole = ctx.full_refresh or not target.exists
     scope: tuple[str, pa.Array] | None = None
     if isinstance(table, Dimension):
-        data, read, through = _build_scd2(
-            ctx, table, lake, target=target, inputs=inputs, engine=engine
+        located = TableRef(LAYER, "dim_location")  # lat/lng are joined onto every row
+        moved = located in current and recorded[located] != current[located]
+        data, read, through, scope = _build_scd2(
+            ctx, table, lake, target=target, inputs=inputs, engine=engine, whole=moved
         )
+        if scope is not None and not same_columns(target, data):  # its columns changed
+            data, read, through, scope = _build_scd2(
+                ctx, table, lake, target=target, inputs=inputs, engine=engine, whole=True
+            )
         transactions |= {txn_id(table.name, ref): v for ref, v in through.items()}
         metrics["bronze_through"] = {str(ref): v for ref, v in through.items()}
+        if scope is not None:
+            metrics["keys_rebuilt"] = len(scope[1])
     else:
         assert isinstance(table, Snapshot)
         keys = (
@@ -223,11 +232,14 @@ def _build_scd2(
     target: DeltaHandle,
     inputs: dict[TableRef, DeltaHandle],
     engine: Engine,
-) -> tuple[pa.Table, int, dict[TableRef, int]]:
+    whole: bool,
+) -> tuple[pa.Table, int, dict[TableRef, int], tuple[str, pa.Array] | None]:
     """Fold the entities whose Bronze history grew since the last build from ALL their valid
     Bronze states, up to the Bronze version Silver has merged (so Silver's current state and
-    Gold's history always come from the same rows). Returns the dimension, the rows read, and
-    the Bronze versions folded through (recorded with the commit)."""
+    Gold's history always come from the same rows). Returns the rows to write, the rows read,
+    the Bronze versions folded through (recorded with the commit) and the scope the rows
+    replace: (natural key, the entities folded again), or None for the whole dimension (a
+    rebuild, or ``whole``: every row changes, as when the locations moved)."""
     dim = table.fold
     lookup = dim.contract.lookup
     sources = _dimension_sources(table)
@@ -241,7 +253,7 @@ def _build_scd2(
     if lookup is not None:
         lookup_rows = _bronze_rows(bronze[lookup.table], lookup.table, through[lookup.table], True)
         lookup_history = valid_history(silver_table(lookup.table), lookup_rows, engine)
-    stored, touched = None, None
+    stored, touched, scope = None, None, None
     if not rebuild:
         new = {n: _valid_new(bronze[n], n, folded[n], through[n], engine) for n in sources}
         linked = links(dim, rows, engine)
@@ -249,14 +261,18 @@ def _build_scd2(
             dim, linked, new[dim.silver], new[lookup.table] if lookup else None, engine
         )
         rows = rows_of(dim, rows, linked, touched, engine)
-        stored = target.read()
+        entities = touched["e"].combine_chunks()
+        if whole or pc.any(pc.equal(entities.cast(pa.string()), UNKNOWN_KEY)).as_py():
+            stored = target.read()  # every row, or the unknown member's natural key
+        else:
+            scope = (dim.spec.natural_key[0], entities)
     assert isinstance(rows, pa.Table)
     history = valid_history(dim.contract, rows, engine)
     events = dimension_events(dim, history, lookup_history, engine)
     location = inputs[TableRef(LAYER, "dim_location")].read() if dim.location_zip else None
     data = build_scd2(dim, stored, events, touched, location=location, engine=engine)
     versions = {TableRef("bronze", n): MISSING if v is None else v for n, v in through.items()}
-    return data, history.num_rows, versions
+    return data, history.num_rows, versions, scope
 
 
 def _bronze_rows(bronze: DeltaHandle, name: str, through: int | None, whole: bool) -> Relation:
