@@ -12,7 +12,7 @@ follows the same sequence; after every run:
 - fact keys point at the dimension version valid at the order's purchase time.
 
 At the end, Silver and Gold rebuilt with ``--full-refresh`` equal the incremental lake, table
-by table. ``make test`` runs 25 fixed sequences; ``MEDALLION_PROPERTY_EXAMPLES=N`` (300 in
+by table. ``make test`` runs 15 fixed sequences; ``MEDALLION_PROPERTY_EXAMPLES=N`` (300 in
 ``make test-all``) runs N new random ones.
 """
 

@@ -35,7 +35,7 @@ comparison is made in full until the next commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -46,7 +46,7 @@ import pyarrow.compute as pc
 from medallion.catalog import SourceTable
 from medallion.checks.declared import source_totals
 from medallion.checks.kinds import Total
-from medallion.engine import default_engine
+from medallion.engine import Engine, default_engine
 from medallion.runner import RunContext
 from medallion.settings import Settings
 from medallion.source.db import SourceDatabase
@@ -175,31 +175,48 @@ def _source_keys(
     through in batches (a large table's keys are never held at once)."""
     wanted, columns = source_totals(table)
     batches = db.select_batches(table, list(dict.fromkeys((*table.row_key, *columns))))
-    seen = _Seen(table, wanted)
-    kept = [seen.add(batch) for batch in batches]
-    source = pa.Table.from_batches(kept) if whole and kept else None
+    with default_engine().session() as engine:  # one connection for every batch
+        seen = _Seen(table, wanted, engine)
+        kept = [seen.add(chunk) for chunk in _chunks(batches)]
+    source = pa.concat_tables(kept) if whole and kept else None
     if whole and source is None:
         source = db.select(table, list(table.row_key))  # no row: its empty shape
     return (source if whole else None), seen.fingerprint, seen.totals
+
+
+def _chunks(batches: Iterable[pa.RecordBatch], rows: int = 1 << 20) -> Iterator[pa.Table]:
+    """``batches`` gathered into tables of about ``rows`` rows (a query per driver batch of a
+    few thousand rows would cost more than the rows)."""
+    held: list[pa.RecordBatch] = []
+    for batch in batches:
+        held.append(batch)
+        if sum(b.num_rows for b in held) >= rows:
+            yield pa.Table.from_batches(held)
+            held = []
+    if held:
+        yield pa.Table.from_batches(held)
 
 
 class _Seen:
     """The key fingerprint and the checks' totals of source rows seen batch by batch (both
     add up: counts and sums)."""
 
-    def __init__(self, table: SourceTable, totals: Iterable[Total]) -> None:
-        self.table, self.wanted = table, tuple(totals)
+    def __init__(self, table: SourceTable, totals: Iterable[Total], engine: Engine) -> None:
+        self.table, self.wanted, self.engine = table, tuple(totals), engine
         self.fingerprint = KeyPrint(0, 0)
         self.totals: dict[str, Any] = {t.key: 0 for t in self.wanted}
 
-    def add(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        self.fingerprint = self.fingerprint.plus(source_fingerprint([batch], self.table))
-        if self.wanted:
-            sums = ", ".join(f"({t.sql}) AS {quote(t.key)}" for t in self.wanted)
-            aliases = {t.rows.alias: batch for t in self.wanted}
-            row = default_engine().query(f"SELECT {sums}", aliases).to_pylist()[0]
-            for key, value in row.items():
-                self.totals[key] += value or 0
+    def add(self, batch: pa.Table) -> pa.Table:
+        """Count ``batch`` in (one query) and hand it back."""
+        sums = "".join(f", ({t.sql}) AS {quote(t.key)}" for t in self.wanted)
+        aliases = {t.rows.alias: batch for t in self.wanted}
+        row = self.engine.query(
+            f"{_fingerprint_sql(self.table)}{sums} FROM k", {"k": batch, **aliases}
+        )
+        n, s, *totals = row.to_pylist()[0].values()
+        self.fingerprint = self.fingerprint.plus(KeyPrint(n, s or 0))
+        for t, value in zip(self.wanted, totals, strict=True):
+            self.totals[t.key] += value or 0
         return batch
 
 
@@ -207,12 +224,17 @@ def source_fingerprint(
     batches: Iterable[pa.Table | pa.RecordBatch], table: SourceTable
 ) -> KeyPrint:
     """The fingerprint of the row keys in ``batches`` (summed batch by batch)."""
-    sql = f"SELECT count(*) AS n, sum(hash({quoted_list(table.row_key)})::HUGEINT) AS s FROM k"
+    sql = f"{_fingerprint_sql(table)} FROM k"
     fingerprint = KeyPrint(0, 0)
-    for batch in batches:
-        n, s = default_engine().query(sql, {"k": batch}).to_pylist()[0].values()
-        fingerprint = fingerprint.plus(KeyPrint(n, s or 0))
+    with default_engine().session() as engine:
+        for batch in batches:
+            n, s = engine.query(sql, {"k": batch}).to_pylist()[0].values()
+            fingerprint = fingerprint.plus(KeyPrint(n, s or 0))
     return fingerprint
+
+
+def _fingerprint_sql(table: SourceTable) -> str:
+    return f"SELECT count(*) AS n, sum(hash({quoted_list(table.row_key)})::HUGEINT) AS s"
 
 
 def _never_held(bronze: DeltaHandle, table: SourceTable, candidates: pa.Table) -> pa.Table:

@@ -105,8 +105,8 @@ COUNT = "count(*)"
 def key_print(rows: Rows, keys: Sequence[str], side: str) -> tuple[Total, Total]:
     """The fingerprint of the key set of ``rows`` as two totals: how many rows, and the sum
     of a 64-bit hash of each row's key (equal fingerprints: equal key multisets, but for a
-    chance of about 2^-64). Keys are hashed as text, whatever type each side holds them in."""
-    hashed = ", ".join(f"CAST({k} AS VARCHAR)" for k in keys)
+    chance of about 2^-64). Both sides hold the key columns in the catalog's types."""
+    hashed = ", ".join(keys)
     return (
         Total(f"{side}_keys", rows, COUNT),
         Total(f"{side}_hash", rows, f"coalesce(sum(CAST(hash({hashed}) AS HUGEINT)), 0)"),

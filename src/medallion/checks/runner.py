@@ -74,6 +74,9 @@ class CheckRunner:
     def __init__(self, ctx: RunContext, engine: Engine | None = None) -> None:
         self.ctx = ctx
         self.engine = engine or default_engine()
+        # key fingerprints are DuckDB hashes whichever the engine (Bronze computed the
+        # source's): one connection for the run's
+        self.duck: Engine = default_engine()
         self.inputs = CheckInputs(ctx.settings, self.engine)
         self.full = ctx.full_checks or ctx.full_refresh
         self.modes: dict[str, int] = {}  # evaluations per mode, for the task's metrics
@@ -84,7 +87,14 @@ class CheckRunner:
     def run(self, checks: Iterable[Check], audit: AuditStore) -> list[Result]:
         """Evaluate ``checks`` and record their results and states (in one transaction, at
         the end, also when a check raised: what was evaluated is kept)."""
-        checks = list(checks)
+        with default_engine().session() as duck:
+            self.duck = duck
+            try:
+                return self._run(list(checks), audit)
+            finally:
+                self.duck = default_engine()
+
+    def _run(self, checks: list[Check], audit: AuditStore) -> list[Result]:
         rows = audit.check_states(c.full_name for c in checks)
         done: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
         results = []
@@ -161,7 +171,7 @@ class CheckRunner:
         # the violations are gathered whole and sampled in Arrow: a LIMIT over a UNION ALL of
         # window-function CTEs hangs DuckDB 2.0 (seen on the reconciliation checks)
         found = _violations(check, self.engine.query(check.sql, tables))
-        agreeing = {t.name: _sum(t, tables[t.rows.alias], default_engine()) for t in _agree(check)}
+        agreeing = {t.name: _sum(t, tables[t.rows.alias], self.duck) for t in _agree(check)}
         return found, agreeing
 
     def _total(self, check: Check, total: Total) -> Value:
@@ -376,8 +386,7 @@ class CheckRunner:
         if rows is None:
             return None
         now, before = rows
-        # key fingerprints are DuckDB hashes whichever the engine: Bronze computed the source's
-        engine = default_engine() if total in _agree(check) else self.engine
+        engine = self.duck if total in _agree(check) else self.engine
         return _sum(total, now, engine) - _sum(total, before, engine)  # type: ignore[operator]
 
     def _touched_rows(

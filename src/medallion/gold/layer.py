@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -105,13 +106,10 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
     if isinstance(table, Dimension):
         located = TableRef(LAYER, "dim_location")  # lat/lng are joined onto every row
         moved = located in current and recorded[located] != current[located]
-        data, read, through, scope = _build_scd2(
-            ctx, table, lake, target=target, inputs=inputs, engine=engine, whole=moved
-        )
+        fold = partial(_build_scd2, ctx, table, lake, target=target, inputs=inputs, engine=engine)
+        data, read, through, scope = fold(whole=moved)
         if scope is not None and not same_columns(target, data):  # its columns changed
-            data, read, through, scope = _build_scd2(
-                ctx, table, lake, target=target, inputs=inputs, engine=engine, whole=True
-            )
+            data, read, through, scope = fold(whole=True)
         transactions |= {txn_id(table.name, ref): v for ref, v in through.items()}
         metrics["bronze_through"] = {str(ref): v for ref, v in through.items()}
         if scope is not None:
