@@ -9,6 +9,7 @@
 #   e.g. git worktree add ../old <rev> && make -C ../old .venv/.installed
 #        bench/side_by_side.sh ../old/.venv/bin/medallion .venv/bin/medallion 1 3 /tmp/sbs
 #
+# A source already in OUT/source/source.db is used as it is (generating scale 10 takes minutes).
 # OUT/<old|new>-<i>/summary holds "stage seconds max_rss_kib" lines; the medians are printed.
 set -euo pipefail
 OLD=$1 NEW=$2 SCALE=$3 PAIRS=$4 OUT=$5
@@ -31,7 +32,9 @@ sitting() {  # sitting MEDALLION DIR
 }
 
 mkdir -p "$OUT"
-"$NEW" source generate --scale "$SCALE" --home "$OUT/source" > "$OUT/generate.log" 2>&1
+if [ ! -f "$OUT/source/source.db" ]; then  # a source generated before is used again
+  "$NEW" source generate --scale "$SCALE" --home "$OUT/source" > "$OUT/generate.log" 2>&1
+fi
 for i in $(seq 1 "$PAIRS"); do
   sitting "$OLD" "$OUT/old-$i"
   sitting "$NEW" "$OUT/new-$i"

@@ -172,7 +172,7 @@ def _source_keys(
     """Every source key, their fingerprint and the checks' totals over the source rows
     (:func:`~medallion.checks.declared.source_totals`, from the same read: the columns they
     need ride along with the keys); with ``whole`` False the keys are not kept, but streamed
-    through in batches (a large table's keys are never held at once)."""
+    through in chunks of about a million rows (a large table's keys are never held at once)."""
     wanted, columns = source_totals(table)
     batches = db.select_batches(table, list(dict.fromkeys((*table.row_key, *columns))))
     with default_engine().session() as engine:  # one connection for every batch
@@ -204,7 +204,7 @@ class _Seen:
     def __init__(self, table: SourceTable, totals: Iterable[Total], engine: Engine) -> None:
         self.table, self.wanted, self.engine = table, tuple(totals), engine
         self.fingerprint = KeyPrint(0, 0)
-        self.totals: dict[str, Any] = {t.key: 0 for t in self.wanted}
+        self.totals: dict[str, Any] = {t.key: 0 if t.adds_up else None for t in self.wanted}
 
     def add(self, batch: pa.Table) -> pa.Table:
         """Count ``batch`` in (one query) and hand it back."""
@@ -216,8 +216,15 @@ class _Seen:
         n, s, *totals = row.to_pylist()[0].values()
         self.fingerprint = self.fingerprint.plus(KeyPrint(n, s or 0))
         for t, value in zip(self.wanted, totals, strict=True):
-            self.totals[t.key] += value or 0
+            self.totals[t.key] = _combined(t, self.totals[t.key], value)
         return batch
+
+
+def _combined(total: Total, before: Any, value: Any) -> Any:
+    """``total`` over two chunks of rows, from its value over each (None: no row)."""
+    if total.adds_up:
+        return before + (value or 0)
+    return value if before is None else before if value is None else max(before, value)
 
 
 def source_fingerprint(

@@ -34,6 +34,7 @@ from medallion.bronze.deletes import (
 )
 from medallion.catalog import DELETED_AT, UPDATED_AT, SourceTable, bronze_schema
 from medallion.checks.declared import SOURCE_TOTALS
+from medallion.checks.state import encode_totals
 from medallion.faults import crash_point
 from medallion.runner import Layer, RunContext, Task, TaskResult, per_table
 from medallion.source.db import SourceDatabase, open_source
@@ -114,7 +115,7 @@ def _extract(
         "candidates": candidates.num_rows,
         "new_columns": list(drift.new_columns),
         **reconciled.metrics,
-        **({SOURCE_TOTALS: reconciled.source_totals} if reconciled.source_totals else {}),
+        **({SOURCE_TOTALS: encode_totals(seen)} if (seen := reconciled.source_totals) else {}),
     }
     result = TaskResult(
         rows_read=candidates.num_rows,

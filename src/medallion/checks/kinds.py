@@ -73,6 +73,7 @@ class Total:
     name: str
     rows: Rows
     expr: str
+    adds_up: bool = True  # False: the newest value (``max``), which a removed row may lower
 
     @property
     def sql(self) -> str:
@@ -80,7 +81,7 @@ class Total:
 
     @property
     def additive(self) -> bool:
-        return self.rows.row_local
+        return self.rows.row_local and self.adds_up
 
     @property
     def counts_every_row(self) -> bool:
@@ -91,7 +92,7 @@ class Total:
     def key_local(self) -> bool:
         """Over rows that depend on their key's rows only (a history's live rows): kept up
         to date from the rows of the keys a commit touched, before and after it."""
-        return bool(self.rows.keys) and not self.rows.row_local
+        return bool(self.rows.keys) and not self.rows.row_local and self.adds_up
 
     @property
     def key(self) -> str:
@@ -282,16 +283,20 @@ def row_count_drift(layer: str, table: str, threshold: float, rows: Rows = ALL_R
 def freshness(layer: str, table: str, source: SourceTable, max_lag_s: float) -> Check:
     """How far the layer's newest ``updated_at`` trails the source's (seconds)."""
     need = Need("src", "source", source.name, ("updated_at",))
+    newest = "max(updated_at)"
     return Check(
         "freshness",
         layer,
         table,
         "freshness",
         Severity.WARN,
-        measure="SELECT coalesce(epoch((SELECT max(updated_at) FROM src)) - "
-        "epoch((SELECT max(updated_at) FROM t)), 0) AS observed",
+        measure="SELECT coalesce(epoch(upstream) - epoch(here), 0) AS observed FROM totals",
         threshold=max_lag_s,
         needs=(need,),
+        totals=(
+            Total("here", ALL_ROWS, newest, adds_up=False),
+            Total("upstream", Rows("src"), newest, adds_up=False),
+        ),
         columns=("updated_at",),
     )
 

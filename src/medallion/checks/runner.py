@@ -9,12 +9,17 @@ A check is evaluated one of three ways (:class:`~medallion.checks.state.Mode`):
   the rows removed); a key-local check reads only the keys a change touched; a reference check
   reads the rows added and those whose parent key disappeared; a count or a sum is the
   recorded one plus what was added minus what was removed, and a table's row count comes from
-  the Delta log's file statistics;
+  the Delta log's file statistics; a total over a history's live rows moves by the rows of the
+  keys a change touched; a total over a source table is the one this run's Bronze task computed
+  from the rows it read; a reconciliation with the source (``agree``) passes when the kept key
+  fingerprints of both sides agree;
 - **full**: every row of every input, the declared query as it stands. On the first run, when
   the state is missing or was recorded for another definition, with ``--full``
   (``--full-refresh``), every ``check_full_every`` runs, and whenever an incremental form
   cannot be exact: a table whose log cannot say what changed (an overwrite, a missing change
-  data feed), a source table (no change feed), or a key-local check that did not pass last time.
+  data feed), a source table no Bronze task of this run read (no change feed), fingerprints
+  that differ (the full evaluation names the keys), or a key-local check that did not pass
+  last time.
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -47,6 +51,7 @@ from medallion.checks.state import (
     CheckState,
     Mode,
     Value,
+    decode_totals,
     definition,
     describe_versions,
     encode_totals,
@@ -346,7 +351,7 @@ class CheckRunner:
             feed = self.inputs.feed(layer, table, before if isinstance(before, int) else None)
         if feed is not None and total.additive:
             added, removed = self._sum(total, feed.added), self._sum(total, feed.removed)
-            return recorded + added - removed, False  # type: ignore[operator]
+            return recorded + added - removed, False  # type: ignore[operator, return-value]
         if feed is not None:
             change = self._key_local_change(check, total, feed)
             if change is not None:
@@ -368,10 +373,7 @@ class CheckRunner:
         computed from the source rows it read (by :attr:`Total.key`; none: not recorded)."""
         if table not in self._seen:
             metrics = audit.task_metrics(self.ctx.run_id, f"bronze.{table}") or {}
-            recorded = metrics.get(SOURCE_TOTALS) or {}
-            self._seen[table] = {
-                k: Decimal(v) if isinstance(v, str) else v for k, v in recorded.items()
-            }
+            self._seen[table] = decode_totals(metrics.get(SOURCE_TOTALS))
         return self._seen[table]
 
     def _key_local_change(self, check: Check, total: Total, feed: Changes) -> Value | None:
@@ -387,7 +389,7 @@ class CheckRunner:
             return None
         now, before = rows
         engine = self.duck if total in _agree(check) else self.engine
-        return _sum(total, now, engine) - _sum(total, before, engine)  # type: ignore[operator]
+        return _sum(total, now, engine) - _sum(total, before, engine)  # type: ignore[operator, return-value]
 
     def _touched_rows(
         self, check: Check, alias: str, column: str, feed: Changes
@@ -492,8 +494,9 @@ class CheckRunner:
 
 
 def _sum(total: Total, rows: pa.Table, engine: Engine) -> Value:
+    """``total`` over ``rows``: 0 for a sum of no row, None for the newest of none."""
     value = engine.query(total.sql, {total.rows.alias: rows})[total.name][0].as_py()
-    return value if value is not None else 0
+    return 0 if value is None and total.adds_up else value
 
 
 def _agree(check: Check) -> list[Total]:

@@ -15,7 +15,8 @@ from typing import Any
 from medallion.checks.inputs import Version
 from medallion.checks.kinds import Check, CheckStatus
 
-Value = int | float | Decimal  # a total: a row count or a (money) sum
+# a total: a row count, a (money) sum, a newest time (None: the newest of no row)
+Value = int | float | Decimal | datetime | None
 
 
 class Mode(StrEnum):
@@ -81,14 +82,23 @@ def definition(check: Check) -> str:
 
 
 def encode_totals(totals: Mapping[str, Value]) -> str:
-    """JSON, a Decimal as its exact text."""
-    return json.dumps({k: str(v) if isinstance(v, Decimal) else v for k, v in totals.items()})
+    """JSON, a Decimal as its exact text, a time as ``{"time": ISO text}``."""
+    return json.dumps({k: _encoded(v) for k, v in totals.items()})
+
+
+def _encoded(value: Value) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    return {"time": value.isoformat()} if isinstance(value, datetime) else value
 
 
 def decode_totals(text: str | None) -> dict[str, Value]:
     values: dict[str, Value] = {}
     for k, v in json.loads(text or "{}").items():
-        values[k] = Decimal(v) if isinstance(v, str) else v
+        if isinstance(v, dict):
+            values[k] = datetime.fromisoformat(v["time"])
+        elif v is not None:
+            values[k] = Decimal(v) if isinstance(v, str) else v
     return values
 
 

@@ -208,8 +208,9 @@ def _check_tasks(settings: Settings, run_id: str) -> dict[str, dict[str, Any]]:
 def test_in_a_run_bronze_is_reconciled_with_the_source_rows_bronze_read(
     settings: Settings,
 ) -> None:
-    """The Bronze checks compare Bronze with the totals its task computed from the source
-    rows it read (key fingerprints, the revenue): the check tasks read no source row."""
+    """The checks against the source compare with the totals the Bronze task computed from
+    the source rows it read (key fingerprints, the revenue, the newest update): the check tasks
+    read no source row."""
     api.change_source(settings, ChangeSpec(seed=3, new_orders=8, status_updates=6, hard_deletes=2))
     report = api.run(settings)
     assert report.ok, [(o.task.name, o.error) for o in report.outcomes if o.error]
@@ -221,6 +222,8 @@ def test_in_a_run_bronze_is_reconciled_with_the_source_rows_bronze_read(
         assert "the key fingerprints agree" in keys["details"]
     revenue = rows["bronze.order_payments.payment_value_sum_matches_source"]
     assert (mode(revenue), revenue["status"]) == ("incremental", "pass"), revenue
+    fresh = rows["silver.orders.freshness"]  # full, were the source's newest row read again
+    assert mode(fresh) == "incremental" and fresh["observed"] is not None, fresh
     tasks = _check_tasks(settings, report.run_id)
     with open_source(settings.source_location) as db:
         for name in ("orders", "order_payments"):
