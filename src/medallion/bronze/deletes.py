@@ -43,13 +43,13 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from medallion.catalog import SourceTable
+from medallion.catalog import DELETED_AT, SourceTable
 from medallion.checks.declared import source_totals
 from medallion.checks.kinds import Total
 from medallion.engine import Engine, default_engine
 from medallion.runner import RunContext
 from medallion.settings import Settings
-from medallion.source.db import SourceDatabase
+from medallion.source.db import SourceDatabase, source_version
 from medallion.source.key_hash import bucket_count, bucket_list, row_hash, summary_sql
 from medallion.sql import quote, quoted_list
 from medallion.storage import DeltaHandle
@@ -86,6 +86,16 @@ class KeyPrint(NamedTuple):
         return KeyPrint(self.keys + other.keys, self.total + other.total)
 
 
+@dataclass(frozen=True)
+class SourceSeen:
+    """What the checks compare with, from the source rows Bronze read: their totals (by
+    :attr:`Total.key`) and the table's version as a check versions it
+    (:meth:`SourceDatabase.fingerprint`; None: not known)."""
+
+    totals: dict[str, Any]
+    version: str | None
+
+
 @dataclass
 class Reconciled:
     """The tombstones to append (None when none), what the comparison cost, and the
@@ -95,8 +105,8 @@ class Reconciled:
     tombstones: pa.Table | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     source_keys: KeyPrint | None = None
-    # the totals the checks compare Bronze with, over the source rows read (None: not read)
-    source_totals: dict[str, Any] | None = None
+    # what the checks compare Bronze with, from the source rows read (None: not read)
+    source_seen: SourceSeen | None = None
 
 
 def hard_deletes(
@@ -119,69 +129,98 @@ def hard_deletes(
     keys = list(table.row_key)
     source: pa.Table | None = None  # every source key, when they were shipped whole
     shipped: KeyPrint | None = None  # the fingerprint of the source keys
-    totals: dict[str, Any] | None = None  # the checks' totals over the source rows
+    seen: SourceSeen | None = None  # what the checks need of the source rows
     recorded = _recorded_source_keys(bronze)
     if low is not None and recorded is not None:
         whole = _small(recorded.keys, ctx.settings)
-        source, shipped, totals = _source_keys(db, table, whole=whole)
+        source, shipped, seen = _source_keys(db, table, whole=whole)
         # the keys the last commit was reconciled with, or those and keys Bronze never held
         # (new keys): none gone
         if shipped == recorded or shipped == recorded.plus(
             source_fingerprint([_never_held(bronze, table, candidates)], table)
         ):
             metrics = _metrics(0, [], shipped.keys, 0)
-            return Reconciled(metrics=metrics, source_keys=shipped, source_totals=totals)
+            return Reconciled(metrics=metrics, source_keys=shipped, source_seen=seen)
     held = bronze.read([*keys, "_source_updated_at", "_ingested_at", "_op"])
     if held is None or held.num_rows == 0:  # nothing live; a first run lists every key
-        listed = source_fingerprint([candidates.select(keys)], table) if low is None else None
-        return Reconciled(source_keys=listed)
+        if low is None:  # the candidates are every source row
+            listed, seen = _summarised(db, table, [candidates])
+            return Reconciled(source_keys=listed, source_seen=seen)
+        return Reconciled()
     live = _live_keys(held, table)
     buckets = bucket_count(live.num_rows, ctx.settings.hard_delete_bucket_rows)
     if low is None or _small(live.num_rows, ctx.settings):
         # a summary costs the source about as much as shipping the keys of a small table
         differing = list(range(buckets))
-        if source is None and low is None:  # without a window: every source key
+        if source is None and low is None:  # without a window: every source row
             source = candidates.select(keys)
-            shipped = source_fingerprint([source], table)
+            shipped, seen = _summarised(db, table, [candidates])
         elif source is None:
-            source, shipped, totals = _source_keys(db, table, whole=True)
+            source, shipped, seen = _source_keys(db, table, whole=True)
         assert source is not None
         live_read = live
     else:
         if shipped is None:
-            _, shipped, totals = _source_keys(db, table, whole=False)
+            _, shipped, seen = _source_keys(db, table, whole=False)
         live = _hashed(live, table)
         differing = _differing_buckets(
             db, table, buckets, low=low, live=live, candidates=candidates
         )
         if not differing:
             metrics = _metrics(buckets, [], 0, 0)
-            return Reconciled(metrics=metrics, source_keys=shipped, source_totals=totals)
+            return Reconciled(metrics=metrics, source_keys=shipped, source_seen=seen)
         source = db.keys_in_buckets(table, buckets, differing)
         live_read = _in_buckets(live, buckets, differing)
     high = db.latest_update(table)
-    seen = high if high is not None else ctx.started_at.replace(tzinfo=None)
-    gone = _gone(live_read, source, table, seen)
+    when = high if high is not None else ctx.started_at.replace(tzinfo=None)
+    gone = _gone(live_read, source, table, when)
     metrics = _metrics(buckets, differing, source.num_rows, live_read.num_rows)
-    return Reconciled(gone if gone.num_rows else None, metrics, shipped, totals)
+    return Reconciled(gone if gone.num_rows else None, metrics, shipped, seen)
 
 
 def _source_keys(
     db: SourceDatabase, table: SourceTable, *, whole: bool
-) -> tuple[pa.Table | None, KeyPrint, dict[str, Any]]:
-    """Every source key, their fingerprint and the checks' totals over the source rows
+) -> tuple[pa.Table | None, KeyPrint, SourceSeen]:
+    """Every source key, their fingerprint and what the checks need of the source rows
     (:func:`~medallion.checks.declared.source_totals`, from the same read: the columns they
     need ride along with the keys); with ``whole`` False the keys are not kept, but streamed
     through in chunks of about a million rows (a large table's keys are never held at once)."""
-    wanted, columns = source_totals(table)
-    batches = db.select_batches(table, list(dict.fromkeys((*table.row_key, *columns))))
-    with default_engine().session() as engine:  # one connection for every batch
-        seen = _Seen(table, wanted, engine)
-        kept = [seen.add(chunk) for chunk in _chunks(batches)]
+    batches = db.select_batches(table, list(dict.fromkeys((*table.row_key, *shipped_with(table)))))
+    kept: list[pa.Table] = []
+    fingerprint, seen = _summarised(db, table, _chunks(batches), kept if whole else None)
     source = pa.concat_tables(kept) if whole and kept else None
     if whole and source is None:
         source = db.select(table, list(table.row_key))  # no row: its empty shape
-    return (source if whole else None), seen.fingerprint, seen.totals
+    return (source if whole else None), fingerprint, seen
+
+
+def shipped_with(table: SourceTable) -> tuple[str, ...]:
+    """The source columns the checks' totals read besides the keys (Bronze reads them with
+    the keys)."""
+    return source_totals(table)[1]
+
+
+def _summarised(
+    db: SourceDatabase,
+    table: SourceTable,
+    chunks: Iterable[pa.Table],
+    kept: list[pa.Table] | None = None,
+) -> tuple[KeyPrint, SourceSeen]:
+    """The key fingerprint of every source row in ``chunks``, and what the checks need of
+    them (the newest update from the source's index); each chunk added to ``kept``."""
+    wanted = source_totals(table)[0]
+    with default_engine().session() as engine:  # one connection for every chunk
+        seen = _Seen(table, [t for t in wanted if not t.newest_update], engine)
+        for chunk in chunks:
+            seen.add(chunk)
+            if kept is not None:
+                kept.append(chunk)
+    latest = db.latest_update(table)
+    newest = dict.fromkeys((t.key for t in wanted if t.newest_update), latest)
+    version = None
+    if seen.deleted is not None:
+        version = source_version(seen.fingerprint.keys, seen.deleted, latest)
+    return seen.fingerprint, SourceSeen(seen.totals | newest, version)
 
 
 def _chunks(batches: Iterable[pa.RecordBatch], rows: int = 1 << 20) -> Iterator[pa.Table]:
@@ -205,19 +244,26 @@ class _Seen:
         self.table, self.wanted, self.engine = table, tuple(totals), engine
         self.fingerprint = KeyPrint(0, 0)
         self.totals: dict[str, Any] = {t.key: 0 if t.adds_up else None for t in self.wanted}
+        self.deleted: int | None = 0  # soft-deleted rows (None: ``deleted_at`` not read)
 
-    def add(self, batch: pa.Table) -> pa.Table:
-        """Count ``batch`` in (one query) and hand it back."""
+    def add(self, batch: pa.Table) -> None:
+        """Count ``batch`` in (one query)."""
         sums = "".join(f", ({t.sql}) AS {quote(t.key)}" for t in self.wanted)
         aliases = {t.rows.alias: batch for t in self.wanted}
+        deleted = DELETED_AT in batch.column_names
+        if deleted:
+            sums += f", count({DELETED_AT})"
         row = self.engine.query(
             f"{_fingerprint_sql(self.table)}{sums} FROM k", {"k": batch, **aliases}
         )
         n, s, *totals = row.to_pylist()[0].values()
         self.fingerprint = self.fingerprint.plus(KeyPrint(n, s or 0))
+        if deleted and self.deleted is not None:
+            self.deleted += totals.pop()
+        else:
+            self.deleted = None
         for t, value in zip(self.wanted, totals, strict=True):
             self.totals[t.key] = _combined(t, self.totals[t.key], value)
-        return batch
 
 
 def _combined(total: Total, before: Any, value: Any) -> Any:

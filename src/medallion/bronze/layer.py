@@ -31,9 +31,10 @@ from medallion.bronze.deletes import (
     SOURCE_KEYS,
     Reconciled,
     hard_deletes,
+    shipped_with,
 )
 from medallion.catalog import DELETED_AT, UPDATED_AT, SourceTable, bronze_schema
-from medallion.checks.declared import SOURCE_TOTALS
+from medallion.checks.declared import SOURCE_TOTALS, SOURCE_VERSION
 from medallion.checks.state import encode_totals
 from medallion.faults import crash_point
 from medallion.runner import Layer, RunContext, Task, TaskResult, per_table
@@ -101,7 +102,9 @@ def _extract(
     previous = bronze.app_version(app_id(table))
     lag = timedelta(seconds=ctx.settings.extract_lag_s)
     low = None if previous is None or ctx.full_refresh else from_micros(previous) - lag
-    candidates = db.changed_keys(table, low)
+    # without a window every source row is a candidate: with what the checks' totals read
+    extra = shipped_with(table) if low is None and ctx.settings.detect_hard_deletes else ()
+    candidates = db.changed_keys(table, low, extra)
     held = _bronze_keys(bronze, table, low)
     new_keys = _anti_join(candidates, held, [*table.row_key, UPDATED_AT])
     reconciled = (
@@ -115,7 +118,7 @@ def _extract(
         "candidates": candidates.num_rows,
         "new_columns": list(drift.new_columns),
         **reconciled.metrics,
-        **({SOURCE_TOTALS: encode_totals(seen)} if (seen := reconciled.source_totals) else {}),
+        **_source_seen(reconciled),
     }
     result = TaskResult(
         rows_read=candidates.num_rows,
@@ -208,6 +211,14 @@ def _bronze_keys(bronze: DeltaHandle, table: SourceTable, low: datetime | None) 
     if held is None:
         return None
     return held.rename_columns([*table.row_key, UPDATED_AT])
+
+
+def _source_seen(reconciled: Reconciled) -> dict[str, Any]:
+    """Task metrics: what the checks need of the source rows read (nothing when unread)."""
+    seen = reconciled.source_seen
+    if seen is None:
+        return {}
+    return {SOURCE_TOTALS: encode_totals(seen.totals), SOURCE_VERSION: seen.version}
 
 
 def _anti_join(left: pa.Table, right: pa.Table | None, keys: list[str]) -> pa.Table:

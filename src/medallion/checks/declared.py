@@ -181,6 +181,7 @@ def bronze_revenue() -> Check:
 
 
 SOURCE_TOTALS = "source_totals"  # Bronze task metrics: the totals below, by Total.key
+SOURCE_VERSION = "source_version"  # and the table's version, as a check keeps it
 
 
 def source_totals(table: SourceTable) -> tuple[tuple[Total, ...], tuple[str, ...]]:
@@ -202,7 +203,7 @@ def _source_totals(table: str) -> tuple[tuple[Total, ...], tuple[str, ...]]:
             mine = [t for t in (*check.totals, *pairs) if t.rows.alias == alias]
             totals |= {t.key: t for t in mine}
             need = next(n for n in check.needs if n.alias == alias)
-            if mine:
+            if any(not t.newest_update for t in mine):  # rows to ship with the keys
                 columns |= dict.fromkeys(need.columns or ())
     return tuple(totals.values()), tuple(columns)
 

@@ -95,12 +95,18 @@ class Total:
         return bool(self.rows.keys) and not self.rows.row_local and self.adds_up
 
     @property
+    def newest_update(self) -> bool:
+        """The newest ``updated_at`` of every row: one aggregate query in a source."""
+        return self.expr == NEWEST_UPDATE and self.rows.row_local and self.rows.where == "TRUE"
+
+    @property
     def key(self) -> str:
         """What the total computes, as a short name (the same total in every check)."""
         return hashlib.sha256(self.sql.encode()).hexdigest()[:16]
 
 
 COUNT = "count(*)"
+NEWEST_UPDATE = "max(updated_at)"  # a source answers it from its index, no row shipped
 
 
 def key_print(rows: Rows, keys: Sequence[str], side: str) -> tuple[Total, Total]:
@@ -283,7 +289,7 @@ def row_count_drift(layer: str, table: str, threshold: float, rows: Rows = ALL_R
 def freshness(layer: str, table: str, source: SourceTable, max_lag_s: float) -> Check:
     """How far the layer's newest ``updated_at`` trails the source's (seconds)."""
     need = Need("src", "source", source.name, ("updated_at",))
-    newest = "max(updated_at)"
+    newest = NEWEST_UPDATE
     return Check(
         "freshness",
         layer,

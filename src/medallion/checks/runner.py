@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion.audit import AuditStore
-from medallion.checks.declared import SOURCE_TOTALS
+from medallion.checks.declared import SOURCE_TOTALS, SOURCE_VERSION
 from medallion.checks.inputs import SOURCE, CheckInputs, Version, input_name
 from medallion.checks.kinds import (
     ROW,
@@ -86,7 +86,7 @@ class CheckRunner:
         self.full = ctx.full_checks or ctx.full_refresh
         self.modes: dict[str, int] = {}  # evaluations per mode, for the task's metrics
         self._nets: dict[int, tuple[Changes, pa.Table]] = {}
-        self._seen: dict[str, dict[str, Value]] = {}  # source table -> Bronze's totals
+        self._seen: dict[str, tuple[dict[str, Value], str | None]] = {}  # what Bronze saw
         self._touched: dict[tuple[str, str], tuple[pa.Table, pa.Table] | None] = {}
 
     def run(self, checks: Iterable[Check], audit: AuditStore) -> list[Result]:
@@ -107,7 +107,7 @@ class CheckRunner:
             for check in checks:
                 row = rows.get(check.full_name)
                 state = CheckState.from_row(row) if row else None
-                versions = self.inputs.versions(check)
+                versions = self._versions(check, audit)
                 tables = self.inputs.identities(check)
                 if state is not None and state.tables != tables:
                     state = None  # a table was created anew: nothing to build on
@@ -120,6 +120,15 @@ class CheckRunner:
         finally:
             audit.record_checks(self.ctx.run_id, done)
         return results
+
+    def _versions(self, check: Check, audit: AuditStore) -> dict[str, Version]:
+        """Each input's version (:meth:`CheckInputs.versions`); that of a source table this
+        run's Bronze task read, as Bronze counted it from the rows it read (no query)."""
+        versions: dict[str, Version] = {}
+        for layer, table in check.inputs.values():
+            seen = self._seen_by_bronze(table, audit)[1] if layer == SOURCE else None
+            versions[input_name(layer, table)] = seen or self.inputs.version(layer, table)
+        return versions
 
     def evaluate_since(
         self,
@@ -363,17 +372,19 @@ class CheckRunner:
     ) -> tuple[Value, bool]:
         """A total over a source table: the one this run's Bronze task computed from the rows
         it read (then False), else summed over the source read whole (then True)."""
-        seen = self._seen_by_bronze(table, audit)
+        seen = self._seen_by_bronze(table, audit)[0]
         if total.key in seen:
             return seen[total.key], False
         return self._total(check, total), True
 
-    def _seen_by_bronze(self, table: str, audit: AuditStore) -> dict[str, Value]:
-        """The checks' totals over source table ``table`` that this run's Bronze task
-        computed from the source rows it read (by :attr:`Total.key`; none: not recorded)."""
+    def _seen_by_bronze(self, table: str, audit: AuditStore) -> tuple[dict[str, Value], str | None]:
+        """The checks' totals over source table ``table`` (by :attr:`Total.key`) and its
+        version, as this run's Bronze task computed them from the source rows it read (none,
+        None: not recorded)."""
         if table not in self._seen:
             metrics = audit.task_metrics(self.ctx.run_id, f"bronze.{table}") or {}
-            self._seen[table] = decode_totals(metrics.get(SOURCE_TOTALS))
+            totals = decode_totals(metrics.get(SOURCE_TOTALS))
+            self._seen[table] = (totals, metrics.get(SOURCE_VERSION))
         return self._seen[table]
 
     def _key_local_change(self, check: Check, total: Total, feed: Changes) -> Value | None:

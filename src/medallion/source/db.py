@@ -50,6 +50,11 @@ def sqlite_path(location: str) -> Path:
     return Path(location.removeprefix("sqlite:///")).expanduser()
 
 
+def source_version(rows: int, deleted: int, newest: datetime | None) -> str:
+    """A source table's version as the checks keep it: what moves whenever its rows do."""
+    return f"{rows} rows, {deleted} deleted, newest {newest}"
+
+
 class SourceDatabase:
     """An open connection to the source database; use :func:`open_source` to get one."""
 
@@ -214,9 +219,12 @@ class SourceDatabase:
         return self._apply_staged(table, keys, sql)
 
     # -- what Bronze and the checks ask of the source (no SQL outside this module) ------------
-    def changed_keys(self, table: SourceTable, since: datetime | None) -> pa.Table:
-        """(row key, updated_at) of the rows updated after ``since`` (all rows if None)."""
-        columns = [*table.row_key, UPDATED_AT]
+    def changed_keys(
+        self, table: SourceTable, since: datetime | None, extra: Sequence[str] = ()
+    ) -> pa.Table:
+        """(row key, updated_at, ``extra`` columns) of the rows updated after ``since`` (all
+        rows if None)."""
+        columns = list(dict.fromkeys([*table.row_key, UPDATED_AT, *extra]))
         if since is None:
             return self.select(table, columns)
         where = f"{quote(UPDATED_AT)} > {self.param(1)}"
@@ -262,8 +270,7 @@ class SourceDatabase:
         rows, soft-deleted rows and the newest ``updated_at`` (:meth:`stats`). A check that
         read the table stands while this stays the same."""
         row = self.stats([table])[0]
-        newest = row["max_updated_at"]
-        return f"{row['rows']} rows, {row['soft_deleted']} deleted, newest {newest}"
+        return source_version(row["rows"], row["soft_deleted"], row["max_updated_at"])
 
     def row_count(self, table: SourceTable) -> int:
         return int(self.scalar(f"SELECT count(*) FROM {self.qualified(table)}") or 0)

@@ -225,10 +225,13 @@ def test_in_a_run_bronze_is_reconciled_with_the_source_rows_bronze_read(
     fresh = rows["silver.orders.freshness"]  # full, were the source's newest row read again
     assert mode(fresh) == "incremental" and fresh["observed"] is not None, fresh
     tasks = _check_tasks(settings, report.run_id)
-    with open_source(settings.source_location) as db:
+    with AuditStore(settings.audit_location) as audit, open_source(settings.source_location) as db:
         for name in ("orders", "order_payments"):
             held = db.row_count(source_table(name))
             assert tasks[f"check.bronze.{name}"]["rows_read"] < held / 4, name
+            # the version Bronze counted is the one a check alone reads from the source
+            seen = audit.task_metrics(report.run_id, f"bronze.{name}") or {}
+            assert seen["source_version"] == db.fingerprint(source_table(name))
     assert verdicts(checked(settings)) == verdicts(results(settings, full=True))
 
 
