@@ -157,11 +157,7 @@ def test_rerun_writes_nothing_and_full_rebuild_is_identical(generated: Settings)
 def test_a_dimension_writes_only_the_entities_it_folded_again(tmp_path: Path) -> None:
     """A customer moves: dim_customer folds that person again and writes only their rows (a
     version closed, one opened); a move of the locations rewrites every row's lat/lng."""
-    s = Settings(home=tmp_path / "home", retries=0)
-    api.generate_source(s, scale=0.01, seed=7)
-    run_ok(s)
-    with open_source(s.source_location) as db:
-        customers = db.read_table(next(t for t in SOURCE_TABLES if t.name == "customers"))
+    s, customers = _built(tmp_path, "customers", seed=7)
     person = customers.sort_by("customer_id").slice(0, 1).to_pylist()[0]
     later = pc.max(customers["updated_at"]).as_py() + timedelta(hours=1)
     moved = {"customer_zip_code_prefix": "99990", "customer_city": "chui", "updated_at": later}
@@ -233,6 +229,15 @@ def test_declared_keys_are_every_key_column_a_table_has(generated: Settings) -> 
             assert keys == {*g.dimension_keys, *g.date_keys}, g.name
 
 
+def _built(tmp_path: Path, name: str, *, seed: int) -> tuple[Settings, pa.Table]:
+    """A small source run through every layer, and its table ``name``."""
+    s = Settings(home=tmp_path / "home", retries=0)
+    api.generate_source(s, scale=0.01, seed=seed)
+    run_ok(s)
+    with open_source(s.source_location) as db:
+        return s, db.read_table(next(t for t in SOURCE_TABLES if t.name == name))
+
+
 def _last_gold(report: RunReport, name: str) -> dict:
     outcome = next(o for o in report.outcomes if o.task.name == f"gold.{name}")
     assert outcome.result is not None
@@ -242,11 +247,7 @@ def _last_gold(report: RunReport, name: str) -> dict:
 def test_a_change_rebuilds_only_the_keys_it_touched(tmp_path: Path) -> None:
     """One order's status changes: each fact writes that order's rows, nothing else; a Gold
     table written before a column existed is rebuilt whole (never only the touched keys)."""
-    s = Settings(home=tmp_path / "home", retries=0)
-    api.generate_source(s, scale=0.01, seed=5)
-    run_ok(s)
-    with open_source(s.source_location) as db:
-        orders = db.read_table(next(t for t in SOURCE_TABLES if t.name == "orders"))
+    s, orders = _built(tmp_path, "orders", seed=5)
     order = orders.sort_by("order_id").slice(0, 1).to_pylist()[0]
     items = read(s, "gold", "fact_order_item")
     lines = pc.sum(pc.equal(items["order_id"], order["order_id"])).as_py()

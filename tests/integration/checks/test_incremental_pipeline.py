@@ -200,6 +200,14 @@ def test_a_table_rewritten_without_change_feed_is_checked_in_full(settings: Sett
     assert (mode(drift), drift["observed"]) == ("incremental", rows.num_rows - 1)  # the log
 
 
+def _failed_run(settings: Settings) -> dict[str, dict[str, Any]]:
+    """A run that must fail: its check results by name."""
+    report = api.run(settings)
+    assert not report.ok
+    with AuditStore(settings.audit_location) as audit:
+        return {r["check_name"]: r for r in audit.dq_results(report.run_id)}
+
+
 def _check_tasks(settings: Settings, run_id: str) -> dict[str, dict[str, Any]]:
     with AuditStore(settings.audit_location) as audit:
         return {r["task"]: r for r in audit.run_logs(run_id=run_id) if r["layer"] == "check"}
@@ -243,11 +251,7 @@ def test_a_source_row_bronze_missed_fails_the_run_and_is_named(settings: Setting
             "customer_state": "SP", "updated_at": datetime(2016, 1, 1)}  # fmt: skip
     put(settings, "customers", [late])
     api.change_source(settings, ChangeSpec(seed=4, new_orders=3))
-    report = api.run(settings)
-    assert not report.ok
-    with AuditStore(settings.audit_location) as audit:
-        rows = {r["check_name"]: r for r in audit.dq_results(report.run_id)}
-    missed = rows["bronze.customers.reconcile_with_source"]
+    missed = _failed_run(settings)["bronze.customers.reconcile_with_source"]
     assert (mode(missed), missed["status"]) == ("full", "fail")
     assert json.loads(missed["sample"]) == [{"customer_id": "f" * 32, "problem": "missing here"}]
 
@@ -258,10 +262,6 @@ def test_a_bronze_row_lost_behind_the_pipeline_fails_in_the_next_run(settings: S
     bronze = table(settings, "bronze", "orders")
     gone = bronze.to_pyarrow_table(columns=["order_id"])["order_id"][0].as_py()
     bronze.delete(f"order_id = '{gone}'")
-    report = api.run(settings)
-    assert not report.ok
-    with AuditStore(settings.audit_location) as audit:
-        rows = {r["check_name"]: r for r in audit.dq_results(report.run_id)}
-    lost = rows["bronze.orders.reconcile_with_source"]
+    lost = _failed_run(settings)["bronze.orders.reconcile_with_source"]
     assert (mode(lost), lost["status"]) == ("full", "fail")
     assert json.loads(lost["sample"]) == [{"order_id": gone, "problem": "missing here"}]
