@@ -588,6 +588,30 @@ class DeltaHandle:
         counts = actions["num_records"]
         return None if counts.null_count else int(pc.sum(counts).as_py() or 0)
 
+    def value_range(self, column: str) -> tuple[Any, Any] | None:
+        """The smallest and largest value of ``column`` in this snapshot, from the log's file
+        statistics (no data read); None when they cannot say: no table or no row, a file
+        without statistics for it, a NULL in it, or a column whose statistics may be truncated
+        (text)."""
+        if self._dt is None:
+            return None
+        actions = self._add_actions()
+        low, high = f"min.{column}", f"max.{column}"
+        if actions.num_rows == 0 or not {low, high} <= set(actions.column_names):
+            return None
+        kind = actions.schema.field(low).type
+        if not (pa.types.is_date(kind) or pa.types.is_integer(kind)):
+            return None
+        lows, highs = actions[low], actions[high]
+        nulls = (
+            actions[f"null_count.{column}"]
+            if f"null_count.{column}" in actions.column_names
+            else None
+        )
+        if lows.null_count or highs.null_count or nulls is None or pc.sum(nulls).as_py():
+            return None  # a file without statistics, or NULLs (which no range holds)
+        return pc.min(lows).as_py(), pc.max(highs).as_py()
+
     def _add_actions(self) -> pa.Table:
         """The files of this snapshot, one row each, with their statistics (from the log)."""
         assert self._dt is not None

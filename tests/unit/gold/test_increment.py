@@ -109,6 +109,36 @@ def test_a_table_mostly_changed_is_replaced_in_one_commit(fact: DeltaHandle) -> 
     assert fact.app_version("t") == 2
 
 
+def test_a_grain_outside_every_stored_value_replaces_without_a_diff(fact: DeltaHandle) -> None:
+    """New rows whose ``line`` lies above every stored one (as RFM's as-of date moves): the
+    log's statistics say no grain can match, so the table is replaced without reading it."""
+    before = fact.version
+    assert before is not None and fact.value_range("line") == (1, 2)
+    assert fact.value_range("order_id") is None  # text statistics may be truncated
+    new = _rows(("a", 3, 1.0), ("q", 4, 2.0))
+    reads = []
+    fact.read = lambda *a, **k: reads.append(a)  # type: ignore[method-assign]
+    written = write_changes(
+        fact, new, GRAIN, scope=None, transactions={"t": 3}, metadata={}, engine=default_engine()
+    )
+    assert not reads
+    assert (written.inserted, written.updated, written.deleted) == (2, 0, 10)
+    assert written.version == before + 1 and fact.app_version("t") == 3
+    del fact.read
+    assert _sorted(fact) == [("a", 3, 1.0), ("q", 4, 2.0)]
+    overlapping = _rows(("a", 4, 1.0), ("q", 5, 2.0))  # line 4 is held: a diff decides
+    written = write_changes(
+        fact,
+        overlapping,
+        GRAIN,
+        scope=None,
+        transactions={"t": 4},
+        metadata={},
+        engine=default_engine(),
+    )
+    assert (written.inserted, written.updated, written.deleted) == (2, 0, 2)
+
+
 def test_touched_keys_follow_each_moved_input(tmp_path: Path) -> None:
     lake = Lake(str(tmp_path))
     items = lake.table("silver", "items")
