@@ -227,18 +227,20 @@ def _chunks(batches: Iterable[pa.RecordBatch], rows: int = 1 << 20) -> Iterator[
     """``batches`` gathered into tables of about ``rows`` rows (a query per driver batch of a
     few thousand rows would cost more than the rows)."""
     held: list[pa.RecordBatch] = []
+    count = 0
     for batch in batches:
         held.append(batch)
-        if sum(b.num_rows for b in held) >= rows:
+        count += batch.num_rows
+        if count >= rows:
             yield pa.Table.from_batches(held)
-            held = []
+            held, count = [], 0
     if held:
         yield pa.Table.from_batches(held)
 
 
 class _Seen:
-    """The key fingerprint and the checks' totals of source rows seen batch by batch (both
-    add up: counts and sums)."""
+    """The key fingerprint, the soft-deleted rows and the checks' totals of source rows seen
+    chunk by chunk (each total combined over the chunks by :func:`_combined`)."""
 
     def __init__(self, table: SourceTable, totals: Iterable[Total], engine: Engine) -> None:
         self.table, self.wanted, self.engine = table, tuple(totals), engine
