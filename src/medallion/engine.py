@@ -1,7 +1,10 @@
 """The SQL engine interface; DuckDB in-process is the default and the only duckdb user.
 
-Transformations hand Arrow tables in by name and get Arrow back, so a Spark Connect engine
-can stand behind the same interface later.
+Transformations hand relations in by name (Arrow tables, or lazy scans of lake tables) and get
+small answers back as Arrow (:meth:`Engine.query`). A result that may be as large as a table
+is kept where the engine runs (:meth:`Engine.keep`) and written to the lake by the same engine
+(:meth:`Engine.overwrite`, :meth:`Engine.merge`): with DuckDB that place is this process, with
+a Spark Connect server it is the lake itself, so table-sized data never crosses the wire.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import pyarrow.dataset as pads
 
 from medallion.errors import EngineError, ReadOnlyError
 from medallion.settings import Settings
-from medallion.storage import Lake
+from medallion.storage import DeltaHandle, Lake, MergePlan, MergeResult
 
 if TYPE_CHECKING:
     from medallion.spark_engine import SparkEngine
@@ -36,12 +39,107 @@ class Engine(Protocol):
         params: Mapping[str, Any] | None = None,
     ) -> pa.Table: ...
 
+    def keep(
+        self,
+        sql: str,
+        tables: Mapping[str, Relation] | None = None,
+        params: Mapping[str, Any] | None = None,
+        *,
+        near: DeltaHandle | None = None,
+    ) -> Relation:
+        """:meth:`query` for a result that may be as large as a table, kept where the engine
+        runs: later queries read it there, and :meth:`overwrite` commits it to ``near``
+        without moving it when it was kept near that table."""
+        ...
+
+    def overwrite(
+        self,
+        target: DeltaHandle,
+        data: Relation,
+        *,
+        transactions: Mapping[str, int],
+        metadata: Mapping[str, Any],
+        configuration: Mapping[str, str] | None = None,
+    ) -> int:
+        """Replace ``target``'s content with ``data`` in one commit recording
+        ``transactions``; the new version."""
+        ...
+
+    def merge(
+        self,
+        target: DeltaHandle,
+        source: Relation,
+        plan: MergePlan,
+        *,
+        transactions: Mapping[str, int],
+        metadata: Mapping[str, Any],
+    ) -> MergeResult:
+        """MERGE ``source`` (alias ``s``) into ``target`` (alias ``t``) in one commit
+        recording ``transactions``, as :meth:`DeltaHandle.merge` does."""
+        ...
+
     def session(self) -> AbstractContextManager[Engine]:
         """The same engine for many small queries of one thread, cheaper per query."""
         ...
 
 
-class DuckDBEngine:
+def rows_in(relation: Relation) -> int:
+    """How many rows a relation holds (a lazy one: from its files' metadata)."""
+    return int(relation.num_rows if isinstance(relation, pa.Table) else relation.count_rows())
+
+
+class _InProcess:
+    """What an engine running in this process does with its results: they are Arrow here
+    already, so keeping one is querying it, and delta-rs writes it."""
+
+    def query(
+        self,
+        sql: str,
+        tables: Mapping[str, Relation] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> pa.Table:
+        raise NotImplementedError
+
+    def keep(
+        self,
+        sql: str,
+        tables: Mapping[str, Relation] | None = None,
+        params: Mapping[str, Any] | None = None,
+        *,
+        near: DeltaHandle | None = None,
+    ) -> Relation:
+        return self.query(sql, tables, params)
+
+    def overwrite(
+        self,
+        target: DeltaHandle,
+        data: Relation,
+        *,
+        transactions: Mapping[str, int],
+        metadata: Mapping[str, Any],
+        configuration: Mapping[str, str] | None = None,
+    ) -> int:
+        return target.overwrite(
+            _rows(data), transactions=transactions, metadata=metadata, configuration=configuration
+        )
+
+    def merge(
+        self,
+        target: DeltaHandle,
+        source: Relation,
+        plan: MergePlan,
+        *,
+        transactions: Mapping[str, int],
+        metadata: Mapping[str, Any],
+    ) -> MergeResult:
+        return target.merge(_rows(source), plan, transactions=transactions, metadata=metadata)
+
+
+def _rows(relation: Relation) -> pa.Table | pa.RecordBatchReader:
+    return relation if isinstance(relation, pa.Table) else relation.scanner().to_reader()
+
+
+class DuckDBEngine(_InProcess):
     """One in-memory DuckDB connection per call: thread-safe, nothing shared between tasks.
 
     Known DuckDB 2.0 trap: a ``LIMIT`` over a ``UNION ALL`` of window-function CTEs on
@@ -81,7 +179,7 @@ class DuckDBEngine:
             session.close()
 
 
-class _Session:
+class _Session(_InProcess):
     """Queries on one connection, opened when first needed; not for two threads at once."""
 
     def __init__(self, config: Mapping[str, str | int]) -> None:
@@ -101,7 +199,7 @@ class _Session:
     def query(
         self,
         sql: str,
-        tables: Mapping[str, pa.Table] | None = None,
+        tables: Mapping[str, Relation] | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> pa.Table:
         names = list(tables or {})

@@ -3,10 +3,17 @@ on a Spark Connect server (a Spark 4 cluster, or LakeSail's Sail), the only pysp
 
 One definition of every transformation: callers write DuckDB SQL; :func:`to_spark_sql` is the
 whole difference. Lake tables handed in as lazy scans are read by the server itself from the
-lake (``format("delta")`` by URI and version), Arrow tables (change sets, keys) are sent with
-the query or, when large, staged in the lake, and results come back as Arrow: the caller
-commits them with delta-rs, so idempotent commits and schema checks do not depend on the
-server (Sail ignores Delta's ``txnAppId``).
+lake (``format("delta")`` by URI and version), Arrow tables (keys, small change sets) are sent
+with the query or, when large, staged in the lake.
+
+Small answers come back as Arrow. A result that may be as large as a table never does
+(:meth:`SparkEngine.keep`): the server writes it as Parquet files into the lake, in the folder
+of the table it is meant for, and this process commits those files to the Delta log itself
+(:meth:`DeltaHandle.adopt`, reading only their footers). The commit carries the app
+transactions and is checked against the table's schema here, so idempotent commits and schema
+enforcement do not depend on the server (Sail ignores Delta's ``txnAppId`` and nulls wrongly
+typed values on append). A MERGE is a copy-on-write the server computes
+(:func:`merged_sql`): the table's new content, committed as an overwrite in one commit.
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ import socket
 import threading
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit
@@ -28,7 +37,16 @@ import sqlglot
 from sqlglot import exp
 
 from medallion.errors import EngineError
-from medallion.storage import DeltaHandle, Lake, scan_location
+from medallion.sql import quote
+from medallion.storage import (
+    DeltaHandle,
+    Lake,
+    MergePlan,
+    MergeResult,
+    join_uri,
+    nullable,
+    scan_location,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -39,6 +57,7 @@ Relation: TypeAlias = "pa.Table | pads.Dataset"
 CONNECT_TIMEOUT_S = 5.0
 INLINE_BYTES = 32 << 20  # larger inputs are staged in the lake, not sent with the query
 STAGING_LAYER = "_spark_staging"
+KEPT_PREFIX = "kept-"  # the folder, in a table's folder, of a result the server wrote there
 
 
 @lru_cache(maxsize=1024)
@@ -128,6 +147,21 @@ def _epoch_seconds(node: exp.TimeToUnix) -> exp.Expression:
     return exp.Paren(this=exp.Div(this=micros, expression=exp.Literal.number(1000000)))
 
 
+@dataclass
+class Wire:
+    """The largest row sets that crossed the wire between this process and the server,
+    both ways (what a test of "only counts, versions and samples cross" looks at)."""
+
+    answers: tuple[int, str] = (0, "")  # rows of the largest answer, and its query
+    uploads: tuple[int, str] = (0, "")  # rows of the largest Arrow input sent, its columns
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def note(self, way: str, rows: int, what: str) -> None:
+        with self._lock:
+            if rows > getattr(self, way)[0]:
+                setattr(self, way, (rows, " ".join(what.split())[:200]))
+
+
 class SparkEngine:
     """Queries on a Spark Connect server; one Spark session per thread (temporary views are
     per session, so two tasks never see each other's inputs)."""
@@ -138,6 +172,7 @@ class SparkEngine:
         self._local = threading.local()
         self._opened: list[SparkSession] = []
         self._lock = threading.Lock()
+        self.wire = Wire()
 
     def _session(self) -> SparkSession:
         spark: SparkSession | None = getattr(self._local, "spark", None)
@@ -162,17 +197,15 @@ class SparkEngine:
             for name in names:
                 frame = self._frame(spark, (tables or {})[name], staged)
                 frame.createOrReplaceTempView(name)
-            return spark.sql(text, args=_args(params)).toArrow()
+            answer = spark.sql(text, args=_args(params)).toArrow()
+            self.wire.note("answers", answer.num_rows, sql)
+            return answer
         except EngineError:
             raise
         except Exception as exc:  # pyspark's errors share no base class worth naming
             raise EngineError(f"Spark query failed: {_one_line(exc)}") from exc
         finally:
-            for name in names:
-                try:
-                    spark.catalog.dropTempView(name)
-                except Exception:  # the session is gone: its views went with it
-                    break
+            _drop_views(spark, names)
             for handle in staged:
                 handle.drop()
 
@@ -183,12 +216,16 @@ class SparkEngine:
         small Arrow table sent with the query; a large one staged in the lake for the server
         to read (a Spark Connect message holds 128 MiB at most), dropped after the query."""
         if isinstance(relation, pads.Dataset):
+            kept = kept_result(relation)
+            if kept is not None:
+                return _read_kept(spark, kept)
             location = scan_location(relation)
             if location is not None:
                 uri, version = location
                 return spark.read.format("delta").option("versionAsOf", version).load(uri)
             relation = relation.to_table()
         table = relation.cast(_plain_schema(relation.schema))
+        self.wire.note("uploads", table.num_rows, ", ".join(table.column_names))
         if self.staging is None or table.nbytes <= INLINE_BYTES:
             return _upload(spark, table)
         from pyspark.sql import functions
@@ -208,6 +245,117 @@ class SparkEngine:
             *(functions.lit(None).alias(c) if c in nulls else c for c in table.column_names)
         )
 
+    def keep(
+        self,
+        sql: str,
+        tables: Mapping[str, Relation] | None = None,
+        params: Mapping[str, Any] | None = None,
+        *,
+        near: DeltaHandle | None = None,
+    ) -> Relation:
+        """The result written by the server as Parquet files in a new folder of ``near``'s
+        folder (else of the lake's staging area), as a lazy dataset over them: nothing but
+        its schema and the file list reaches this process. Later queries read it on the
+        server; :meth:`overwrite` commits it to ``near`` as it lies."""
+        home = near if near is not None else self._staging_area()
+        folder = f"{KEPT_PREFIX}{uuid.uuid4().hex}"
+        spark = self._session()
+        names = list(tables or {})
+        staged: list[DeltaHandle] = []
+        try:
+            for name in names:
+                self._frame(spark, (tables or {})[name], staged).createOrReplaceTempView(name)
+            frame = spark.sql(to_spark_sql(sql), args=_args(params))
+            schema = _arrow_schema(frame)
+            frame.write.mode("overwrite").parquet(join_uri(home.uri, folder))
+        except EngineError:
+            raise
+        except Exception as exc:  # pyspark's errors share no base class worth naming
+            home.discard(folder)
+            raise EngineError(f"Spark query failed: {_one_line(exc)}") from exc
+        finally:
+            _drop_views(spark, names)
+            for handle in staged:
+                handle.drop()
+        return _remember_kept(Kept(home, folder, home.files_under(folder), schema))
+
+    def overwrite(
+        self,
+        target: DeltaHandle,
+        data: Relation,
+        *,
+        transactions: Mapping[str, int],
+        metadata: Mapping[str, Any],
+        configuration: Mapping[str, str] | None = None,
+    ) -> int:
+        """A result kept near ``target`` is committed as it lies; another is first written
+        there by the server (Arrow rows already here are written by delta-rs)."""
+        if isinstance(data, pa.Table):
+            return target.overwrite(
+                data, transactions=transactions, metadata=metadata, configuration=configuration
+            )
+        kept = kept_result(data)
+        if kept is None or kept.home.uri != target.uri:
+            moved = self.keep("SELECT * FROM data", {"data": data}, near=target)
+            kept = kept_result(moved)
+            assert kept is not None
+        return target.adopt(
+            kept.files,
+            kept.schema,
+            mode="overwrite",
+            transactions=transactions,
+            metadata=metadata,
+            configuration=configuration,
+        )
+
+    def merge(
+        self,
+        target: DeltaHandle,
+        source: Relation,
+        plan: MergePlan,
+        *,
+        transactions: Mapping[str, int],
+        metadata: Mapping[str, Any],
+    ) -> MergeResult:
+        """The MERGE as a copy-on-write on the server: the table's new content
+        (:func:`merged_sql`) written near it and committed as an overwrite, with the counts
+        delta-rs would report; no change commits only ``transactions``."""
+        schema = target.schema
+        current = target.relation()
+        if schema is None or current is None:
+            raise EngineError(f"cannot merge into {target.uri}: no such table")
+        inputs = {"t": current, "s": source}
+        counted = self.query(merge_counts_sql(plan), inputs).to_pylist()[0]
+        counts = {k: int(v or 0) for k, v in counted.items()}
+        if counts["inserted"] + counts["updated"] + counts["deleted"] == 0:
+            version = target.record(transactions, metadata)
+            return MergeResult(version, counts["source_rows"], 0, 0, 0, 0, 0)
+        files, _ = target.files()
+        merged = self.keep(merged_sql(plan, schema), inputs, near=target)
+        kept = kept_result(merged)
+        assert kept is not None
+        version = target.adopt(
+            kept.files,
+            kept.schema,
+            mode="overwrite",
+            transactions=transactions,
+            metadata=metadata,
+        )
+        return MergeResult(
+            version,
+            counts["source_rows"],
+            counts["inserted"],
+            counts["updated"],
+            counts["deleted"],
+            len(kept.files),
+            files,
+        )
+
+    def _staging_area(self) -> DeltaHandle:
+        if self.staging is None:
+            raise EngineError("the Spark engine keeps results in the lake; it was given none")
+        return self.staging.table(STAGING_LAYER, "kept")
+
     @contextmanager
     def session(self) -> Iterator[SparkEngine]:
         yield self
@@ -224,6 +372,162 @@ class SparkEngine:
             with contextlib.suppress(Exception):  # a server already gone ended them too
                 spark.stop()
         self._local = threading.local()
+
+
+def _drop_views(spark: SparkSession, names: list[str]) -> None:
+    for name in names:
+        try:
+            spark.catalog.dropTempView(name)
+        except Exception:  # the session is gone: its views went with it
+            break
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A result the server wrote: Parquet ``files`` (paths relative to ``home``'s folder,
+    sizes) in ``folder`` there, and its Arrow schema."""
+
+    home: DeltaHandle
+    folder: str
+    files: list[tuple[str, int]]
+    schema: pa.Schema
+
+
+_KEPT: OrderedDict[int, tuple[pads.Dataset, Kept]] = OrderedDict()
+_KEPT_LOCK = threading.Lock()
+
+
+def _remember_kept(kept: Kept) -> pads.Dataset:
+    """A lazy dataset over the kept files (its schema given: an empty result has none)."""
+    paths = [join_uri(kept.home.uri, path) for path, _ in kept.files]
+    dataset = pads.dataset(paths, schema=nullable(kept.schema), format="parquet")
+    with _KEPT_LOCK:  # the entry holds the dataset, so its id is not reused while kept
+        _KEPT[id(dataset)] = (dataset, kept)
+        while len(_KEPT) > 512:
+            _KEPT.popitem(last=False)
+    return dataset
+
+
+def kept_result(dataset: pads.Dataset | pa.Table) -> Kept | None:
+    """What :meth:`SparkEngine.keep` wrote for ``dataset``; None for any other relation."""
+    with _KEPT_LOCK:
+        found = _KEPT.get(id(dataset))
+    return found[1] if found is not None and found[0] is dataset else None
+
+
+def _read_kept(spark: SparkSession, kept: Kept) -> DataFrame:
+    if kept.files:
+        return spark.read.parquet(*(join_uri(kept.home.uri, path) for path, _ in kept.files))
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return spark.createDataFrame(
+        [], schema=from_arrow_schema(kept.schema, prefer_timestamp_ntz=True)
+    )
+
+
+def _arrow_schema(frame: DataFrame) -> pa.Schema:
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(frame.schema, prefers_large_types=False)
+
+
+def merged_sql(plan: MergePlan, schema: pa.Schema) -> str:
+    """The rows of target ``t`` after MERGE ``plan`` of source ``s``, as delta-rs computes
+    them: a matched row is deleted by the first delete condition that holds, else changed by
+    the first update clause whose condition holds (columns it does not assign are kept);
+    a source row matching none is inserted by the first insert clause that holds; every
+    other target row stays as it is. Each column keeps the target's type."""
+    columns = schema.names
+    deleted = _any(plan.matched_deletes)
+    updated = [
+        ", ".join(
+            _cast(_first([(c, u.get(n)) for c, u in plan.matched_updates], f"t.{quote(n)}"), f)
+            + f" AS {quote(n)}"
+            for n, f in zip(columns, schema, strict=True)
+        )
+    ]
+    inserted = ", ".join(
+        _cast(_first([(c, i.get(n, "NULL")) for c, i in plan.not_matched_inserts], "NULL"), f)
+        + f" AS {quote(n)}"
+        for n, f in zip(columns, schema, strict=True)
+    )
+    every = ", ".join(f"t.{quote(n)}" for n in columns)
+    return f"""
+        SELECT {every} FROM t WHERE NOT EXISTS (SELECT 1 FROM s WHERE {plan.predicate})
+        UNION ALL
+        SELECT {updated[0]} FROM t JOIN s ON {plan.predicate} WHERE NOT ({deleted})
+        UNION ALL
+        SELECT {inserted} FROM s
+        WHERE NOT EXISTS (SELECT 1 FROM t WHERE {plan.predicate})
+            AND ({_any(c for c, _ in plan.not_matched_inserts)})
+    """
+
+
+def merge_counts_sql(plan: MergePlan) -> str:
+    """The counts of :func:`merged_sql` as delta-rs' metrics name them."""
+    deleted = _any(plan.matched_deletes)
+    updated = _any(c for c, _ in plan.matched_updates)
+    inserted = _any(c for c, _ in plan.not_matched_inserts)
+    return f"""
+        SELECT
+            (SELECT count(*) FROM s) AS source_rows,
+            (SELECT count(*) FROM t JOIN s ON {plan.predicate} WHERE {deleted}) AS deleted,
+            (SELECT count(*) FROM t JOIN s ON {plan.predicate}
+                WHERE NOT ({deleted}) AND {updated}) AS updated,
+            (SELECT count(*) FROM s WHERE NOT EXISTS (SELECT 1 FROM t WHERE {plan.predicate})
+                AND {inserted}) AS inserted
+    """
+
+
+def _any(conditions: Iterable[str | None]) -> str:
+    """Whether one of ``conditions`` holds (None: always; a NULL one does not); no
+    condition: never."""
+    held = [f"COALESCE(({c}), false)" if c is not None else "true" for c in conditions]
+    return "(" + " OR ".join(held) + ")" if held else "false"
+
+
+def _first(clauses: list[tuple[str | None, str | None]], otherwise: str) -> str:
+    """The value of the first clause whose condition holds (a clause without a value for
+    this column gives ``otherwise``)."""
+    if not clauses:
+        return otherwise
+    whens = " ".join(
+        f"WHEN {'true' if c is None else f'COALESCE(({c}), false)'} THEN {v or otherwise}"
+        for c, v in clauses
+    )
+    return f"CASE {whens} ELSE {otherwise} END"
+
+
+def _cast(expression: str, field: pa.Field) -> str:
+    return f"CAST({expression} AS {_sql_type(field.type)})"
+
+
+def _sql_type(kind: pa.DataType) -> str:
+    """An Arrow type as a DuckDB type name (what the SQL is written in)."""
+    if pa.types.is_decimal(kind):
+        return f"DECIMAL({kind.precision}, {kind.scale})"
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return f"{_sql_type(kind.value_type)}[]"
+    if pa.types.is_timestamp(kind):
+        return "TIMESTAMPTZ" if kind.tz else "TIMESTAMP"
+    simple = {
+        pa.bool_(): "BOOLEAN",
+        pa.int8(): "TINYINT",
+        pa.int16(): "SMALLINT",
+        pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT",
+        pa.float32(): "FLOAT",
+        pa.float64(): "DOUBLE",
+        pa.date32(): "DATE",
+        pa.string(): "VARCHAR",
+        pa.large_string(): "VARCHAR",
+        pa.string_view(): "VARCHAR",
+        pa.binary(): "BLOB",
+        pa.large_binary(): "BLOB",
+    }
+    if kind in simple:
+        return simple[kind]
+    raise EngineError(f"a MERGE on Spark cannot hold a column of type {kind}")
 
 
 def _args(params: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -7,9 +7,11 @@ with the rows it describes.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -20,8 +22,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.fs import DeltaStorageHandler
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from medallion.errors import StorageError, one_line
 from medallion.settings import Settings, redact_url
@@ -485,7 +491,7 @@ class DeltaHandle:
 
     def overwrite(
         self,
-        data: pa.Table,
+        data: Rows,
         *,
         transactions: Mapping[str, int],
         metadata: Mapping[str, Any],
@@ -528,6 +534,77 @@ class DeltaHandle:
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("write", self.uri, exc, self.lake.storage_options) from exc
         self._dt = self.lake.open(self.layer, self.name)  # the handle moves to what it wrote
+        assert self._dt is not None
+        return self._dt.version()
+
+    def files_under(self, folder: str) -> list[tuple[str, int]]:
+        """The Parquet files under ``folder`` (relative to the table's root) and their sizes:
+        what an engine running elsewhere wrote there."""
+        store = self._store()
+        try:
+            found = store.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+        except (DeltaError, OSError) as exc:
+            where = join_uri(self.uri, folder)
+            raise _failure("list", where, exc, self.lake.storage_options) from exc
+        return sorted(
+            (info.path, info.size or 0)
+            for info in found
+            if info.type == pafs.FileType.File and info.path.endswith(".parquet")
+        )
+
+    def discard(self, folder: str) -> None:
+        """Delete ``folder`` (relative to the table's root): files an engine wrote there that
+        no commit took. Best effort: a file left is only space, which vacuum reclaims."""
+        try:
+            self._store().delete_dir(folder)
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            log.warning("%s/%s: not deleted (%s)", self.uri, folder, one_line(exc))
+
+    def _store(self) -> pafs.FileSystem:
+        """The table's folder as a filesystem (delta-rs' own store: local or S3)."""
+        options = dict(self.lake.storage_options) if self.lake.storage_options else None
+        return pafs.PyFileSystem(DeltaStorageHandler(self.uri, options))
+
+    def adopt(
+        self,
+        files: list[tuple[str, int]],
+        schema: pa.Schema,
+        *,
+        mode: Literal["append", "overwrite"],
+        transactions: Mapping[str, int],
+        metadata: Mapping[str, Any],
+        configuration: Mapping[str, str] | None = None,
+    ) -> int:
+        """Commit Parquet ``files`` (paths relative to the table's root, sizes) that an engine
+        running elsewhere wrote in the table's folder, as the table's new content
+        (``overwrite``, the schema too) or as new rows (``append``), in one commit recording
+        ``transactions``: the rows never pass through this process, only the files' footers
+        (each file's row count and statistics). Every column is stored nullable, as a write
+        of Arrow rows stores it. Returns the new version."""
+        schema = nullable(schema)
+        store = self._store()
+        actions = [_add_action(store, path, size, schema) for path, size in files]
+        props = _commit_props(transactions, metadata)
+        delta_schema = DeltaSchema.from_arrow(schema)
+        try:
+            if self._dt is None or (mode == "overwrite" and self.schema != schema):
+                create_table_with_add_actions(
+                    self.uri,
+                    delta_schema,
+                    actions,
+                    mode="overwrite" if self._dt is not None else "error",
+                    configuration=configuration,
+                    storage_options=dict(self.lake.storage_options or {}) or None,
+                    commit_properties=props,
+                )
+            else:
+                changes: list[AddAction | RemoveAction] = [*actions]
+                self._dt.create_write_transaction(
+                    changes, mode=mode, schema=delta_schema, commit_properties=props
+                )
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise _failure("commit files to", self.uri, exc, self.lake.storage_options) from exc
+        self._dt = self.lake.open(self.layer, self.name)
         assert self._dt is not None
         return self._dt.version()
 
@@ -810,3 +887,52 @@ def _endpoint(options: Mapping[str, str] | None) -> str:
         if key.lower() in ("aws_endpoint_url", "aws_endpoint", "endpoint_url", "endpoint"):
             return redact_url(value)
     return "the default AWS endpoint"
+
+
+def nullable(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with every field, nested ones too, nullable (as Arrow writes store them)."""
+    return pa.schema([_nullable_field(f) for f in schema])
+
+
+def _nullable_field(field: pa.Field) -> pa.Field:
+    kind = field.type
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        kind = pa.list_(_nullable_field(kind.value_field))
+    elif pa.types.is_struct(kind):
+        kind = pa.struct([_nullable_field(f) for f in kind])
+    return pa.field(field.name, kind, nullable=True)
+
+
+_STATED = (pa.types.is_integer, pa.types.is_date)  # min/max kept in the log: exact types only
+
+
+def _add_action(store: pafs.FileSystem, path: str, size: int, schema: pa.Schema) -> AddAction:
+    """The log entry of one Parquet file: its row count, and per column its NULL count and,
+    for integers and dates, its range (from the footer's row-group statistics)."""
+    with store.open_input_file(path) as file:
+        footer = pq.read_metadata(file)
+    stats: dict[str, Any] = {"numRecords": footer.num_rows, "nullCount": {}}
+    low: dict[str, Any] = {}
+    high: dict[str, Any] = {}
+    columns = {footer.schema.column(i).path: i for i in range(footer.num_columns)}
+    for field in schema:
+        index = columns.get(field.name)
+        if index is None:
+            continue
+        groups = [
+            footer.row_group(g).column(index).statistics for g in range(footer.num_row_groups)
+        ]
+        if any(g is None for g in groups):
+            continue
+        stats["nullCount"][field.name] = sum(g.null_count or 0 for g in groups)
+        ranged = [g for g in groups if g.has_min_max]
+        if any(t(field.type) for t in _STATED) and ranged and len(ranged) == len(groups):
+            low[field.name] = _json_value(min(g.min for g in ranged))
+            high[field.name] = _json_value(max(g.max for g in ranged))
+    if low:
+        stats |= {"minValues": low, "maxValues": high}
+    return AddAction(path, size, {}, int(time.time() * 1000), True, json.dumps(stats))
+
+
+def _json_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime.date) else value
