@@ -540,9 +540,10 @@ class DeltaHandle:
     def files_under(self, folder: str) -> list[tuple[str, int]]:
         """The Parquet files under ``folder`` (relative to the table's root) and their sizes:
         what an engine running elsewhere wrote there."""
-        store = self._store()
         try:
-            found = store.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+            found = self._store().get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+        except TableNotFoundError:  # not even the table's folder: nothing was written
+            return []
         except (DeltaError, OSError) as exc:
             where = join_uri(self.uri, folder)
             raise _failure("list", where, exc, self.lake.storage_options) from exc
@@ -582,8 +583,8 @@ class DeltaHandle:
         (each file's row count and statistics). Every column is stored nullable, as a write
         of Arrow rows stores it. Returns the new version."""
         schema = nullable(schema)
-        store = self._store()
-        actions = [_add_action(store, path, size, schema) for path, size in files]
+        store = self._store() if files else None  # an empty result wrote no folder
+        actions = [_add_action(store, path, size, schema) for path, size in files if store]
         props = _commit_props(transactions, metadata)
         delta_schema = DeltaSchema.from_arrow(schema)
         try:

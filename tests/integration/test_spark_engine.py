@@ -8,17 +8,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
 
 from medallion import spark_engine
-from medallion.engine import DuckDBEngine
+from medallion.engine import DuckDBEngine, rows_in
 from medallion.errors import EngineError
 from medallion.local_servers import free_port
 from medallion.spark_engine import SparkEngine, connect
-from medallion.storage import Lake, scan_location
+from medallion.storage import Lake, MergePlan, scan_location
 
 ROWS = pa.table(
     {
@@ -121,3 +124,94 @@ def test_a_large_input_is_staged_in_the_lake_and_dropped(
     assert got.to_pylist() == DuckDBEngine().query(sql, {"t": rows}, {"low": 1}).to_pylist()
     staged = tmp_path / "lake" / spark_engine.STAGING_LAYER
     assert staged.is_dir() and not [p for p in staged.rglob("*") if p.is_file()]
+
+
+KEYED = pa.table(
+    {
+        "k": pa.array([1, 2, 3], pa.int64()),
+        "v": ["a", "b", None],
+        "day": pa.array([date(2018, 1, 1), date(2018, 1, 2), date(2018, 1, 3)]),
+        "ts": pa.array([0, 1, None], pa.timestamp("us")),
+        "money": pa.array([Decimal("1.50"), None, Decimal("2.25")], pa.decimal128(18, 2)),
+    }
+)
+PLAN = MergePlan(
+    predicate="t.k = s.k",
+    matched_deletes=("s.gone",),
+    matched_updates=(("NOT s.gone", {c: f"s.{c}" for c in KEYED.column_names}),),
+    not_matched_inserts=(("NOT s.gone", {c: f"s.{c}" for c in KEYED.column_names}),),
+)
+
+
+def _through(engine: Any, lake: Lake) -> tuple[pa.Table, list[int], Any]:
+    """A result kept near a new table, committed, then merged into twice (the second time
+    nothing changes); the table, its versions and the first merge's result."""
+    table = lake.table("gold", "t")
+    kept = engine.keep("SELECT * FROM rows WHERE k > 0", {"rows": KEYED}, near=table)
+    assert rows_in(kept) == 3
+    versions = [engine.overwrite(table, kept, transactions={"app": 1}, metadata={}, **CDF_ON)]
+    change = KEYED.slice(1).append_column("gone", pa.array([True, False]))
+    change = change.set_column(1, "v", pa.array(["B", "C"]))
+    change = pa.concat_tables([change, change.slice(0, 0)])
+    extra = pa.table({**{c: KEYED[c].slice(0, 1) for c in KEYED.column_names}})
+    extra = extra.set_column(0, "k", pa.array([9], pa.int64())).append_column(
+        "gone", pa.array([False])
+    )
+    source = pa.concat_tables([change, extra])
+    merged = engine.merge(table, source, PLAN, transactions={"app": 2}, metadata={"step": "m"})
+    versions.append(merged.version)
+    again = engine.merge(table, extra, PLAN, transactions={"app": 3}, metadata={"step": "n"})
+    versions.append(again.version)
+    assert (again.inserted, again.updated, again.deleted) == (0, 1, 0)
+    stored = table.read()
+    assert stored is not None and table.app_version("app") == 3
+    return stored.sort_by("k"), versions, merged
+
+
+CDF_ON = {"configuration": {"delta.enableChangeDataFeed": "true"}}
+
+
+def test_kept_results_are_committed_and_merged_on_the_server_as_duckdb_does(
+    engine: SparkEngine, tmp_path: Path
+) -> None:
+    spark_lake, duck_lake = Lake(str(tmp_path / "spark")), Lake(str(tmp_path / "duck"))
+    engine.staging = spark_lake
+    got, versions, merged = _through(engine, spark_lake)
+    expected, duck_versions, duck_merged = _through(DuckDBEngine(), duck_lake)
+    assert got.to_pylist() == expected.to_pylist()
+    assert got.schema == expected.schema  # nullable, naive timestamps, the same decimals
+    assert versions == duck_versions == [0, 1, 2]
+    assert (merged.inserted, merged.updated, merged.deleted) == (1, 1, 1)
+    assert (duck_merged.inserted, duck_merged.updated, duck_merged.deleted) == (1, 1, 1)
+    table = spark_lake.table("gold", "t")
+    assert table.row_count() == 3 and table.value_range("k") == (1, 9)
+    assert table.value_range("day") == (date(2018, 1, 1), date(2018, 1, 3))
+    commit = table.data_commit()
+    assert commit is not None and commit["step"] == "n"  # our metadata, in the same commit
+
+
+def test_an_empty_result_is_kept_with_its_shape_and_commits_an_empty_table(
+    engine: SparkEngine, tmp_path: Path
+) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    engine.staging = lake
+    table = lake.table("gold", "empty")
+    kept = engine.keep("SELECT k, v, ts FROM rows WHERE k < 0", {"rows": KEYED}, near=table)
+    assert rows_in(kept) == 0
+    version = engine.overwrite(table, kept, transactions={"app": 1}, metadata={})
+    stored = table.read()
+    assert version == 0 and stored is not None and stored.num_rows == 0
+    assert stored.column_names == ["k", "v", "ts"] and table.app_version("app") == 1
+    counted = engine.query("SELECT count(*) AS n FROM kept", {"kept": kept})
+    assert counted["n"].to_pylist() == [0]
+
+
+def test_a_kept_result_is_read_by_the_server_without_passing_through(
+    engine: SparkEngine, tmp_path: Path
+) -> None:
+    engine.staging = Lake(str(tmp_path / "lake"))
+    before = engine.wire.answers
+    kept = engine.keep("SELECT k, v FROM rows", {"rows": KEYED})
+    assert engine.wire.answers == before  # nothing came back
+    got = engine.query("SELECT count(*) AS n, max(k) AS top FROM kept", {"kept": kept})
+    assert got.to_pylist() == [{"n": 3, "top": 3}]
