@@ -583,6 +583,11 @@ class DeltaHandle:
         (each file's row count and statistics). Every column is stored nullable, as a write
         of Arrow rows stores it. Returns the new version."""
         schema = nullable(schema)
+        if mode == "append" and self.schema is not None and self.schema != schema:
+            raise StorageError(  # what a server wrote is checked here, whatever it accepted
+                f"cannot append to {self.uri}: its columns are {_columns(self.schema)}, the "
+                f"rows' are {_columns(schema)}"
+            )
         store = self._store() if files else None  # an empty result wrote no folder
         actions = [_add_action(store, path, size, schema) for path, size in files if store]
         props = _commit_props(transactions, metadata)
@@ -888,6 +893,10 @@ def _endpoint(options: Mapping[str, str] | None) -> str:
         if key.lower() in ("aws_endpoint_url", "aws_endpoint", "endpoint_url", "endpoint"):
             return redact_url(value)
     return "the default AWS endpoint"
+
+
+def _columns(schema: pa.Schema) -> str:
+    return ", ".join(f"{f.name} {f.type}" for f in schema)
 
 
 def nullable(schema: pa.Schema) -> pa.Schema:
