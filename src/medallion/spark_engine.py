@@ -39,10 +39,12 @@ from sqlglot import exp
 from medallion.errors import EngineError
 from medallion.sql import quote
 from medallion.storage import (
+    AppendedFiles,
     DeltaHandle,
     Lake,
     MergePlan,
     MergeResult,
+    appended_files,
     join_uri,
     nullable,
     scan_location,
@@ -219,6 +221,9 @@ class SparkEngine:
             kept = kept_result(relation)
             if kept is not None:
                 return _read_kept(spark, kept)
+            appended = appended_files(relation)
+            if appended is not None:
+                return _read_appended(spark, appended)
             location = scan_location(relation)
             if location is not None:
                 uri, version = location
@@ -423,6 +428,37 @@ def _read_kept(spark: SparkSession, kept: Kept) -> DataFrame:
     return spark.createDataFrame(
         [], schema=from_arrow_schema(kept.schema, prefer_timestamp_ntz=True)
     )
+
+
+def _read_appended(spark: SparkSession, appended: AppendedFiles) -> DataFrame:
+    """The files of :meth:`DeltaHandle.appended`, read by the server by path, each group of
+    files with the same partition values given those values as columns."""
+    from pyspark.sql import functions
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    schema, partitions = appended.schema, appended.partitions
+    whole = from_arrow_schema(_plain_schema(schema), prefer_timestamp_ntz=True)
+    if not appended.files:
+        return spark.createDataFrame([], schema=whole)
+    stored = from_arrow_schema(
+        _plain_schema(pa.schema([f for f in schema if f.name not in partitions])),
+        prefer_timestamp_ntz=True,
+    )
+    groups: dict[tuple[str | None, ...], list[str]] = {}
+    for path, values in appended.files:
+        key = tuple(values.get(c) for c in partitions)
+        groups.setdefault(key, []).append(join_uri(appended.uri, path))
+    frames = []
+    for key, paths in groups.items():
+        frame = spark.read.schema(stored).parquet(*paths)
+        for column, value in zip(partitions, key, strict=True):
+            kind = whole[column].dataType
+            frame = frame.withColumn(column, functions.lit(value).cast(kind))
+        frames.append(frame.select(*schema.names))
+    result = frames[0]
+    for frame in frames[1:]:
+        result = result.unionByName(frame)
+    return result
 
 
 def _arrow_schema(frame: DataFrame) -> pa.Schema:

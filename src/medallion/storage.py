@@ -82,6 +82,56 @@ def scan_location(dataset: pads.Dataset) -> tuple[str, int] | None:
     return (kept[1], kept[2]) if kept is not None and kept[0] is dataset else None
 
 
+@dataclass(frozen=True)
+class AppendedFiles:
+    """The files of :meth:`DeltaHandle.appended` (paths relative to the table ``uri``, with
+    their partition values as the log writes them), the table's schema and partition
+    columns: what an engine elsewhere needs to read the same rows."""
+
+    uri: str
+    files: list[tuple[str, dict[str, str | None]]]
+    schema: pa.Schema
+    partitions: list[str]
+
+
+_APPENDED: OrderedDict[int, tuple[pads.Dataset, AppendedFiles]] = OrderedDict()
+
+
+def appended_files(dataset: pads.Dataset) -> AppendedFiles | None:
+    """The files a dataset of :meth:`DeltaHandle.appended` reads; None for any other."""
+    with _SCANS_LOCK:
+        found = _APPENDED.get(id(dataset))
+    return found[1] if found is not None and found[0] is dataset else None
+
+
+def _files_dataset(
+    store: pafs.FileSystem,
+    files: list[tuple[str, dict[str, str | None]]],
+    schema: pa.Schema,
+    partitions: list[str],
+) -> pads.Dataset:
+    """A dataset over Parquet ``files`` of a table, each file's partition columns filled in
+    from its partition values."""
+    expressions = []
+    for _, values in files:
+        condition = pc.scalar(True)
+        for column in partitions:
+            value = values.get(column)
+            field = pc.field(column)
+            kind = schema.field(column).type
+            condition = condition & (
+                field.is_null() if value is None else field == pa.scalar(value).cast(kind)
+            )
+        expressions.append(condition)
+    return pads.FileSystemDataset.from_paths(
+        [path for path, _ in files],
+        schema=schema,
+        format=pads.ParquetFileFormat(),
+        filesystem=store,
+        partitions=expressions,
+    )
+
+
 Rows: TypeAlias = "pa.RecordBatchReader | pa.Table"
 
 
@@ -299,6 +349,57 @@ class DeltaHandle:
             raise _failure("read", self.uri, exc, self.lake.storage_options) from exc
         _remember_scan(dataset, self.uri, dt.version())
         return dataset
+
+    def appended(self, after_version: int | None, until: int | None = None) -> pads.Dataset | None:
+        """The rows appended after ``after_version`` (None: since the table was created) up
+        to ``until`` (this snapshot's version when None), as a lazy dataset over exactly the
+        files those commits added, read from their log entries: an engine running elsewhere
+        reads the same files by path (:func:`appended_files`), so a change set of an
+        append-only table (Bronze) never passes through this process. None when a commit in
+        between did more than append (a compaction, which adds no rows, is skipped) or its
+        log entry is gone."""
+        dt = self._dt
+        if dt is None:
+            return None
+        current = dt.version() if until is None else until
+        start = 0 if after_version is None else after_version + 1
+        files: list[tuple[str, dict[str, str | None]]] = []
+        for version in range(start, current + 1):
+            added = self._added_by(version)
+            if added is None:
+                return None
+            files += added
+        schema = pa.schema(dt.schema().to_arrow())
+        partitions = dt.metadata().partition_columns
+        dataset = _files_dataset(self._store(), files, schema, partitions)
+        with _SCANS_LOCK:
+            _APPENDED[id(dataset)] = (dataset, AppendedFiles(self.uri, files, schema, partitions))
+            while len(_APPENDED) > _SCANS_KEPT:
+                _APPENDED.popitem(last=False)
+        return dataset
+
+    def _added_by(self, version: int) -> list[tuple[str, dict[str, str | None]]] | None:
+        """The files commit ``version`` added, with their partition values; None when it did
+        more than append or its log entry is gone."""
+        try:
+            with self._store().open_input_stream(f"_delta_log/{version:020d}.json") as entry:
+                actions = [json.loads(line) for line in entry.read().splitlines() if line.strip()]
+        except (DeltaError, OSError, pa.ArrowException, ValueError):
+            return None
+        info: dict[str, Any] = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
+        operation = info.get("operation")
+        mode = (info.get("operationParameters") or {}).get("mode")
+        if operation in MAINTENANCE:
+            return []
+        if operation != "WRITE" or mode not in ("Append", "ErrorIfExists"):
+            return None
+        if any("remove" in a or "cdc" in a for a in actions):
+            return None
+        return [
+            (a["add"]["path"], a["add"].get("partitionValues") or {})
+            for a in actions
+            if "add" in a and a["add"].get("dataChange", True)
+        ]
 
     @property
     def has_change_feed(self) -> bool:

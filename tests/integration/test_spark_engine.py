@@ -20,7 +20,7 @@ from medallion import spark_engine
 from medallion.engine import DuckDBEngine, rows_in
 from medallion.errors import EngineError
 from medallion.local_servers import free_port
-from medallion.spark_engine import SparkEngine, connect
+from medallion.spark_engine import SparkEngine, Wire, connect
 from medallion.storage import Lake, MergePlan, scan_location
 
 ROWS = pa.table(
@@ -210,8 +210,27 @@ def test_a_kept_result_is_read_by_the_server_without_passing_through(
     engine: SparkEngine, tmp_path: Path
 ) -> None:
     engine.staging = Lake(str(tmp_path / "lake"))
-    before = engine.wire.answers
+    engine.wire = Wire()
     kept = engine.keep("SELECT k, v FROM rows", {"rows": KEYED})
-    assert engine.wire.answers == before  # nothing came back
+    assert engine.wire.answers == (0, "")  # nothing came back
     got = engine.query("SELECT count(*) AS n, max(k) AS top FROM kept", {"kept": kept})
     assert got.to_pylist() == [{"n": 3, "top": 3}]
+
+
+def test_rows_appended_since_a_version_are_read_by_the_server_from_their_files(
+    engine: SparkEngine, tmp_path: Path
+) -> None:
+    table = Lake(str(tmp_path / "lake")).table("bronze", "t")
+    rows = KEYED.append_column("part", pa.array(["x", "y", None]))
+    first = table.append(
+        rows.slice(0, 1), partition_by=["part"], transactions={}, expected={}, metadata={}
+    )
+    table.append(rows.slice(1), partition_by=["part"], transactions={}, expected={}, metadata={})
+    appended = table.appended(first)
+    assert appended is not None
+    engine.wire = Wire()
+    sql = "SELECT k, v, day, ts, money, part FROM a ORDER BY k"
+    got = engine.query(sql, {"a": appended})
+    assert got.to_pylist() == DuckDBEngine().query(sql, {"a": appended}).to_pylist()
+    assert got["part"].to_pylist() == ["y", None]
+    assert engine.wire.uploads == (0, "")  # the server read the files: nothing was sent

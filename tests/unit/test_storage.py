@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from medallion.errors import StorageError
-from medallion.storage import CDF, Lake
+from medallion.storage import CDF, Lake, appended_files
 
 
 def test_a_change_stream_whose_files_are_gone_raises_a_storage_error(tmp_path: Path) -> None:
@@ -52,3 +54,55 @@ def test_files_of_another_shape_are_refused_before_an_append(tmp_path: Path) -> 
     ):
         table.adopt(files, wrong.schema, mode="append", transactions={}, metadata={})
     assert table.version == 0 and table.read() == ROWS
+
+
+def _append(table: Any, day: str, keys: list[int]) -> int:
+    rows = pa.table(
+        {
+            "k": pa.array(keys, pa.int64()),
+            "v": [f"v{k}" for k in keys],
+            "day": pa.array([date.fromisoformat(day)] * len(keys)),
+        }
+    )
+    return int(
+        table.append(
+            rows, partition_by=["day"], transactions={}, expected={}, metadata={"step": "t"}
+        )
+    )
+
+
+def _rows(dataset: Any) -> list[tuple[Any, ...]]:
+    data = dataset.to_table()
+    return sorted(zip(*(data[c].to_pylist() for c in ("k", "v", "day")), strict=True))
+
+
+def test_the_rows_appended_after_a_version_are_exactly_the_files_those_commits_added(
+    tmp_path: Path,
+) -> None:
+    table = Lake(str(tmp_path)).table("bronze", "t")
+    first = _append(table, "2018-01-01", [1, 2])
+    _append(table, "2018-01-02", [3])
+    table.compact(None, {"step": "maintain"})  # rewrites files, adds no row: skipped
+    third = _append(table, "2018-01-02", [4, 5])
+    since_first = table.appended(first)
+    assert since_first is not None
+    assert _rows(since_first) == [
+        (3, "v3", date(2018, 1, 2)),
+        (4, "v4", date(2018, 1, 2)),
+        (5, "v5", date(2018, 1, 2)),
+    ]  # partition values filled in from the log
+    found = appended_files(since_first)
+    assert found is not None and found.partitions == ["day"] and len(found.files) == 2
+    everything = table.appended(None)
+    assert everything is not None and [r[0] for r in _rows(everything)] == [1, 2, 3, 4, 5]
+    nothing = table.appended(third)
+    assert nothing is not None and _rows(nothing) == []
+    assert appended_files(pa.table({"k": [1]})) is None  # type: ignore[arg-type]
+
+
+def test_a_commit_that_did_more_than_append_gives_no_appended_rows(tmp_path: Path) -> None:
+    table = Lake(str(tmp_path)).table("silver", "t")
+    first = table.append(ROWS, transactions={}, expected={}, metadata={})
+    table.overwrite(ROWS, transactions={}, metadata={})
+    assert table.appended(first) is None
+    assert table.appended(first + 1) is not None  # after the overwrite: appends only
