@@ -820,14 +820,17 @@ class DeltaHandle:
         return dict(metrics)
 
     def vacuum(self, retention_hours: float, metadata: Mapping[str, Any]) -> int:
-        """Delete the files no version newer than ``retention_hours`` uses; how many. The
-        caller guards short retentions (time travel and lagging readers need the files)."""
+        """Delete the files no version newer than ``retention_hours`` uses, and the files no
+        commit took (a result an engine wrote for a run that crashed before committing it)
+        older than that; how many. The caller guards short retentions (time travel and
+        lagging readers need the files)."""
         dt = self._require("vacuum")
         try:
             deleted = dt.vacuum(
                 retention_hours=int(retention_hours),
                 dry_run=False,
                 enforce_retention_duration=False,
+                full=True,
                 commit_properties=_commit_props({}, metadata),
             )
         except (DeltaError, OSError) as exc:

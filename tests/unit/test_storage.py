@@ -106,3 +106,13 @@ def test_a_commit_that_did_more_than_append_gives_no_appended_rows(tmp_path: Pat
     table.overwrite(ROWS, transactions={}, metadata={})
     assert table.appended(first) is None
     assert table.appended(first + 1) is not None  # after the overwrite: appends only
+
+
+def test_vacuum_deletes_the_files_no_commit_took(tmp_path: Path) -> None:
+    table = Lake(str(tmp_path)).table("gold", "t")
+    table.overwrite(ROWS, transactions={}, metadata={})
+    orphan = tmp_path / "gold" / "t" / "kept-crashed" / "part-0.parquet"
+    orphan.parent.mkdir()
+    pq.write_table(ROWS, orphan)  # what a server wrote for a run that died before its commit
+    assert table.vacuum(0, {"step": "maintain"}) == 1
+    assert not orphan.exists() and table.read() == ROWS
