@@ -78,6 +78,11 @@ class Engine(Protocol):
         recording ``transactions``, as :meth:`DeltaHandle.merge` does."""
         ...
 
+    def discard(self, relation: Relation) -> None:
+        """Delete the files of a result :meth:`keep` wrote that no commit took (an
+        intermediate, or a build a MERGE of its difference replaced); only such a result."""
+        ...
+
     def session(self) -> AbstractContextManager[Engine]:
         """The same engine for many small queries of one thread, cheaper per query."""
         ...
@@ -133,6 +138,9 @@ class _InProcess:
         metadata: Mapping[str, Any],
     ) -> MergeResult:
         return target.merge(_rows(source), plan, transactions=transactions, metadata=metadata)
+
+    def discard(self, relation: Relation) -> None:
+        """Nothing to delete: a kept result is Arrow in memory."""
 
 
 def _rows(relation: Relation) -> pa.Table | pa.RecordBatchReader:

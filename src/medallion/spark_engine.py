@@ -356,6 +356,13 @@ class SparkEngine:
             files,
         )
 
+    def discard(self, relation: Relation) -> None:
+        """Delete the folder :meth:`keep` wrote ``relation`` into (any other relation: no-op);
+        never a result a commit took, whose files the table now holds."""
+        kept = kept_result(relation)
+        if kept is not None:
+            kept.home.discard(kept.folder)
+
     def _staging_area(self) -> DeltaHandle:
         if self.staging is None:
             raise EngineError("the Spark engine keeps results in the lake; it was given none")

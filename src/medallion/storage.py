@@ -517,6 +517,12 @@ class DeltaHandle:
             return None
         return rows
 
+    def feeds_exactly(self, after_version: int) -> bool:
+        """Whether the change data feed after ``after_version`` holds only the rows that
+        changed, from the log alone (see :meth:`feed`): not after an overwrite, whose feed is
+        the whole table out and in again."""
+        return self._dt is not None and self._fed_commits(self._dt, after_version) is not None
+
     def _fed_commits(self, dt: DeltaTable, after_version: int) -> list[dict[str, Any]] | None:
         """The commits after ``after_version`` when each has an exact change feed (or changes
         no row: maintenance), else None."""

@@ -1,21 +1,24 @@
 """Gold dimensions: SCD2 customer, product and seller folded from every state Bronze captured,
-and the location and date dimensions. Pure: Arrow in, Arrow out, SQL through the engine."""
+and the location and date dimensions. Pure: relations in, SQL through the engine; a result
+that may be as large as a table is kept by the engine (:meth:`Engine.keep`), never brought
+into this process."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from medallion.engine import Engine, Relation
+from medallion.engine import Engine, Relation, rows_in
 from medallion.errors import SCD2Error
 from medallion.gold.dates import build_dim_date
-from medallion.gold.scd2 import UNKNOWN_SK, SCD2Spec, apply_scd2, unknown_member
+from medallion.gold.scd2 import UNKNOWN_SK, SCD2Spec, fold_scd2, unknown_member
 from medallion.silver.contracts import SilverTable, silver_table
 from medallion.silver.transform import conformed, conformed_expr
 from medallion.sql import quote as _q
+from medallion.storage import DeltaHandle
 
 
 @dataclass(frozen=True)
@@ -112,13 +115,14 @@ DIMENSIONS: tuple[SCD2Dimension, ...] = (
 
 def touched_entities(
     dim: SCD2Dimension,
-    linked: pa.Table,
-    new: pa.Table,
-    lookup_new: pa.Table | None,
+    linked: Relation,
+    new: Relation,
+    lookup_new: Relation | None,
     engine: Engine,
 ) -> pa.Table:
     """The natural keys (column ``e``) whose history a batch changes: every entity a new row's
-    key ever belonged to, and every entity that ever had a lookup value the batch relabels.
+    key ever belonged to, and every entity that ever had a lookup value the batch relabels (a
+    small answer: the batch's entities).
 
     ``linked`` is :func:`links` of the whole Bronze history; ``new`` and ``lookup_new`` are the
     valid states appended since the last build (``valid_history``).
@@ -126,35 +130,36 @@ def touched_entities(
     rk = ", ".join(_q(k) for k in dim.contract.key)
     entity = _q(dim.entity)
     sql = f"SELECT DISTINCT {entity} AS e FROM h SEMI JOIN n USING ({rk}) WHERE {entity} NOTNULL"
-    tables = {"h": linked, "n": new.select(list(dim.contract.key))}
+    tables = {"h": linked, "n": new}
     lookup = dim.contract.lookup
-    if lookup is not None and lookup_new is not None and lookup_new.num_rows:
+    if lookup is not None and lookup_new is not None and rows_in(lookup_new):
         on = _q(lookup.on)
         sql += f" UNION SELECT {entity} FROM h SEMI JOIN ln USING ({on}) WHERE {entity} NOTNULL"
-        tables["ln"] = lookup_new.select([lookup.on])
+        tables["ln"] = lookup_new
     return engine.query(sql, tables)
 
 
-def links(dim: SCD2Dimension, bronze: Relation, engine: Engine) -> pa.Table:
+def links(dim: SCD2Dimension, bronze: Relation, engine: Engine) -> Relation:
     """Which Silver key ever belonged to which entity (and carried which lookup value), from
     raw Bronze rows: only those columns are conformed, so finding what a batch touches never
     conforms the whole history. Rows Silver rejects may add links: folding an extra entity
-    again changes nothing."""
+    again changes nothing. Kept by the engine: one row per key of the whole history."""
     lookup = dim.contract.lookup
     names = tuple(dict.fromkeys([*dim.contract.key, dim.entity, *([lookup.on] if lookup else [])]))
-    return engine.query(f"SELECT DISTINCT {conformed(dim.contract, names)} FROM b", {"b": bronze})
+    return engine.keep(f"SELECT DISTINCT {conformed(dim.contract, names)} FROM b", {"b": bronze})
 
 
 def rows_of(
-    dim: SCD2Dimension, bronze: Relation, linked: pa.Table, entities: pa.Table, engine: Engine
-) -> pa.Table:
-    """The raw Bronze rows of every Silver key that ever belonged to one of ``entities``."""
+    dim: SCD2Dimension, bronze: Relation, linked: Relation, entities: pa.Table, engine: Engine
+) -> Relation:
+    """The raw Bronze rows of every Silver key that ever belonged to one of ``entities``
+    (kept by the engine: an entity's whole history)."""
     key = dim.contract.key
     picked = ", ".join(f"{_q(k)} AS _key{i}" for i, k in enumerate(key))
     match = " AND ".join(
         f"{conformed_expr(dim.contract, k)} = k._key{i}" for i, k in enumerate(key)
     )
-    return engine.query(
+    return engine.keep(
         f"""
         SELECT b.* FROM b SEMI JOIN (
             SELECT DISTINCT {picked} FROM l WHERE {_q(dim.entity)} IN (SELECT e FROM t)
@@ -165,10 +170,10 @@ def rows_of(
 
 
 def dimension_events(
-    dim: SCD2Dimension, history: pa.Table, lookup: pa.Table | None, engine: Engine
-) -> pa.Table:
+    dim: SCD2Dimension, history: Relation, lookup: Relation | None, engine: Engine
+) -> Relation:
     """One SCD2 event per entity and instant at which any of its rows (or its lookup row)
-    changed, carrying the entity's state at that instant. Pure; set-based.
+    changed, carrying the entity's state at that instant (kept by the engine). Set-based.
 
     ``history`` holds every valid Bronze state of the entities' rows (``valid_history``),
     ``lookup`` every valid state of the lookup table (None when the table has no lookup).
@@ -179,7 +184,7 @@ def dimension_events(
     e = _q(dim.entity)
     spec_lookup = dim.contract.lookup
     lookup_times, lookup_join, lookup_order, looked_up = "", "", "", {}
-    tables = {"hist": history}
+    tables: dict[str, Relation] = {"hist": history}
     if spec_lookup is not None:
         if lookup is None:
             raise SCD2Error(f"{dim.spec.name}: the lookup table's history is needed")
@@ -222,7 +227,7 @@ def dimension_events(
         last = f"SELECT {event} FROM state s"
     # explicit column lists, so that the query means the same on every engine
     same_row = " AND ".join(f"h.{_q(k)} = k.{_q(k)}" for k in key)
-    columns = [_q(c) for c in history.column_names]
+    columns = [_q(c) for c in history.schema.names]
     h_columns = ", ".join(
         f"""coalesce({e}, last_value({e} IGNORE NULLS) OVER (
             PARTITION BY {rk} ORDER BY updated_at, is_deleted, _ingested_at
@@ -259,67 +264,84 @@ def dimension_events(
     )
     {last}
     """
-    return engine.query(sql, tables)
+    return engine.keep(sql, tables)
 
 
 def build_scd2(
     dim: SCD2Dimension,
-    stored: pa.Table | None,
-    events: pa.Table,
+    stored: Relation | None,
+    events: Relation,
     touched: pa.Table | None,
     *,
-    location: pa.Table | None,
+    location: Relation | None,
     engine: Engine,
-) -> pa.Table:
-    """The dimension: the ``touched`` entities (all when None) folded from ``events``, which
-    hold ALL their events; the others keep their ``stored`` versions (with ``stored`` None,
-    only the touched entities' rows are returned: the caller writes them over those entities'
-    rows). Folding a key from all its events, never from its stored versions, is what makes
-    the result independent of the order in which events arrived, and equal to a rebuild."""
-    folded = apply_scd2(dim.spec, None, events, engine)
-    if touched is not None and stored is None:
-        return attach_derived(dim, folded, location, engine)
-    if touched is not None and stored is not None and stored.num_rows:
-        nk = _q(dim.spec.natural_key[0])
-        core = stored.select(list(dim.spec.columns))
-        kept = engine.query(
-            f"SELECT * FROM h WHERE {nk} NOT IN (SELECT e FROM t) OR {dim.spec.sk_column} = "
-            f"{UNKNOWN_SK}",
-            {"h": core, "t": touched},
-        )
-        folded = pa.concat_tables([kept, folded.cast(kept.schema)])
-    has_unknown = pc.any(pc.equal(folded[dim.spec.sk_column], UNKNOWN_SK)).as_py()
-    if not has_unknown:
-        folded = pa.concat_tables(
-            [unknown_member(dim.spec, folded.schema, engine), folded], promote_options="permissive"
-        )
-    return attach_derived(dim, folded, location, engine)
+    near: DeltaHandle | None = None,
+) -> Relation:
+    """The dimension, kept by the engine ``near`` the table it is for: the ``touched``
+    entities (all when None) folded from ``events``, which hold ALL their events; the others
+    keep their ``stored`` versions (with ``stored`` None, only the touched entities' rows are
+    returned: the caller writes them over those entities' rows). Folding a key from all its
+    events, never from its stored versions, is what makes the result independent of the
+    order in which events arrived, and equal to a rebuild."""
+    folded = fold_scd2(dim.spec, None, events, engine)
+    try:
+        core = ", ".join(_q(c) for c in dim.spec.columns)
+        if touched is not None and stored is None:
+            only = f"d AS (SELECT {core} FROM f)"
+            return attach_derived(dim, only, {"f": folded}, location, engine, near=near)
+        tables: dict[str, Relation] = {"f": folded}
+        if touched is not None and stored is not None:
+            kept = (  # the stored versions of every other entity, and the unknown member
+                f"SELECT {core} FROM h WHERE {_q(dim.spec.natural_key[0])} NOT IN "
+                f"(SELECT e FROM t) OR {dim.spec.sk_column} = {UNKNOWN_SK} UNION ALL "
+            )
+            tables |= {"h": stored, "t": touched}
+        else:
+            kept = ""
+        tables["u"] = unknown_member(dim.spec, folded.schema, engine)
+        ctes = f"""
+            b AS ({kept}SELECT {core} FROM f),
+            d AS (
+                SELECT * FROM b UNION ALL SELECT {core} FROM u
+                WHERE NOT EXISTS (SELECT 1 FROM b WHERE {dim.spec.sk_column} = {UNKNOWN_SK})
+            )"""
+        return attach_derived(dim, ctes, tables, location, engine, near=near)
+    finally:
+        engine.discard(folded)
 
 
 def attach_derived(
-    dim: SCD2Dimension, folded: pa.Table, location: pa.Table | None, engine: Engine
-) -> pa.Table:
+    dim: SCD2Dimension,
+    ctes: str,
+    tables: Mapping[str, Relation],
+    location: Relation | None,
+    engine: Engine,
+    *,
+    near: DeltaHandle | None,
+) -> Relation:
+    """The dimension ``d`` (defined by the common table expressions ``ctes`` over ``tables``)
+    with its derived columns and the lat/lng of its location, in surrogate key order."""
     extra = "".join(f", {sql} AS {name}" for name, sql in dim.derived)
     if dim.location_zip is None:
-        return engine.query(f"SELECT d.*{extra} FROM d ORDER BY 1", {"d": folded})
-    if location is None:
-        return engine.query(
-            f"SELECT d.*, NULL::DOUBLE AS lat, NULL::DOUBLE AS lng{extra} FROM d ORDER BY 1",
-            {"d": folded},
-        )
-    return engine.query(
-        f"""
-        SELECT d.*, l.lat, l.lng{extra} FROM d
-        LEFT JOIN loc l ON l.zip_code_prefix = d.{dim.location_zip}
-        ORDER BY 1
-        """,
-        {"d": folded, "loc": location},
-    )
+        sql = f"WITH {ctes} SELECT d.*{extra} FROM d ORDER BY 1"
+    elif location is None:
+        sql = f"""WITH {ctes}
+            SELECT d.*, NULL::DOUBLE AS lat, NULL::DOUBLE AS lng{extra} FROM d ORDER BY 1"""
+    else:
+        sql = f"""WITH {ctes}
+            SELECT d.*, l.lat, l.lng{extra} FROM d
+            LEFT JOIN loc l ON l.zip_code_prefix = d.{dim.location_zip}
+            ORDER BY 1"""
+        tables = {**tables, "loc": location}
+    return engine.keep(sql, tables, near=near)
 
 
-def build_dim_location(geolocation: Relation, engine: Engine) -> pa.Table:
-    """One row per zip prefix from Silver geolocation, plus the unknown member."""
-    return engine.query(
+def build_dim_location(
+    geolocation: Relation, engine: Engine, near: DeltaHandle | None = None
+) -> Relation:
+    """One row per zip prefix from Silver geolocation, plus the unknown member (kept by the
+    engine ``near`` the table it is for)."""
+    return engine.keep(
         """
         SELECT 'unknown' AS zip_code_prefix, NULL::DOUBLE AS lat, NULL::DOUBLE AS lng,
             NULL::VARCHAR AS city, NULL::VARCHAR AS state, 0 AS point_count
@@ -328,33 +350,40 @@ def build_dim_location(geolocation: Relation, engine: Engine) -> pa.Table:
         ORDER BY zip_code_prefix
         """,
         {"g": geolocation},
+        near=near,
     )
 
 
 def fact_date_range(
-    orders: Relation, reviews: Relation, items: Relation, engine: Engine
+    orders: Relation, reviews: Sequence[Relation], items: Relation, engine: Engine
 ) -> tuple[date, date]:
-    """The first and last date any fact refers to (plausible dates only)."""
+    """The first and last date any fact refers to (plausible dates only): one small answer."""
+    named = {f"reviews{i}": r for i, r in enumerate(reviews)}
+    review_dates = "".join(
+        f" UNION ALL SELECT unnest([review_creation_date, review_answer_timestamp]) FROM {n}"
+        for n in named
+    )
     row = engine.query(
-        """
+        f"""
         WITH d AS (
             SELECT unnest([order_purchase_timestamp, order_approved_at,
                 order_delivered_carrier_date, order_delivered_customer_date,
                 order_estimated_delivery_date]) AS t FROM orders
-            UNION ALL SELECT unnest([review_creation_date, review_answer_timestamp]) FROM reviews
+            {review_dates}
             UNION ALL SELECT shipping_limit_date FROM items
         )
         SELECT coalesce(min(t)::DATE, DATE '2016-01-01') AS lo,
             coalesce(max(t)::DATE, DATE '2016-01-01') AS hi
         FROM d WHERE t BETWEEN TIMESTAMP '2000-01-01' AND TIMESTAMP '2099-12-31'
         """,
-        {"orders": orders, "reviews": reviews, "items": items},
+        {"orders": orders, **named, "items": items},
     ).to_pylist()[0]
     return row["lo"], row["hi"]
 
 
 def build_date_dimension(
-    orders: Relation, reviews: Relation, items: Relation, engine: Engine
+    orders: Relation, reviews: Sequence[Relation], items: Relation, engine: Engine
 ) -> pa.Table:
+    """Whole years of days around every fact date: generated here, a few thousand rows."""
     lo, hi = fact_date_range(orders, reviews, items, engine)
     return build_dim_date(date(lo.year, 1, 1), date(hi.year, 12, 31))

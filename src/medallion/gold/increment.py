@@ -6,11 +6,15 @@ difference between what it holds and what its build produced (one MERGE by grain
 updates, deletes), so its own change feed holds only what really changed and the tables and
 checks reading it downstream do work proportional to the change. ``--full-refresh``
 rebuilds every table whole and is the reference the incremental result must equal.
+
+The difference is computed where the engine runs, against the table's lazy scan, and written
+by the engine: only its counts (and the keys a change touched) come to this process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from medallion.catalog import TableRef
-from medallion.engine import Engine, Relation
+from medallion.engine import Engine, Relation, rows_in
 from medallion.errors import StorageError
 from medallion.sql import quote, quoted_list
 from medallion.storage import CDF, DeltaHandle, MergePlan
@@ -53,30 +57,54 @@ def touched_keys(
     views: Mapping[str, Relation],
     engine: Engine,
 ) -> pa.Array | None:
-    """The distinct ``by.key`` values to rebuild, from the inputs whose ``current`` version
-    (MISSING: no table) is not the ``recorded`` one; None when a moved input cannot say which
-    (no rule, no change feed or its files vacuumed, a table that vanished or was recreated):
-    then everything is rebuilt."""
+    """The distinct ``by.key`` values to rebuild (a small answer), from the inputs whose
+    ``current`` version (MISSING: no table) is not the ``recorded`` one; None when a moved
+    input cannot say which (no rule, no change feed or its files vacuumed, a table that
+    vanished or was recreated): then everything is rebuilt."""
     found = []
-    for ref, handle in inputs.items():
-        before, now = recorded.get(ref), current[ref]
-        if before == now:
-            continue
-        if now == MISSING or before is None or now < before:  # vanished or recreated
-            return None
-        if ref not in by.touched or not handle.has_change_feed:
-            return None
-        try:
-            changed, _ = handle.changes(None if before == MISSING else before, until=now)
-        except StorageError:  # the feed's files were vacuumed: rebuild everything
-            return None
-        if changed is None or changed.num_rows == 0:
-            continue
-        keys = engine.query(by.touched[ref], {**views, "changed": changed})
-        found.append(keys.column(0).cast(pa.string()))
+    with ExitStack() as scratch:
+        for ref, handle in inputs.items():
+            before, now = recorded.get(ref), current[ref]
+            if before == now:
+                continue
+            if now == MISSING or before is None or now < before:  # vanished or recreated
+                return None
+            if ref not in by.touched or not handle.has_change_feed:
+                return None
+            changed = _changed(handle, before, now, engine)
+            if changed is None:
+                return None
+            scratch.callback(engine.discard, changed)
+            if rows_in(changed):
+                keys = engine.query(by.touched[ref], {**views, "changed": changed})
+                found.append(keys.column(0).cast(pa.string()))
     if not found:
         return pa.array([], pa.string())
     return pc.unique(pa.chunked_array(found).combine_chunks()).drop_null()
+
+
+def _changed(handle: DeltaHandle, before: int, now: int, engine: Engine) -> Relation | None:
+    """The rows of ``handle`` that changed after version ``before`` (MISSING: the table is
+    new) up to ``now``: its change data feed, read here, when it holds only those (appends,
+    MERGEs: a change's rows); else the two snapshots' difference, kept by the engine (an
+    overwrite's feed is the whole table twice, and a MERGE on Spark commits an overwrite).
+    None when they can no longer be read. Lineage columns (``_``) are no change of content."""
+    try:
+        if before == MISSING:
+            return handle.relation(version=now)
+        if handle.feeds_exactly(before):
+            return handle.changes(before, until=now)[0]
+        was, new = handle.relation(version=before), handle.relation(version=now)
+    except StorageError:  # the feed's files were vacuumed: rebuild everything
+        return None
+    if was is None or new is None or was.schema.names != new.schema.names:
+        return None
+    content = quoted_list([n for n in new.schema.names if not n.startswith("_")])
+    return engine.keep(
+        f"""(SELECT {content} FROM new EXCEPT SELECT {content} FROM was)
+        UNION ALL (SELECT {content} FROM was EXCEPT SELECT {content} FROM new)""",
+        {"was": was, "new": new},
+    )
 
 
 @dataclass(frozen=True)
@@ -101,7 +129,7 @@ class Written:
 
 def write_changes(
     target: DeltaHandle,
-    data: pa.Table,
+    data: Relation,
     grain: tuple[str, ...],
     *,
     scope: tuple[str, pa.Array] | None,
@@ -113,79 +141,135 @@ def write_changes(
     ``data`` in one commit that also records ``transactions``: only rows that differ are
     inserted, updated or deleted (the whole table is replaced instead when most of it differs:
     cheaper than a MERGE touching every row). Nothing differing still commits, to record the
-    progress."""
-    columns = data.column_names
-    if scope is None and apart(target, data, grain):  # every row differs: replace them all
+    progress. The stored rows are read where the engine runs, and ``data`` (kept near the
+    target) is either committed as it lies or discarded: no table-sized set comes here."""
+    if scope is None and apart(target, data, grain, engine):  # every row differs: replace all
         held, (files, _) = target.row_count() or 0, target.files()
-        version = target.overwrite(
-            data, transactions=transactions, metadata=metadata, configuration=CDF
+        inserted = rows_in(data)
+        version = engine.overwrite(
+            target, data, transactions=transactions, metadata=metadata, configuration=CDF
         )
-        return Written(version, inserted=data.num_rows, deleted=held, files_rewritten=files)
-    stored = (
-        target.read(columns) if scope is None else target.read_matching(*scope, columns=columns)
-    )
+        return Written(version, inserted=inserted, deleted=held, files_rewritten=files)
+    diff = _diff(target, data, grain, scope, engine)
+    try:
+        return _write_diff(
+            target,
+            data,
+            diff,
+            grain,
+            whole=scope is None,
+            transactions=transactions,
+            metadata=metadata,
+            engine=engine,
+        )
+    finally:
+        engine.discard(diff)
+
+
+def _diff(
+    target: DeltaHandle,
+    data: Relation,
+    grain: tuple[str, ...],
+    scope: tuple[str, pa.Array] | None,
+    engine: Engine,
+) -> Relation:
+    """The rows of ``data`` that differ from the stored ones in ``scope`` (:func:`_diff_sql`),
+    kept near the target: the stored side is the table's lazy scan, scoped in the SQL."""
+    stored = target.relation()
     assert stored is not None
-    diff = engine.query(_diff_sql(grain, columns), {"new": data, "old": stored})
-    if diff.num_rows == 0:
-        return Written(target.record(transactions, metadata))
-    if scope is None and 2 * diff.num_rows > data.num_rows:
-        counts, (files, _) = _counts(diff), target.files()
-        version = target.overwrite(
-            data, transactions=transactions, metadata=metadata, configuration=CDF
+    tables: dict[str, Relation] = {"new": data, "stored": stored}
+    if scope is not None:
+        tables["scope"] = pa.table({"v": scope[1]})
+    sql = _diff_sql(grain, data.schema.names, None if scope is None else scope[0])
+    return engine.keep(sql, tables, near=target)
+
+
+def _write_diff(
+    target: DeltaHandle,
+    data: Relation,
+    diff: Relation,
+    grain: tuple[str, ...],
+    *,
+    whole: bool,
+    transactions: Mapping[str, int],
+    metadata: Mapping[str, Any],
+    engine: Engine,
+) -> Written:
+    """Commit ``diff`` as a MERGE, or ``data`` as the new content when it is the ``whole``
+    table and most of it changed; ``data`` not committed is discarded."""
+    counts = _counts(diff, engine)
+    changed = counts["inserted"] + counts["updated"] + counts["deleted"]
+    if whole and 2 * changed > rows_in(data):
+        files, _ = target.files()
+        version = engine.overwrite(
+            target, data, transactions=transactions, metadata=metadata, configuration=CDF
         )
         return Written(version, **counts, files_rewritten=files)
-    result = target.merge(
-        diff,
-        _merge_plan(grain, data.column_names),
-        transactions=transactions,
-        metadata=metadata,
-    )
+    engine.discard(data)
+    if changed == 0:
+        return Written(target.record(transactions, metadata))
+    plan = _merge_plan(grain, data.schema.names)
+    result = engine.merge(target, diff, plan, transactions=transactions, metadata=metadata)
     return Written(
         result.version, result.inserted, result.updated, result.deleted, result.files_removed
     )
 
 
-def apart(target: DeltaHandle, data: pa.Table, grain: tuple[str, ...]) -> bool:
+def apart(target: DeltaHandle, data: Relation, grain: tuple[str, ...], engine: Engine) -> bool:
     """Whether no row of ``data`` can share its grain with a stored row: the values of one
     grain column lie wholly outside the range the log's statistics give for it (RFM's
     ``as_of_date`` once it moves), so a diff would only find every row new and every stored
-    row gone."""
-    if data.num_rows == 0:
+    row gone. The new values' range is one small answer, asked only when the log has one."""
+    stored = {c: r for c in grain if (r := target.value_range(c)) is not None}
+    if not stored:
         return False
-    for column in grain:
-        stored = target.value_range(column)
-        if stored is None or data[column].null_count:
-            continue
-        new = pc.min_max(data[column])
-        low, high = new["min"].as_py(), new["max"].as_py()
-        if not isinstance(low, type(stored[0])):
-            continue  # another type than the one stored: no order to compare by
-        if high < stored[0] or low > stored[1]:
+    ranges = ", ".join(
+        f"min({quote(c)}) AS _lo{i}, max({quote(c)}) AS _hi{i}, "
+        f"count(*) - count({quote(c)}) AS _nulls{i}"
+        for i, c in enumerate(stored)
+    )
+    found = engine.query(f"SELECT count(*) AS _rows, {ranges} FROM new", {"new": data})
+    new = found.to_pylist()[0]
+    if not new["_rows"]:
+        return False
+    for i, (low, high) in enumerate(stored.values()):
+        lo, hi = new[f"_lo{i}"], new[f"_hi{i}"]
+        if new[f"_nulls{i}"] or not isinstance(lo, type(low)):
+            continue  # NULLs, or another type than the one stored: no order to compare by
+        if hi < low or lo > high:
             return True
     return False
 
 
-def _counts(diff: pa.Table) -> dict[str, int]:
-    gone = int(pc.sum(diff[GONE]).as_py() or 0)
-    updated = int(pc.sum(diff[KNOWN]).as_py() or 0)
-    return {"inserted": diff.num_rows - gone - updated, "updated": updated, "deleted": gone}
+def _counts(diff: Relation, engine: Engine) -> dict[str, int]:
+    """What a diff holds, as the MERGE of it counts (one small answer)."""
+    row = engine.query(
+        f"""SELECT count(*) AS n, sum(CASE WHEN {GONE} THEN 1 ELSE 0 END) AS gone,
+            sum(CASE WHEN {KNOWN} THEN 1 ELSE 0 END) AS known FROM diff""",
+        {"diff": diff},
+    ).to_pylist()[0]
+    n, gone, known = (int(row[k] or 0) for k in ("n", "gone", "known"))
+    return {"inserted": n - gone - known, "updated": known, "deleted": gone}
 
 
-def same_columns(target: DeltaHandle, data: pa.Table) -> bool:
+def same_columns(target: DeltaHandle, data: Relation) -> bool:
     """Whether ``data`` can be merged into the target: the same column names and kinds."""
     schema = target.schema
-    return schema is not None and schema.names == data.column_names
+    return schema is not None and schema.names == data.schema.names
 
 
-def _diff_sql(grain: tuple[str, ...], columns: list[str]) -> str:
+def _diff_sql(grain: tuple[str, ...], columns: list[str], scope: str | None) -> str:
     """Rows new or changed (every column compared, NULLs equal), and the grains no longer
-    there, flagged ``_gone`` (their other columns NULL); in grain order, so the files a MERGE
-    writes are key-ordered."""
+    there, flagged ``_gone`` (their other columns NULL), against the ``stored`` rows whose
+    ``scope`` column is one of the values ``v`` of ``scope`` (all rows when None); in grain
+    order, so the files a MERGE writes are key-ordered."""
     keys, every = quoted_list(grain), quoted_list(columns)
     kept = _same(grain, "n", "o")
     gone_row = ", ".join(quote(c) if c in grain else f"NULL AS {quote(c)}" for c in columns)
+    scoped = "" if scope is None else f" WHERE {quote(scope)} IN (SELECT v FROM scope)"
     return f"""
-        WITH upserts AS (SELECT {every} FROM new EXCEPT SELECT {every} FROM old),
+        WITH old AS (SELECT {every} FROM stored{scoped}),
+        upserts AS (SELECT {every} FROM new EXCEPT SELECT {every} FROM old),
         gone AS (SELECT {keys} FROM old o WHERE NOT EXISTS (SELECT 1 FROM new n WHERE {kept}))
         SELECT {every}, false AS {GONE},
             EXISTS (SELECT 1 FROM old o WHERE {_same(grain, "o", "u")}) AS {KNOWN}

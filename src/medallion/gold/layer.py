@@ -1,12 +1,17 @@
 """Gold tasks. Each table records, as app transactions in its own commit, the version of
 every input it was built from; a run whose inputs did not move writes nothing, and
 ``--full-refresh`` rebuilds from Silver, and SCD2 dimensions from every state Bronze captured
-up to what Silver merged: the same events an incremental run folds, so the same tables."""
+up to what Silver merged: the same events an incremental run folds, so the same tables.
+
+Builds run where the engine runs: inputs are lazy scans, results and intermediates are kept by
+the engine (the results near their table, committed by it as they lie, the rest deleted once
+the build is done), and only counts, keys of a change and touched entities come here."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from functools import partial
 from typing import Any
 
@@ -15,9 +20,10 @@ import pyarrow.compute as pc
 
 from medallion.audit import table_lease
 from medallion.catalog import SOURCE_TABLES, SourceTable, TableRef, empty_bronze, silver_ref
-from medallion.engine import Engine, Relation, default_engine, engine_for
+from medallion.engine import Engine, Relation, default_engine, engine_for, rows_in
 from medallion.errors import MedallionError
 from medallion.gold.dimensions import (
+    SCD2Dimension,
     build_scd2,
     dimension_events,
     links,
@@ -36,6 +42,7 @@ from medallion.gold.scd2 import UNKNOWN_KEY
 from medallion.runner import Layer, RunContext, Task, TaskResult
 from medallion.silver.contracts import silver_table
 from medallion.silver.transform import empty_silver_sql, valid_history
+from medallion.sql import quote, quoted_list
 from medallion.storage import CDF, DeltaHandle, Lake, app_id
 
 log = logging.getLogger(__name__)
@@ -109,6 +116,7 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
         fold = partial(_build_scd2, ctx, table, lake, target=target, inputs=inputs, engine=engine)
         data, read, through, scope = fold(whole=moved)
         if scope is not None and not same_columns(target, data):  # its columns changed
+            engine.discard(data)
             data, read, through, scope = fold(whole=True)
         transactions |= {txn_id(table.name, ref): v for ref, v in through.items()}
         metrics["bronze_through"] = {str(ref): v for ref, v in through.items()}
@@ -121,21 +129,23 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
             if whole or table.by_key is None
             else _touched(table, inputs, recorded, current, engine)
         )
-        data, read = _build_snapshot(table, inputs, keys, engine)
+        data, read = _build_snapshot(table, inputs, keys, engine, target)
         if keys is not None and not same_columns(target, data):  # its columns changed
+            engine.discard(data)
             keys = None
-            data, read = _build_snapshot(table, inputs, keys, engine)
+            data, read = _build_snapshot(table, inputs, keys, engine, target)
         if keys is not None:
             assert table.by_key is not None
             scope = (table.by_key.key, keys)
             metrics["keys_rebuilt"] = len(keys)
     meta = {"run_id": ctx.run_id, "step": LAYER, "table": table.name, "inputs": metrics["inputs"]}
     if whole or not same_columns(target, data):  # a new table, or new columns: replace it
-        version = target.overwrite(
-            data, transactions=transactions, metadata=meta, configuration=CDF
+        inserted = rows_in(data)
+        version = engine.overwrite(
+            target, data, transactions=transactions, metadata=meta, configuration=CDF
         )
-        written = Written(version, inserted=data.num_rows)
-    else:
+        written = Written(version, inserted=inserted)
+    else:  # commits ``data`` or discards it
         written = write_changes(
             target,
             data,
@@ -146,7 +156,7 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
             engine=engine,
         )
         metrics |= written.metrics
-    metrics["unknown_members"] = unknown_members(table, target)
+    metrics["unknown_members"] = unknown_members(table, target, engine)
     changed = written.inserted + written.updated + written.deleted
     return TaskResult(read, changed, metrics=metrics, delta_version=written.version)
 
@@ -168,19 +178,33 @@ def _build_snapshot(
     inputs: dict[TableRef, DeltaHandle],
     keys: pa.Array | None,
     engine: Engine,
-) -> tuple[pa.Table, int]:
-    """The table's rows (only those of ``keys`` when given) and the input rows materialised
-    (the others are lazy datasets of which the build reads only the columns it needs)."""
+    target: DeltaHandle,
+) -> tuple[Relation, int]:
+    """The table's rows (only those of ``keys`` when given), kept near ``target``, and the
+    rows of the inputs reduced to those keys (every input is a lazy scan the build reads
+    only the columns of it needs; a reduced one is kept by the engine until the build is
+    done)."""
     by = table.by_key
-    frames: dict[TableRef, Relation] = {}
-    for ref, handle in inputs.items():
-        if keys is not None and by is not None and ref in by.filtered:
-            data = handle.read_matching(by.key, keys)  # a table never written: its empty shape
-            frames[ref] = _read(handle, ref, table) if data is None else data
-        else:
-            frames[ref] = _lazy(handle, ref, table)
-    read = sum(t.num_rows for t in frames.values() if isinstance(t, pa.Table))
-    return table.build(frames, engine), read
+    frames = {ref: _lazy(handle, ref, table) for ref, handle in inputs.items()}
+    with ExitStack() as scratch:
+        if keys is not None and by is not None:
+            wanted = pa.table({"v": keys})
+            for ref in by.filtered:
+                reduced = engine.keep(
+                    f"SELECT {_content(frames[ref])} FROM t "
+                    f"WHERE {quote(by.key)} IN (SELECT v FROM k)",
+                    {"t": frames[ref], "k": wanted},
+                )
+                scratch.callback(engine.discard, reduced)
+                frames[ref] = reduced
+        read = sum(rows_in(frames[ref]) for ref in (by.filtered if keys is not None and by else ()))
+        return table.build(frames, engine, target), read
+
+
+def _content(relation: Relation) -> str:
+    """The columns builds read: every one but the lineage (``_run_id``...), which Sail also
+    cannot read where delta-rs wrote a non-NULL text column as string views."""
+    return quoted_list([n for n in relation.schema.names if not n.startswith("_")])
 
 
 def _or_missing(version: int | None) -> int:
@@ -193,31 +217,29 @@ def _dimension_sources(table: Dimension) -> list[str]:
     return [table.fold.silver, *([lookup.table] if lookup else [])]
 
 
-def unknown_members(table: GoldTable, target: DeltaHandle) -> dict[str, int]:
+def unknown_members(table: GoldTable, target: DeltaHandle, engine: Engine) -> dict[str, int]:
     """Rows pointing at an unknown member (surrogate or date key 0), per declared key column,
-    over the whole table (only those columns are read)."""
+    over the whole table: one small answer (a scan of only those columns)."""
     keys = [*table.dimension_keys, *table.date_keys]
-    data = target.dataset()
+    data = target.relation()
     if not keys or data is None:
         return {}
-    counts = data.to_table(columns=keys)
-    return {c: int(pc.sum(pc.equal(counts[c], 0)).as_py() or 0) for c in keys}
+    counts = ", ".join(
+        f"sum(CASE WHEN {quote(c)} = 0 THEN 1 ELSE 0 END) AS {quote(c)}" for c in keys
+    )
+    row = engine.query(f"SELECT {counts} FROM t", {"t": data}).to_pylist()[0]
+    return {c: int(row[c] or 0) for c in keys}
 
 
 def _lazy(handle: DeltaHandle, ref: TableRef, table: GoldTable) -> Relation:
-    """The input as a lazy dataset (a query reads only the columns it needs)."""
+    """The input as a lazy scan (a query reads only the columns it needs); a Silver table
+    never written reads as its empty shape: its source is empty, or an optional input
+    (streamed reviews) has not been written yet."""
     data = handle.relation()
-    return _read(handle, ref, table) if data is None else data
-
-
-def _read(handle: DeltaHandle, ref: TableRef, table: GoldTable) -> pa.Table:
-    data = handle.read()
     if data is not None:
         return data
     if ref.layer != "silver":
         raise_missing(ref, table)
-    # a Silver table never written: its source is empty, or an optional input (streamed
-    # reviews) has not been written yet and reads as its declared shape
     shape = next((o.shaped_like for o in table.optional_inputs if o.ref == ref), ref)
     return default_engine().query(empty_silver_sql(silver_table(shape.name)))
 
@@ -231,13 +253,14 @@ def _build_scd2(
     inputs: dict[TableRef, DeltaHandle],
     engine: Engine,
     whole: bool,
-) -> tuple[pa.Table, int, dict[TableRef, int], tuple[str, pa.Array] | None]:
+) -> tuple[Relation, int, dict[TableRef, int], tuple[str, pa.Array] | None]:
     """Fold the entities whose Bronze history grew since the last build from ALL their valid
     Bronze states, up to the Bronze version Silver has merged (so Silver's current state and
-    Gold's history always come from the same rows). Returns the rows to write, the rows read,
-    the Bronze versions folded through (recorded with the commit) and the scope the rows
-    replace: (natural key, the entities folded again), or None for the whole dimension (a
-    rebuild, or ``whole``: every row changes, as when the locations moved)."""
+    Gold's history always come from the same rows). Returns the rows to write (kept near the
+    target), the rows read, the Bronze versions folded through (recorded with the commit) and
+    the scope the rows replace: (natural key, the entities folded again), or None for the
+    whole dimension (a rebuild, or ``whole``: every row changes, as when the locations moved).
+    Bronze is read where the engine runs; only the touched entities come here."""
     dim = table.fold
     lookup = dim.contract.lookup
     sources = _dimension_sources(table)
@@ -246,47 +269,72 @@ def _build_scd2(
     folded = {n: target.app_version(txn_id(table.name, TableRef("bronze", n))) for n in sources}
     rebuild = ctx.full_refresh or not target.exists or any(v is None for v in folded.values())
     bronze = {n: lake.table("bronze", silver_table(n).bronze) for n in sources}
-    rows: Relation = _bronze_rows(bronze[dim.silver], dim.silver, through[dim.silver], rebuild)
-    lookup_history = None
-    if lookup is not None:
-        lookup_rows = _bronze_rows(bronze[lookup.table], lookup.table, through[lookup.table], True)
-        lookup_history = valid_history(silver_table(lookup.table), lookup_rows, engine)
-    stored, touched, scope = None, None, None
-    if not rebuild:
-        new = {n: _valid_new(bronze[n], n, folded[n], through[n], engine) for n in sources}
-        linked = links(dim, rows, engine)
-        touched = touched_entities(
-            dim, linked, new[dim.silver], new[lookup.table] if lookup else None, engine
+    with ExitStack() as scratch:
+        kept = partial(_scratch, scratch, engine)
+        rows = _bronze_rows(bronze[dim.silver], dim.silver, through[dim.silver])
+        lookup_history = None
+        if lookup is not None:
+            lookup_rows = _bronze_rows(bronze[lookup.table], lookup.table, through[lookup.table])
+            lookup_history = kept(valid_history(silver_table(lookup.table), lookup_rows, engine))
+        stored, touched, scope = None, None, None
+        if not rebuild:
+            rows, touched = _touched_rows(
+                dim, bronze, rows, folded=folded, through=through, kept=kept, engine=engine
+            )
+            entities = touched["e"].combine_chunks()
+            if whole or pc.any(pc.equal(entities.cast(pa.string()), UNKNOWN_KEY)).as_py():
+                stored = target.relation()  # every row, or the unknown member's natural key
+            else:
+                scope = (dim.spec.natural_key[0], entities)
+        history = kept(valid_history(dim.contract, rows, engine))
+        events = kept(dimension_events(dim, history, lookup_history, engine))
+        location = inputs[TableRef(LAYER, "dim_location")].relation() if dim.location_zip else None
+        data = build_scd2(
+            dim, stored, events, touched, location=location, engine=engine, near=target
         )
-        rows = rows_of(dim, rows, linked, touched, engine)
-        entities = touched["e"].combine_chunks()
-        if whole or pc.any(pc.equal(entities.cast(pa.string()), UNKNOWN_KEY)).as_py():
-            stored = target.read()  # every row, or the unknown member's natural key
-        else:
-            scope = (dim.spec.natural_key[0], entities)
-    assert isinstance(rows, pa.Table)
-    history = valid_history(dim.contract, rows, engine)
-    events = dimension_events(dim, history, lookup_history, engine)
-    location = inputs[TableRef(LAYER, "dim_location")].read() if dim.location_zip else None
-    data = build_scd2(dim, stored, events, touched, location=location, engine=engine)
+        read = rows_in(history)
     versions = {TableRef("bronze", n): MISSING if v is None else v for n, v in through.items()}
-    return data, history.num_rows, versions, scope
+    return data, read, versions, scope
 
 
-def _bronze_rows(bronze: DeltaHandle, name: str, through: int | None, whole: bool) -> Relation:
-    """The Bronze rows of Silver table ``name`` as of version ``through`` (None: none): read
-    ``whole``, or as a lazy dataset of which the queries picking touched keys read only what
-    they need."""
-    rows: Relation | None = None
-    if through is not None:
-        rows = bronze.read(version=through) if whole else bronze.relation(version=through)
+def _touched_rows(
+    dim: SCD2Dimension,
+    bronze: dict[str, DeltaHandle],
+    rows: Relation,
+    *,
+    folded: dict[str, int | None],
+    through: dict[str, int | None],
+    kept: Callable[[Relation], Relation],
+    engine: Engine,
+) -> tuple[Relation, pa.Table]:
+    """The Bronze ``rows`` of the entities whose history grew since the versions ``folded``
+    (kept), and those entities (a small answer)."""
+    lookup = dim.contract.lookup
+    new = {n: kept(_valid_new(h, n, folded[n], through[n], engine)) for n, h in bronze.items()}
+    linked = kept(links(dim, rows, engine))
+    lookup_new = new[lookup.table] if lookup else None
+    touched = touched_entities(dim, linked, new[dim.silver], lookup_new, engine)
+    return kept(rows_of(dim, rows, linked, touched, engine)), touched
+
+
+def _scratch(stack: ExitStack, engine: Engine, relation: Relation) -> Relation:
+    """``relation``, an intermediate result the engine kept, deleted when ``stack`` closes."""
+    stack.callback(engine.discard, relation)
+    return relation
+
+
+def _bronze_rows(bronze: DeltaHandle, name: str, through: int | None) -> Relation:
+    """The Bronze rows of Silver table ``name`` as of version ``through`` (None: none), as a
+    lazy scan the engine reads where it runs."""
+    rows = bronze.relation(version=through) if through is not None else None
     return rows if rows is not None else empty_bronze(silver_table(name).bronze)
 
 
 def _valid_new(
     bronze: DeltaHandle, name: str, after: int | None, through: int | None, engine: Engine
-) -> pa.Table:
-    """The valid Bronze states of ``name`` appended after version ``after`` up to ``through``."""
+) -> Relation:
+    """The valid Bronze states of ``name`` appended after version ``after`` up to ``through``
+    (read here from the change feed: a batch's rows)."""
     spec = silver_table(name)
     rows = None
     if through is not None and (after is None or after < through):

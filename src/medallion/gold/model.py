@@ -8,15 +8,15 @@ is a per-entity aggregate. The tasks (``gold.layer``) and the Gold checks
 (``checks.declared``) are derived from these declarations; adding a Gold table is one
 declaration plus its build function.
 
-Every builder is pure: it gets its inputs as Arrow tables and returns the table to write.
+Every builder is pure: it gets its inputs as relations (Arrow tables or lazy scans) and returns
+the table to write, kept by the engine near the table it is for (:meth:`Engine.keep`), so a
+Spark server builds it without it crossing the wire.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-
-import pyarrow as pa
 
 from medallion.catalog import TableRef, gold_ref, silver_ref
 from medallion.engine import Engine, Relation
@@ -29,9 +29,10 @@ from medallion.gold.dimensions import (
 )
 from medallion.gold.increment import ByKey
 from medallion.registry import Registry
+from medallion.storage import DeltaHandle
 
 Inputs = Mapping[TableRef, Relation]
-Builder = Callable[[Inputs, Engine], pa.Table]
+Builder = Callable[[Inputs, Engine, DeltaHandle | None], Relation]  # inputs, engine, kept near
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,9 @@ class Snapshot(GoldTable):
     builder: Builder
     by_key: ByKey | None = None
 
-    def build(self, inputs: Inputs, engine: Engine) -> pa.Table:
-        return self.builder(inputs, engine)
+    def build(self, inputs: Inputs, engine: Engine, near: DeltaHandle | None = None) -> Relation:
+        """The table's rows, kept by ``engine`` near ``near`` (the table they are for)."""
+        return self.builder(inputs, engine, near)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,8 +125,8 @@ class Feature(Snapshot):
 def sql(query: str) -> Builder:
     """A builder that runs one query with every input visible under its table name."""
 
-    def build(inputs: Inputs, engine: Engine) -> pa.Table:
-        return engine.query(query, {ref.name: t for ref, t in inputs.items()})
+    def build(inputs: Inputs, engine: Engine, near: DeltaHandle | None) -> Relation:
+        return engine.keep(query, {ref.name: t for ref, t in inputs.items()}, near=near)
 
     return build
 
@@ -143,28 +145,21 @@ def dimension(fold: SCD2Dimension) -> Dimension:
     )
 
 
-def _columns(inputs: Inputs, ref: TableRef, columns: list[str]) -> pa.Table:
-    """Some columns of an input, read now (a lazy input reads only those)."""
-    data = inputs[ref]
-    return data.select(columns) if isinstance(data, pa.Table) else data.to_table(columns=columns)
-
-
-def _date(inputs: Inputs, engine: Engine) -> pa.Table:
-    dates = ["review_creation_date", "review_answer_timestamp"]
-    reviews = pa.concat_tables(
-        _columns(inputs, r, dates) for r in (silver_ref("order_reviews"), _STREAMED_REVIEWS.ref)
-    )
+def _date(inputs: Inputs, engine: Engine, near: DeltaHandle | None) -> Relation:
+    """Generated here (a few thousand days), so returned as Arrow: written, or sent once to
+    a Spark server for the diff."""
+    reviews = [inputs[silver_ref("order_reviews")], inputs[_STREAMED_REVIEWS.ref]]
     return build_date_dimension(
         inputs[silver_ref("orders")], reviews, inputs[silver_ref("order_items")], engine
     )
 
 
-def _location(inputs: Inputs, engine: Engine) -> pa.Table:
-    return build_dim_location(inputs[silver_ref("geolocation")], engine)
+def _location(inputs: Inputs, engine: Engine, near: DeltaHandle | None) -> Relation:
+    return build_dim_location(inputs[silver_ref("geolocation")], engine, near)
 
 
-def _rfm(inputs: Inputs, engine: Engine) -> pa.Table:
-    return sql(features.rfm_sql(None))(inputs, engine)
+def _rfm(inputs: Inputs, engine: Engine, near: DeltaHandle | None) -> Relation:
+    return sql(features.rfm_sql(None))(inputs, engine, near)
 
 
 def _silver(*names: str) -> tuple[TableRef, ...]:

@@ -27,9 +27,10 @@ from datetime import datetime
 
 import pyarrow as pa
 
-from medallion.engine import Engine, default_engine
+from medallion.engine import Engine, Relation, default_engine
 from medallion.errors import SCD2Error
 from medallion.sql import quote as _q
+from medallion.storage import DeltaHandle
 
 EFFECTIVE_AT, IS_DELETE = "effective_at", "is_delete"
 VALID_FROM, VALID_TO, IS_CURRENT, IS_DELETED, ROW_HASH = (
@@ -112,16 +113,34 @@ def apply_scd2(
 
     Keys absent from ``events`` pass through untouched, as does the unknown member (sk 0).
     """
-    _validate_events(spec, events)
-    schema = dimension_schema(spec, events.schema)
-    if history is None or history.num_rows == 0:
-        history = schema.empty_table()
+    engine = engine or default_engine()
+    return engine.query(_fold_sql(spec), _fold_inputs(spec, history, events, engine))
+
+
+def fold_scd2(
+    spec: SCD2Spec,
+    history: Relation | None,
+    events: Relation,
+    engine: Engine,
+    *,
+    near: DeltaHandle | None = None,
+) -> Relation:
+    """:func:`apply_scd2` for inputs and a result that may be as large as a table: the result
+    is kept by the engine (``near``: as :meth:`Engine.keep`), never brought here."""
+    inputs = _fold_inputs(spec, history, events, engine)
+    return engine.keep(_fold_sql(spec), inputs, near=near)
+
+
+def _fold_inputs(
+    spec: SCD2Spec, history: Relation | None, events: Relation, engine: Engine
+) -> dict[str, Relation]:
+    """The fold's inputs, checked: ``history`` None is the dimension's empty shape."""
+    _validate_events(spec, events, engine)
+    if history is None:
+        history = dimension_schema(spec, events.schema).empty_table()
     else:
         _require_columns(spec, "history", history.schema.names, spec.columns)
-    result = (engine or default_engine()).query(
-        _fold_sql(spec), {"history": history, "events": events}
-    )
-    return result.select(list(spec.columns)).cast(schema)
+    return {"history": history, "events": events}
 
 
 def unknown_member(spec: SCD2Spec, schema: pa.Schema, engine: Engine | None = None) -> pa.Table:
@@ -168,20 +187,27 @@ def _require_columns(
         raise SCD2Error(f"{spec.name}: {what} lack columns {', '.join(missing)}")
 
 
-def _validate_events(spec: SCD2Spec, events: pa.Table) -> None:
+def _validate_events(spec: SCD2Spec, events: Relation, engine: Engine) -> None:
     _require_columns(spec, "events", events.schema.names, spec.event_columns)
-    ts_type, del_type = events.schema.field(EFFECTIVE_AT).type, events.schema.field(IS_DELETE).type
+    ts_type = events.schema.field(EFFECTIVE_AT).type
+    del_type = events.schema.field(IS_DELETE).type
     if not pa.types.is_timestamp(ts_type) or ts_type.tz is not None:
         raise SCD2Error(
             f"{spec.name}: events.{EFFECTIVE_AT} is {ts_type}; cast it to timestamp[us]"
         )
     if not pa.types.is_boolean(del_type):
         raise SCD2Error(f"{spec.name}: events.{IS_DELETE} is {del_type}; cast it to bool")
-    for columns in (spec.natural_key, (EFFECTIVE_AT,), (IS_DELETE,)):
-        nulls = events.num_rows - events.select(list(columns)).drop_null().num_rows
-        if nulls:
+    groups = (spec.natural_key, (EFFECTIVE_AT,), (IS_DELETE,))
+    counts = ", ".join(
+        f"sum(CASE WHEN {' OR '.join(f'{_q(c)} IS NULL' for c in columns)} THEN 1 ELSE 0 END)"
+        f" AS _n{i}"
+        for i, columns in enumerate(groups)
+    )
+    nulls = engine.query(f"SELECT {counts} FROM events", {"events": events}).to_pylist()[0]
+    for i, columns in enumerate(groups):
+        if nulls[f"_n{i}"]:
             raise SCD2Error(
-                f"{spec.name}: {nulls} event(s) with NULL {', '.join(columns)}; "
+                f"{spec.name}: {nulls[f'_n{i}']} event(s) with NULL {', '.join(columns)}; "
                 "drop or fix those rows before Gold"
             )
 

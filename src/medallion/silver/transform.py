@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from medallion.engine import Engine
+from medallion.engine import Engine, Relation
 from medallion.errors import MedallionError
 from medallion.silver.contracts import Action, Kind, Reference, Rule, SilverTable
 from medallion.sql import quote as _q
@@ -243,26 +243,27 @@ def validate(
     return Validated(deduped, quarantine, superseded, warnings, held)
 
 
-def valid_history(spec: SilverTable, bronze: pa.Table, engine: Engine) -> pa.Table:
+def valid_history(spec: SilverTable, bronze: Relation, engine: Engine) -> Relation:
     """Every Bronze row of ``bronze`` that Silver accepts, conformed, not de-duplicated: the
-    states Gold's history is folded from. Only for tables whose rules are row-local (no
-    references, no unique content), so a row's fate never depends on other tables."""
+    states Gold's history is folded from, kept by the engine (:meth:`Engine.keep`: a whole
+    history may be as large as a table). Only for tables whose rules are row-local
+    (no references, no unique content), so a row's fate never depends on other tables."""
     if spec.references or spec.unique_content:
         raise MedallionError(
             f"silver.{spec.name}: its rules depend on other rows, so its Bronze history cannot "
             "be validated row by row; feed Gold from its Silver table instead"
         )
     rules = [r for r in all_rules(spec) if r.action is Action.QUARANTINE]
-    numbered = bronze.append_column("_row", pa.array(range(bronze.num_rows), pa.int64()))
     dropped = {"_type_errors", "_row", "_bronze_run_id"}
     names = [n for n in conformed_names(spec) if n not in dropped]
-    return engine.query(
+    return engine.keep(  # no row numbers needed: nothing is joined back by row
         f"""
+        WITH bronze AS (SELECT r.*, CAST(NULL AS BIGINT) AS _row FROM raw r)
         SELECT {quoted_list(names, "c.")} FROM ({_conformed_select(spec)}) c
         WHERE array_length(c._type_errors) = 0
             AND array_length(list_filter([{_cases(rules)}], lambda x: x IS NOT NULL)) = 0
         """,
-        {"bronze": numbered},
+        {"raw": bronze},
     )
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from medallion.catalog import SOURCE_TABLES, TableRef, gold_ref, silver_ref, source_tables
 from medallion.checks.declared import gold_checks
-from medallion.engine import Engine, default_engine
+from medallion.engine import Engine, Relation, default_engine
 from medallion.errors import CatalogError
 from medallion.gold.layer import make_tasks
 from medallion.gold.model import (
@@ -22,6 +22,7 @@ from medallion.gold.model import (
     gold_table,
     sql,
 )
+from medallion.storage import DeltaHandle
 
 
 def _checks_of(table: str, tables: tuple[GoldTable, ...] = GOLD_TABLES) -> set[str]:
@@ -81,9 +82,11 @@ def test_optional_inputs_are_read_but_not_waited_for() -> None:
     assert task.upstream == ("silver.order_reviews",)
 
 
-def _top_states(inputs: dict[TableRef, pa.Table], engine: Engine) -> pa.Table:
+def _top_states(
+    inputs: dict[TableRef, pa.Table], engine: Engine, near: DeltaHandle | None
+) -> Relation:
     return sql("SELECT customer_state AS state, count(*) AS customers FROM customers GROUP BY 1")(
-        inputs, engine
+        inputs, engine, near
     )
 
 
@@ -102,6 +105,7 @@ def test_a_new_table_is_one_declaration_plus_its_build() -> None:
     assert _checks_of(new.name, declared) == {"state_unique", "row_count_drift"}
     customers = pa.table({"customer_id": ["a", "b", "c"], "customer_state": ["SP", "SP", "RJ"]})
     built = new.build({silver_ref("customers"): customers}, default_engine())
+    assert isinstance(built, pa.Table)  # DuckDB keeps a result in memory
     assert sorted(built.to_pylist(), key=lambda r: r["state"]) == [
         {"state": "RJ", "customers": 1},
         {"state": "SP", "customers": 2},
