@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -146,6 +147,11 @@ OBJECT_STORE_DEFAULTS = {
 
 def is_object_store(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
+
+
+def local_path(uri: str) -> str:
+    """A local lake URI (a path, or ``file://``) as a filesystem path."""
+    return urlsplit(uri).path if uri.startswith("file://") else uri
 
 
 def app_id(layer: str, table: str) -> str:
@@ -664,7 +670,10 @@ class DeltaHandle:
         """Delete ``folder`` (relative to the table's root): files an engine wrote there that
         no commit took. Best effort: a file left is only space, which vacuum reclaims."""
         try:
-            self._store().delete_dir(folder)
+            if is_object_store(self.uri):
+                self._store().delete_dir(folder)
+            else:  # delta-rs' store deletes the files of a local folder, not the folder
+                shutil.rmtree(local_path(join_uri(self.uri, folder)), ignore_errors=True)
         except (DeltaError, OSError, pa.ArrowException) as exc:
             log.warning("%s/%s: not deleted (%s)", self.uri, folder, one_line(exc))
 

@@ -116,3 +116,13 @@ def test_vacuum_deletes_the_files_no_commit_took(tmp_path: Path) -> None:
     pq.write_table(ROWS, orphan)  # what a server wrote for a run that died before its commit
     assert table.vacuum(0, {"step": "maintain"}) == 1
     assert not orphan.exists() and table.read() == ROWS
+
+
+def test_a_folder_no_commit_took_is_discarded_whole(tmp_path: Path) -> None:
+    table = Lake(str(tmp_path)).table("gold", "t")
+    table.overwrite(ROWS, transactions={}, metadata={})
+    kept = tmp_path / "gold" / "t" / "kept-x"
+    kept.mkdir()
+    pq.write_table(ROWS, kept / "part-0.parquet")
+    table.discard("kept-x")
+    assert not kept.exists() and table.read() == ROWS
