@@ -32,6 +32,10 @@ Relation: TypeAlias = "pa.Table | pads.Dataset"
 
 
 class Engine(Protocol):
+    # whether the engine runs in this process (its results are Arrow here): only then is
+    # streaming a large change set through local files in groups worth it
+    in_process: bool
+
     def query(
         self,
         sql: str,
@@ -78,6 +82,25 @@ class Engine(Protocol):
         recording ``transactions``, as :meth:`DeltaHandle.merge` does."""
         ...
 
+    def append(
+        self,
+        target: DeltaHandle,
+        data: Relation,
+        *,
+        transactions: Mapping[str, int],
+        expected: Mapping[str, int | None],
+        metadata: Mapping[str, Any],
+        evolve_schema: bool = False,
+    ) -> int:
+        """Add ``data`` to ``target`` in one commit recording ``transactions``, as
+        :meth:`DeltaHandle.append` does (``expected`` checked first); the new version."""
+        ...
+
+    def discard(self, relation: Relation) -> None:
+        """Forget a kept result no commit took (an intermediate, a MERGE's source): files
+        the engine wrote for it are deleted; nothing to do for rows held in this process."""
+        ...
+
     def session(self) -> AbstractContextManager[Engine]:
         """The same engine for many small queries of one thread, cheaper per query."""
         ...
@@ -91,6 +114,8 @@ def rows_in(relation: Relation) -> int:
 class _InProcess:
     """What an engine running in this process does with its results: they are Arrow here
     already, so keeping one is querying it, and delta-rs writes it."""
+
+    in_process = True
 
     def query(
         self,
@@ -133,6 +158,27 @@ class _InProcess:
         metadata: Mapping[str, Any],
     ) -> MergeResult:
         return target.merge(_rows(source), plan, transactions=transactions, metadata=metadata)
+
+    def append(
+        self,
+        target: DeltaHandle,
+        data: Relation,
+        *,
+        transactions: Mapping[str, int],
+        expected: Mapping[str, int | None],
+        metadata: Mapping[str, Any],
+        evolve_schema: bool = False,
+    ) -> int:
+        return target.append(
+            _rows(data),
+            transactions=transactions,
+            expected=expected,
+            metadata=metadata,
+            evolve_schema=evolve_schema,
+        )
+
+    def discard(self, relation: Relation) -> None:
+        return None
 
 
 def _rows(relation: Relation) -> pa.Table | pa.RecordBatchReader:
