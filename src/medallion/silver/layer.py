@@ -31,6 +31,7 @@ from medallion.runner import Layer, RunContext, Task, TaskResult, per_table
 from medallion.silver.contracts import Kind, SilverTable, silver_table, silver_tables
 from medallion.silver.partitions import chained, groups, head, split_columns
 from medallion.silver.transform import (
+    CONTENT_HASH,
     TOMBSTONE,
     Keeping,
     Validated,
@@ -45,6 +46,7 @@ from medallion.silver.transform import (
     waiting_rules,
     without_tombstones,
 )
+from medallion.sql import quoted_list
 from medallion.storage import CDF, DeltaHandle, Lake, MergePlan, MergeResult, app_id
 
 log = logging.getLogger(__name__)
@@ -262,8 +264,10 @@ def _validated(
     refs = {r.table: _keys(lake, r.table, r.key) for r in spec.references}
     existing = _existing_content(t.target, spec)
     if stage is not None:  # many groups: what each one reads of other tables, read once
-        refs = {name: _held(rows, engine) for name, rows in refs.items()}
-        existing = _held(existing, engine) if existing is not None else None
+        keys = {r.table: r.key for r in spec.references}
+        refs = {name: _held(rows, keys[name], engine) for name, rows in refs.items()}
+        if existing is not None:
+            existing = _held(existing, (*spec.key, CONTENT_HASH, *_TIMES), engine)
     new_table = job.ctx.full_refresh or not t.target.exists
     merged = _Merged(stage=stage)
     for number, (bronze, retry) in enumerate(parts):
@@ -285,9 +289,13 @@ def _validated(
     return merged
 
 
-def _held(rows: Relation, engine: Engine) -> Relation:
-    """``rows`` kept by the engine: read once for the many groups that read it."""
-    return engine.keep("SELECT * FROM rows", {"rows": rows})
+_TIMES = ("updated_at", "is_deleted")  # what the duplicate-content rule reads besides keys
+
+
+def _held(rows: Relation, columns: tuple[str, ...], engine: Engine) -> Relation:
+    """The ``columns`` the checks read of ``rows``, kept by the engine: read once for the
+    many groups that read them."""
+    return engine.keep(f"SELECT {quoted_list(columns)} FROM rows", {"rows": rows})
 
 
 def _merge_batch(
