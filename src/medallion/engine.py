@@ -3,8 +3,9 @@
 Transformations hand relations in by name (Arrow tables, or lazy scans of lake tables) and get
 small answers back as Arrow (:meth:`Engine.query`). A result that may be as large as a table
 is kept where the engine runs (:meth:`Engine.keep`) and written to the lake by the same engine
-(:meth:`Engine.overwrite`, :meth:`Engine.merge`): with DuckDB that place is this process, with
-a Spark Connect server it is the lake itself, so table-sized data never crosses the wire.
+(:meth:`Engine.overwrite`, :meth:`Engine.merge`, :meth:`Engine.append`): with DuckDB that place
+is this process, with a Spark Connect server it is the lake itself, so table-sized data never
+crosses the wire.
 """
 
 from __future__ import annotations
