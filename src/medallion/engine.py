@@ -3,8 +3,9 @@
 Transformations hand relations in by name (Arrow tables, or lazy scans of lake tables) and get
 small answers back as Arrow (:meth:`Engine.query`). A result that may be as large as a table
 is kept where the engine runs (:meth:`Engine.keep`) and written to the lake by the same engine
-(:meth:`Engine.overwrite`, :meth:`Engine.merge`): with DuckDB that place is this process, with
-a Spark Connect server it is the lake itself, so table-sized data never crosses the wire.
+(:meth:`Engine.overwrite`, :meth:`Engine.merge`, :meth:`Engine.append`): with DuckDB that place
+is this process, with a Spark Connect server it is the lake itself, so table-sized data never
+crosses the wire.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ Relation: TypeAlias = "pa.Table | pads.Dataset"
 
 
 class Engine(Protocol):
+    # whether the engine runs in this process (its results are Arrow here): only then is
+    # streaming a large change set through local files in groups worth it
+    in_process: bool
+
     def query(
         self,
         sql: str,
@@ -78,9 +83,23 @@ class Engine(Protocol):
         recording ``transactions``, as :meth:`DeltaHandle.merge` does."""
         ...
 
+    def append(
+        self,
+        target: DeltaHandle,
+        data: Relation,
+        *,
+        transactions: Mapping[str, int],
+        expected: Mapping[str, int | None],
+        metadata: Mapping[str, Any],
+        evolve_schema: bool = False,
+    ) -> int:
+        """Add ``data`` to ``target`` in one commit recording ``transactions``, as
+        :meth:`DeltaHandle.append` does (``expected`` checked first); the new version."""
+        ...
+
     def discard(self, relation: Relation) -> None:
-        """Delete the files of a result :meth:`keep` wrote that no commit took (an
-        intermediate, or a build a MERGE of its difference replaced); only such a result."""
+        """Forget a kept result no commit took (an intermediate, a MERGE's source): files
+        the engine wrote for it are deleted; nothing to do for rows held in this process."""
         ...
 
     def session(self) -> AbstractContextManager[Engine]:
@@ -96,6 +115,8 @@ def rows_in(relation: Relation) -> int:
 class _InProcess:
     """What an engine running in this process does with its results: they are Arrow here
     already, so keeping one is querying it, and delta-rs writes it."""
+
+    in_process = True
 
     def query(
         self,
@@ -139,8 +160,26 @@ class _InProcess:
     ) -> MergeResult:
         return target.merge(_rows(source), plan, transactions=transactions, metadata=metadata)
 
+    def append(
+        self,
+        target: DeltaHandle,
+        data: Relation,
+        *,
+        transactions: Mapping[str, int],
+        expected: Mapping[str, int | None],
+        metadata: Mapping[str, Any],
+        evolve_schema: bool = False,
+    ) -> int:
+        return target.append(
+            _rows(data),
+            transactions=transactions,
+            expected=expected,
+            metadata=metadata,
+            evolve_schema=evolve_schema,
+        )
+
     def discard(self, relation: Relation) -> None:
-        """Nothing to delete: a kept result is Arrow in memory."""
+        return None
 
 
 def _rows(relation: Relation) -> pa.Table | pa.RecordBatchReader:

@@ -168,6 +168,8 @@ class SparkEngine:
     """Queries on a Spark Connect server; one Spark session per thread (temporary views are
     per session, so two tasks never see each other's inputs)."""
 
+    in_process = False
+
     def __init__(self, remote: str, staging: Lake | None = None) -> None:
         self.remote = remote
         self.staging = staging  # where inputs too large to send are staged
@@ -227,7 +229,11 @@ class SparkEngine:
             location = scan_location(relation)
             if location is not None:
                 uri, version = location
-                return spark.read.format("delta").option("versionAsOf", version).load(uri)
+                reader = spark.read.format("delta").option("versionAsOf", version)
+                # Sail's default log replay takes a column a file holds one value of from the
+                # file's JSON statistics, parsed a bit off for some doubles (-46.767180684564956
+                # reads -46.76718068456496); replaying the log as data reads them exactly
+                return reader.option("metadataAsDataRead", "true").load(uri)
             relation = relation.to_table()
         table = relation.cast(_plain_schema(relation.schema))
         self.wire.note("uploads", table.num_rows, ", ".join(table.column_names))
@@ -299,11 +305,7 @@ class SparkEngine:
             return target.overwrite(
                 data, transactions=transactions, metadata=metadata, configuration=configuration
             )
-        kept = kept_result(data)
-        if kept is None or kept.home.uri != target.uri:
-            moved = self.keep("SELECT * FROM data", {"data": data}, near=target)
-            kept = kept_result(moved)
-            assert kept is not None
+        kept = self._kept_near(target, data)
         return target.adopt(
             kept.files,
             kept.schema,
@@ -312,6 +314,57 @@ class SparkEngine:
             metadata=metadata,
             configuration=configuration,
         )
+
+    def _kept_near(self, target: DeltaHandle, data: pads.Dataset) -> Kept:
+        """``data`` as files in ``target``'s folder: a result kept there as it is, another
+        written there by the server first."""
+        kept = kept_result(data)
+        if kept is None or kept.home.uri != target.uri:
+            moved = self.keep("SELECT * FROM data", {"data": data}, near=target)
+            kept = kept_result(moved)
+            assert kept is not None
+        return kept
+
+    def append(
+        self,
+        target: DeltaHandle,
+        data: Relation,
+        *,
+        transactions: Mapping[str, int],
+        expected: Mapping[str, int | None],
+        metadata: Mapping[str, Any],
+        evolve_schema: bool = False,
+    ) -> int:
+        """A result kept near ``target`` is committed as new rows as its files lie, after the
+        check of ``expected`` :meth:`DeltaHandle.append` makes (Arrow rows already here are
+        appended by delta-rs). Committing files does not change the table's schema, so with
+        ``evolve_schema`` a column the table lacks is first added by an empty append."""
+        if isinstance(data, pa.Table):
+            return target.append(
+                data,
+                transactions=transactions,
+                expected=expected,
+                metadata=metadata,
+                evolve_schema=evolve_schema,
+            )
+        kept = self._kept_near(target, data)
+        target.expect(expected)
+        current = target.schema
+        if evolve_schema and current is not None and set(kept.schema.names) - set(current.names):
+            empty = nullable(kept.schema).empty_table()
+            target.append(
+                empty, transactions={}, expected={}, metadata=metadata, evolve_schema=True
+            )
+        return target.adopt(
+            kept.files, kept.schema, mode="append", transactions=transactions, metadata=metadata
+        )
+
+    def discard(self, relation: Relation) -> None:
+        """Delete the folder :meth:`keep` wrote ``relation`` into (any other relation: no-op);
+        never a result a commit took, whose files the table now holds."""
+        kept = kept_result(relation)
+        if kept is not None:
+            kept.home.discard(kept.folder)
 
     def merge(
         self,
@@ -355,13 +408,6 @@ class SparkEngine:
             len(kept.files),
             files,
         )
-
-    def discard(self, relation: Relation) -> None:
-        """Delete the folder :meth:`keep` wrote ``relation`` into (any other relation: no-op);
-        never a result a commit took, whose files the table now holds."""
-        kept = kept_result(relation)
-        if kept is not None:
-            kept.home.discard(kept.folder)
 
     def _staging_area(self) -> DeltaHandle:
         if self.staging is None:

@@ -585,14 +585,7 @@ class DeltaHandle:
         version (read afresh here, not from this snapshot), so two concurrent writers can never
         both append the same rows. Returns the new table version.
         """
-        latest = self.lake.open(self.layer, self.name)
-        for app, version in expected.items():
-            current = None if latest is None else latest.transaction_version(app)
-            if current != version:
-                raise StorageError(
-                    f"{self.uri} was written by another run meanwhile ({app} at {current}, "
-                    f"expected {version}); re-run to continue from its state"
-                )
+        self.expect(expected)
         return self._write(
             data,
             mode="append",
@@ -601,6 +594,18 @@ class DeltaHandle:
             schema_mode="merge" if evolve_schema else None,
             configuration=configuration,
         )
+
+    def expect(self, expected: Mapping[str, int | None]) -> None:
+        """Fail unless each app id is still at its ``expected`` version (read afresh, not from
+        this snapshot): what an append checks before it commits, whoever writes the rows."""
+        latest = self.lake.open(self.layer, self.name)
+        for app, version in expected.items():
+            current = None if latest is None else latest.transaction_version(app)
+            if current != version:
+                raise StorageError(
+                    f"{self.uri} was written by another run meanwhile ({app} at {current}, "
+                    f"expected {version}); re-run to continue from its state"
+                )
 
     def overwrite(
         self,
@@ -652,10 +657,11 @@ class DeltaHandle:
 
     def files_under(self, folder: str) -> list[tuple[str, int]]:
         """The Parquet files under ``folder`` (relative to the table's root) and their sizes:
-        what an engine running elsewhere wrote there."""
+        what an engine running elsewhere wrote there (none when the table's folder is not
+        there: an empty result written for a table never written leaves no file)."""
         try:
             found = self._store().get_file_info(pafs.FileSelector(folder, allow_not_found=True))
-        except TableNotFoundError:  # not even the table's folder: nothing was written
+        except TableNotFoundError:
             return []
         except (DeltaError, OSError) as exc:
             where = join_uri(self.uri, folder)
@@ -674,6 +680,8 @@ class DeltaHandle:
                 self._store().delete_dir(folder)
             else:  # delta-rs' store deletes the files of a local folder, not the folder
                 shutil.rmtree(local_path(join_uri(self.uri, folder)), ignore_errors=True)
+        except TableNotFoundError:
+            return  # the table's folder is not there: nothing was written in it
         except (DeltaError, OSError, pa.ArrowException) as exc:
             log.warning("%s/%s: not deleted (%s)", self.uri, folder, one_line(exc))
 

@@ -1,6 +1,12 @@
 """Silver tasks: read the Bronze rows appended since the last merge, validate, quarantine,
 MERGE. The Bronze version merged through is recorded in the Silver commit (app transaction
 ``medallion.silver.<table>``), so a re-run reads nothing new and writes nothing.
+
+The same code runs on every engine: lake tables go in as lazy scans, each table-sized result
+is kept where the engine runs and written by it (:meth:`Engine.keep`, ``overwrite``,
+``merge``, ``append``); only counts, and the change-sized rows noted where they are read,
+pass through this process when the engine runs elsewhere. Whether a large change set is split
+into groups is decided once (:func:`_batch_limit`): only an engine in this process needs it.
 """
 
 from __future__ import annotations
@@ -8,26 +14,26 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+import pyarrow.dataset as pads
 
 from medallion.audit import table_lease
 from medallion.catalog import empty_bronze, source_table
-from medallion.engine import Engine, default_engine, engine_for
+from medallion.engine import Engine, Relation, default_engine, engine_for, rows_in
 from medallion.errors import MedallionError, ReconciliationError
 from medallion.faults import crash_point
 from medallion.runner import Layer, RunContext, Task, TaskResult, per_table
 from medallion.silver.contracts import Kind, SilverTable, silver_table, silver_tables
-from medallion.silver.partitions import groups, head, split_columns
+from medallion.silver.partitions import chained, groups, head, split_columns
 from medallion.silver.transform import (
     CONTENT_HASH,
     TOMBSTONE,
+    Keeping,
     Validated,
     aggregate_geolocation,
     empty_silver_sql,
@@ -38,7 +44,9 @@ from medallion.silver.transform import (
     silver_columns,
     validate,
     waiting_rules,
+    without_tombstones,
 )
+from medallion.sql import quoted_list
 from medallion.storage import CDF, DeltaHandle, Lake, MergePlan, MergeResult, app_id
 
 log = logging.getLogger(__name__)
@@ -81,6 +89,23 @@ class _Tables:
         )
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What the steps of one Silver task share: the run, the table and its Delta tables, the
+    engine, and the Bronze version the task reads through."""
+
+    ctx: RunContext
+    spec: SilverTable
+    t: _Tables
+    engine: Engine
+    through: int
+
+    @property
+    def keeping(self) -> Keeping:
+        """This run's stamp, results kept near the Silver and quarantine tables."""
+        return Keeping(self.ctx.run_id, self.ctx.started_at, self.t.target, self.t.quarantine)
+
+
 def build_table(ctx: RunContext, spec: SilverTable) -> TaskResult:
     """Bring one Silver table up to date with Bronze; the runner's task function."""
     lake = Lake.from_settings(ctx.settings)
@@ -97,42 +122,57 @@ def _merged_through(ctx: RunContext, target: DeltaHandle, spec: SilverTable) -> 
     return target.app_version(app_id(LAYER, spec.name))
 
 
+Change: TypeAlias = "Relation | pa.RecordBatchReader"
+
+
+def _change_set(bronze: DeltaHandle, before: int | None, limit: int) -> tuple[Change | None, int]:
+    """The Bronze rows appended after version ``before`` and the version read through; a
+    stream when they are more than ``limit`` (to be split into groups).
+
+    All rows (``before`` None: a first build, a full refresh) are Bronze's snapshot, a lazy
+    scan the engine reads itself (Bronze is only ever appended to). Rows after a merge are read
+    here from the change data feed: change-sized, so an engine running elsewhere is sent them
+    with the query (Sail reads no change data feed, and cannot name the files a scan read)."""
+    if before is None:
+        rows = bronze.relation()
+        if rows is None or rows_in(rows) <= limit:
+            return rows, bronze.version or 0
+        return rows.scanner().to_reader(), bronze.version or 0
+    reader, through = bronze.change_reader(before)
+    assert through is not None  # bronze exists: it was merged through before
+    if reader is None:
+        return None, through
+    first, rest = head(reader, limit)
+    return (first if rest is None else chained(first, rest)), through
+
+
+def _batch_limit(ctx: RunContext, spec: SilverTable, engine: Engine) -> int:
+    """Rows above which a change set is validated in groups: only by an engine in this
+    process (memory here is what is bounded), and only for tables that can be split."""
+    if engine.in_process and split_columns(spec):
+        return ctx.settings.silver_batch_rows
+    return sys.maxsize
+
+
 def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake, t: _Tables) -> TaskResult:
     before = _merged_through(ctx, t.target, spec)
-    reader, through = t.bronze.change_reader(before)
-    limit = ctx.settings.silver_batch_rows if split_columns(spec) else sys.maxsize
-    bronze, rest = head(reader, limit) if reader is not None else (None, None)
     engine = engine_for(ctx.settings)
+    if not t.bronze.exists:
+        return _unchanged(t.target, before)
+    change, through = _change_set(t.bronze, before, _batch_limit(ctx, spec, engine))
     lookup = _live_lookup(t, spec)
     relabel = not ctx.full_refresh and t.target.exists and _lookup_moved(spec, t)
     retry = None if ctx.full_refresh else _retry_candidates(spec, t, engine)
-    fresh = bronze is not None and bronze.num_rows > 0
-    if through is None or not (fresh or relabel or retry is not None):
+    fresh = change is not None and (not _is_relation(change) or rows_in(change) > 0)
+    if not (fresh or relabel or retry is not None):
         return _unchanged(t.target, before)
     metrics: dict[str, Any] = {"bronze_version_before": before, "bronze_version_after": through}
     result = TaskResult(metrics=metrics)
     if fresh or retry is not None:
-        rows = bronze if bronze is not None else empty_bronze(spec.bronze)
-        if rest is None:
-            batch = _merge_batch(
-                ctx, spec, lake, t, [(rows, retry)], through=through, lookup=lookup, stage=None
-            )
-        else:  # larger than one batch: validated group by group, staged on local disk
+        job = _Job(ctx, spec, t, engine, through)
+        batch = _merge_change(job, lake, change, retry, lookup)
+        if isinstance(change, pa.RecordBatchReader):  # validated group by group
             metrics["batches_split"] = True
-            with tempfile.TemporaryDirectory(prefix=f"medallion-{spec.name}-") as folder:
-                parts = groups(
-                    spec,
-                    rows,
-                    rest,
-                    retry,
-                    expected_rows=t.bronze.row_count() or ctx.settings.silver_batch_rows,
-                    limit=ctx.settings.silver_batch_rows,
-                    folder=Path(folder) / "bronze",
-                )
-                stage = Path(folder) / "merge"
-                batch = _merge_batch(
-                    ctx, spec, lake, t, parts, through=through, lookup=lookup, stage=stage
-                )
         result = batch or result
     if relabel:  # after the batch: every row, deleted ones too, takes the labels in force now
         metrics["lookup_refreshed"] = _relabel(ctx, spec, t, lookup, engine)
@@ -141,28 +181,60 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake, t: _Tables) ->
     return result
 
 
+def _is_relation(change: Change) -> bool:
+    return not isinstance(change, pa.RecordBatchReader)
+
+
+def _merge_change(
+    job: _Job,
+    lake: Lake,
+    change: Change | None,
+    retry: pa.Table | None,
+    lookup: Relation | None,
+) -> TaskResult | None:
+    """The change set merged in one batch, or (a stream: too large for one) in groups
+    staged on local disk."""
+    if not isinstance(change, pa.RecordBatchReader):
+        rows = change if change is not None else empty_bronze(job.spec.bronze)
+        return _merge_batch(job, lake, [(rows, retry)], lookup=lookup, stage=None)
+    limit = job.ctx.settings.silver_batch_rows
+    with tempfile.TemporaryDirectory(prefix=f"medallion-{job.spec.name}-") as folder:
+        parts = groups(
+            job.spec,
+            change,
+            retry,
+            expected_rows=job.t.bronze.row_count() or limit,
+            limit=limit,
+            folder=Path(folder) / "bronze",
+        )
+        return _merge_batch(job, lake, parts, lookup=lookup, stage=Path(folder) / "merge")
+
+
 @dataclass
 class _Merged:
-    """What the groups of one batch gave: rows to write (tables, or files staged on disk),
-    rows to quarantine, and the counts the reconciliation and the metrics need."""
+    """What the groups of one batch gave: rows to write (one relation, or groups staged on
+    disk), rows to quarantine, and the counts the reconciliation and the metrics need."""
 
-    rows: list[pa.Table | Path] = field(default_factory=list)
-    quarantine: list[pa.Table] = field(default_factory=list)
+    rows: list[Relation] = field(default_factory=list)
+    quarantine: list[Relation] = field(default_factory=list)
+    stage: Path | None = None
     schema: pa.Schema | None = None
     fresh: int = 0
     sourced: int = 0  # rows to merge, tombstones included
     written: int = 0  # rows to write (a new table's without its tombstones)
     retried: int = 0
     superseded: int = 0
+    quarantined: int = 0
     still_held: int = 0
     warnings: dict[str, int] = field(default_factory=dict)
 
-    def add(self, batch: Validated, bronze: pa.Table, retry: pa.Table | None) -> None:
-        retried = retry.num_rows if retry is not None else 0
+    def add(self, batch: Validated, fresh: int, retried: int) -> None:
         self.quarantine.append(batch.quarantine)
-        self.fresh += bronze.num_rows
+        self.fresh += fresh
         self.retried += retried
+        self.sourced += batch.merge_rows
         self.superseded += batch.superseded
+        self.quarantined += batch.quarantined
         self.still_held += batch.still_held
         for rule, n in batch.warnings.items():
             self.warnings[rule] = self.warnings.get(rule, 0) + n
@@ -172,86 +244,93 @@ class _Merged:
         """Rows read: the Bronze rows and the retried quarantined ones."""
         return self.fresh + self.retried
 
-    def source(self) -> pa.Table | pa.RecordBatchReader:
-        """The rows to write: the one table, or a stream over the groups."""
-        assert self.schema is not None
-        if len(self.rows) == 1 and isinstance(self.rows[0], pa.Table):
+    def source(self) -> Relation:
+        """The rows to write: the one relation, or the groups staged on disk."""
+        if self.stage is None:
             return self.rows[0]
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            for part in self.rows:
-                yield from (
-                    part if isinstance(part, pa.Table) else pq.read_table(part)
-                ).to_batches()
-
-        return pa.RecordBatchReader.from_batches(self.schema, batches())
+        return pads.dataset(self.stage, schema=self.schema, format="parquet")
 
 
 def _validated(
-    ctx: RunContext,
-    spec: SilverTable,
+    job: _Job,
     lake: Lake,
-    t: _Tables,
-    parts: Iterable[tuple[pa.Table, pa.Table | None]],
+    parts: Iterable[tuple[Relation, pa.Table | None]],
     *,
-    lookup: pa.Table | None,
+    lookup: Relation | None,
     stage: Path | None,
 ) -> _Merged:
     """Each group validated, its rows to write kept (or staged in ``stage``), counts added."""
-    engine = engine_for(ctx.settings)
-    refs = {r.table: _read_keys(lake, r.table, r.key) for r in spec.references}
+    spec, t, engine = job.spec, job.t, job.engine
+    refs = {r.table: _keys(lake, r.table, r.key) for r in spec.references}
     existing = _existing_content(t.target, spec)
-    merged = _Merged()
+    if stage is not None:  # many groups: what each one reads of other tables, read once
+        keys = {r.table: r.key for r in spec.references}
+        refs = {name: _held(rows, keys[name], engine) for name, rows in refs.items()}
+        if existing is not None:
+            existing = _held(existing, (*spec.key, CONTENT_HASH, *_TIMES), engine)
+    new_table = job.ctx.full_refresh or not t.target.exists
+    merged = _Merged(stage=stage)
     for number, (bronze, retry) in enumerate(parts):
-        batch = validate(spec, bronze, refs, lookup, engine=engine, existing=existing, retry=retry)
-        merged.add(batch, bronze, retry)
-        source = _stamp(batch.merge, ctx)
-        merged.sourced += source.num_rows
-        if ctx.full_refresh or not t.target.exists:  # a new table: no row for a tombstone
-            source = source.filter(pc.invert(source[TOMBSTONE])).drop_columns([TOMBSTONE])
-        merged.written += source.num_rows
+        batch = validate(
+            spec, bronze, refs, lookup, engine=engine, keeping=job.keeping, existing=existing,
+            retry=retry,
+        )  # fmt: skip
+        merged.add(batch, rows_in(bronze), retry.num_rows if retry is not None else 0)
+        source = batch.merge
+        if new_table:  # a new table: no row for a tombstone
+            source = without_tombstones(batch.merge, engine, near=t.target)
+            engine.discard(batch.merge)
+        merged.written += rows_in(source)
         merged.schema = source.schema
         if stage is None:
             merged.rows.append(source)
-            continue
-        stage.mkdir(parents=True, exist_ok=True)
-        pq.write_table(source, stage / f"{number}.parquet")
-        merged.rows.append(stage / f"{number}.parquet")
+        else:
+            pads.write_dataset(source, stage / str(number), format="parquet")
     return merged
 
 
+_TIMES = ("updated_at", "is_deleted")  # what the duplicate-content rule reads besides keys
+
+
+def _held(rows: Relation, columns: tuple[str, ...], engine: Engine) -> Relation:
+    """The ``columns`` the checks read of ``rows``, kept by the engine: read once for the
+    many groups that read them."""
+    return engine.keep(f"SELECT {quoted_list(columns)} FROM rows", {"rows": rows})
+
+
 def _merge_batch(
-    ctx: RunContext,
-    spec: SilverTable,
+    job: _Job,
     lake: Lake,
-    t: _Tables,
-    parts: Iterable[tuple[pa.Table, pa.Table | None]],
+    parts: Iterable[tuple[Relation, pa.Table | None]],
     *,
-    through: int,
-    lookup: pa.Table | None,
+    lookup: Relation | None,
     stage: Path | None,
 ) -> TaskResult | None:
     """Validate, quarantine and write one batch of Bronze rows (and retried quarantined rows)
     given in ``parts`` (groups of keys; their rows to write staged in ``stage`` when given):
     the quarantine first, then the table, each in one commit. None when only retried rows came
     and all still wait for their parents."""
-    merged = _validated(ctx, spec, lake, t, parts, lookup=lookup, stage=stage)
+    ctx, spec, t, engine, through = job.ctx, job.spec, job.t, job.engine, job.through
+    merged = _validated(job, lake, parts, lookup=lookup, stage=stage)
     if merged.schema is None or (merged.fresh == 0 and merged.sourced == 0):
+        for rows in merged.rows + merged.quarantine:
+            engine.discard(rows)
         return None
-    rejected = pa.concat_tables(merged.quarantine)
-    quarantined = _quarantine(ctx, t.quarantine, spec.name, rejected, through)
+    rejected = _together(merged.quarantine, engine, t.quarantine)
+    quarantined = _quarantine(job, rejected, merged.quarantined)
     transactions = {app_id(LAYER, spec.name): through}
     meta = {"run_id": ctx.run_id, "step": LAYER, "table": spec.name, "bronze_version": through}
+    source = merged.source()
     if ctx.full_refresh or not t.target.exists:
         transactions |= _lookup_txn(spec, t)  # labelled from the lookup as it is now
-        version = t.target.overwrite(
-            merged.source(), transactions=transactions, metadata=meta, configuration=CDF
+        version = engine.overwrite(
+            t.target, source, transactions=transactions, metadata=meta, configuration=CDF
         )
         result = MergeResult(version, merged.sourced, merged.written, 0, 0, 0, 0)
     else:
-        result = t.target.merge(
-            merged.source(), _merge_plan(spec), transactions=transactions, metadata=meta
-        )
+        plan = _merge_plan(spec)
+        result = engine.merge(t.target, source, plan, transactions=transactions, metadata=meta)
+        engine.discard(source)
     crash_point("silver.after_commit")
     changed = result.inserted + result.updated
     accounted = result.source_rows + merged.still_held
@@ -269,48 +348,63 @@ def _merge_batch(
     return TaskResult(merged.fresh, changed, quarantined, metrics)
 
 
+def _together(parts: list[Relation], engine: Engine, near: DeltaHandle) -> Relation:
+    """The groups' rows as one relation (kept near ``near``)."""
+    if len(parts) == 1:
+        return parts[0]
+    union = " UNION ALL ".join(f"SELECT * FROM p{i}" for i in range(len(parts)))
+    together = engine.keep(union, {f"p{i}": p for i, p in enumerate(parts)}, near=near)
+    for part in parts:
+        engine.discard(part)
+    return together
+
+
 def _relabel(
-    ctx: RunContext, spec: SilverTable, t: _Tables, lookup: pa.Table | None, engine: Engine
+    ctx: RunContext, spec: SilverTable, t: _Tables, lookup: Relation | None, engine: Engine
 ) -> int:
     """Set the looked-up columns of every row whose labels changed since the lookup table last
     moved, in a commit that records the lookup's version; rows keep their own updated_at."""
     assert t.lookup is not None and lookup is not None
     version = t.lookup.data_version
     assert version is not None
-    current = t.target.read()
+    current = t.target.relation()
     assert current is not None
-    changed = _stamp(engine.query(refresh_sql(spec), {"s": current, "lookup": lookup}), ctx)
-    meta = {"run_id": ctx.run_id, "step": LAYER, "table": spec.name, "lookup_version": version}
-    t.target.merge(
-        changed, _relabel_plan(spec), transactions={lookup_id(spec): version}, metadata=meta
+    changed = engine.keep(
+        refresh_sql(spec), {"s": current, "lookup": lookup}, {"run_id": ctx.run_id}, near=t.target
     )
-    return int(changed.num_rows)
+    meta = {"run_id": ctx.run_id, "step": LAYER, "table": spec.name, "lookup_version": version}
+    plan = _relabel_plan(spec)
+    engine.merge(t.target, changed, plan, transactions={lookup_id(spec): version}, metadata=meta)
+    relabelled = rows_in(changed)
+    engine.discard(changed)
+    return relabelled
 
 
 def _retry_candidates(spec: SilverTable, t: _Tables, engine: Engine) -> pa.Table | None:
-    """Quarantined rows held back only by a missing parent; None when there are none."""
+    """Quarantined rows held back only by a missing parent; None when there are none. A
+    small answer: at most one row per key still waiting for its parent."""
     if not spec.references:
         return None
-    held = t.quarantine.read()
-    current = t.target.read(list(spec.key))
-    if held is None or held.num_rows == 0 or current is None:
+    held = t.quarantine.relation()
+    current = t.target.relation()
+    if held is None or current is None or rows_in(held) == 0:
         return None
     rows = engine.query(
-        retry_sql(spec, held.column_names),
+        retry_sql(spec, held.schema.names),
         {"quarantine": held, "silver": current},
         {"waiting": waiting_rules(spec)},
     )
     return rows if rows.num_rows else None
 
 
-def _live_lookup(t: _Tables, spec: SilverTable) -> pa.Table | None:
-    """The lookup table's live rows (a deleted translation no longer translates)."""
+def _live_lookup(t: _Tables, spec: SilverTable) -> Relation | None:
+    """The lookup table (the SQL reads its live rows only), or an empty one."""
     if spec.lookup is None or t.lookup is None:
         return None
-    rows = t.lookup.read()
+    rows = t.lookup.relation()
     if rows is None:
-        rows = default_engine().query(empty_silver_sql(silver_table(spec.lookup.table)))
-    return rows.filter(pc.invert(pc.fill_null(rows["is_deleted"], False)))
+        return default_engine().query(empty_silver_sql(silver_table(spec.lookup.table)))
+    return rows
 
 
 def _lookup_txn(spec: SilverTable, t: _Tables) -> dict[str, int]:
@@ -333,21 +427,19 @@ def _unchanged(target: DeltaHandle, before: int | None) -> TaskResult:
     return TaskResult(metrics={"bronze_version_before": before}, delta_version=target.version)
 
 
-def _existing_content(target: DeltaHandle, spec: SilverTable) -> pa.Table | None:
+def _existing_content(target: DeltaHandle, spec: SilverTable) -> Relation | None:
+    """The Silver table, for the duplicate-content rule (it reads keys, hashes, times)."""
     if not spec.unique_content:
         return None
-    return target.read([*spec.key, CONTENT_HASH, "updated_at", "is_deleted"])
+    return target.relation()
 
 
-def _read_keys(lake: Lake, table: str, key: tuple[str, ...]) -> pa.Table:
-    keys = lake.read(LAYER, table, list(key))
-    if keys is None:
+def _keys(lake: Lake, table: str, key: tuple[str, ...]) -> Relation:
+    """A referenced Silver table (the rules read its key), or no keys when it is not there."""
+    rows = lake.table(LAYER, table).relation()
+    if rows is None:
         return pa.table({k: pa.array([], pa.string()) for k in key})
-    return keys
-
-
-def _stamp(rows: pa.Table, ctx: RunContext) -> pa.Table:
-    return rows.append_column("_run_id", pa.repeat(pa.scalar(ctx.run_id), rows.num_rows))
+    return rows
 
 
 def _merge_plan(spec: SilverTable) -> MergePlan:
@@ -383,33 +475,25 @@ def _relabel_plan(spec: SilverTable) -> MergePlan:
     )
 
 
-def _quarantine(
-    ctx: RunContext, quarantine: DeltaHandle, table: str, rows: pa.Table, through: int
-) -> int:
-    """Append rejected rows once per Bronze version range (a re-run after a crash skips it)."""
-    if rows.num_rows == 0:
-        return 0
+def _quarantine(job: _Job, rows: Relation, count: int) -> int:
+    """Append the ``count`` rejected rows, already stamped with this run, once per Bronze
+    version range (a re-run after a crash skips it)."""
+    quarantine, table, engine = job.t.quarantine, job.spec.name, job.engine
     qid = app_id(QUARANTINE, table)
     done = quarantine.app_version(qid)
-    if done is not None and done >= through:
-        return int(rows.num_rows)
-    stamped = rows.append_column(
-        "_quarantine_run_id", pa.repeat(pa.scalar(ctx.run_id), rows.num_rows)
-    ).append_column(
-        "_quarantined_at",
-        pa.repeat(
-            pa.scalar(ctx.started_at.replace(tzinfo=None), pa.timestamp("us")), rows.num_rows
-        ),
-    )
-    quarantine.append(
-        stamped,
-        transactions={qid: through},
+    if count == 0 or (done is not None and done >= job.through):
+        engine.discard(rows)
+        return count
+    engine.append(
+        quarantine,
+        rows,
+        transactions={qid: job.through},
         expected={qid: done},
-        metadata={"run_id": ctx.run_id, "step": QUARANTINE, "table": table, "rows": rows.num_rows},
+        metadata={"run_id": job.ctx.run_id, "step": QUARANTINE, "table": table, "rows": count},
         evolve_schema=True,
     )
     crash_point("silver.after_quarantine")
-    return int(rows.num_rows)
+    return count
 
 
 def _reconcile(table: str, read: int, merged: int, quarantined: int, superseded: int) -> None:
@@ -421,32 +505,40 @@ def _reconcile(table: str, read: int, merged: int, quarantined: int, superseded:
 
 
 def _build_aggregate(ctx: RunContext, spec: SilverTable, t: _Tables) -> TaskResult:
+    """Rebuild the aggregate from Bronze's current state, which the engine reads itself;
+    only the new points are checked for the quarantine."""
     before = _merged_through(ctx, t.target, spec)
-    new, through = t.bronze.changes(before)
-    if new is None or through is None or new.num_rows == 0:
+    new, through = _change_set(t.bronze, before, sys.maxsize) if t.bronze.exists else (None, 0)
+    assert not isinstance(new, pa.RecordBatchReader)  # no limit: never a stream
+    arrived = rows_in(new) if new is not None else 0
+    if new is None or arrived == 0:
         return _unchanged(t.target, before)
-    engine = engine_for(ctx.settings)
-    history = t.bronze.read(version=through)
+    job = _Job(ctx, spec, t, engine_for(ctx.settings), through)
+    engine = job.engine
+    history = t.bronze.relation(version=through)
     assert history is not None
     points = geolocation_points(spec, history, engine)
-    rejects = geolocation_rejects(spec, new, points, engine)
-    quarantined = _quarantine(ctx, t.quarantine, spec.name, rejects, through)
-    aggregate = _stamp(aggregate_geolocation(points, engine), ctx)
+    rejects, count = geolocation_rejects(spec, new, points, engine=engine, keeping=job.keeping)
+    quarantined = _quarantine(job, rejects, count)
+    aggregate = aggregate_geolocation(points, engine=engine, keeping=job.keeping)
     meta = {"run_id": ctx.run_id, "step": LAYER, "table": spec.name, "bronze_version": through}
-    version = t.target.overwrite(
+    version = engine.overwrite(
+        t.target,
         aggregate,
         transactions={app_id(LAYER, spec.name): through},
         metadata=meta,
         configuration=CDF,
     )
+    zips = rows_in(aggregate)
     metrics = {
         "bronze_version_before": before,
         "bronze_version_after": through,
-        "points": points.num_rows,
-        "zip_prefixes": aggregate.num_rows,
+        "points": rows_in(points),
+        "zip_prefixes": zips,
         "quarantined": quarantined,
     }
-    return TaskResult(new.num_rows, aggregate.num_rows, quarantined, metrics, delta_version=version)
+    engine.discard(points)
+    return TaskResult(arrived, zips, quarantined, metrics, delta_version=version)
 
 
 def silver_table_names() -> list[str]:

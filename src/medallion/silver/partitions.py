@@ -1,9 +1,10 @@
 """Bounded memory for large change sets: a Silver batch split by key hash.
 
-Validation holds a batch of Bronze rows (and a few copies of it) in memory. Up to
-``silver_batch_rows`` rows a batch is read whole, as before; a larger change set (a first
-build or full refresh of a big table, a huge backlog) is streamed to local Parquet files in
-groups by a hash of the conformed key, and each group is validated alone. Every row of a key
+An engine running in this process (DuckDB) holds a batch of Bronze rows (and a few copies of
+it) in memory. Up to ``silver_batch_rows`` rows a batch is read whole; a larger change set (a
+first build or full refresh of a big table, a huge backlog) is streamed to local Parquet files
+in groups by a hash of the conformed key, and each group is validated alone. An engine running
+elsewhere (Spark) holds the data itself: its batches are never split. Every row of a key
 lands in the same group, so the latest row per key, tombstones and superseded counts are
 what one batch would give. A table whose content must be unique across keys is grouped by the
 key columns its content includes (``order_reviews``: ``order_id``), or not split when there
@@ -49,21 +50,20 @@ def split_columns(spec: SilverTable) -> tuple[str, ...]:
 
 def groups(
     spec: SilverTable,
-    first: pa.Table,
-    rest: pa.RecordBatchReader,
+    stream: pa.RecordBatchReader,
     retry: pa.Table | None,
     *,
     expected_rows: int,
     limit: int,
     folder: Path,
 ) -> Iterator[tuple[pa.Table, pa.Table | None]]:
-    """The change set (``first`` then ``rest``) and the retried rows, group by group, each
+    """The change set (``stream``) and the retried rows, group by group, each
     group's Bronze rows and retried rows (None when it has none); ``expected_rows`` sizes the
     groups (about ``limit`` rows each). The retried rows are grouped by the same hash as the
     change set, so both on the local DuckDB (another engine's ``hash`` differs)."""
     by = f"hash({', '.join(conformed_expr(spec, k) for k in split_columns(spec))})"
     parts = max(2, math.ceil(expected_rows / max(limit, 1)))
-    stream = pa.RecordBatchReader.from_batches(first.schema, _chained(first, rest))
+    schema = stream.schema
     files = partition_to_files(stream, by, parts, folder)
     retried = None
     if retry is not None and retry.num_rows:
@@ -71,11 +71,7 @@ def groups(
             f"SELECT b.*, ({by}) % {parts} AS {PART} FROM retry b", {"retry": retry}
         )
     for part, paths in enumerate(files):
-        rows = (
-            pads.dataset(paths, schema=first.schema).to_table()
-            if paths
-            else first.schema.empty_table()
-        )
+        rows = pads.dataset(paths, schema=schema).to_table() if paths else schema.empty_table()
         again = None
         if retried is not None:
             mine = retried.filter(pc.equal(retried[PART], part)).drop_columns([PART])
@@ -84,6 +80,11 @@ def groups(
             yield rows, again
 
 
-def _chained(first: pa.Table, rest: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
-    yield from first.to_batches()
-    yield from rest
+def chained(first: pa.Table, rest: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """``first``'s batches, then ``rest``'s: one stream again after :func:`head`."""
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        yield from first.to_batches()
+        yield from rest
+
+    return pa.RecordBatchReader.from_batches(first.schema, batches())

@@ -1,38 +1,84 @@
-"""Pure Silver transforms: conform, validate, de-duplicate, aggregate. Arrow in, Arrow out,
-all SQL through the engine; no Delta, no clock.
+"""Pure Silver transforms: conform, validate, de-duplicate, aggregate. Relations in (Arrow, or
+lazy scans the engine reads itself), all SQL through the engine; no Delta write, no clock.
+
+Every per-row step is SQL: a result that may be as large as a table is kept where the engine
+runs (:meth:`Engine.keep`, near the table it is meant for, which the caller names), and only
+counts come back here. A broken row keeps its original Bronze values by carrying them through
+the checks (``_b_<column>``) rather than joining back by a row number this process would have
+to make.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from medallion.engine import Engine, Relation
+from medallion.engine import Engine, Relation, rows_in
 from medallion.errors import MedallionError
 from medallion.silver.contracts import Action, Kind, Reference, Rule, SilverTable
 from medallion.sql import quote as _q
 from medallion.sql import quoted_list
 
+if TYPE_CHECKING:
+    from medallion.storage import DeltaHandle
+
 # Brazil's bounding box (with its islands), for geolocation points.
 BRAZIL_LAT = (-33.8, 5.3)
 BRAZIL_LNG = (-73.99, -28.8)
 TOMBSTONE = "_tombstone"
+ORIGINAL = "_b_"  # prefix of the original Bronze values carried through the checks
+RETRIED = "_retried"  # a row retried from the quarantine, not fresh from Bronze
+
+
+@dataclass(frozen=True)
+class Keeping:
+    """What a batch's results are stamped with (the run writing them, and when) and where
+    the engine keeps them: near the Silver table and the quarantine table they go to."""
+
+    run_id: str
+    at: datetime
+    target: DeltaHandle | None = None
+    quarantine: DeltaHandle | None = None
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The stamp as bound parameters: the time as text, cast in SQL (a naive timestamp
+        bound as a value would be taken for local time by some engines)."""
+        return {"run_id": self.run_id, "at": self.at.replace(tzinfo=None).isoformat(sep=" ")}
 
 
 @dataclass(frozen=True)
 class Validated:
-    """The outcome of one batch: rows to merge, rows to quarantine, how many were superseded
-    by a newer row of the same key in the batch, and how many retried quarantined rows are
-    still held back (they stay where they are, not quarantined twice)."""
+    """The outcome of one batch: rows to merge (``merge_rows`` of them, kept near the
+    target), rows to quarantine (``quarantined`` of them, kept near the quarantine), how many
+    were superseded by a newer row of the same key in the batch, and how many retried
+    quarantined rows are still held back (they stay where they are, not quarantined twice)."""
 
-    merge: pa.Table
-    quarantine: pa.Table
+    merge: Relation
+    merge_rows: int
+    quarantine: Relation
+    quarantined: int
     superseded: int
     warnings: dict[str, int]
     still_held: int = 0
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A batch conformed and checked (kept by the engine): each row's ``_broken`` and
+    ``_warned`` rules, ``_retried``, and its original Bronze values (``_b_<column>`` for
+    each of ``originals``); with the counts the reconciliation needs."""
+
+    rows: Relation
+    originals: list[str]
+    valid: int
+    quarantined: int  # fresh rows broken
+    still_held: int  # retried rows still broken
+    warnings: dict[str, int]
 
 
 def conformed_expr(spec: SilverTable, name: str) -> str:
@@ -49,7 +95,7 @@ def conformed(spec: SilverTable, names: tuple[str, ...]) -> str:
 # what _conformed_select gives after the table's own columns
 CONFORMED_META = (
     "updated_at", "_ingested_at", "is_deleted", "deleted_at", TOMBSTONE, "_bronze_run_id",
-    "_row", "_type_errors",
+    "_type_errors",
 )  # fmt: skip
 
 
@@ -58,7 +104,9 @@ def conformed_names(spec: SilverTable) -> list[str]:
     return [*spec.column_names, *CONFORMED_META]
 
 
-def _conformed_select(spec: SilverTable) -> str:
+def _conformed_select(spec: SilverTable, source: str = "bronze", carried: str = "") -> str:
+    """The conformed columns (:func:`conformed_names`) of the rows of ``source`` (alias
+    ``b``), then ``carried`` (more select items over ``b``) when given."""
     cols = []
     for col in spec.columns:
         cols.append(f"TRY_CAST({col.expr} AS {col.type}) AS {_q(col.name)}")
@@ -73,8 +121,8 @@ def _conformed_select(spec: SilverTable) -> str:
         "b._op = 'delete' AS is_deleted, "
         "CASE WHEN b._op = 'delete' THEN coalesce(b.deleted_at, b._source_updated_at) END "
         "AS deleted_at, b.updated_at IS NULL AS _tombstone, b._run_id AS _bronze_run_id, "
-        f"b._row AS _row, list_filter([{type_checks}], lambda x: x IS NOT NULL) AS _type_errors "
-        "FROM bronze b"
+        f"list_filter([{type_checks}], lambda x: x IS NOT NULL) AS _type_errors"
+        f"{', ' + carried if carried else ''} FROM {source} b"
     )
 
 
@@ -197,36 +245,69 @@ def reasons(spec: SilverTable) -> dict[str, str]:
 
 def validate(
     spec: SilverTable,
-    bronze: pa.Table,
-    references: Mapping[str, pa.Table],
-    lookup: pa.Table | None,
+    bronze: Relation,
+    references: Mapping[str, Relation],
+    lookup: Relation | None,
     *,
     engine: Engine,
-    existing: pa.Table | None = None,
+    keeping: Keeping,
+    existing: Relation | None = None,
     retry: pa.Table | None = None,
 ) -> Validated:
     """Conform a Bronze batch, split off rule breakers, keep the latest row per key.
 
-    ``existing`` holds the Silver rows' keys, content hashes, times and delete flags, for
-    tables that declare ``unique_content``. ``retry`` holds quarantined rows to try again
-    (their parent may have arrived since).
+    ``existing`` holds the Silver rows (keys, content hashes, times and delete flags are
+    read), for tables that declare ``unique_content``. ``retry`` holds quarantined rows to try
+    again (their parent may have arrived since): a small answer, sent with the query.
     """
-    fresh = bronze.num_rows
+    checked = check(spec, bronze, references, engine=engine, existing=existing, retry=retry)
+    quarantine = quarantine_rows(spec, checked, engine=engine, keeping=keeping)
+    deduped = latest_per_key(spec, checked.rows, lookup, engine=engine, keeping=keeping)
+    engine.discard(checked.rows)
+    merge_rows = rows_in(deduped)
+    return Validated(
+        deduped,
+        merge_rows,
+        quarantine,
+        checked.quarantined,
+        checked.valid - merge_rows,
+        checked.warnings,
+        checked.still_held,
+    )
+
+
+def check(
+    spec: SilverTable,
+    bronze: Relation,
+    references: Mapping[str, Relation],
+    *,
+    engine: Engine,
+    existing: Relation | None = None,
+    retry: pa.Table | None = None,
+) -> Checked:
+    """Conform and check a Bronze batch (and retried rows) in one pass, kept by the engine
+    (staging: no table takes it), with the counts of what it found."""
+    originals = list(bronze.schema.names)
+    tables = {"bronze": bronze, **{f"ref_{k}": v for k, v in references.items()}}
+    rows = f"SELECT *, false AS {RETRIED} FROM bronze"
     if retry is not None and retry.num_rows:
-        bronze = pa.concat_tables([bronze, _shaped_like(retry, bronze.schema)])
-    bronze = bronze.append_column("_row", pa.array(range(bronze.num_rows), pa.int64()))
+        tables["retry"] = _shaped_like(retry, bronze.schema)
+        rows += f" UNION ALL SELECT *, true AS {RETRIED} FROM retry"
+    if existing is not None:
+        tables["existing"] = existing
     rules = all_rules(spec)
     quarantine_rules = [r for r in rules if r.action is Action.QUARANTINE]
     warn_rules = [r for r in rules if r.action is Action.WARN]
-    tables = {"bronze": bronze, **{f"ref_{k}": v for k, v in references.items()}}
-    if existing is not None:
-        tables["existing"] = existing
     kept = conformed_names(spec) + ([CONTENT_HASH] if spec.unique_content else [])
-    checked = engine.query(
+    carried = [f"{ORIGINAL}{n}" for n in originals] + [RETRIED]
+    carry = [f"b.{_q(n)} AS {_q(f'{ORIGINAL}{n}')}" for n in originals] + [f"b.{RETRIED}"]
+    select = _conformed_select(spec, "incoming", ", ".join(carry))
+    checked = engine.keep(
         f"""
-        WITH h AS (SELECT *{_content_columns(spec)} FROM ({_conformed_select(spec)}))
+        WITH incoming AS ({rows}),
+        h AS (SELECT *{_content_columns(spec)} FROM ({select}))
         {_seen_sql(spec, existing is not None)}
-        SELECT {quoted_list(kept, "c.")},
+        SELECT {quoted_list(kept + carried, "c.")},
             list_concat(c._type_errors,
                 list_filter([{_cases(quarantine_rules)}], lambda x: x IS NOT NULL)) AS _broken,
             list_filter([{_cases(warn_rules)}], lambda x: x IS NOT NULL) AS _warned
@@ -234,13 +315,15 @@ def validate(
         """,
         tables,
     )
-    warnings = _warning_counts(checked, engine)
-    broken = _quarantine_rows(spec, bronze, checked, engine)
-    new = pc.less(broken["_row"], fresh)
-    quarantine = broken.filter(new).drop_columns(["_row"])
-    deduped, superseded = _latest_per_key(spec, checked, lookup, engine)
-    held = broken.num_rows - quarantine.num_rows
-    return Validated(deduped, quarantine, superseded, warnings, held)
+    counts = _check_counts(checked, engine)
+    return Checked(
+        checked,
+        originals,
+        counts["valid"],
+        counts["quarantined"],
+        counts["held"],
+        _warning_counts(checked, engine),
+    )
 
 
 def valid_history(spec: SilverTable, bronze: Relation, engine: Engine) -> Relation:
@@ -254,16 +337,15 @@ def valid_history(spec: SilverTable, bronze: Relation, engine: Engine) -> Relati
             "be validated row by row; feed Gold from its Silver table instead"
         )
     rules = [r for r in all_rules(spec) if r.action is Action.QUARANTINE]
-    dropped = {"_type_errors", "_row", "_bronze_run_id"}
+    dropped = {"_type_errors", "_bronze_run_id"}
     names = [n for n in conformed_names(spec) if n not in dropped]
-    return engine.keep(  # no row numbers needed: nothing is joined back by row
+    return engine.keep(
         f"""
-        WITH bronze AS (SELECT r.*, CAST(NULL AS BIGINT) AS _row FROM raw r)
         SELECT {quoted_list(names, "c.")} FROM ({_conformed_select(spec)}) c
         WHERE array_length(c._type_errors) = 0
             AND array_length(list_filter([{_cases(rules)}], lambda x: x IS NOT NULL)) = 0
         """,
-        {"raw": bronze},
+        {"bronze": bronze},
     )
 
 
@@ -311,46 +393,73 @@ def _cases(rules: list[Rule]) -> str:
     return ", ".join(_rule_case(r) for r in rules) if rules else "NULL"
 
 
-def _warning_counts(checked: pa.Table, engine: Engine) -> dict[str, int]:
+def _check_counts(checked: Relation, engine: Engine) -> dict[str, int]:
+    """Valid rows, fresh rows broken (to quarantine), retried rows still broken."""
+    broken = "array_length(_broken) > 0"
+    counts = engine.query(
+        f"""
+        SELECT count(CASE WHEN NOT ({broken}) THEN 1 END) AS valid,
+            count(CASE WHEN {broken} AND NOT {RETRIED} THEN 1 END) AS quarantined,
+            count(CASE WHEN {broken} AND {RETRIED} THEN 1 END) AS held
+        FROM checked
+        """,
+        {"checked": checked},
+    )
+    return {k: int(v or 0) for k, v in counts.to_pylist()[0].items()}
+
+
+def _warning_counts(checked: Relation, engine: Engine) -> dict[str, int]:
     rows = engine.query(
         "SELECT w AS rule, count(*) AS n FROM (SELECT unnest(_warned) AS w FROM checked) "
         "GROUP BY w ORDER BY w",
-        {"checked": checked.select(["_warned"])},
+        {"checked": checked},
     )
     return dict(zip(rows["rule"].to_pylist(), rows["n"].to_pylist(), strict=True))
 
 
-def _quarantine_rows(
-    spec: SilverTable, bronze: pa.Table, checked: pa.Table, engine: Engine
-) -> pa.Table:
-    """Every original Bronze value of each broken row, with the rules and readable reasons."""
+def quarantine_rows(
+    spec: SilverTable, checked: Checked, *, engine: Engine, keeping: Keeping
+) -> Relation:
+    """Every original Bronze value of each fresh broken row, with the rules, readable
+    reasons and the quarantine's stamp; kept near the quarantine table."""
     reason_map = reasons(spec)
     names = list(reason_map)
     texts = [reason_map[n] for n in names]
-    return engine.query(
-        """
-        SELECT b.*,
-            array_to_string(k._broken, ',') AS _rule,
-            array_to_string(list_transform(k._broken,
-                lambda r: MAP($names::VARCHAR[], $texts::VARCHAR[])[r]), '; ') AS _reason
-        FROM bronze b JOIN (SELECT _row, _broken FROM checked WHERE array_length(_broken) > 0) k
-            ON k._row = b._row
-        ORDER BY b._row
+    originals = ", ".join(f"{_q(f'{ORIGINAL}{n}')} AS {_q(n)}" for n in checked.originals)
+    return engine.keep(
+        f"""
+        SELECT {originals},
+            array_to_string(_broken, ',') AS _rule,
+            array_to_string(list_transform(_broken,
+                lambda r: MAP($names::VARCHAR[], $texts::VARCHAR[])[r]), '; ') AS _reason,
+            $run_id::VARCHAR AS _quarantine_run_id,
+            CAST($at AS TIMESTAMP) AS _quarantined_at
+        FROM checked WHERE array_length(_broken) > 0 AND NOT {RETRIED}
         """,
-        {"bronze": bronze, "checked": checked.select(["_row", "_broken"])},
-        {"names": names, "texts": texts},
+        {"checked": checked.rows},
+        {"names": names, "texts": texts, **keeping.params},
+        near=keeping.quarantine,
     )
 
 
-def _latest_per_key(
-    spec: SilverTable, checked: pa.Table, lookup: pa.Table | None, engine: Engine
-) -> tuple[pa.Table, int]:
-    """The latest valid row per key; a tombstone takes its values from the key's latest
-    upsert in the batch, so one batch and many small ones give the same Silver row."""
+def latest_per_key(
+    spec: SilverTable,
+    checked: Relation,
+    lookup: Relation | None,
+    *,
+    engine: Engine,
+    keeping: Keeping,
+) -> Relation:
+    """The latest valid row per key, stamped with the run, kept near the target; a
+    tombstone takes its values from the key's latest upsert in the batch, so one batch and
+    many small ones give the same Silver row."""
     keys = ", ".join(_q(k) for k in spec.key)
-    # at one updated_at a delete wins, as in the MERGE and in Gold's SCD2 fold
-    order = "updated_at DESC, is_deleted DESC, _ingested_at DESC, _row DESC"
     values = [c.name for c in spec.columns if c.name not in spec.key]
+    # at one updated_at a delete wins, as in the MERGE and in Gold's SCD2 fold; rows equal
+    # in all that (two spellings of one key in one extract) are told apart by their values,
+    # the same on every engine and in every grouping of the batch
+    ties = _by_values([*values, "deleted_at"])
+    order = f"updated_at DESC, is_deleted DESC, _ingested_at DESC, {ties}"
     values += [CONTENT_HASH] if spec.unique_content else []
     filled = ", ".join(
         f"CASE WHEN l._tombstone THEN u.{_q(v)} ELSE l.{_q(v)} END AS {_q(v)}" for v in values
@@ -377,17 +486,32 @@ def _latest_per_key(
                 l._tombstone AND u.updated_at IS NULL AS {TOMBSTONE}
             FROM latest l LEFT JOIN last_upsert u ON {join_keys}
         )
-        SELECT s.*{lookup_cols} FROM s {lookup_join} ORDER BY {keys}
+        SELECT s.*{lookup_cols}, $run_id::VARCHAR AS _run_id FROM s {lookup_join}
+        ORDER BY {keys}
     """
     tables = {"checked": checked}
     if lookup is not None:
         tables["lookup"] = lookup
-    latest = engine.query(sql, tables)
-    valid = engine.query(
-        "SELECT count(*) AS n FROM checked WHERE array_length(_broken) = 0",
-        {"checked": checked.select(["_broken"])},
-    )["n"][0].as_py()
-    return latest, int(valid) - latest.num_rows
+    return engine.keep(sql, tables, {"run_id": keeping.run_id}, near=keeping.target)
+
+
+def _by_values(columns: list[str]) -> str:
+    """An ordering over ``columns``, largest first, NULL last."""
+    return ", ".join(f"{_q(c)} DESC NULLS LAST" for c in columns)
+
+
+def without_tombstones(rows: Relation, engine: Engine, *, near: DeltaHandle | None) -> Relation:
+    """The rows of :func:`latest_per_key` a new table starts with: no row for a tombstone
+    (there is nothing to flag deleted), and no ``_tombstone`` column."""
+    names = [n for n in rows.schema.names if n != TOMBSTONE]
+    return engine.keep(
+        f"SELECT {quoted_list(names)} FROM s WHERE NOT {TOMBSTONE}", {"s": rows}, near=near
+    )
+
+
+def _live(table: str) -> str:
+    """The live rows of lookup ``table`` (a deleted translation no longer translates)."""
+    return f"(SELECT * FROM {table} WHERE NOT coalesce(is_deleted, false))"
 
 
 def _lookup_sql(spec: SilverTable) -> tuple[str, str]:
@@ -395,13 +519,14 @@ def _lookup_sql(spec: SilverTable) -> tuple[str, str]:
         return "", ""
     on = _q(spec.lookup.on)
     cols = "".join(f", {c.expr} AS {_q(c.name)}" for c in spec.lookup.columns)
-    return cols, f"LEFT JOIN lookup l ON l.{on} = s.{on}"
+    return cols, f"LEFT JOIN {_live('lookup')} l ON l.{on} = s.{on}"
 
 
 def refresh_sql(spec: SilverTable) -> str:
     """Existing Silver rows (``s``) whose looked-up columns come out different against the
-    ``lookup`` table now. ``updated_at`` stays the row's own: a relabel is the lookup row's
-    event, and must never make a newer change of the row itself look stale."""
+    live rows of the ``lookup`` table now, stamped with the run (``$run_id``).
+    ``updated_at`` stays the row's own: a relabel is the lookup row's event, and must never
+    make a newer change of the row itself look stale."""
     assert spec.lookup is not None
     on = _q(spec.lookup.on)
     looked_up = {c.name for c in spec.lookup.columns}
@@ -412,8 +537,8 @@ def refresh_sql(spec: SilverTable) -> str:
     )
     return f"""
         SELECT {", ".join(f"s.{_q(c)}" for c in kept)}, {new},
-            s.updated_at, false AS {TOMBSTONE}
-        FROM s LEFT JOIN lookup l ON l.{on} = s.{on}
+            s.updated_at, false AS {TOMBSTONE}, $run_id::VARCHAR AS _run_id
+        FROM s LEFT JOIN {_live("lookup")} l ON l.{on} = s.{on}
         WHERE {differs}
     """
 
@@ -453,22 +578,21 @@ def empty_silver_sql(spec: SilverTable) -> str:
 POINT = ("zip_code_prefix", "lat", "lng", "city", "state")
 
 
-def geolocation_points(spec: SilverTable, bronze_history: pa.Table, engine: Engine) -> pa.Table:
+def geolocation_points(spec: SilverTable, bronze_history: Relation, engine: Engine) -> Relation:
     """The current, conformed points (the latest Bronze row per surrogate id, not deleted);
-    ``_duplicate`` marks a point equal to one with a smaller id."""
+    ``_duplicate`` marks a point equal to one with a smaller id. Kept by the engine (staging:
+    an intermediate the caller discards)."""
     assert spec.kind is Kind.AGGREGATE
-    history = bronze_history.append_column(
-        "_row", pa.array(range(bronze_history.num_rows), pa.int64())
-    )
     point = ", ".join(POINT)
-    names = [n for n in conformed_names(spec) if n not in ("_type_errors", "_row")]
-    return engine.query(
+    names = [n for n in conformed_names(spec) if n != "_type_errors"]
+    ties = _by_values([c.name for c in spec.columns if c.name != "geolocation_id"])
+    return engine.keep(
         f"""
         WITH c AS ({_conformed_select(spec)}),
         current AS (
             SELECT {quoted_list(names)} FROM (
                 SELECT *, row_number() OVER (PARTITION BY geolocation_id
-                    ORDER BY updated_at DESC, _ingested_at DESC, is_deleted DESC, _row DESC)
+                    ORDER BY updated_at DESC, _ingested_at DESC, is_deleted DESC, {ties})
                     AS _rank
                 FROM c
             ) WHERE _rank = 1
@@ -477,7 +601,7 @@ def geolocation_points(spec: SilverTable, bronze_history: pa.Table, engine: Engi
             PARTITION BY {point}, is_deleted ORDER BY geolocation_id) > 1 AS _duplicate
         FROM current
         """,
-        {"bronze": history},
+        {"bronze": bronze_history},
     )
 
 
@@ -500,31 +624,29 @@ GEO_RULES = (
 
 
 def geolocation_rejects(
-    spec: SilverTable, bronze: pa.Table, points: pa.Table, engine: Engine
-) -> pa.Table:
+    spec: SilverTable, bronze: Relation, points: Relation, *, engine: Engine, keeping: Keeping
+) -> tuple[Relation, int]:
     """New Bronze points that cannot enter the aggregate (rules, or a duplicate of an
-    existing point), with every original value."""
+    existing point), with every original value, kept near the quarantine; and how many."""
     duplicate = Rule(
         "duplicate_point",
-        "EXISTS (SELECT 1 FROM ref_duplicates d WHERE d.geolocation_id = c.geolocation_id)",
+        "EXISTS (SELECT 1 FROM ref_points d "
+        "WHERE d.geolocation_id = c.geolocation_id AND d._duplicate)",
         "same zip, coordinates, city and state as a point with a smaller geolocation_id",
     )
     rules = (*GEO_RULES, duplicate)
-    duplicates = points.filter(points["_duplicate"]).select(["geolocation_id"])
-    checked = validate(
-        SilverTable(spec.name, spec.bronze, ("geolocation_id",), spec.columns, rules),
-        bronze,
-        {"duplicates": duplicates},
-        None,
-        engine=engine,
-    )
-    return checked.quarantine
+    checking = SilverTable(spec.name, spec.bronze, ("geolocation_id",), spec.columns, rules)
+    checked = check(checking, bronze, {"points": points}, engine=engine)
+    rejects = quarantine_rows(checking, checked, engine=engine, keeping=keeping)
+    engine.discard(checked.rows)
+    return rejects, checked.quarantined
 
 
-def aggregate_geolocation(points: pa.Table, engine: Engine) -> pa.Table:
-    """Per zip prefix: median point, most frequent city and state, point count."""
+def aggregate_geolocation(points: Relation, *, engine: Engine, keeping: Keeping) -> Relation:
+    """Per zip prefix: median point, most frequent city and state, point count; stamped
+    with the run and kept near the target."""
     where = " AND ".join(f"({r.violation}) IS NOT TRUE" for r in GEO_RULES)
-    return engine.query(
+    return engine.keep(
         f"""
         WITH p AS (SELECT * FROM points WHERE NOT is_deleted AND NOT _duplicate AND {where}),
         zips AS (
@@ -534,13 +656,16 @@ def aggregate_geolocation(points: pa.Table, engine: Engine) -> pa.Table:
         ),
         {_most_frequent("city")},
         {_most_frequent("state")}
-        SELECT z.zip_code_prefix, z.lat, z.lng, c.city, s.state, z.point_count, z.updated_at
+        SELECT z.zip_code_prefix, z.lat, z.lng, c.city, s.state, z.point_count, z.updated_at,
+            $run_id::VARCHAR AS _run_id
         FROM zips z
             LEFT JOIN city c ON c.zip_code_prefix = z.zip_code_prefix AND c._rank = 1
             LEFT JOIN state s ON s.zip_code_prefix = z.zip_code_prefix AND s._rank = 1
         ORDER BY z.zip_code_prefix
         """,
         {"points": points},
+        {"run_id": keeping.run_id},
+        near=keeping.target,
     )
 
 
