@@ -10,7 +10,7 @@ crosses the wire.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cache
 from pathlib import Path
@@ -106,6 +106,12 @@ class Engine(Protocol):
         """The same engine for many small queries of one thread, cheaper per query."""
         ...
 
+    def hold(self, relation: Relation, columns: Sequence[str] | None = None) -> Relation:
+        """``relation`` (its ``columns`` at least) for many queries of one task, held where
+        reading it again costs least: in this process, a lazy scan is read into memory once
+        (each query would decode its files again); a server reads it from the lake."""
+        ...
+
 
 def rows_in(relation: Relation) -> int:
     """How many rows a relation holds (a lazy one: from its files' metadata)."""
@@ -135,6 +141,12 @@ class _InProcess:
         near: DeltaHandle | None = None,
     ) -> Relation:
         return self.query(sql, tables, params)
+
+    def hold(self, relation: Relation, columns: Sequence[str] | None = None) -> Relation:
+        wanted = list(columns) if columns is not None else None
+        if isinstance(relation, pa.Table):
+            return relation if wanted is None else relation.select(wanted)
+        return relation.to_table(columns=wanted)
 
     def overwrite(
         self,

@@ -24,7 +24,7 @@ import threading
 import uuid
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -95,14 +95,21 @@ def _rewrite(node: exp.Expr) -> exp.Expr:
         return exp.RegexpLike(this=node.this, expression=anchored)
     if isinstance(node, exp.TimeToUnix):
         return _epoch_seconds(node)
+    if isinstance(node, exp.Cast) and _hex_digits(node.this) is not None:
+        return _from_hex(node)
     if isinstance(node, exp.Anonymous):
-        name = node.name.lower()
-        if name == "strip_accents":
-            return _strip_accents(node)
-        if name == "epoch_us":
-            # DuckDB's epoch_us(ts) is Spark's unix_micros(ts) (the session time zone is UTC);
-            # no form both run exists: Sail's datediff has no MICROSECOND unit
-            return exp.Anonymous(this="UNIX_MICROS", expressions=node.expressions)
+        return _rewrite_call(node)
+    return node
+
+
+def _rewrite_call(node: exp.Anonymous) -> exp.Expr:
+    name = node.name.lower()
+    if name == "strip_accents":
+        return _strip_accents(node)
+    if name == "epoch_us":
+        # DuckDB's epoch_us(ts) is Spark's unix_micros(ts) (the session time zone is UTC);
+        # no form both run exists: Sail's datediff has no MICROSECOND unit
+        return exp.Anonymous(this="UNIX_MICROS", expressions=node.expressions)
     return node
 
 
@@ -139,6 +146,29 @@ def _accent_table() -> tuple[str, str]:
             mapped.append(char)
             bases.append(base)
     return "".join(mapped + marks), "".join(bases)
+
+
+def _hex_digits(node: exp.Expr) -> exp.Expr | None:
+    """The digits of ``'0x' || digits``, a hexadecimal text, else None."""
+    if not isinstance(node, exp.DPipe):
+        return None
+    prefix = node.this
+    hexadecimal = isinstance(prefix, exp.Literal) and prefix.is_string and prefix.name == "0x"
+    digits: exp.Expr | None = node.expression if hexadecimal else None
+    return digits
+
+
+def _from_hex(node: exp.Cast) -> exp.Expression:
+    """DuckDB's ``CAST('0x' || digits AS BIGINT)`` (it reads hexadecimal text) as Spark's
+    ``CAST(conv(digits, 16, 10) AS BIGINT)``; both hold 15 digits (Sail's ``conv`` is signed:
+    16 digits of which the first is 8 or more give NULL). The checks' key hash."""
+    digits = _hex_digits(node.this)
+    conv = exp.Anonymous(
+        this="CONV", expressions=[digits, exp.Literal.number(16), exp.Literal.number(10)]
+    )
+    cast = node.copy()
+    cast.set("this", conv)
+    return cast
 
 
 def _epoch_seconds(node: exp.TimeToUnix) -> exp.Expression:
@@ -408,6 +438,10 @@ class SparkEngine:
             len(kept.files),
             files,
         )
+
+    def hold(self, relation: Relation, columns: Sequence[str] | None = None) -> Relation:
+        """``relation`` as it is: the server reads a lake table from the lake each time."""
+        return relation
 
     def _staging_area(self) -> DeltaHandle:
         if self.staging is None:

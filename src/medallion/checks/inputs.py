@@ -1,16 +1,19 @@
 """What checks read, and nothing else: each lake table opened once per check task (its version
 and its rows come from one snapshot), the source's tables, change feeds and key-filtered reads.
+
+A lake table is handed to the engine as a lazy scan (:meth:`DeltaHandle.relation`): DuckDB
+scans the columns a query needs, a Spark server reads the table from the lake itself, so no
+table-sized data goes through this process. What does come here is change-sized (a feed, the
+rows of the keys a change touched) or the source's rows, which only this process can read.
 Every row read is counted, so a check task can say how much data it looked at."""
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 import pyarrow as pa
 
 from medallion.catalog import TableRef, empty_bronze, source_table
 from medallion.checks.kinds import Check, Need
-from medallion.engine import Engine
+from medallion.engine import Engine, Relation, rows_in
 from medallion.errors import MedallionError
 from medallion.gold.model import gold_table
 from medallion.settings import Settings
@@ -38,7 +41,8 @@ class CheckInputs:
         self._handles: dict[tuple[str, str], DeltaHandle] = {}
         self._versions: dict[tuple[str, str], int | None] = {}
         self._fingerprints: dict[str, str | None] = {}
-        self._cache: dict[tuple[str, str, tuple[str, ...] | None], pa.Table | None] = {}
+        self._scans: dict[tuple[str, str], Relation | None] = {}
+        self._held: dict[tuple[str, str, tuple[str, ...] | None], Relation] = {}
         self._feeds: dict[tuple[str, str, int | None], Changes | None] = {}
 
     # -- versions ----------------------------------------------------------------------------
@@ -77,34 +81,45 @@ class CheckInputs:
         }
 
     # -- whole tables ------------------------------------------------------------------------
-    def read(self, layer: str, table: str, columns: Iterable[str] | None = None) -> pa.Table | None:
-        """(Some columns of) a lake table, read once per task; an empty column list reads
-        one column (enough to count rows). None when the table was never written."""
-        wanted = tuple(columns) if columns is not None else None
-        if wanted == ():
-            schema = self.handle(layer, table).schema
-            wanted = (schema.names[0],) if schema is not None else None
-        key = (layer, table, wanted)
-        whole = self._cache.get((layer, table, None))
-        if key not in self._cache and whole is not None and wanted is not None:
-            return whole.select(list(wanted))  # the columns of a whole table already read
-        if key not in self._cache:
-            data = self.handle(layer, table).read(list(wanted) if wanted else None)
-            self.rows_read += 0 if data is None else data.num_rows
-            self._cache[key] = data
-        return self._cache[key]
+    def relation(
+        self, layer: str, table: str, columns: tuple[str, ...] | None = None
+    ) -> Relation | None:
+        """(At least ``columns`` of) a lake table of this task's snapshot, as the engine holds
+        it for the task's queries (:meth:`Engine.hold`: read here once by DuckDB, read from
+        the lake by a Spark server); its rows counted once per task. None when the table was
+        never written. An empty column list holds one column (enough to count rows)."""
+        scan = self._scan(layer, table)
+        if scan is None:
+            return None
+        if columns == ():
+            columns = (scan.schema.names[0],)
+        whole = self._held.get((layer, table, None))
+        key = (layer, table, columns)
+        if key not in self._held:
+            self._held[key] = self.engine.hold(whole if whole is not None else scan, columns)
+        return self._held[key]
 
-    def need(self, need: Need) -> pa.Table:
-        """What a check needs from another table; one never written reads as empty rows of
-        its declared shape."""
-        columns = list(need.columns) if need.columns else None
+    def _scan(self, layer: str, table: str) -> Relation | None:
+        if (layer, table) not in self._scans:
+            handle = self.handle(layer, table)
+            scan = handle.relation()
+            if scan is not None:
+                rows = handle.row_count()
+                self.rows_read += rows if rows is not None else rows_in(scan)
+            self._scans[layer, table] = scan
+        return self._scans[layer, table]
+
+    def need(self, need: Need) -> Relation:
+        """What a check needs from another table: a lake table as a lazy scan (one never
+        written reads as empty rows of its declared shape), a source table read here."""
         if need.layer == SOURCE:
+            columns = list(need.columns) if need.columns else None
             with open_source(self.settings.source_location) as db:
                 data = db.read_table(source_table(need.table), columns)
             self.rows_read += data.num_rows
             return data
-        data = self.read(need.layer, need.table, need.columns)
-        return data if data is not None else self.empty(need)
+        held = self.relation(need.layer, need.table, need.columns)
+        return held if held is not None else self.empty(need)
 
     def empty(self, need: Need) -> pa.Table:
         columns = list(need.columns) if need.columns else None
@@ -122,12 +137,14 @@ class CheckInputs:
 
     # -- what changed ------------------------------------------------------------------------
     def feed(self, layer: str, table: str, after: int | None) -> Changes | None:
-        """The rows a lake table gained and lost since version ``after`` (None: since it was
-        created); None when the log cannot tell (see :meth:`DeltaHandle.feed`)."""
+        """The rows a lake table gained and lost since version ``after``; None when the log
+        cannot tell (see :meth:`DeltaHandle.feed`), and since it was created (``after``
+        None): the whole table is no change, it is read where the engine runs."""
         key = (layer, table, after)
         if key not in self._feeds:
             handle = self.handle(layer, table)
-            changes = handle.feed(after) if handle.exists and layer != SOURCE else None
+            fed = handle.exists and layer != SOURCE and after is not None
+            changes = handle.feed(after) if fed else None
             self.rows_read += 0 if changes is None else changes.num_rows
             self._feeds[key] = changes
         return self._feeds[key]
@@ -169,8 +186,8 @@ class CheckInputs:
             if self.handle(ref.layer, ref.name).exists:
                 rows = self.row_count(ref.layer, ref.name)
                 if rows is None:
-                    data = self.read(ref.layer, ref.name, ())
-                    rows = 0 if data is None else data.num_rows
+                    scan = self.handle(ref.layer, ref.name).relation()
+                    rows = 0 if scan is None else rows_in(scan)
             else:
                 rows = self.upstream_rows(ref.layer, ref.name)
             if rows is None:

@@ -105,19 +105,41 @@ class Total:
         return hashlib.sha256(self.sql.encode()).hexdigest()[:16]
 
 
+def totals_sql(totals: Sequence[Total]) -> str:
+    """Totals over the same rows in one query, a column each (:attr:`Total.sql` for one)."""
+    values = ", ".join(f"{t.expr} AS {t.name}" for t in totals)
+    return f"SELECT {values} FROM ({totals[0].rows.sql})"
+
+
 COUNT = "count(*)"
 NEWEST_UPDATE = "max(updated_at)"  # a source answers it from its index, no row shipped
 
 
 def key_print(rows: Rows, keys: Sequence[str], side: str) -> tuple[Total, Total]:
     """The fingerprint of the key set of ``rows`` as two totals: how many rows, and the sum
-    of a 64-bit hash of each row's key (equal fingerprints: equal key multisets, but for a
-    chance of about 2^-64). Both sides hold the key columns in the catalog's types."""
-    hashed = ", ".join(keys)
+    of a 60-bit hash of each row's key (:func:`key_hash`; equal fingerprints: equal key
+    multisets, but for a chance of about 2^-60). Both sides hold the key columns in the
+    catalog's types."""
     return (
         Total(f"{side}_keys", rows, COUNT),
-        Total(f"{side}_hash", rows, f"coalesce(sum(CAST(hash({hashed}) AS HUGEINT)), 0)"),
+        Total(f"{side}_hash", rows, f"coalesce(sum(CAST({key_hash(keys)} AS HUGEINT)), 0)"),
     )
+
+
+def key_hash(keys: Sequence[str]) -> str:
+    """SQL for a 60-bit hash of a row's key that DuckDB and Spark compute alike, so that
+    each side of a fingerprint is summed where its rows are (Bronze's source rows in this
+    process, a lake table on the engine): the first 15 hex digits of the md5 of the key's
+    text, each column written as its length, ``:`` and its text (``-`` for NULL), which no
+    two keys share. A key column is text or an integer (the catalog's row keys), whose text
+    both engines write alike. The Spark spelling of the hex cast is ``conv``
+    (:func:`medallion.spark_engine.to_spark_sql`)."""
+    parts = " || ".join(
+        f"coalesce(CAST(length(CAST({k} AS VARCHAR)) AS VARCHAR) || ':' || CAST({k} AS VARCHAR)"
+        ", '-')"
+        for k in keys
+    )
+    return f"CAST('0x' || substr(md5({parts}), 1, 15) AS BIGINT)"
 
 
 @dataclass(frozen=True)

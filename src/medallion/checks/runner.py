@@ -13,13 +13,20 @@ A check is evaluated one of three ways (:class:`~medallion.checks.state.Mode`):
   keys a change touched; a total over a source table is the one this run's Bronze task computed
   from the rows it read; a reconciliation with the source (``agree``) passes when the kept key
   fingerprints of both sides agree;
-- **full**: every row of every input, the declared query as it stands. On the first run, when
+- **full**: every row of every input, the declared query as it stands (a reconciliation whose
+  key fingerprints are kept passes when those of both sides, summed over every row, agree: the
+  query runs when they differ, and names the keys). On the first run, when
   the state is missing or was recorded for another definition, with ``--full``
   (``--full-refresh``), every ``check_full_every`` runs, and whenever an incremental form
   cannot be exact: a table whose log cannot say what changed (an overwrite, a missing change
   data feed), a source table no Bronze task of this run read (no change feed), fingerprints
   that differ (the full evaluation names the keys), or a key-local check that did not pass
   last time.
+
+Lake tables reach the engine as lazy scans and every query returns a small answer: a count and
+a sample of the violations (:func:`sampled_sql`), a total. Totals over source rows are summed
+in this process, where only they can be read (on a Spark engine, shipping them would cost
+their size); the key hash is the same on both engines (:func:`~.kinds.key_hash`).
 """
 
 from __future__ import annotations
@@ -44,8 +51,10 @@ from medallion.checks.kinds import (
     Keyed,
     Refers,
     Result,
+    Rows,
     Severity,
     Total,
+    totals_sql,
 )
 from medallion.checks.state import (
     CheckState,
@@ -56,7 +65,7 @@ from medallion.checks.state import (
     describe_versions,
     encode_totals,
 )
-from medallion.engine import Engine, default_engine
+from medallion.engine import Engine, Relation, default_engine
 from medallion.runner import RunContext
 from medallion.storage import Changes
 
@@ -79,8 +88,7 @@ class CheckRunner:
     def __init__(self, ctx: RunContext, engine: Engine | None = None) -> None:
         self.ctx = ctx
         self.engine = engine or default_engine()
-        # key fingerprints are DuckDB hashes whichever the engine (Bronze computed the
-        # source's): one connection for the run's
+        # totals over the source's rows, summed where they were read: one connection
         self.duck: Engine = default_engine()
         self.inputs = CheckInputs(ctx.settings, self.engine)
         self.full = ctx.full_checks or ctx.full_refresh
@@ -169,37 +177,64 @@ class CheckRunner:
     def _full(self, check: Check, audit: AuditStore) -> tuple[Result, dict[str, Value]]:
         if check.expected_schema is not None:
             schema = self.inputs.handle(check.layer, check.table).schema
-            if schema is None:
-                return self._absent(check), {}
-            return _schema_result(check, schema), {}
-        target = self.inputs.read(check.layer, check.table, check.columns)
+            return (self._absent(check) if schema is None else _schema_result(check, schema)), {}
+        target = self.inputs.relation(check.layer, check.table, check.columns)
         if target is None:
             return self._absent(check), {}
         if check.totals:
-            totals = {t.name: self._total(check, t) for t in check.totals}
+            totals = self._totals(check, check.totals)
             return self._from_totals(check, totals, audit), totals
-        tables = {"t": target, **{n.alias: self.inputs.need(n) for n in check.needs}}
+        if check.agree:
+            return self._full_agreeing(check, target)
+        tables = self._tables(check, target)
         if check.measure:
             observed = self.engine.query(check.measure, tables)["observed"][0].as_py()
             return self._judged(check, float(observed or 0), audit), {}
-        # the violations are gathered whole and sampled in Arrow: a LIMIT over a UNION ALL of
-        # window-function CTEs hangs DuckDB 2.0 (seen on the reconciliation checks)
-        found = _violations(check, self.engine.query(check.sql, tables))
-        agreeing = {t.name: _sum(t, tables[t.rows.alias], self.duck) for t in _agree(check)}
-        return found, agreeing
+        return self._found(check, tables), {}
+
+    def _full_agreeing(self, check: Check, target: Relation) -> tuple[Result, dict[str, Value]]:
+        """A check with key fingerprints: a pass when both sides' agree, summed over every
+        row (no row compared, none shipped); else the query, which names the keys."""
+        totals = self._totals(check, _agree(check))
+        if _fingerprints_agree(check, totals):
+            return Result(check, CheckStatus.PASS, details="the key fingerprints agree"), totals
+        return self._found(check, self._tables(check, target)), totals
+
+    def _tables(self, check: Check, target: Relation) -> dict[str, Relation]:
+        """Every input of ``check`` whole, by alias."""
+        return {"t": target, **{n.alias: self.inputs.need(n) for n in check.needs}}
 
     def _total(self, check: Check, total: Total) -> Value:
-        """``total`` over every row of its input."""
-        alias = total.rows.alias
-        if alias == "t":
-            data = self.inputs.read(check.layer, check.table, check.columns)
-            assert data is not None
-        else:
-            data = self.inputs.need(next(n for n in check.needs if n.alias == alias))
-        return self._sum(total, data)
+        return self._totals(check, [total])[total.name]
 
-    def _sum(self, total: Total, rows: pa.Table) -> Value:
+    def _totals(self, check: Check, totals: Iterable[Total]) -> dict[str, Value]:
+        """``totals`` over every row of their inputs, those over the same rows in one query:
+        a lake table's on the engine, the source's here (where its rows were read)."""
+        by_rows: dict[Rows, list[Total]] = {}
+        for total in totals:
+            by_rows.setdefault(total.rows, []).append(total)
+        values: dict[str, Value] = {}
+        for rows, group in by_rows.items():
+            if rows.alias == "t":
+                data = self.inputs.relation(check.layer, check.table, check.columns)
+                assert data is not None
+            else:
+                data = self.inputs.need(next(n for n in check.needs if n.alias == rows.alias))
+            engine = self.duck if check.inputs[rows.alias][0] == SOURCE else self.engine
+            values |= _sums(group, data, engine)
+        return values
+
+    def _sum(self, total: Total, rows: Relation) -> Value:
         return _sum(total, rows, self.engine)
+
+    def _found(self, check: Check, tables: Mapping[str, Relation]) -> Result:
+        """The check's violations over ``tables``: how many, and a sample."""
+        found = self.engine.query(sampled_sql(check.sql), tables)
+        if found.num_rows == 0:
+            return Result(check, CheckStatus.PASS)
+        failing = int(found[FOUND][0].as_py())
+        sample = found.drop_columns([FOUND, NTH]).to_pylist()
+        return Result(check, _status(check), failing, sample)
 
     def _from_totals(self, check: Check, totals: Mapping[str, Value], audit: AuditStore) -> Result:
         """The check's query (or measure) over the one-row table of its totals."""
@@ -207,7 +242,7 @@ class CheckRunner:
         if check.measure:
             observed = self.engine.query(check.measure, {"totals": table})["observed"][0].as_py()
             return self._judged(check, float(observed or 0), audit)
-        return _violations(check, self.engine.query(check.sql, {"totals": table}))
+        return self._found(check, {"totals": table})
 
     def _absent(self, check: Check) -> Result:
         """A table that was never written passes only when everything it is built from is
@@ -290,7 +325,7 @@ class CheckRunner:
         they differ (the full evaluation names the keys)."""
         since = {t.name: self._total_since(check, t, state, moved, audit) for t in _agree(check)}
         totals = {name: value for name, (value, _) in since.items()}
-        if any(totals[a.name] != totals[b.name] for a, b in check.agree):
+        if not _fingerprints_agree(check, totals):
             return None
         mode = Mode.FULL if all(again for _, again in since.values()) else Mode.INCREMENTAL
         result = Result(check, CheckStatus.PASS, details=f"{note}; the key fingerprints agree")
@@ -399,8 +434,7 @@ class CheckRunner:
         if rows is None:
             return None
         now, before = rows
-        engine = self.duck if total in _agree(check) else self.engine
-        return _sum(total, now, engine) - _sum(total, before, engine)  # type: ignore[operator, return-value]
+        return self._sum(total, now) - self._sum(total, before)  # type: ignore[operator, return-value]
 
     def _touched_rows(
         self, check: Check, alias: str, column: str, feed: Changes
@@ -453,7 +487,7 @@ class CheckRunner:
             alias: self.inputs.matching(check, alias, cols[0], keys[names[0]])
             for alias, cols in locality.columns
         }
-        return _violations(check, self.engine.query(check.sql, tables))
+        return self._found(check, tables)
 
     def _references_since(
         self, check: Check, refers: Refers, feeds: Mapping[str, Changes]
@@ -474,7 +508,7 @@ class CheckRunner:
             return Result(check, CheckStatus.PASS)
         keys = pc.unique(rows[fk].combine_chunks())
         parents = self.inputs.matching(check, refers.parent, refers.parent_columns[0], keys)
-        return _violations(check, self.engine.query(check.sql, {"t": rows, refers.parent: parents}))
+        return self._found(check, {"t": rows, refers.parent: parents})
 
     def _lost_parents(self, check: Check, refers: Refers, feed: Changes | None) -> pa.Array | None:
         """The first column of the parent keys that were removed and are no longer there
@@ -504,15 +538,39 @@ class CheckRunner:
         )
 
 
-def _sum(total: Total, rows: pa.Table, engine: Engine) -> Value:
-    """``total`` over ``rows``: 0 for a sum of no row, None for the newest of none."""
-    value = engine.query(total.sql, {total.rows.alias: rows})[total.name][0].as_py()
-    return 0 if value is None and total.adds_up else value
+def _sum(total: Total, rows: Relation, engine: Engine) -> Value:
+    return _sums([total], rows, engine)[total.name]
+
+
+def _sums(totals: list[Total], rows: Relation, engine: Engine) -> dict[str, Value]:
+    """``totals`` (over the same rows) over ``rows`` in one query: 0 for a sum of no row,
+    None for the newest of none."""
+    found = engine.query(totals_sql(totals), {totals[0].rows.alias: rows}).to_pylist()[0]
+    return {t.name: 0 if found[t.name] is None and t.adds_up else found[t.name] for t in totals}
 
 
 def _agree(check: Check) -> list[Total]:
     """The totals of both sides of every pair of :attr:`Check.agree`."""
     return [t for pair in check.agree for t in pair]
+
+
+def _fingerprints_agree(check: Check, totals: Mapping[str, Value]) -> bool:
+    return all(totals[a.name] == totals[b.name] for a, b in check.agree)
+
+
+FOUND, NTH = "_failing_rows", "_sample_row"  # columns sampled_sql adds
+
+
+def sampled_sql(sql: str) -> str:
+    """The first :data:`SAMPLE_ROWS` rows of ``sql``, each with how many rows it returns:
+    a count and a sample come back, never every violation. Numbered rows, not a LIMIT: a
+    LIMIT over a UNION ALL of window-function CTEs never returns on DuckDB 2.0 (seen on the
+    reconciliation checks). Spark numbers rows only in an order: a constant one."""
+    return (
+        f"SELECT * FROM (SELECT *, count(*) OVER () AS {FOUND}, "
+        f"row_number() OVER (ORDER BY 1) AS {NTH} FROM ({sql}) AS found) AS numbered "
+        f"WHERE {NTH} <= {SAMPLE_ROWS}"
+    )
 
 
 def _distinct(parts: list[pa.Table], names: list[str]) -> pa.Table | None:
@@ -523,13 +581,6 @@ def _distinct(parts: list[pa.Table], names: list[str]) -> pa.Table | None:
     first = parts[0].schema
     keys = pa.concat_tables([p.cast(first) for p in parts])
     return keys.group_by(names).aggregate([])
-
-
-def _violations(check: Check, found: pa.Table) -> Result:
-    if found.num_rows == 0:
-        return Result(check, CheckStatus.PASS)
-    sample = found.slice(0, SAMPLE_ROWS).to_pylist()
-    return Result(check, _status(check), int(found.num_rows), sample)
 
 
 def _measured_result(check: Check, broken: bool, observed: float, details: str) -> Result:

@@ -26,3 +26,11 @@ def test_freshness_keeps_the_fraction_of_a_second() -> None:
     assert "UNIX_TIMESTAMP" not in spark
     assert spark.count("(UNIX_MICROS(") == 2
     assert "/ 1000000)" in spark
+
+
+def test_the_key_hash_reads_its_hex_digits_with_conv() -> None:
+    """DuckDB reads ``'0x' || digits`` as a hexadecimal number, Spark does not: ``conv``."""
+    keys = next(c for c in declared_checks() if c.agree)
+    spark = to_spark_sql(keys.agree[1][1].sql)  # (keys, hash) pairs: the hashes
+    assert "CAST(CONV(SUBSTRING(MD5(" in spark and ", 1, 15), 16, 10) AS BIGINT)" in spark
+    assert "'0x'" not in spark
