@@ -333,12 +333,16 @@ def _bronze_rows(bronze: DeltaHandle, name: str, through: int | None) -> Relatio
 def _valid_new(
     bronze: DeltaHandle, name: str, after: int | None, through: int | None, engine: Engine
 ) -> Relation:
-    """The valid Bronze states of ``name`` appended after version ``after`` up to ``through``
-    (read here from the change feed: a batch's rows)."""
+    """The valid Bronze states of ``name`` appended after version ``after`` up to ``through``:
+    the files those commits added, which the engine reads where it runs (the change data feed,
+    read here, when the log says more than appends)."""
     spec = silver_table(name)
-    rows = None
+    rows: Relation | None = None
     if through is not None and (after is None or after < through):
-        rows, _ = bronze.changes(None if after == MISSING else after, until=through)
+        since = None if after == MISSING else after
+        rows = bronze.appended(since, until=through)
+        if rows is None:
+            rows, _ = bronze.changes(since, until=through)
     if rows is None:
         rows = empty_bronze(spec.bronze)
     return valid_history(spec, rows, engine)

@@ -130,11 +130,12 @@ def _change_set(bronze: DeltaHandle, before: int | None, limit: int) -> tuple[Ch
     stream when they are more than ``limit`` (to be split into groups).
 
     All rows (``before`` None: a first build, a full refresh) are Bronze's snapshot, a lazy
-    scan the engine reads itself (Bronze is only ever appended to). Rows after a merge are read
-    here from the change data feed: change-sized, so an engine running elsewhere is sent them
-    with the query (Sail reads no change data feed, and cannot name the files a scan read)."""
-    if before is None:
-        rows = bronze.relation()
+    scan the engine reads itself. Bronze is only ever appended to, so the rows after a merge
+    are the files the commits since added (:meth:`DeltaHandle.appended`), which an engine
+    running elsewhere also reads itself (Sail reads no change data feed); only when the log
+    says more than appends are they read here, from the change data feed."""
+    rows = bronze.relation() if before is None else bronze.appended(before)
+    if rows is not None or before is None:
         if rows is None or rows_in(rows) <= limit:
             return rows, bronze.version or 0
         return rows.scanner().to_reader(), bronze.version or 0
