@@ -31,6 +31,7 @@ from deltalake.fs import DeltaStorageHandler
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from medallion.errors import StorageError, one_line
+from medallion.faults import crash_point
 from medallion.settings import Settings, redact_url
 
 log = logging.getLogger(__name__)
@@ -712,6 +713,7 @@ class DeltaHandle:
                 f"cannot append to {self.uri}: its columns are {_columns(self.schema)}, the "
                 f"rows' are {_columns(schema)}"
             )
+        crash_point("lake.before_adopt")  # the files are written, the commit not made
         store = self._store() if files else None  # an empty result wrote no folder
         actions = [_add_action(store, path, size, schema) for path, size in files if store]
         props = _commit_props(transactions, metadata)
