@@ -107,10 +107,11 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
 
 
 @contextmanager
-def table_lease(settings: Settings, resource: str, run_id: str) -> Iterator[None]:
-    """Hold ``resource`` (a lake table) for one task, through a store opened for it alone."""
+def table_lease(settings: Settings, resource: str, run_id: str) -> Iterator[AuditStore]:
+    """Hold ``resource`` (a lake table) for one task, through a store opened for it alone
+    (which the task may read too)."""
     with AuditStore(settings.audit_location) as audit, audit.lease(resource, run_id):
-        yield
+        yield audit
 
 
 def _lost_creation_race(exc: SQLAlchemyError) -> bool:
@@ -301,6 +302,27 @@ class AuditStore:
         except SQLAlchemyError as exc:
             raise AuditError(f"cannot read the audit log: {_one_line(exc)}") from None
         return None if text is None else dict(json.loads(text))
+
+    def last_success(self, task: str) -> dict[str, Any] | None:
+        """The run-log row of the latest successful attempt of ``task`` in any run, its
+        metrics decoded (None: it never succeeded)."""
+        rl = self.t["run_logs"]
+        stmt = (
+            sa.select(rl)
+            .where(rl.c.task == task, rl.c.status == Status.SUCCESS.value)
+            .order_by(rl.c.id.desc())
+            .limit(1)
+        )
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(stmt).first()
+        except SQLAlchemyError as exc:
+            raise AuditError(f"cannot read the audit log: {_one_line(exc)}") from None
+        if row is None:
+            return None
+        found = dict(row._mapping)
+        found["metrics"] = dict(json.loads(found["metrics"] or "{}"))
+        return found
 
     def dq_results(self, run_id: str) -> list[dict[str, Any]]:
         """The check results of one run, in the order they were recorded."""

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
         "staged on local disk",
     )
     detect_hard_deletes: bool = Field(default=True, description="reconcile keys every run")
+    skip_unchanged_source: bool = Field(
+        default=True,
+        description="skip a source table while the database reports no write since its last "
+        "extraction (SQLite's change counter); off: every run reads every source key",
+    )
     hard_delete_bucket_rows: int = Field(
         default=50_000, ge=1, description="keys per bucket when reconciling hard deletes"
     )

@@ -17,9 +17,10 @@ from medallion.bronze.layer import app_id, from_micros
 from medallion.catalog import SOURCE_TABLES, source_table
 from medallion.errors import SourceBusyError, SourceError
 from medallion.pipeline import build_tasks
-from medallion.runner import RunContext, RunReport, Status, run_tasks
+from medallion.runner import RunContext, RunReport, Status, TaskResult, run_tasks
 from medallion.settings import Settings
 from medallion.source.db import open_source
+from medallion.storage import Lake
 
 CUSTOMERS = source_table("customers")
 T0 = datetime(2018, 1, 1, 12, 0, 0)
@@ -395,3 +396,67 @@ def test_a_source_locked_for_too_long_is_one_line(
             db.upsert(CUSTOMERS, customers(("c1", "a", T0, None)))
     finally:
         holder.wait()
+
+
+# -- a source with no write since the last extraction -------------------------------------------
+def bronze_result(settings: Settings, **kwargs: object) -> TaskResult:
+    report = run_bronze(settings, **kwargs)  # type: ignore[arg-type]
+    assert report.ok, report.outcomes[0].error
+    result = report.outcomes[0].result
+    assert result is not None
+    return result
+
+
+def test_a_source_without_writes_is_not_read_again(settings: Settings, source_url: str) -> None:
+    """On SQLite the last extraction's result stands, the checks' source totals included; on
+    PostgreSQL (no change token) every run reads the keys."""
+    with open_source(settings.source_location) as db:
+        db.upsert(CUSTOMERS, customers(("c1", "a", T0, None), ("c2", "b", T0, None)))
+    first = bronze_result(settings)
+    second = bronze_result(settings)
+    sqlite = not source_url.startswith("postgresql")
+    assert second.metrics.get("source_unchanged", False) is sqlite
+    assert ("delete_source_keys_read" in second.metrics) is not sqlite
+    for name in ("source_totals", "source_version"):
+        assert second.metrics[name] == first.metrics[name]
+    assert (second.rows_read, second.rows_written) == (0 if sqlite else 2, 0)
+    assert second.watermark_after == first.watermark_after == T0.isoformat()
+    assert second.delta_version == first.delta_version
+
+
+def test_every_write_after_a_skipped_run_is_seen(tmp_path: Path) -> None:
+    """A hard delete and a row inserted behind the watermark keep the row count and the
+    newest update: the source's version text stays, its change token does not."""
+    settings = make_settings(tmp_path, str(tmp_path / "source.db"))
+    with open_source(settings.source_location, create=True) as db:
+        db.create_tables(SOURCE_TABLES)
+        db.upsert(CUSTOMERS, customers(("c1", "a", T0, None), ("c2", "b", T0, None)))
+    first = bronze_result(settings)
+    assert bronze_result(settings).metrics["source_unchanged"]
+    with open_source(settings.source_location) as db:
+        db.delete_rows(CUSTOMERS, pa.table({"customer_id": ["c1"]}))
+        db.upsert(CUSTOMERS, customers(("c0", "late", T0 - timedelta(days=1), None)))
+        assert db.fingerprint(CUSTOMERS) == first.metrics["source_version"]
+    third = bronze_result(settings)
+    assert "source_unchanged" not in third.metrics
+    assert third.metrics["hard_deletes"] == 1
+    assert ("c1", None, T0, "delete") in bronze_rows(settings)
+    assert third.metrics["source_totals"] != first.metrics["source_totals"]  # c0 counted
+
+
+def test_bronze_moved_or_a_full_refresh_reads_the_source(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, str(tmp_path / "source.db"))
+    with open_source(settings.source_location, create=True) as db:
+        db.create_tables(SOURCE_TABLES)
+        db.upsert(CUSTOMERS, customers(("c1", "a", T0, None)))
+    bronze_result(settings)
+    with open_source(settings.source_location) as db:  # a second file to compact
+        db.upsert(CUSTOMERS, customers(("c2", "b", T0 + timedelta(days=1), None)))
+    bronze_result(settings)
+    assert bronze_result(settings).metrics["source_unchanged"]
+    Lake.from_settings(settings).table("bronze", CUSTOMERS.name).compact(None, {})
+    assert "source_unchanged" not in bronze_result(settings).metrics  # a version it never left
+    assert bronze_result(settings).metrics["source_unchanged"]
+    assert "source_unchanged" not in bronze_result(settings, full_refresh=True).metrics
+    off = settings.model_copy(update={"skip_unchanged_source": False})
+    assert "source_unchanged" not in bronze_result(off).metrics

@@ -2,7 +2,9 @@
 
 Small buckets (``hard_delete_bucket_rows=4``, buckets at any table size) split a few dozen
 keys into 8 buckets, so each case can aim at one bucket; every test runs on SQLite and on real
-PostgreSQL.
+PostgreSQL. A run right after another with no write to the source would skip the table on
+SQLite (``skip_unchanged_source``, tested in ``test_bronze.py``); these tests turn that off to
+compare keys on both databases.
 """
 
 from __future__ import annotations
@@ -33,7 +35,13 @@ BUCKETS = 8  # 40 keys / 4 per bucket -> 10 -> the power of two below
 
 @pytest.fixture
 def settings(tmp_path: Path, source_url: str) -> Settings:
-    s = make_settings(tmp_path, source_url, hard_delete_bucket_rows=4, hard_delete_buckets_above=0)
+    s = make_settings(
+        tmp_path,
+        source_url,
+        hard_delete_bucket_rows=4,
+        hard_delete_buckets_above=0,
+        skip_unchanged_source=False,
+    )
     s.home.mkdir(parents=True)
     with open_source(s.source_location, create=True) as db:
         db.create_tables(SOURCE_TABLES)
@@ -210,7 +218,7 @@ def test_composite_keys(settings: Settings) -> None:
 @pytest.fixture
 def shipping(tmp_path: Path, source_url: str) -> Settings:
     """Default thresholds: a small table ships every source key (no buckets)."""
-    s = make_settings(tmp_path, source_url)
+    s = make_settings(tmp_path, source_url, skip_unchanged_source=False)
     s.home.mkdir(parents=True)
     with open_source(s.source_location, create=True) as db:
         db.create_tables(SOURCE_TABLES)

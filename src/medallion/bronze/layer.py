@@ -5,6 +5,10 @@ Per run and table:
    the maximum ``updated_at`` ever written, in microseconds);
 2. list candidate rows (key, ``updated_at``) with ``updated_at > watermark - lag`` and drop
    those Bronze already holds, so the look-back never doubles a row;
+   A table whose source database reports no write since its last successful extraction
+   (:meth:`SourceDatabase.change_token`, recorded in that task's audit row), while Bronze is
+   still at the version it left, is done before step 2: that extraction's result stands,
+   what the checks need of the source rows included;
 3. find hard deletes: keys live in Bronze but gone from the source; nothing to compare when
    the source keys are those the last commit was reconciled with, and on large tables keys
    read only in the key-hash buckets whose summaries differ (:mod:`medallion.bronze.deletes`);
@@ -24,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from medallion.audit import table_lease
+from medallion.audit import AuditStore, table_lease
 from medallion.bronze.deletes import (
     OP_DELETE,
     OP_UPSERT,
@@ -47,6 +51,7 @@ log = logging.getLogger(__name__)
 
 LAYER = "bronze"
 PARTITION = ["_ingest_date"]
+SOURCE_TOKEN = "source_token"  # task metrics: the source's change token, read before its rows
 _EPOCH = datetime(1970, 1, 1)
 
 
@@ -81,10 +86,58 @@ def extract_table(ctx: RunContext, table: SourceTable) -> TaskResult:
     """Extract one table's changes into Bronze; the runner's task function."""
     lake = Lake.from_settings(ctx.settings)
     with (
-        table_lease(ctx.settings, lake.table_uri(LAYER, table.name), ctx.run_id),
+        table_lease(ctx.settings, lake.table_uri(LAYER, table.name), ctx.run_id) as audit,
         open_source(ctx.settings.source_location) as db,
     ):
-        return _extract(ctx, table, db, lake.table(LAYER, table.name))
+        bronze = lake.table(LAYER, table.name)
+        token = _change_token(ctx, db)
+        standing = _unchanged(ctx, table, bronze, audit, token)
+        if standing is not None:
+            return standing
+        result = _extract(ctx, table, db, bronze)
+        if token is None:
+            return result
+        return replace(result, metrics=result.metrics | {SOURCE_TOKEN: token})
+
+
+def _change_token(ctx: RunContext, db: SourceDatabase) -> str | None:
+    """The source's change token (None: none, or not to be trusted in this run)."""
+    if ctx.full_refresh or not ctx.settings.skip_unchanged_source:
+        return None
+    return db.change_token()
+
+
+def _unchanged(
+    ctx: RunContext,
+    table: SourceTable,
+    bronze: DeltaHandle,
+    audit: AuditStore,
+    token: str | None,
+) -> TaskResult | None:
+    """The last successful extraction's result, when no write reached the source since it
+    read its change token and Bronze is at the version it left (None otherwise): every step
+    would read what it read and find what it found. What the checks need of the source rows
+    is carried over from it."""
+    if token is None:
+        return None
+    last = audit.last_success(f"{LAYER}.{table.name}")
+    if last is None or last["metrics"].get(SOURCE_TOKEN) != token:
+        return None
+    if last["delta_version"] != bronze.version:
+        return None
+    carried = {k: v for k, v in last["metrics"].items() if k in _CARRIED}
+    if ctx.settings.detect_hard_deletes and SOURCE_TOTALS not in carried:
+        return None  # that run did not reconcile the keys
+    watermark = _iso(bronze.app_version(app_id(table)))
+    return TaskResult(
+        metrics={"candidates": 0, "source_unchanged": True, **carried},
+        delta_version=bronze.version,
+        watermark_before=watermark,
+        watermark_after=watermark,
+    )
+
+
+_CARRIED = (SOURCE_TOTALS, SOURCE_VERSION, SOURCE_TOKEN)
 
 
 def _extract(
