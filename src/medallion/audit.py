@@ -253,15 +253,19 @@ class AuditStore:
             rl = self.t["run_logs"]
             self._write(sa.update(rl).where(rl.c.id == row_id).values(**values))
 
-    def _write(self, *stmts: sa.Executable) -> int:
-        """Run ``stmts`` in one transaction; the primary key the first one inserted, else 0."""
+    def _write(self, *stmts: sa.Executable | tuple[sa.Executable, list[dict[str, Any]]]) -> int:
+        """Run ``stmts`` in one transaction, each alone or with a list of parameter rows (one
+        executemany); the primary key the first one inserted, else 0."""
         for attempt in range(3):
             try:
                 with self.engine.begin() as conn:
-                    first = conn.execute(stmts[0])
-                    key = first.inserted_primary_key if first.is_insert else None
-                    for stmt in stmts[1:]:
-                        conn.execute(stmt)
+                    key = None
+                    for i, stmt in enumerate(stmts):
+                        done = (
+                            conn.execute(*stmt) if isinstance(stmt, tuple) else conn.execute(stmt)
+                        )
+                        if i == 0 and not isinstance(stmt, tuple) and done.is_insert:
+                            key = done.inserted_primary_key
                 return int(key[0]) if key else 0
             except SQLAlchemyError as exc:
                 # busy past the timeout, or a concurrent writer replaced the same check state
@@ -341,21 +345,31 @@ class AuditStore:
         but name and times; None: forgotten, so the next run evaluates the check in full),
         in one transaction."""
         now = _now()
-        cs = self.t["check_state"]
-        stmts: list[sa.Executable] = []
+        cs, dq = self.t["check_state"], self.t["dq_results"]
+        checked: list[dict[str, Any]] = []
+        states: list[dict[str, Any]] = []
         for values, state in results:
-            name = values["check_name"]
-            stmts += [
-                sa.insert(self.t["dq_results"]).values(run_id=run_id, checked_at=now, **values),
-                sa.delete(cs).where(cs.c.check_name == name),
-            ]
+            checked.append({"run_id": run_id, "checked_at": now, **values})
             if state is not None:
-                row = {"check_name": name, "run_id": run_id, "checked_at": now, **state}
-                row["passed_at"] = now if state["status"] == "pass" else state.get("passed_at")
-                row["full_at"] = now if state["mode"] == "full" else state.get("full_at")
-                stmts.append(sa.insert(cs).values(**row))
-        if stmts:
-            self._write(*stmts)
+                row = {"check_name": values["check_name"], "run_id": run_id, "checked_at": now}
+                row |= {
+                    **state,
+                    "passed_at": state.get("passed_at"),
+                    "full_at": state.get("full_at"),
+                }
+                row["passed_at"] = now if state["status"] == "pass" else row["passed_at"]
+                row["full_at"] = now if state["mode"] == "full" else row["full_at"]
+                states.append(row)
+        if not checked:
+            return
+        names = [row["check_name"] for row in checked]
+        states = list({row["check_name"]: row for row in states}.values())  # the last stands
+        # one statement each, whatever the number of checks (executemany)
+        self._write(
+            (sa.insert(dq), _same_keys(dq, checked)),
+            sa.delete(cs).where(cs.c.check_name.in_(names)),
+            *([(sa.insert(cs), _same_keys(cs, states))] if states else []),
+        )
 
     def check_states(self, names: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The recorded state of each named check that has one."""
@@ -468,6 +482,13 @@ class AuditStore:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(le.c.run_id).where(le.c.resource == resource)).first()
         return row[0] if row else "?"
+
+
+def _same_keys(table: sa.Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with every column any of them sets (NULL where a row does not): an
+    executemany binds the same parameters for every row."""
+    names = [c.name for c in table.columns if any(c.name in row for row in rows)]
+    return [{name: row.get(name) for name in names} for row in rows]
 
 
 def _origin(ctx: RunContext) -> dict[str, Any]:

@@ -336,19 +336,24 @@ class SourceDatabase:
         Columns the catalog does not declare (new in the source) come as text. On SQLite a
         typed sentinel row leads the result: the driver infers each column's type from the
         first rows, and a column that starts with NULLs would otherwise be taken for an
-        integer and fail later on text.
+        integer and fail later on text. SQLite returns the arms of a ``UNION ALL`` in order;
+        an ``ORDER BY _sentinel`` would sort every row (0.4 s per million rows of
+        geolocation), so the first row is checked instead.
         """
         cols = quoted_list(columns)
         sql = f"SELECT {cols} FROM {self.qualified(table)}" + (f" WHERE {where}" if where else "")
         if self.dialect == "sqlite":
             sentinel = ", ".join(f'{_sqlite_sample(table, c)} AS "{c}"' for c in columns)
             sql = f"SELECT 0 AS _sentinel, {sentinel} UNION ALL SELECT 1, * FROM ({sql})"
-            sql += f" ORDER BY _sentinel{', ' + order_by if order_by else ''}"
+            if order_by:
+                sql += f" ORDER BY _sentinel, {order_by}"
         elif order_by:
             sql += f" ORDER BY {order_by}"
-        for batch in self.query_batches(sql, params):
+        for number, batch in enumerate(self.query_batches(sql, params)):
             data = pa.Table.from_batches([batch])
             if self.dialect == "sqlite":
+                if number == 0 and (not data.num_rows or data["_sentinel"][0].as_py() != 0):
+                    raise SourceError(f"SQLite returned {table.name}'s rows before its typed row")
                 data = data.filter(pc.equal(data["_sentinel"], 1)).drop_columns(["_sentinel"])
             if data.num_rows:
                 yield from self._typed(table, data).to_batches()
