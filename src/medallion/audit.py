@@ -139,6 +139,56 @@ def _write_ahead_log(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_ENGINES: dict[tuple[int, str], tuple[tuple[int, int] | None, sa.Engine]] = {}
+_ENGINES_LOCK = threading.Lock()
+_ENGINES_KEPT = 8  # stores a process keeps engines for (tests open hundreds)
+
+
+def _shared_engine(target: str) -> sa.Engine:
+    """One engine per store and process, for every :class:`AuditStore` of it: a new engine
+    sets its dialect up on its first connection (a few ms, and a run opens a store per
+    task). A SQLite file replaced or deleted since gets a new engine, never a connection to
+    the file that is gone; a forked process gets its own."""
+    key, identity = (os.getpid(), target), _file_identity(target)
+    with _ENGINES_LOCK:
+        held = _ENGINES.get(key)
+        if held is not None and held[0] == identity:
+            return held[1]
+        engine = _new_engine(target)
+        if identity is None and target.startswith("sqlite"):
+            return engine  # in memory, or a file its first connection creates
+        if held is not None:
+            held[1].dispose()
+        _ENGINES[key] = (identity, engine)
+        while len(_ENGINES) > _ENGINES_KEPT:
+            _ENGINES.pop(next(iter(_ENGINES)))[1].dispose()
+        return engine
+
+
+def _new_engine(target: str) -> sa.Engine:
+    # SQLite: wait for a concurrent writer (another task, `source change`) instead of failing
+    # at once with "database is locked"
+    args = {"timeout": BUSY_TIMEOUT_S} if target.startswith("sqlite") else {}
+    engine = sa.create_engine(target, pool_pre_ping=True, connect_args=args)
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _write_ahead_log)
+    return engine
+
+
+def _file_identity(target: str) -> tuple[int, int] | None:
+    """The device and inode of a SQLite store's file (None: not a file, or none yet)."""
+    if not target.startswith("sqlite"):
+        return (0, 0)
+    path = sa.make_url(target).database
+    if not path or path == ":memory:":
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
+
+
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -149,13 +199,7 @@ class AuditStore:
     def __init__(self, url: str) -> None:
         self.url = url
         try:
-            target = sqlalchemy_url(url)
-            # SQLite: wait for a concurrent writer (another task, `source change`) instead of
-            # failing at once with "database is locked"
-            args = {"timeout": BUSY_TIMEOUT_S} if target.startswith("sqlite") else {}
-            self.engine = sa.create_engine(target, pool_pre_ping=True, connect_args=args)
-            if self.engine.dialect.name == "sqlite":
-                sa.event.listen(self.engine, "connect", _write_ahead_log)
+            self.engine = _shared_engine(sqlalchemy_url(url))
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             raise AuditError(f"invalid audit_url {redact_url(url)}: {exc}") from None
         schema = SCHEMA if self.engine.dialect.name == "postgresql" else None
@@ -191,7 +235,8 @@ class AuditStore:
             self.metadata.create_all(conn)
 
     def close(self) -> None:
-        self.engine.dispose()
+        """Nothing to release: the engine and its pooled connections serve the next store
+        of this process (:func:`_shared_engine`)."""
 
     def __enter__(self) -> AuditStore:
         return self.open()
