@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from medallion import __version__
+
 HEAVY = (
     "adbc_driver_manager",
     "airflow",
@@ -54,3 +56,31 @@ def test_help_of_every_command_loads_no_heavy_library() -> None:
 
 def test_config_show_loads_the_settings_only(tmp_path: Path) -> None:
     assert loaded_after("config", "show", "--home", str(tmp_path)) == ["pydantic_settings"]
+
+
+def medallion(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "medallion", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "MEDALLION_HOME": str(home)},
+    )
+
+
+def test_the_cli_leaves_with_each_command_s_exit_code_and_all_its_output(tmp_path: Path) -> None:
+    """``main`` ends the process itself (no teardown of every loaded module): the exit code,
+    the last line of output and the logged lines still come out."""
+    assert (done := medallion("--version", home=tmp_path)).returncode == 0
+    assert done.stdout.strip() == __version__
+    shown = medallion("config", "show", home=tmp_path)
+    assert shown.returncode == 0 and str(tmp_path) in shown.stdout
+    assert shown.stdout.endswith("\n")
+    missing = medallion("run", "--layer", "nope", home=tmp_path)
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines()[-1].startswith("error: unknown layer(s) nope")
+    assert medallion("no-such-command", home=tmp_path).returncode == 2
+    ran = medallion("source", "init", home=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert (tmp_path / "source.db").exists()

@@ -6,10 +6,13 @@ order ``medallion --help`` lists them.
 
 from __future__ import annotations
 
+import atexit
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -62,15 +65,24 @@ app.add_typer(airflow.airflow_app, name="airflow")
 app.add_typer(spark.spark_app, name="spark")
 
 
+def _print_version(asked: bool) -> None:
+    """``--version``: eager, so it needs no command after it."""
+    if asked:
+        out_console.print(__version__)
+        raise typer.Exit(0)
+
+
 @app.callback()
 def root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
 ) -> None:
     """Olist e-commerce lakehouse: source -> Bronze -> Silver -> Gold on Delta Lake."""
-    if version:
-        out_console.print(__version__)
-        raise typer.Exit(0)
     STATE["debug"] = debug
     configure_logging(debug)
 
@@ -85,6 +97,27 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _stop_on_term)
     try:
         app()
+        code: object = 0
     except KeyboardInterrupt:
         error_line("interrupted")
-        sys.exit(130)
+        code = 130
+    except SystemExit as exc:
+        code = exc.code
+    _leave(code)
+
+
+def _leave(code: object) -> NoReturn:
+    """Exit as Python would (threads joined, exit handlers run, output flushed) without
+    tearing down every module the command imported: that alone costs about 0.3 s (pandas,
+    pyarrow, SQLAlchemy), more than a run with nothing to do spends on its tasks. Every
+    command has closed what it opened by now."""
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()  # logging's flush among them
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
