@@ -1,14 +1,13 @@
 """Bronze: append-only raw history per source table, incremental from a watermark.
 
-Per run and table:
+Per run and table (unless the source database reports no write since the table's last
+successful extraction, :meth:`SourceDatabase.change_token`, recorded in that task's audit
+row, and Bronze is still at the version it left: then that extraction's result stands, what
+the checks need of the source rows included, and none of this is done):
 1. read the watermark from the Bronze Delta log (app transaction ``medallion.bronze.<table>``,
    the maximum ``updated_at`` ever written, in microseconds);
 2. list candidate rows (key, ``updated_at``) with ``updated_at > watermark - lag`` and drop
    those Bronze already holds, so the look-back never doubles a row;
-   A table whose source database reports no write since its last successful extraction
-   (:meth:`SourceDatabase.change_token`, recorded in that task's audit row), while Bronze is
-   still at the version it left, is done before step 2: that extraction's result stands,
-   what the checks need of the source rows included;
 3. find hard deletes: keys live in Bronze but gone from the source; nothing to compare when
    the source keys are those the last commit was reconciled with, and on large tables keys
    read only in the key-hash buckets whose summaries differ (:mod:`medallion.bronze.deletes`);
