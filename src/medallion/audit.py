@@ -396,14 +396,10 @@ class AuditStore:
         for values, state in results:
             checked.append({"run_id": run_id, "checked_at": now, **values})
             if state is not None:
-                row = {"check_name": values["check_name"], "run_id": run_id, "checked_at": now}
-                row |= {
-                    **state,
-                    "passed_at": state.get("passed_at"),
-                    "full_at": state.get("full_at"),
-                }
-                row["passed_at"] = now if state["status"] == "pass" else row["passed_at"]
-                row["full_at"] = now if state["mode"] == "full" else row["full_at"]
+                name = values["check_name"]
+                row = {"check_name": name, "run_id": run_id, "checked_at": now, **state}
+                row["passed_at"] = now if state["status"] == "pass" else state.get("passed_at")
+                row["full_at"] = now if state["mode"] == "full" else state.get("full_at")
                 states.append(row)
         if not checked:
             return
