@@ -169,7 +169,9 @@ def _new_engine(target: str) -> sa.Engine:
     # SQLite: wait for a concurrent writer (another task, `source change`) instead of failing
     # at once with "database is locked"
     args = {"timeout": BUSY_TIMEOUT_S} if target.startswith("sqlite") else {}
-    engine = sa.create_engine(target, pool_pre_ping=True, connect_args=args)
+    # as many pooled connections as the tasks of a run use at once: a shared engine's pool
+    # must never make a task wait for another's
+    engine = sa.create_engine(target, pool_pre_ping=True, max_overflow=-1, connect_args=args)
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _write_ahead_log)
     return engine

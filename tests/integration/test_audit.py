@@ -64,6 +64,38 @@ def test_one_row_per_attempt_with_metrics(tmp_path: Path, audit_url: str) -> Non
         assert {t[0] for t in tables} >= {"run_logs", "dq_results", "leases"}
 
 
+def test_the_stores_of_one_process_share_an_engine_that_never_makes_a_task_wait(
+    audit_url: str,
+) -> None:
+    """Every task opens its own store; they share one engine (its dialect set up once), whose
+    pool gives each of many tasks a connection at once (beyond the 15 a pool holds by
+    default, where a task would wait 30 s)."""
+    AuditStore(audit_url).open().close()  # the SQLite file made
+    stores = [AuditStore(audit_url).open() for _ in range(20)]
+    assert len({id(s.engine) for s in stores}) == 1
+    held = [s.engine.connect() for s in stores]
+    for conn in held:
+        conn.close()
+
+
+def test_a_replaced_sqlite_store_is_written_to_its_new_file(tmp_path: Path) -> None:
+    """A store whose file was deleted and made again gets a new engine: nothing is written to
+    the file that is gone."""
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    settings = Settings(home=tmp_path, audit_url=url)
+    noop = [Task("bronze.x", "bronze", "x", lambda _c: TaskResult())]
+    for run in ("run-1", "run-2"):
+        store = AuditStore(url).open()
+        run_tasks(noop, RunContext(run_id=run, settings=settings), [store])
+        store.close()
+        (tmp_path / "audit.db").unlink()
+        for extra in ("audit.db-wal", "audit.db-shm"):
+            (tmp_path / extra).unlink(missing_ok=True)
+    store = AuditStore(url).open()
+    run_tasks(noop, RunContext(run_id="run-3", settings=settings), [store])
+    assert [r["run_id"] for r in store.run_logs()] == ["run-3"]
+
+
 def test_an_unreachable_audit_store_fails_the_run_before_any_task(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, audit_url="postgresql://postgres@127.0.0.1:1/audit")
     api.init_source(settings)

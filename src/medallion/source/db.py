@@ -278,7 +278,8 @@ class SourceDatabase:
         for: equal texts then mean no write committed in between.
 
         SQLite in rollback-journal mode (the default): the header's file change counter,
-        which every committed write increments, with the file's size and modification time.
+        which every committed write increments, with the file's identity, size and
+        modification time (another file in its place is another text).
         In WAL mode a commit goes to the ``-wal`` file and the counter may not move, so there
         is none. PostgreSQL has none either: its WAL position moves with every write of the
         cluster, the audit store's included, and its statistics counters lag behind commits.
@@ -295,7 +296,8 @@ class SourceDatabase:
         if len(header) < 100 or header[18] == 2 or path.with_name(path.name + "-wal").exists():
             return None
         counter = int.from_bytes(header[24:28], "big")
-        return f"sqlite:{counter}:{stat.st_size}:{stat.st_mtime_ns}"
+        file = f"{stat.st_dev}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
+        return f"sqlite:{counter}:{file}"
 
     def row_count(self, table: SourceTable) -> int:
         return int(self.scalar(f"SELECT count(*) FROM {self.qualified(table)}") or 0)
