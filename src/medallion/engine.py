@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from medallion.errors import EngineError, ReadOnlyError
+from medallion.runner import at_attempt_end
 from medallion.settings import Settings
 from medallion.storage import DeltaHandle, Lake, MergePlan, MergeResult
 
@@ -202,8 +203,9 @@ def _rows(relation: Relation) -> pa.Table | pa.RecordBatchReader:
 
 class DuckDBEngine(_InProcess):
     """DuckDB in this process: each thread queries on a connection of its own, opened by its
-    first query and kept for the next (opening one costs 12-25 ms, a query on small tables
-    about 1 ms, and a run makes hundreds); each query sees only the tables handed to it.
+    first query and kept for the next until the task attempt ends (opening one costs 12-25
+    ms, a query on small tables about 1 ms, and a task makes dozens); each query sees only
+    the tables handed to it.
 
     Known DuckDB 2.0 trap: a ``LIMIT`` over a ``UNION ALL`` of window-function CTEs on
     registered Arrow tables never returns; callers sample results in Arrow instead.
@@ -284,6 +286,17 @@ def _collect(result: duckdb.DuckDBPyRelation) -> pa.Table:
 _BATCH_ROWS = 1 << 20
 _THREAD = threading.local()  # each thread's DuckDB connections, by configuration
 _FORKED: list[object] = []  # connections a forked child inherited: never touched, never closed
+
+
+def release_thread_connections() -> None:
+    """Close this thread's connections (at the end of each task attempt: the memory DuckDB
+    keeps for a connection is given back as it was when each query had its own)."""
+    for session in _thread_sessions().values():
+        session.close()
+    _THREAD.sessions = {}
+
+
+at_attempt_end(release_thread_connections)
 
 
 def _thread_sessions() -> dict[tuple[Any, ...], _Session]:

@@ -285,6 +285,24 @@ def _attempt_task(
     raise AssertionError("unreachable: the last attempt never retries")  # pragma: no cover
 
 
+_ATTEMPT_ENDS: list[Callable[[], None]] = []
+
+
+def at_attempt_end(release: Callable[[], None]) -> None:
+    """Call ``release`` in a task attempt's thread when the attempt ends, whatever its end:
+    what lives for one attempt in that thread (an engine's connection and the memory it
+    holds) goes with it."""
+    _ATTEMPT_ENDS.append(release)
+
+
+def _end_attempt() -> None:
+    for release in _ATTEMPT_ENDS:
+        try:
+            release()
+        except Exception:  # a resource that cannot be released never fails the task
+            log.debug("releasing after a task attempt failed", exc_info=True)
+
+
 def attempt_once(
     task: Task,
     ctx: RunContext,
@@ -304,7 +322,10 @@ def attempt_once(
     try:
         for hook in hooks:  # an audit store that cannot record the start fails the task
             hook.task_started(ctx, task, attempt)
-        outcome.result = task.fn(ctx)
+        try:
+            outcome.result = task.fn(ctx)
+        finally:
+            _end_attempt()
         outcome.status = Status.SUCCESS
     except Exception as exc:
         error = exc

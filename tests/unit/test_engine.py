@@ -55,3 +55,34 @@ def test_every_escape_is_refused_in_one_line(statement: str, tmp_path: Path) -> 
     assert "\n" not in message and len(message) < 500
     assert target.read_bytes() == b"precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["victim.parquet"]
+
+
+def test_a_task_attempt_queries_on_one_connection_closed_when_it_ends(tmp_path: Path) -> None:
+    """Opening a DuckDB connection costs more than a small query: the queries of one task
+    attempt share its thread's connection, which goes (and its memory with it) when the
+    attempt ends, failed or not; a failed query leaves no connection behind."""
+    from medallion import engine as engines
+    from medallion.runner import RunContext, Task, TaskResult, attempt_once
+    from medallion.settings import Settings
+
+    seen: list[int] = []
+
+    def two_queries(_ctx: RunContext) -> TaskResult:
+        duck = engines.default_engine()
+        for _ in range(2):
+            duck.query("SELECT 1 AS one")
+            seen.append(id(next(iter(engines._thread_sessions().values()))._con))
+        with pytest.raises(EngineError):
+            duck.query("SELECT no_such_column")
+        assert engines._thread_sessions() == {}
+        duck.query("SELECT 1 AS one")
+        raise ValueError("the task fails after its queries")
+
+    ctx = RunContext(run_id="r", settings=Settings(home=tmp_path))
+    outcome, error = attempt_once(Task("t", "gold", "t", two_queries), ctx, [], 1, may_retry=False)
+    assert (
+        isinstance(error, ValueError)
+        and outcome.error == "ValueError: the task fails after its queries"
+    )
+    assert seen[0] == seen[1]
+    assert engines._thread_sessions() == {}
