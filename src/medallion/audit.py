@@ -8,6 +8,7 @@ SQLAlchemy Core with bound parameters only; SQLite file by default, PostgreSQL (
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -104,6 +105,13 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
         "check_state": check_state,
         "leases": leases,
     }
+
+
+@functools.cache
+def _tables(schema: str | None) -> tuple[sa.MetaData, dict[str, sa.Table]]:
+    """The audit tables in ``schema``, declared once per process (every task opens a store)."""
+    metadata = sa.MetaData(schema=schema)
+    return metadata, _define(metadata)
 
 
 @contextmanager
@@ -204,9 +212,9 @@ class AuditStore:
             self.engine = _shared_engine(sqlalchemy_url(url))
         except (SQLAlchemyError, ValueError, ImportError) as exc:
             raise AuditError(f"invalid audit_url {redact_url(url)}: {exc}") from None
-        schema = SCHEMA if self.engine.dialect.name == "postgresql" else None
-        self.metadata = sa.MetaData(schema=schema)
-        self.t = _define(self.metadata)
+        self.metadata, self.t = _tables(
+            SCHEMA if self.engine.dialect.name == "postgresql" else None
+        )
         self._rows: dict[tuple[str, str, int], int] = {}
         self._lock = threading.Lock()
 
