@@ -348,33 +348,19 @@ class AuditStore:
     def task_metrics(self, run_id: str, task: str) -> dict[str, Any] | None:
         """The metrics of the last successful attempt of ``task`` in run ``run_id`` (None:
         none succeeded)."""
-        rl = self.t["run_logs"]
-        stmt = (
-            sa.select(rl.c.metrics)
-            .where(rl.c.run_id == run_id, rl.c.task == task, rl.c.status == Status.SUCCESS.value)
-            .order_by(rl.c.id.desc())
-            .limit(1)
-        )
-        try:
-            with self.engine.connect() as conn:
-                text = conn.execute(stmt).scalar()
-        except SQLAlchemyError as exc:
-            raise AuditError(f"cannot read the audit log: {_one_line(exc)}") from None
-        return None if text is None else dict(json.loads(text))
+        row = self.last_success(task, run_id)
+        return None if row is None else dict(row["metrics"])
 
-    def last_success(self, task: str) -> dict[str, Any] | None:
-        """The run-log row of the latest successful attempt of ``task`` in any run, its
-        metrics decoded (None: it never succeeded)."""
+    def last_success(self, task: str, run_id: str | None = None) -> dict[str, Any] | None:
+        """The run-log row of the latest successful attempt of ``task`` (in run ``run_id``,
+        or in any run), its metrics decoded (None: it never succeeded)."""
         rl = self.t["run_logs"]
-        stmt = (
-            sa.select(rl)
-            .where(rl.c.task == task, rl.c.status == Status.SUCCESS.value)
-            .order_by(rl.c.id.desc())
-            .limit(1)
-        )
+        stmt = sa.select(rl).where(rl.c.task == task, rl.c.status == Status.SUCCESS.value)
+        if run_id is not None:
+            stmt = stmt.where(rl.c.run_id == run_id)
         try:
             with self.engine.connect() as conn:
-                row = conn.execute(stmt).first()
+                row = conn.execute(stmt.order_by(rl.c.id.desc()).limit(1)).first()
         except SQLAlchemyError as exc:
             raise AuditError(f"cannot read the audit log: {_one_line(exc)}") from None
         if row is None:
