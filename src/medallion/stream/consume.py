@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from medallion.audit import AuditStore
-from medallion.engine import default_engine
+from medallion.engine import default_engine, release_thread_connections
 from medallion.errors import StorageError, StreamError, one_line
 from medallion.faults import crash_point
 from medallion.runner import RunContext, Status, Task, TaskOutcome, TaskResult
@@ -290,7 +290,10 @@ class Consumer:
         """Silver catches up with Bronze; members of a group take turns (a lease)."""
         resource = self.lake.table_uri(SILVER.layer, SILVER.name)
         with self.audit.lease(resource, self.ctx.run_id, wait_s=120):
-            silver = merge_silver(self.lake, self.ctx.run_id, default_engine())
+            try:
+                silver = merge_silver(self.lake, self.ctx.run_id, default_engine())
+            finally:  # a consumer runs for hours: its merges keep no DuckDB memory between them
+                release_thread_connections()
         crash_point("stream.after_silver")
         self._merged_at = time.monotonic()
         self.result.silver.append(silver)
