@@ -61,8 +61,8 @@ class CheckLake:
     def run(self, checks: list[Check], *, full: bool = False) -> Step:
         """The checks as a check task runs them: on their recorded state, recording anew."""
         ctx = RunContext(new_run_id(), self.settings, job="test", full_checks=full)
-        with AuditStore(self.settings.audit_location) as audit, default_engine().session() as e:
-            runner = CheckRunner(ctx, e)
+        with AuditStore(self.settings.audit_location) as audit:
+            runner = CheckRunner(ctx, default_engine())
             results = runner.run(checks, audit)
         return Step({r.check.full_name: r for r in results}, runner.inputs.rows_read, ctx.run_id)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
@@ -103,10 +102,6 @@ class Engine(Protocol):
     def discard(self, relation: Relation) -> None:
         """Forget a kept result no commit took (an intermediate, a MERGE's source): files
         the engine wrote for it are deleted; nothing to do for rows held in this process."""
-        ...
-
-    def session(self) -> AbstractContextManager[Engine]:
-        """The same engine for many small queries of one thread, cheaper per query."""
         ...
 
     def hold(self, relation: Relation, columns: Sequence[str] | None = None) -> Relation:
@@ -213,6 +208,7 @@ class DuckDBEngine(_InProcess):
 
     def __init__(self, threads: int = THREADS, memory_limit: str = MEMORY_LIMIT) -> None:
         self._config: dict[str, str | int] = {"threads": threads, "memory_limit": memory_limit}
+        self._key = tuple(sorted(self._config.items()))  # its connection in a thread's ones
 
     def query(
         self,
@@ -222,21 +218,16 @@ class DuckDBEngine(_InProcess):
     ) -> pa.Table:
         """Run ``sql`` with each Arrow table of ``tables`` visible under its name and each
         value of ``params`` bound to ``$name`` (values are never pasted into SQL text)."""
-        key = tuple(sorted(self._config.items()))
         sessions = _thread_sessions()
-        session = sessions.get(key)
+        session = sessions.get(self._key)
         if session is None:
-            session = sessions[key] = _Session(self._config)
+            session = sessions[self._key] = _Session(self._config)
         try:
             return session.query(sql, tables, params)
         except EngineError:
-            del sessions[key]  # a failed query leaves nothing behind for the next one
+            del sessions[self._key]  # a failed query leaves nothing behind for the next one
             session.close()
             raise
-
-    def session(self) -> AbstractContextManager[Engine]:
-        """Every query of a thread already shares its connection."""
-        return nullcontext(self)
 
 
 class _Session(_InProcess):
@@ -272,9 +263,6 @@ class _Session(_InProcess):
         finally:
             for name in names:
                 self._con.unregister(name)
-
-    def session(self) -> AbstractContextManager[Engine]:
-        return nullcontext(self)
 
 
 def _collect(result: duckdb.DuckDBPyRelation) -> pa.Table:

@@ -24,8 +24,7 @@ import threading
 import uuid
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -447,10 +446,6 @@ class SparkEngine:
         if self.staging is None:
             raise EngineError("the Spark engine keeps results in the lake; it was given none")
         return self.staging.table(STAGING_LAYER, "kept")
-
-    @contextmanager
-    def session(self) -> Iterator[SparkEngine]:
-        yield self
 
     def describe(self) -> str:
         """Which Spark serves this engine (opens the calling thread's session)."""

@@ -209,12 +209,11 @@ def _summarised(
     """The key fingerprint of every source row in ``chunks``, and what the checks need of
     them (the newest update from the source's index); each chunk added to ``kept``."""
     wanted = source_totals(table)[0]
-    with default_engine().session() as engine:  # one connection for every chunk
-        seen = _Seen(table, [t for t in wanted if not t.newest_update], engine)
-        for chunk in chunks:
-            seen.add(chunk)
-            if kept is not None:
-                kept.append(chunk)
+    seen = _Seen(table, [t for t in wanted if not t.newest_update], default_engine())
+    for chunk in chunks:
+        seen.add(chunk)
+        if kept is not None:
+            kept.append(chunk)
     latest = db.latest_update(table)
     newest = dict.fromkeys((t.key for t in wanted if t.newest_update), latest)
     version = None
@@ -281,10 +280,10 @@ def source_fingerprint(
     """The fingerprint of the row keys in ``batches`` (summed batch by batch)."""
     sql = f"{_fingerprint_sql(table)} FROM k"
     fingerprint = KeyPrint(0, 0)
-    with default_engine().session() as engine:
-        for batch in batches:
-            n, s = engine.query(sql, {"k": batch}).to_pylist()[0].values()
-            fingerprint = fingerprint.plus(KeyPrint(n, s or 0))
+    engine = default_engine()
+    for batch in batches:
+        n, s = engine.query(sql, {"k": batch}).to_pylist()[0].values()
+        fingerprint = fingerprint.plus(KeyPrint(n, s or 0))
     return fingerprint
 
 

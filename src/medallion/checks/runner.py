@@ -100,12 +100,7 @@ class CheckRunner:
     def run(self, checks: Iterable[Check], audit: AuditStore) -> list[Result]:
         """Evaluate ``checks`` and record their results and states (in one transaction, at
         the end, also when a check raised: what was evaluated is kept)."""
-        with default_engine().session() as duck:
-            self.duck = duck
-            try:
-                return self._run(list(checks), audit)
-            finally:
-                self.duck = default_engine()
+        return self._run(list(checks), audit)
 
     def _run(self, checks: list[Check], audit: AuditStore) -> list[Result]:
         rows = audit.check_states(c.full_name for c in checks)

@@ -69,9 +69,8 @@ def run_table_checks(ctx: RunContext, layer: str, table: str) -> TaskResult:
     """Evaluate one table's checks; the task reports the rows of table data they read and
     how many were evaluated in full, incrementally, or stood unchanged."""
     grouped = checks_by_table(ctx.settings)
-    engines = engine_for(ctx.settings)
-    with AuditStore(ctx.settings.audit_location) as audit, engines.session() as engine:
-        runner = CheckRunner(ctx, engine)
+    with AuditStore(ctx.settings.audit_location) as audit:
+        runner = CheckRunner(ctx, engine_for(ctx.settings))
         results = runner.run(grouped.get((layer, table), []), audit)
     failed = [r.check.name for r in results if r.status is CheckStatus.FAIL]
     warned = [r.check.name for r in results if r.status is CheckStatus.WARN]
