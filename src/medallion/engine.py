@@ -38,6 +38,9 @@ class Engine(Protocol):
     # whether the engine runs in this process (its results are Arrow here): only then is
     # streaming a large change set through local files in groups worth it
     in_process: bool
+    # the SQL dialect it runs as written: queries are written in DuckDB's, which other
+    # engines translate; a native DuckDB function may stand in for a portable expression
+    dialect: str
 
     def query(
         self,
@@ -121,6 +124,7 @@ class _InProcess:
     already, so keeping one is querying it, and delta-rs writes it."""
 
     in_process = True
+    dialect = "duckdb"
 
     def query(
         self,

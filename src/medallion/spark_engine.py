@@ -73,7 +73,10 @@ def to_spark_sql(sql: str) -> str:
 
 def _portable(tree: exp.Expr) -> exp.Expr:
     """``tree`` with each DuckDB construct that has an exact Spark equivalent sqlglot does not
-    produce rewritten, children before their parents (so a rewrite inside a rewrite applies)."""
+    produce rewritten, children before their parents (so a rewrite inside a rewrite applies).
+    ``AS MATERIALIZED`` (a hint to DuckDB's planner) has no Spark syntax and goes."""
+    for cte in tree.find_all(exp.CTE):
+        cte.set("materialized", None)
     for node in reversed(list(tree.walk(bfs=False))):
         rewritten = _rewrite(node)
         if rewritten is not node:
@@ -198,6 +201,7 @@ class SparkEngine:
     per session, so two tasks never see each other's inputs)."""
 
     in_process = False
+    dialect = "spark"
 
     def __init__(self, remote: str, staging: Lake | None = None) -> None:
         self.remote = remote

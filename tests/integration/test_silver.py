@@ -558,3 +558,51 @@ def test_key_groups_give_what_one_batch_gives(tmp_path: Path) -> None:
             assert {"orders", "order_items", "customers", "order_reviews"} <= split
         states.append((lake_state(s, "silver"), lake_state(s, "quarantine")))
     assert states[0] == states[1]
+
+
+def review(rid: str, oid: str, *, message: str = "chegou antes", at: datetime = T0) -> dict:
+    return {
+        "review_id": rid,
+        "order_id": oid,
+        "review_score": 5,
+        "review_comment_title": None,
+        "review_comment_message": message,
+        "review_creation_date": T0 - timedelta(days=1),
+        "review_answer_timestamp": T0,
+        "updated_at": at,
+        "deleted_at": None,
+    }
+
+
+def test_a_review_repeating_another_keys_content_is_quarantined_in_its_batch_and_later(
+    settings: Settings,
+) -> None:
+    r1, r2, r3, r4, r5 = (f"{c}" * 32 for c in "56789")
+    tables = ("customers", "orders", "order_reviews")
+    load(settings, "olist_customers_dataset", [customer(C1)])
+    load(settings, "olist_orders_dataset", [order(O1, C1), order(O2, C1)])
+    load(
+        settings,
+        "olist_order_reviews_dataset",
+        [
+            review(r1, O1),
+            review(r2, O1, at=T0 + timedelta(hours=1)),  # later: the copy
+            review(r3, O1),  # same instant as r1: the greater key is the copy
+            review(r4, O2, message="outro"),
+        ],
+    )
+    run(settings, tables=tables)
+    rule = "duplicate_content"
+    assert silver(settings, "order_reviews", ["review_id"]) == [(r1,), (r4,)]
+    assert quarantine(settings, "order_reviews") == [(r2, rule), (r3, rule)]
+    load(
+        settings,
+        "olist_order_reviews_dataset",
+        [
+            review(r1, O1, at=T0 + timedelta(hours=2)),  # its own content again: no copy
+            review(r5, O2, message="outro", at=T0 + timedelta(hours=2)),  # r4's, in Silver
+        ],
+    )
+    run(settings, tables=tables)
+    assert silver(settings, "order_reviews", ["review_id"]) == [(r1,), (r4,)]
+    assert quarantine(settings, "order_reviews") == [(r2, rule), (r3, rule), (r5, rule)]

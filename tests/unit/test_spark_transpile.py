@@ -23,6 +23,11 @@ def test_epoch_us_becomes_unix_micros_with_its_argument_rewritten() -> None:
     assert got == "SELECT UNIX_MICROS(CAST(t AS TIMESTAMP_NTZ)) AS us FROM x"
 
 
+def test_a_materialized_cte_is_a_plain_one() -> None:
+    got = to_spark_sql("WITH h AS MATERIALIZED (SELECT 1 AS a) SELECT * FROM h, h AS g")
+    assert got == "WITH h AS (SELECT 1 AS a) SELECT * FROM h, h AS g"
+
+
 def test_parameters_stay_named() -> None:
     assert to_spark_sql("SELECT * FROM t WHERE a = $since") == "SELECT * FROM t WHERE a = :since"
 

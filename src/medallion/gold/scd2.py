@@ -224,10 +224,16 @@ def _json_sql(names: tuple[str, ...]) -> str:
         return "'{}'"
     fields = " || ',' || ".join(
         f"CASE WHEN {_q(n)} IS NULL THEN '{_q(n)}:null' "
-        f"ELSE regexp_extract(to_json(struct_pack({_q(n)} := {_q(n)})), '^\\{{(.*)\\}}$', 1) END"
+        f"ELSE substr({_field_json(n)}, 2, length({_field_json(n)}) - 2) END"
         for n in names
     )
     return f"'{{' || {fields} || '}}'"
+
+
+def _field_json(name: str) -> str:
+    """``{"name":value}``: :func:`_json_sql` keeps what is between the braces (by position:
+    a regular expression costs twice the whole fold's other work)."""
+    return f"to_json(struct_pack({_q(name)} := {_q(name)}))"
 
 
 def _row_hash_sql(spec: SCD2Spec) -> str:
