@@ -24,7 +24,15 @@ import pyarrow.dataset as pads
 from medallion.errors import EngineError, ReadOnlyError
 from medallion.runner import at_attempt_end
 from medallion.settings import Settings
-from medallion.storage import DeltaHandle, Lake, MergePlan, MergeResult
+from medallion.sql import quote
+from medallion.storage import (
+    DeltaHandle,
+    Lake,
+    LocalFiles,
+    MergePlan,
+    MergeResult,
+    local_parquet,
+)
 
 if TYPE_CHECKING:
     from medallion.spark_engine import SparkEngine
@@ -257,16 +265,43 @@ class _Session(_InProcess):
         tables: Mapping[str, Relation] | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> pa.Table:
-        names = list(tables or {})
+        relations = dict(tables or {})
+        views: list[str] = []
         try:
-            for name in names:
-                self._con.register(name, (tables or {})[name])
+            for name, relation in relations.items():
+                files = local_parquet(relation) if isinstance(relation, pads.Dataset) else None
+                if files is None:
+                    self._con.register(name, relation)
+                else:
+                    self._parquet(relation, files).create_view(name)
+                    views.append(name)
             return _collect(self._con.sql(sql, params=dict(params) if params else None))
         except duckdb.Error as exc:
             raise EngineError(f"query failed: {' '.join(str(exc).split())[:400]}") from exc
         finally:
-            for name in names:
-                self._con.unregister(name)
+            for name in relations:
+                if name in views:
+                    self._con.execute(f"DROP VIEW IF EXISTS {quote(name)}")
+                else:
+                    self._con.unregister(name)
+
+    def _parquet(self, dataset: pads.Dataset, files: LocalFiles) -> duckdb.DuckDBPyRelation:
+        """A lake table's Parquet files read by DuckDB itself, typed as the table's schema
+        (a file written before a column was added reads it as NULL; partition values come
+        from the paths)."""
+        types = self._types(dataset.schema)
+        rows = self._con.read_parquet(
+            files.paths, union_by_name=True, hive_partitioning=files.partitioned
+        )
+        return rows.project(", ".join(f"CAST({quote(n)} AS {t}) AS {quote(n)}" for n, t in types))
+
+    def _types(self, schema: pa.Schema) -> list[tuple[str, str]]:
+        """The DuckDB type of each column of ``schema``, as DuckDB reads an Arrow table."""
+        self._con.register("_schema", schema.empty_table())
+        try:
+            return [(row[0], row[1]) for row in self._con.sql("DESCRIBE _schema").fetchall()]
+        finally:
+            self._con.unregister("_schema")
 
 
 def _collect(result: duckdb.DuckDBPyRelation) -> pa.Table:

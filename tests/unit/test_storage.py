@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
 from medallion.errors import StorageError
-from medallion.storage import CDF, Lake, appended_files
+from medallion.storage import CDF, Lake, appended_files, local_parquet
 
 
 def test_a_change_stream_whose_files_are_gone_raises_a_storage_error(tmp_path: Path) -> None:
@@ -126,3 +127,50 @@ def test_a_folder_no_commit_took_is_discarded_whole(tmp_path: Path) -> None:
     pq.write_table(ROWS, kept / "part-0.parquet")
     table.discard("kept-x")
     assert not kept.exists() and table.read() == ROWS
+
+
+def test_duckdb_reads_a_lake_tables_own_files_as_the_table_reads(tmp_path: Path) -> None:
+    """A scan DuckDB reads from the files themselves gives the rows, types and partition
+    values pyarrow's dataset gives, a column added later included (NULL in older files)."""
+    from medallion.engine import DuckDBEngine
+
+    table = Lake(str(tmp_path)).table("bronze", "t")
+    _append(table, "2018-01-01", [1, 2])
+    wider = pa.table(
+        {
+            "k": pa.array([3], pa.int64()),
+            "v": ["v3"],
+            "day": pa.array([date(2018, 1, 2)]),
+            "price": pa.array([pa.scalar(12, pa.decimal128(12, 2)).as_py()], pa.decimal128(12, 2)),
+        }
+    )
+    table.append(
+        wider, partition_by=["day"], transactions={}, expected={}, metadata={}, evolve_schema=True
+    )
+    scan = table.relation()
+    assert scan is not None
+    found = local_parquet(scan)
+    assert found is not None and found.partitioned and len(found.paths) == 2
+    assert all(p.startswith(str(tmp_path)) and p.endswith(".parquet") for p in found.paths)
+    sql = "SELECT * FROM t ORDER BY k"
+    native = DuckDBEngine().query(sql, {"t": scan})
+    through_arrow = DuckDBEngine().query(sql, {"t": scan.to_table()})
+    assert native.equals(through_arrow)
+    assert native.column("price").to_pylist()[:2] == [None, None]
+    assert native.column("day").to_pylist() == [date(2018, 1, 1)] * 2 + [date(2018, 1, 2)]
+    appended = table.appended(table.version - 1 if table.version else None)
+    assert appended is not None and local_parquet(appended) is not None
+    assert DuckDBEngine().query("SELECT k FROM t", {"t": appended}).to_pylist() == [{"k": 3}]
+    assert local_parquet(pads.dataset(found.paths[0])) is None  # not a scan of the lake
+
+
+def test_a_null_partition_value_is_read_through_pyarrow(tmp_path: Path) -> None:
+    from medallion.engine import DuckDBEngine
+
+    table = Lake(str(tmp_path)).table("bronze", "t")
+    rows = pa.table({"k": pa.array([1, 2], pa.int64()), "day": pa.array([date(2018, 1, 1), None])})
+    table.append(rows, partition_by=["day"], transactions={}, expected={}, metadata={})
+    scan = table.relation()
+    assert scan is not None and local_parquet(scan) is None
+    got = DuckDBEngine().query("SELECT k, day FROM t ORDER BY k", {"t": scan}).to_pylist()
+    assert got == [{"k": 1, "day": date(2018, 1, 1)}, {"k": 2, "day": None}]
