@@ -284,6 +284,23 @@ def build_scd2(
     events, never from its stored versions, is what makes the result independent of the
     order in which events arrived, and equal to a rebuild."""
     folded = fold_scd2(dim.spec, None, events, engine)
+    return with_derived(dim, stored, folded, touched, location=location, engine=engine, near=near)
+
+
+def with_derived(
+    dim: SCD2Dimension,
+    stored: Relation | None,
+    folded: Relation,
+    touched: pa.Table | None,
+    *,
+    location: Relation | None,
+    engine: Engine,
+    near: DeltaHandle | None = None,
+) -> Relation:
+    """:func:`build_scd2` after the fold: its versions with the derived columns, the stored
+    versions of the entities not folded again, the unknown member; ``folded`` discarded. A
+    caller that drops its events once folded (a rebuild's are as large as the table) calls
+    the two steps itself."""
     try:
         core = ", ".join(_q(c) for c in dim.spec.columns)
         if touched is not None and stored is None:

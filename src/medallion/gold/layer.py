@@ -24,11 +24,11 @@ from medallion.engine import Engine, Relation, default_engine, engine_for, rows_
 from medallion.errors import MedallionError
 from medallion.gold.dimensions import (
     SCD2Dimension,
-    build_scd2,
     dimension_events,
     links,
     rows_of,
     touched_entities,
+    with_derived,
 )
 from medallion.gold.increment import (
     MISSING,
@@ -38,7 +38,7 @@ from medallion.gold.increment import (
     write_changes,
 )
 from medallion.gold.model import GOLD_TABLES, Dimension, GoldTable, Snapshot
-from medallion.gold.scd2 import UNKNOWN_KEY
+from medallion.gold.scd2 import UNKNOWN_KEY, fold_scd2
 from medallion.runner import Layer, RunContext, Task, TaskResult
 from medallion.silver.contracts import silver_table
 from medallion.silver.transform import empty_silver_sql, valid_history
@@ -286,13 +286,18 @@ def _build_scd2(
                 stored = target.relation()  # every row, or the unknown member's natural key
             else:
                 scope = (dim.spec.natural_key[0], entities)
+        # a rebuild's steps are each as large as the table (held here when the engine runs
+        # in this process): each one's input goes once it is made
         history = kept(valid_history(dim.contract, rows, engine))
-        events = kept(dimension_events(dim, history, lookup_history, engine))
-        location = inputs[TableRef(LAYER, "dim_location")].relation() if dim.location_zip else None
-        data = build_scd2(
-            dim, stored, events, touched, location=location, engine=engine, near=target
-        )
         read = rows_in(history)
+        events = kept(dimension_events(dim, history, lookup_history, engine))
+        del history
+        folded = fold_scd2(dim.spec, None, events, engine)
+        del events
+        location = inputs[TableRef(LAYER, "dim_location")].relation() if dim.location_zip else None
+        data = with_derived(
+            dim, stored, folded, touched, location=location, engine=engine, near=target
+        )
     versions = {TableRef("bronze", n): MISSING if v is None else v for n, v in through.items()}
     return data, read, versions, scope
 
@@ -318,8 +323,11 @@ def _touched_rows(
 
 
 def _scratch(stack: ExitStack, engine: Engine, relation: Relation) -> Relation:
-    """``relation``, an intermediate result the engine kept, deleted when ``stack`` closes."""
-    stack.callback(engine.discard, relation)
+    """``relation``, an intermediate result the engine kept, deleted when ``stack`` closes
+    (files an engine elsewhere wrote; rows in this process go when the last name for them
+    does, so the stack holds none)."""
+    if not engine.in_process:
+        stack.callback(engine.discard, relation)
     return relation
 
 
