@@ -117,8 +117,10 @@ class Engine(Protocol):
 
     def hold(self, relation: Relation, columns: Sequence[str] | None = None) -> Relation:
         """``relation`` (its ``columns`` at least) for many queries of one task, held where
-        reading it again costs least: in this process, a lazy scan is read into memory once
-        (each query would decode its files again); a server reads it from the lake."""
+        reading it again costs least: in this process, a lazy scan pyarrow would decode for
+        each query is read into memory once, files DuckDB reads itself are left where they
+        are (its reader is as fast as memory, and a table-sized copy is not made); a server
+        reads it from the lake."""
         ...
 
 
@@ -156,6 +158,8 @@ class _InProcess:
         wanted = list(columns) if columns is not None else None
         if isinstance(relation, pa.Table):
             return relation if wanted is None else relation.select(wanted)
+        if local_parquet(relation) is not None:
+            return relation
         return relation.to_table(columns=wanted)
 
     def overwrite(
