@@ -539,6 +539,7 @@ def latest_per_key(
             FROM latest l LEFT JOIN last_upsert u ON {join_keys}
         )
         SELECT s.*{lookup_cols}, $run_id::VARCHAR AS _run_id FROM s {lookup_join}
+        ORDER BY {keys}
     """
     tables = {"checked": checked}
     if lookup is not None:
