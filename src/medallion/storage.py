@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 # whose key range holds a touched key (delta-rs prunes target files by the source's key range)
 TARGET_FILE_BYTES = 8 << 20
 CDF_KEY = "delta.enableChangeDataFeed"
-CDF = {CDF_KEY: "true"}  # readers of a table read only its new files
+# readers of a table read only its new files; a MERGE writes files of the same size as a write
+# (delta-rs' MERGE otherwise writes what it rewrites as one file, the key order's ranges lost)
+CDF = {CDF_KEY: "true", "delta.targetFileSize": str(TARGET_FILE_BYTES)}
 # Commits that rewrite or delete files without changing a row (`medallion maintain`)
 MAINTENANCE = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END"})
 # commits whose change data feed delta-rs writes when CDF is on (an overwrite is all rows out
