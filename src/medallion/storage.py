@@ -43,8 +43,8 @@ CDF_KEY = "delta.enableChangeDataFeed"
 # readers of a table read only its new files; a MERGE writes files of the same size as a write
 # (delta-rs' MERGE otherwise writes what it rewrites as one file, the key order's ranges lost)
 CDF = {CDF_KEY: "true", "delta.targetFileSize": str(TARGET_FILE_BYTES)}
-# Commits that rewrite or delete files without changing a row (`medallion maintain`)
-MAINTENANCE = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END"})
+# Commits that change no row: compaction and vacuum (`medallion maintain`), table properties
+MAINTENANCE = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES"})
 # commits whose change data feed delta-rs writes when CDF is on (an overwrite is all rows out
 # and all rows in: cheaper to re-read than to diff)
 _FED = frozenset({"MERGE", "DELETE", "UPDATE"})
@@ -683,6 +683,7 @@ class DeltaHandle:
     ) -> int:
         options = dict(self.lake.storage_options) if self.lake.storage_options else None
         try:
+            self._configure(configuration or {})
             write_deltalake(
                 self.uri,
                 data,
@@ -699,6 +700,16 @@ class DeltaHandle:
         self._dt = self.lake.open(self.layer, self.name)  # the handle moves to what it wrote
         assert self._dt is not None
         return self._dt.version()
+
+    def _configure(self, configuration: Mapping[str, str]) -> None:
+        """Set the table properties ``configuration`` names that an existing table lacks (a
+        write sets them only on the table it creates), in a commit that changes no row."""
+        if self._dt is None:
+            return
+        held = self._dt.metadata().configuration
+        missing = {k: v for k, v in configuration.items() if held.get(k) != v}
+        if missing:
+            self._dt.alter.set_table_properties(missing)
 
     def files_under(self, folder: str) -> list[tuple[str, int]]:
         """The Parquet files under ``folder`` (relative to the table's root) and their sizes:

@@ -202,3 +202,16 @@ def test_a_merge_keeps_the_files_small_and_rewrites_only_those_it_touches(
     assert result.files_removed == files and result.files_added >= 2
     sizes = [f.stat().st_size for f in (tmp_path / "gold" / "t").glob("*.parquet")]
     assert max(sizes) < 2 * TARGET_FILE_BYTES
+
+
+def test_a_table_made_before_a_property_gets_it_with_its_next_write(tmp_path: Path) -> None:
+    from medallion.storage import CDF_KEY
+
+    table = Lake(str(tmp_path)).table("gold", "t")
+    table.overwrite(ROWS, transactions={}, metadata={}, configuration={CDF_KEY: "true"})
+    before = table.data_version
+    table.append(ROWS, transactions={}, expected={}, metadata={}, configuration=CDF)
+    assert dict(Lake(str(tmp_path)).open("gold", "t").metadata().configuration) == CDF
+    assert table.data_version == (before or 0) + 2  # the property's commit changed no row
+    appended = table.appended(before)
+    assert appended is not None and appended.count_rows() == ROWS.num_rows
