@@ -252,6 +252,9 @@ class _Session(_InProcess):
     def __init__(self, config: Mapping[str, str | int]) -> None:
         self._config = dict(config)
         self._open: duckdb.DuckDBPyConnection | None = None
+        # the lake scans DuckDB reads from their files, as views kept for the session's next
+        # queries (a task hands the same scans to many; making a view costs a few ms)
+        self._views: dict[str, pads.Dataset] = {}
 
     @property
     def _con(self) -> duckdb.DuckDBPyConnection:
@@ -269,25 +272,25 @@ class _Session(_InProcess):
         tables: Mapping[str, Relation] | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> pa.Table:
-        relations = dict(tables or {})
-        views: list[str] = []
+        registered: list[str] = []
         try:
-            for name, relation in relations.items():
+            for name, relation in (tables or {}).items():
                 files = local_parquet(relation) if isinstance(relation, pads.Dataset) else None
-                if files is None:
-                    self._con.register(name, relation)
-                else:
-                    self._parquet(relation, files).create_view(name)
-                    views.append(name)
+                if files is not None:
+                    if self._views.get(name) is not relation:
+                        self._parquet(relation, files).create_view(name, replace=True)
+                        self._views[name] = relation
+                    continue
+                if self._views.pop(name, None) is not None:
+                    self._con.execute(f"DROP VIEW {quote(name)}")
+                self._con.register(name, relation)
+                registered.append(name)
             return _collect(self._con.sql(sql, params=dict(params) if params else None))
         except duckdb.Error as exc:
             raise EngineError(f"query failed: {' '.join(str(exc).split())[:400]}") from exc
         finally:
-            for name in relations:
-                if name in views:
-                    self._con.execute(f"DROP VIEW IF EXISTS {quote(name)}")
-                else:
-                    self._con.unregister(name)
+            for name in registered:
+                self._con.unregister(name)
 
     def _parquet(self, dataset: pads.Dataset, files: LocalFiles) -> duckdb.DuckDBPyRelation:
         """A lake table's Parquet files read by DuckDB itself, typed as the table's schema
@@ -300,12 +303,17 @@ class _Session(_InProcess):
         return rows.project(", ".join(f"CAST({quote(n)} AS {t}) AS {quote(n)}" for n, t in types))
 
     def _types(self, schema: pa.Schema) -> list[tuple[str, str]]:
-        """The DuckDB type of each column of ``schema``, as DuckDB reads an Arrow table."""
-        self._con.register("_schema", schema.empty_table())
-        try:
-            return [(row[0], row[1]) for row in self._con.sql("DESCRIBE _schema").fetchall()]
-        finally:
-            self._con.unregister("_schema")
+        """The DuckDB type of each column of ``schema``, as DuckDB reads an Arrow table (asked
+        once per schema: a task's queries read the same few tables)."""
+        known = _TYPES.get(schema)
+        if known is None:
+            self._con.register("_schema", schema.empty_table())
+            try:
+                described = self._con.sql("DESCRIBE _schema").fetchall()
+            finally:
+                self._con.unregister("_schema")
+            known = _TYPES[schema] = [(row[0], row[1]) for row in described]
+        return known
 
 
 def _collect(result: duckdb.DuckDBPyRelation) -> pa.Table:
@@ -315,6 +323,7 @@ def _collect(result: duckdb.DuckDBPyRelation) -> pa.Table:
 
 
 _BATCH_ROWS = 1 << 20
+_TYPES: dict[pa.Schema, list[tuple[str, str]]] = {}  # DuckDB's types of an Arrow schema
 _THREAD = threading.local()  # each thread's DuckDB connections, by configuration
 _FORKED: list[object] = []  # connections a forked child inherited: never touched, never closed
 

@@ -215,3 +215,23 @@ def test_a_table_made_before_a_property_gets_it_with_its_next_write(tmp_path: Pa
     assert table.data_version == (before or 0) + 2  # the property's commit changed no row
     appended = table.appended(before)
     assert appended is not None and appended.count_rows() == ROWS.num_rows
+
+
+def test_a_name_takes_whatever_each_query_hands_it(tmp_path: Path) -> None:
+    """DuckDB keeps a view of a scan for the attempt's next queries: a name handed another
+    version, an Arrow table or the first scan again reads what it was handed each time."""
+    from medallion.engine import DuckDBEngine, release_thread_connections
+
+    table = Lake(str(tmp_path)).table("silver", "t")
+    table.overwrite(ROWS, transactions={}, metadata={}, configuration=CDF)
+    first = table.relation()
+    table.append(ROWS, transactions={}, expected={}, metadata={})
+    second = table.relation()
+    assert first is not None and second is not None
+    engine, sql = DuckDBEngine(), "SELECT count(*) AS n FROM t"
+    handed = [first, second, pa.table({"k": [1]}), first, second, second]
+    try:
+        got = [engine.query(sql, {"t": rows}).to_pylist()[0]["n"] for rows in handed]
+    finally:
+        release_thread_connections()
+    assert got == [3, 6, 1, 3, 6, 6]
