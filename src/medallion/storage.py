@@ -82,6 +82,7 @@ def _remember_scan(dataset: pads.Dataset, uri: str, version: int) -> None:
 # the local Parquet files of each recent lazy scan of a table in a folder, which DuckDB reads
 # itself (its own Parquet reader: 3x the speed of a pyarrow dataset scan)
 _LOCAL_FILES: OrderedDict[int, tuple[pads.Dataset, LocalFiles]] = OrderedDict()
+_NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # how delta-rs names a NULL partition value
 
 
 @dataclass(frozen=True)
@@ -105,9 +106,6 @@ def _remember_files(
         _LOCAL_FILES[id(dataset)] = (dataset, found)
         while len(_LOCAL_FILES) > _SCANS_KEPT:
             _LOCAL_FILES.popitem(last=False)
-
-
-_NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 
 
 def local_parquet(dataset: pads.Dataset) -> LocalFiles | None:

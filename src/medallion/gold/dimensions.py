@@ -14,7 +14,7 @@ import pyarrow as pa
 from medallion.engine import Engine, Relation, rows_in
 from medallion.errors import SCD2Error
 from medallion.gold.dates import build_dim_date
-from medallion.gold.scd2 import UNKNOWN_SK, SCD2Spec, fold_scd2, unknown_member
+from medallion.gold.scd2 import UNKNOWN_SK, SCD2Spec, unknown_member
 from medallion.silver.contracts import SilverTable, silver_table
 from medallion.silver.transform import conformed, conformed_expr
 from medallion.sql import quote as _q
@@ -267,26 +267,6 @@ def dimension_events(
     return engine.keep(sql, tables)
 
 
-def build_scd2(
-    dim: SCD2Dimension,
-    stored: Relation | None,
-    events: Relation,
-    touched: pa.Table | None,
-    *,
-    location: Relation | None,
-    engine: Engine,
-    near: DeltaHandle | None = None,
-) -> Relation:
-    """The dimension, kept by the engine ``near`` the table it is for: the ``touched``
-    entities (all when None) folded from ``events``, which hold ALL their events; the others
-    keep their ``stored`` versions (with ``stored`` None, only the touched entities' rows are
-    returned: the caller writes them over those entities' rows). Folding a key from all its
-    events, never from its stored versions, is what makes the result independent of the
-    order in which events arrived, and equal to a rebuild."""
-    folded = fold_scd2(dim.spec, None, events, engine)
-    return with_derived(dim, stored, folded, touched, location=location, engine=engine, near=near)
-
-
 def with_derived(
     dim: SCD2Dimension,
     stored: Relation | None,
@@ -297,10 +277,13 @@ def with_derived(
     engine: Engine,
     near: DeltaHandle | None = None,
 ) -> Relation:
-    """:func:`build_scd2` after the fold: its versions with the derived columns, the stored
-    versions of the entities not folded again, the unknown member; ``folded`` discarded. A
-    caller that drops its events once folded (a rebuild's are as large as the table) calls
-    the two steps itself."""
+    """The dimension, kept by the engine ``near`` the table it is for: the ``touched``
+    entities (all when None) as ``folded`` (:func:`fold_scd2` of ALL their events) with the
+    derived columns; the others keep their ``stored`` versions (with ``stored`` None, only the
+    touched entities' rows are returned: the caller writes them over those entities' rows);
+    the unknown member; ``folded`` discarded. Folding a key from all its events, never from
+    its stored versions, is what makes the result independent of the order in which events
+    arrived, and equal to a rebuild."""
     try:
         core = ", ".join(_q(c) for c in dim.spec.columns)
         if touched is not None and stored is None:

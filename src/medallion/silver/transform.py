@@ -327,7 +327,6 @@ def check(
     kept = conformed_names(spec) + ([CONTENT_HASH] if spec.unique_content else [])
     carried = [f"{ORIGINAL}{n}" for n in originals]
     carry = [f"b.{_q(n)} AS {_q(f'{ORIGINAL}{n}')}" for n in originals] + [f"b.{RETRIED}"]
-    carried_all = [*carried, RETRIED]
     select = _conformed_select(spec, "incoming", ", ".join(carry))
     checked = engine.keep(
         f"""
@@ -338,7 +337,7 @@ def check(
         {_seen_sql(spec, existing is not None)}
         SELECT {quoted_list(kept)}, {_broken_only(carried)}, {RETRIED}, _broken, _warned
         FROM (
-            SELECT {quoted_list(kept + carried_all, "c.")},
+            SELECT {quoted_list(kept + carried, "c.")}, c.{RETRIED},
                 list_concat(c._type_errors,
                     list_filter([{_cases(quarantine_rules)}], lambda x: x IS NOT NULL))
                     AS _broken,
