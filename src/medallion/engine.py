@@ -37,7 +37,9 @@ from medallion.storage import (
 if TYPE_CHECKING:
     from medallion.spark_engine import SparkEngine
 
-THREADS, MEMORY_LIMIT = 2, "4GB"  # per DuckDB connection (beyond it DuckDB spills what it can)
+# of the process's DuckDB database, shared by the tasks side by side (beyond the limit
+# DuckDB spills what it can); a connection of its own (partitioning, a user's query) has as much
+THREADS, MEMORY_LIMIT = 2, "6GB"
 # what a query reads: an Arrow table, or a lazy dataset of which it scans only what it needs
 Relation: TypeAlias = "pa.Table | pads.Dataset"
 
@@ -213,10 +215,10 @@ def _rows(relation: Relation) -> pa.Table | pa.RecordBatchReader:
 
 
 class DuckDBEngine(_InProcess):
-    """DuckDB in this process: each thread queries on a connection of its own, opened by its
-    first query and kept for the next until the task attempt ends (opening one costs 12-25
-    ms, a query on small tables about 1 ms, and a task makes dozens); each query sees only
-    the tables handed to it.
+    """DuckDB in this process: each thread queries on a cursor of its own of the process's
+    database, opened by its first query and kept for the next until the task attempt ends (a
+    task makes dozens of queries); each query sees only the tables handed to it (registered
+    on the cursor, or its temporary views: no other cursor sees them).
 
     Known DuckDB 2.0 trap: a ``LIMIT`` over a ``UNION ALL`` of window-function CTEs on
     registered Arrow tables never returns; callers sample results in Arrow instead.
@@ -252,14 +254,14 @@ class _Session(_InProcess):
     def __init__(self, config: Mapping[str, str | int]) -> None:
         self._config = dict(config)
         self._open: duckdb.DuckDBPyConnection | None = None
-        # the lake scans DuckDB reads from their files, as views kept for the session's next
-        # queries (a task hands the same scans to many; making a view costs a few ms)
+        # the lake scans DuckDB reads from their files, as the cursor's own (temporary) views
+        # kept for the session's next queries (a task hands the same scans to many)
         self._views: dict[str, pads.Dataset] = {}
 
     @property
     def _con(self) -> duckdb.DuckDBPyConnection:
         if self._open is None:
-            self._open = duckdb.connect(config=dict(self._config))
+            self._open = _database(self._config).cursor()
         return self._open
 
     def close(self) -> None:
@@ -278,7 +280,8 @@ class _Session(_InProcess):
                 files = local_parquet(relation) if isinstance(relation, pads.Dataset) else None
                 if files is not None:
                     if self._views.get(name) is not relation:
-                        self._parquet(relation, files).create_view(name, replace=True)
+                        view = f"CREATE OR REPLACE TEMP VIEW {quote(name)} AS "
+                        self._con.execute(view + self._parquet(relation, files))
                         self._views[name] = relation
                     continue
                 if self._views.pop(name, None) is not None:
@@ -292,15 +295,19 @@ class _Session(_InProcess):
             for name in registered:
                 self._con.unregister(name)
 
-    def _parquet(self, dataset: pads.Dataset, files: LocalFiles) -> duckdb.DuckDBPyRelation:
-        """A lake table's Parquet files read by DuckDB itself, typed as the table's schema
-        (a file written before a column was added reads it as NULL; partition values come
-        from the paths)."""
-        types = self._types(dataset.schema)
-        rows = self._con.read_parquet(
-            files.paths, union_by_name=True, hive_partitioning=files.partitioned
+    def _parquet(self, dataset: pads.Dataset, files: LocalFiles) -> str:
+        """A query of a lake table's Parquet files read by DuckDB itself, typed as the
+        table's schema (a file written before a column was added reads it as NULL; partition
+        values come from the paths)."""
+        columns = ", ".join(
+            f"CAST({quote(n)} AS {t}) AS {quote(n)}" for n, t in self._types(dataset.schema)
         )
-        return rows.project(", ".join(f"CAST({quote(n)} AS {t}) AS {quote(n)}" for n, t in types))
+        paths = ", ".join(_text(path) for path in files.paths)
+        partitioned = str(files.partitioned).lower()
+        return (
+            f"SELECT {columns} FROM read_parquet([{paths}], union_by_name = true, "
+            f"hive_partitioning = {partitioned})"
+        )
 
     def _types(self, schema: pa.Schema) -> list[tuple[str, str]]:
         """The DuckDB type of each column of ``schema``, as DuckDB reads an Arrow table (asked
@@ -314,6 +321,11 @@ class _Session(_InProcess):
                 self._con.unregister("_schema")
             known = _TYPES[schema] = [(row[0], row[1]) for row in described]
         return known
+
+
+def _text(value: str) -> str:
+    """``value`` as an SQL string literal (a file path: never a user's text)."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _collect(result: duckdb.DuckDBPyRelation) -> pa.Table:
@@ -337,6 +349,24 @@ def release_thread_connections() -> None:
 
 
 at_attempt_end(release_thread_connections)
+
+
+def _database(config: Mapping[str, str | int]) -> duckdb.DuckDBPyConnection:
+    """The process's in-memory DuckDB database of ``config``, opened by the first query that
+    needs it and kept: a session queries on a cursor of it (about 0.4 ms to open, where a
+    database of its own costs 12-25 ms, paid by every task attempt), so the threads and the
+    memory limit are the process's, shared by the tasks running side by side. A process
+    forked from one with it open opens its own (DuckDB's threads did not come along)."""
+    key = (os.getpid(), *sorted(config.items()))
+    with _DATABASE_LOCK:
+        database = _DATABASES.get(key)
+        if database is None:
+            database = _DATABASES[key] = duckdb.connect(config=dict(config))
+        return database
+
+
+_DATABASES: dict[tuple[Any, ...], duckdb.DuckDBPyConnection] = {}  # by process and config
+_DATABASE_LOCK = threading.Lock()
 
 
 def _thread_sessions() -> dict[tuple[Any, ...], _Session]:

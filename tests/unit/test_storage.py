@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from medallion.errors import StorageError
-from medallion.storage import CDF, Lake, appended_files, local_parquet
+from medallion.storage import CDF, DeltaHandle, Lake, appended_files, local_parquet
 
 
 def test_a_change_stream_whose_files_are_gone_raises_a_storage_error(tmp_path: Path) -> None:
@@ -235,3 +236,34 @@ def test_a_name_takes_whatever_each_query_hands_it(tmp_path: Path) -> None:
     finally:
         release_thread_connections()
     assert got == [3, 6, 1, 3, 6, 6]
+
+
+def test_tasks_side_by_side_see_only_what_each_handed_under_one_name(tmp_path: Path) -> None:
+    """The threads query on cursors of one DuckDB database: the view of a scan one thread
+    makes under a name is its cursor's own, so another thread handing another table under
+    that name, at the same time, reads its own rows (a view in the database's catalog would be
+    replaced under the first)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from medallion.engine import DuckDBEngine, release_thread_connections
+
+    lake = Lake(str(tmp_path))
+    small, large = lake.table("silver", "small"), lake.table("silver", "large")
+    small.overwrite(ROWS, transactions={}, metadata={}, configuration=CDF)
+    large.overwrite(pa.concat_tables([ROWS] * 5), transactions={}, metadata={})
+    both = threading.Barrier(2)
+
+    def counts(handle: DeltaHandle) -> list[int]:
+        engine, scan = DuckDBEngine(), handle.relation()
+        try:
+            got = [engine.query("SELECT count(*) AS n FROM t", {"t": scan}).to_pylist()]
+            both.wait(timeout=30)  # the other thread has made its view of "t" by now
+            got.append(engine.query("SELECT count(*) AS n FROM t", {"t": scan}).to_pylist())
+            both.wait(timeout=30)
+            return [rows[0]["n"] for rows in got]
+        finally:
+            release_thread_connections()
+
+    with ThreadPoolExecutor(2) as pool:
+        seen = list(pool.map(counts, [small, large]))
+    assert seen == [[3, 3], [15, 15]]
