@@ -24,7 +24,7 @@ import pyarrow.dataset as pads
 from medallion.errors import EngineError, ReadOnlyError
 from medallion.runner import at_attempt_end
 from medallion.settings import Settings
-from medallion.sql import quote
+from medallion.sql import quote, quoted_list
 from medallion.storage import (
     DeltaHandle,
     Lake,
@@ -124,6 +124,30 @@ class Engine(Protocol):
         are (its reader is as fast as memory, and a table-sized copy is not made); a server
         reads it from the lake."""
         ...
+
+
+def read_matching(
+    engine: Engine,
+    handle: DeltaHandle,
+    column: str,
+    values: pa.Array | pa.ChunkedArray,
+    columns: Sequence[str] | None = None,
+) -> pa.Table | None:
+    """:meth:`DeltaHandle.read_matching` (the rows whose ``column`` is one of ``values``, NULL
+    matching a NULL), read by DuckDB from the table's files when ``engine`` runs in this
+    process and the table is in a folder: about twice as fast as pyarrow's filtered scan,
+    which cannot skip a file on a cast string column. None when the table does not exist."""
+    scan = handle.relation() if engine.in_process else None
+    if scan is None or local_parquet(scan) is None:
+        return handle.read_matching(column, values, list(columns) if columns else None)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    wanted = quoted_list(columns) if columns else "*"
+    return engine.query(
+        f"SELECT {wanted} FROM t WHERE EXISTS "
+        f"(SELECT 1 FROM k WHERE k.v IS NOT DISTINCT FROM t.{quote(column)})",
+        {"t": scan, "k": pa.table({"v": values})},
+    )
 
 
 def rows_in(relation: Relation) -> int:

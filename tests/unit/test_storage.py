@@ -267,3 +267,49 @@ def test_tasks_side_by_side_see_only_what_each_handed_under_one_name(tmp_path: P
     with ThreadPoolExecutor(2) as pool:
         seen = list(pool.map(counts, [small, large]))
     assert seen == [[3, 3], [15, 15]]
+
+
+@pytest.mark.parametrize("partitioned", [False, True])
+def test_duckdb_reads_the_matching_rows_pyarrow_reads(tmp_path: Path, partitioned: bool) -> None:
+    """The rows whose column is one of some values, read by DuckDB from the files, are those
+    (and of the types) pyarrow's filtered scan gives: a NULL value matches a NULL, a value no
+    row holds matches nothing, only the asked columns come; no table, no rows."""
+    from medallion.engine import DuckDBEngine, read_matching, release_thread_connections
+
+    rows = pa.table(
+        {
+            "k": pa.array([1, 2, 3, 4], pa.int64()),
+            "v": ["a", "b", None, "a"],
+            "day": ["d1", "d1", "d2", "d2"],
+            "amount": pa.array([1, 2, 3, 4], pa.decimal128(12, 2)),
+        }
+    )
+    lake = Lake(str(tmp_path))
+    table = lake.table("silver", "t")
+    table.append(
+        rows,
+        partition_by=["day"] if partitioned else None,
+        transactions={},
+        expected={},
+        metadata={},
+    )
+    engine = DuckDBEngine()
+    asked: list[tuple[str, pa.Array, list[str] | None]] = [
+        ("v", pa.array(["a", None]), None),
+        ("v", pa.array(["zz"]), ["k"]),
+        ("k", pa.array([2, 4], pa.int64()), ["k", "amount"]),
+        ("day", pa.array(["d2"]), ["k", "day"]),
+    ]
+    try:
+        assert local_parquet(table.relation()) is not None  # DuckDB's own path is taken
+        for column, values, columns in asked:
+            got = read_matching(engine, table, column, values, columns)
+            want = table.read_matching(column, values, columns)
+            assert got is not None and want is not None
+            assert got.schema == want.schema
+            assert sorted(got.to_pylist(), key=str) == sorted(want.to_pylist(), key=str)
+        assert read_matching(engine, lake.table("silver", "none"), "k", pa.array([1])) is None
+    finally:
+        release_thread_connections()
+    got = read_matching(engine, table, "v", pa.array(["a", None]))
+    assert got is not None and sorted(got["k"].to_pylist()) == [1, 3, 4]

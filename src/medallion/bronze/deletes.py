@@ -46,7 +46,7 @@ import pyarrow.compute as pc
 from medallion.catalog import DELETED_AT, SourceTable
 from medallion.checks.declared import source_totals
 from medallion.checks.kinds import Total
-from medallion.engine import Engine, default_engine
+from medallion.engine import Engine, default_engine, read_matching
 from medallion.runner import RunContext
 from medallion.settings import Settings
 from medallion.source.db import SourceDatabase, source_version
@@ -298,7 +298,7 @@ def _never_held(bronze: DeltaHandle, table: SourceTable, candidates: pa.Table) -
     wanted = default_engine().query(
         f"SELECT DISTINCT {quoted_list(keys)} FROM c", {"c": candidates}
     )
-    held = bronze.read_matching(keys[0], wanted[keys[0]], columns=keys)
+    held = read_matching(default_engine(), bronze, keys[0], wanted[keys[0]], keys)
     if held is None or held.num_rows == 0:
         return wanted
     on = " AND ".join(f"w.{quote(k)} IS NOT DISTINCT FROM h.{quote(k)}" for k in keys)

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from medallion.catalog import TableRef, empty_bronze, source_table
 from medallion.checks.kinds import Check, Need
-from medallion.engine import Engine, Relation, rows_in
+from medallion.engine import Engine, Relation, read_matching, rows_in
 from medallion.errors import MedallionError
 from medallion.gold.model import gold_table
 from medallion.settings import Settings
@@ -157,9 +157,7 @@ class CheckInputs:
         columns = need.columns if need is not None else check.columns
         if columns is not None and column not in columns:
             columns = (column, *columns)
-        data = self.handle(layer, table).read_matching(
-            column, values, list(columns) if columns is not None else None
-        )
+        data = read_matching(self.engine, self.handle(layer, table), column, values, columns)
         if data is None:  # a need never written (the checked table exists: see the runner)
             assert need is not None
             return self.empty(need)
