@@ -30,6 +30,7 @@ SCHEMA = "audit"
 
 
 BUSY_TIMEOUT_S = 30.0  # how long SQLite waits for another writer before saying it is busy
+RECENT_ATTEMPTS = 2_000  # the attempts the scheduler's timings come from (about 30 runs)
 
 
 def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
@@ -368,6 +369,33 @@ class AuditStore:
         found = dict(row._mapping)
         found["metrics"] = dict(json.loads(found["metrics"] or "{}"))
         return found
+
+    def last_durations(self) -> dict[str, float]:
+        """Each task's seconds in its latest successful attempt that read or wrote rows (one
+        with nothing to do says little of the next that has), else in its latest successful
+        one, among the last :data:`RECENT_ATTEMPTS` attempts recorded (a bounded read however
+        long the log)."""
+        rl = self.t["run_logs"]
+        newest = sa.select(sa.func.max(rl.c.id)).scalar_subquery()
+        worked = sa.func.coalesce(rl.c.rows_read, 0) + sa.func.coalesce(rl.c.rows_written, 0) > 0
+        stmt = (
+            sa.select(rl.c.task, rl.c.started_at, rl.c.ended_at, worked)
+            .where(rl.c.status == Status.SUCCESS.value, rl.c.id > newest - RECENT_ATTEMPTS)
+            .where(rl.c.ended_at.is_not(None))
+            .order_by(rl.c.id)
+        )
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(stmt).all()
+        except SQLAlchemyError as exc:
+            raise AuditError(f"cannot read the audit log: {_one_line(exc)}") from None
+        latest: dict[str, float] = {}
+        working: dict[str, float] = {}
+        for task, started, ended, did_work in rows:
+            latest[task] = (ended - started).total_seconds()
+            if did_work:
+                working[task] = latest[task]
+        return latest | working
 
     def dq_results(self, run_id: str) -> list[dict[str, Any]]:
         """The check results of one run, in the order they were recorded."""

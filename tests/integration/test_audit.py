@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from tests.check_support import CheckLake
 
 from medallion import api
+from medallion import audit as audit_module
 from medallion.audit import AuditStore
 from medallion.checks.kinds import Need, Rows, not_null, reconcile_sum
 from medallion.errors import AuditError
@@ -62,6 +64,44 @@ def test_one_row_per_attempt_with_metrics(tmp_path: Path, audit_url: str) -> Non
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = 'audit'"
             ).fetchall()
         assert {t[0] for t in tables} >= {"run_logs", "dq_results", "leases"}
+
+
+def test_the_scheduler_times_each_task_by_its_latest_success(
+    tmp_path: Path, audit_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seconds of each task's latest successful attempt that did work: one after it
+    with nothing to do, or a failed one, does not count (the latest success does when none
+    did work); a task that never succeeded is absent; attempts older than the recent window
+    are not read."""
+    settings = Settings(home=tmp_path, audit_url=audit_url)
+    naps = {"slow": 0.3, "idle": 0.3, "quick": 0.0}
+    rows = {"slow": 5, "idle": 0, "quick": 5}
+
+    def napping(name: str) -> Task:
+        def fn(_ctx: RunContext) -> TaskResult:
+            time.sleep(naps[name])
+            if naps[name] < 0:
+                raise ValueError("broken now")
+            return TaskResult(rows_written=rows[name])
+
+        return Task(name, "gold", name, fn)
+
+    def failing(_ctx: RunContext) -> TaskResult:
+        raise ValueError("never works")
+
+    with AuditStore(audit_url) as store:
+        tasks = [*map(napping, naps), Task("broken", "gold", "b", failing)]
+        run_tasks(tasks, RunContext(run_id="run-1", settings=settings), [store])
+        # the second run: slow is quick with nothing to do, idle (never any work) is quick,
+        # quick fails
+        naps |= {"slow": 0.0, "idle": 0.0, "quick": -1.0}
+        rows |= {"slow": 0}
+        run_tasks(tasks[:3], RunContext(run_id="run-2", settings=settings), [store])
+        seconds = store.last_durations()
+        assert set(seconds) == {"slow", "idle", "quick"}
+        assert seconds["slow"] >= 0.3 and seconds["idle"] < 0.2 and seconds["quick"] < 0.2
+        monkeypatch.setattr(audit_module, "RECENT_ATTEMPTS", 3)  # run-2's attempts only
+        assert set(store.last_durations()) == {"slow", "idle"}
 
 
 def test_the_stores_of_one_process_share_an_engine_that_never_makes_a_task_wait(

@@ -10,12 +10,14 @@ import pytest
 
 from medallion.errors import TaskError
 from medallion.runner import (
+    TASK_FLOOR_S,
     RunContext,
     Status,
     Task,
     TaskOutcome,
     TaskResult,
     TransientError,
+    critical_path,
     new_run_id,
     order_tasks,
     run_tasks,
@@ -68,6 +70,62 @@ def test_downstream_runs_after_upstream_and_tasks_run_in_parallel(tmp_path: Path
     report = run_tasks(tasks, ctx(tmp_path, parallelism=2))
     assert report.ok
     assert sorted(log[:2]) == ["p1", "p2"] and log[2] == "last"
+
+
+def _started(tmp_path: Path, tasks: list[Task], **kw: object) -> list[str]:
+    """The order in which ``tasks`` start with one worker."""
+    report = run_tasks(tasks, ctx(tmp_path, parallelism=1), **kw)  # type: ignore[arg-type]
+    return [o.task.name for o in sorted(report.outcomes, key=lambda o: o.started_at)]
+
+
+def test_of_the_ready_tasks_the_head_of_the_longest_chain_starts_first(tmp_path: Path) -> None:
+    """With a worker free, the ready task heading the most work still to do (its own
+    seconds last time and those of what waits on it) starts before one declared earlier;
+    untimed, the longer chain of tasks goes first; equal chains keep the declared order."""
+    tasks = [
+        Task("leaf", "l", "t", ok()),
+        Task("head", "l", "t", ok()),
+        Task("tail", "l", "t", ok(), ("head",)),
+    ]
+    assert _started(tmp_path, tasks) == ["head", "leaf", "tail"]
+    timed = {"leaf": 5.0, "head": 2.0, "tail": 4.0}
+    assert _started(tmp_path, tasks, expected=timed) == ["head", "leaf", "tail"]
+    timed = {"leaf": 10.0, "head": 2.0, "tail": 4.0}
+    assert _started(tmp_path, tasks, expected=timed) == ["leaf", "head", "tail"]
+    twins = [Task("b", "l", "t", ok()), Task("a", "l", "t", ok())]
+    assert _started(tmp_path, twins) == ["b", "a"]
+
+
+def test_critical_path_sums_the_longest_chain_below_each_task() -> None:
+    tasks = [
+        Task("a", "l", "t", ok()),
+        Task("b", "l", "t", ok(), ("a",)),
+        Task("c", "l", "t", ok(), ("a",)),
+        Task("d", "l", "t", ok(), ("b", "c")),
+    ]
+    rank = critical_path(tasks, {"a": 1.0, "b": 5.0, "c": 1.0})  # d untimed: the mean, 7/3
+    floor = TASK_FLOOR_S
+    d = 7 / 3 + floor
+    assert rank["d"] == pytest.approx((d, 3))
+    assert rank["b"][0] == pytest.approx(5.0 + floor + d)
+    assert rank["a"][0] == pytest.approx(1.0 + floor + 5.0 + floor + d)
+
+
+def test_no_more_tasks_run_at_once_than_workers(tmp_path: Path) -> None:
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def counted(_ctx: RunContext) -> TaskResult:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return TaskResult()
+
+    tasks = [Task(f"t{i}", "l", "t", counted) for i in range(8)]
+    assert run_tasks(tasks, ctx(tmp_path, parallelism=3)).ok
+    assert most[0] == 3
 
 
 def test_transient_failures_are_retried_with_backoff(tmp_path: Path) -> None:

@@ -65,7 +65,8 @@ def run(
         abandoned = audit.abandon_dead_attempts()
         if abandoned:
             log.warning("%d task attempt(s) of killed runs marked ABANDONED", abandoned)
-        report = run_tasks(tasks, ctx, [audit, AlertListener(alerter), *(listeners or [])])
+        hooks: list[RunListener] = [audit, AlertListener(alerter), *(listeners or [])]
+        report = run_tasks(tasks, ctx, hooks, expected=audit.last_durations())
         results = audit.dq_results(ctx.run_id)
     failed = [r["check_name"] for r in results if r["status"] == "fail"]
     warned = [r["check_name"] for r in results if r["status"] == "warn"]
@@ -103,7 +104,8 @@ def check(
     )
     with AuditStore(settings.audit_location) as audit:
         audit.abandon_dead_attempts()
-        report = run_tasks(check_only_tasks(settings), ctx, [audit, *(listeners or [])])
+        tasks, hooks = check_only_tasks(settings), [audit, *(listeners or [])]
+        report = run_tasks(tasks, ctx, hooks, expected=audit.last_durations())
         return report, audit.dq_results(ctx.run_id)
 
 
