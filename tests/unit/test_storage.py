@@ -313,3 +313,24 @@ def test_duckdb_reads_the_matching_rows_pyarrow_reads(tmp_path: Path, partitione
         release_thread_connections()
     got = read_matching(engine, table, "v", pa.array(["a", None]))
     assert got is not None and sorted(got["k"].to_pylist()) == [1, 3, 4]
+
+
+def test_a_snapshots_scan_is_made_once_and_a_table_made_anew_reads_its_own_rows(
+    tmp_path: Path,
+) -> None:
+    """Two handles of one table at one version share one lazy scan (a task's queries reuse
+    what was made for it); a table dropped and made again at the same place, whose versions
+    start again at 0, is another table: its scan reads its own rows."""
+    lake = Lake(str(tmp_path))
+    table = lake.table("gold", "t")
+    table.overwrite(ROWS, transactions={}, metadata={}, configuration=CDF)
+    first, again = table.relation(), lake.table("gold", "t").relation()
+    assert first is not None and first is again
+    assert table.dataset() is not first  # strings not as views: another scan
+    table.drop()
+    made_anew = lake.table("gold", "t")
+    made_anew.overwrite(ROWS.slice(0, 1), transactions={}, metadata={}, configuration=CDF)
+    assert made_anew.version == 0
+    scan = made_anew.relation()
+    assert scan is not None and scan is not first
+    assert scan.to_table()["k"].to_pylist() == [1]
