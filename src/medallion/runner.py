@@ -226,13 +226,11 @@ def run_tasks(
                 outcome = _not_started(task, stop.by) if stop.by else _skipped(task, outcomes)
                 _settle(outcome, outcomes, hooks, ctx, graph)
             while waiting and (stop.by is not None or len(running) < workers):
-                name = heapq.heappop(waiting)[2]
+                task = by_name[heapq.heappop(waiting)[2]]
                 if stop.by is not None:
-                    _settle(_not_started(by_name[name], stop.by), outcomes, hooks, ctx, graph)
+                    _settle(_not_started(task, stop.by), outcomes, hooks, ctx, graph)
                     continue
-                running[pool.submit(_attempt_task, by_name[name], ctx, hooks, sleep)] = by_name[
-                    name
-                ]
+                running[pool.submit(_attempt_task, task, ctx, hooks, sleep)] = task
             if not running:
                 continue
             finished, _ = wait(running, timeout=0.25, return_when=FIRST_COMPLETED)

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from medallion.catalog import source_table
@@ -56,12 +57,11 @@ def test_a_window_reads_oldest_first_in_batches_typed_as_the_catalog(
     times = got["updated_at"].to_pylist()
     assert times == sorted(times) and len(times) == 301
     assert (min(times), max(times)) == (low + timedelta(minutes=1), high)
-    want = rows.filter(
-        pa.compute.and_(
-            pa.compute.greater(rows["updated_at"], pa.scalar(low)),
-            pa.compute.less_equal(rows["updated_at"], pa.scalar(high)),
-        )
+    inside = pc.and_(
+        pc.greater(rows["updated_at"], pa.scalar(low)),
+        pc.less_equal(rows["updated_at"], pa.scalar(high)),
     )
+    want = rows.filter(inside)
     assert sorted(got.to_pylist(), key=str) == sorted(want.to_pylist(), key=str)
     assert sum(b.num_rows for b in everything) == 401
 
