@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 # of the process's DuckDB database, shared by the tasks side by side (beyond the limit
 # DuckDB spills what it can); a connection of its own (partitioning, a user's query) has as much
-THREADS, MEMORY_LIMIT = 2, "6GB"
+THREADS, MEMORY_LIMIT = 2, "4GB"
 # what a query reads: an Arrow table, or a lazy dataset of which it scans only what it needs
 Relation: TypeAlias = "pa.Table | pads.Dataset"
 
