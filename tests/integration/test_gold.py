@@ -20,7 +20,7 @@ from medallion.runner import RunReport
 from medallion.settings import Settings
 from medallion.source.changes import ChangeSpec
 from medallion.source.db import open_source
-from medallion.storage import Lake
+from medallion.storage import DeltaHandle, Lake
 
 T0 = datetime(2018, 3, 1, 9, 0, 0)
 H = "0123456789abcdef"
@@ -270,3 +270,36 @@ def test_a_change_rebuilds_only_the_keys_it_touched(tmp_path: Path) -> None:
     payments = read(s, "gold", "fact_payment")
     assert "installments" in payments.column_names
     assert payments.num_rows == old.num_rows  # every row, not only the touched order's
+
+
+def test_dim_date_is_generated_again_only_when_its_days_would_differ(tmp_path: Path) -> None:
+    """A change within the years dim_date spans generates no day (nor reads the days back to
+    diff them); a dim_date
+    that lost a day gets it back; an order in another year adds that whole year."""
+    s, orders = _built(tmp_path, "orders", seed=5)
+
+    def dim() -> DeltaHandle:
+        return Lake(s.lake_location).table("gold", "dim_date")
+
+    days, files = read(s, "gold", "dim_date").sort_by("date_key"), dim().files()
+    first, second = orders.sort_by("order_id").slice(0, 2).to_pylist()
+    later = pc.max(orders["updated_at"]).as_py() + timedelta(hours=1)
+
+    def change(order: dict, **values: object) -> dict:
+        nonlocal later
+        later += timedelta(hours=1)
+        put(s, "orders", [order | values | {"updated_at": later}])
+        return _last_gold(run_ok(s), "dim_date")
+
+    held = change(first, order_status="canceled")
+    assert (held["rows"], held.get("days_held"), dim().files()) == (0, True, files)
+    gap = days.filter(pc.not_equal(days["date_key"], days["date_key"][5]))
+    dim().overwrite(gap, transactions={}, metadata={})
+    mended = change(first, order_status="shipped")
+    assert (mended["rows"], mended.get("days_held")) == (1, None)
+    assert read(s, "gold", "dim_date").sort_by("date_key").equals(days)
+    assert pc.min(days["date"]).as_py().isoformat() == "2016-01-01"
+    assert change(second, order_purchase_timestamp=datetime(2015, 6, 1, 12))["rows"] == 365
+    dates = read(s, "gold", "dim_date")["date"]
+    assert pc.min(dates).as_py().isoformat() == "2015-01-01"
+    assert dates.null_count == 1  # the unknown member

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import date
 
-import holidays
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -69,6 +68,8 @@ def _calendar(days: pa.Array) -> pa.Table:
 
 def _holidays(days: pa.Array) -> tuple[pa.Array, pa.Array]:
     """Holiday names (NULL on ordinary days) and the is_holiday flag, by a vectorised lookup."""
+    import holidays  # 0.1 s to import: only a run that generates days pays it
+
     years = pc.unique(pc.year(days)).to_pylist()
     calendar = holidays.country_holidays(
         "BR", years=years, language=HOLIDAY_LANGUAGE, categories=(holidays.PUBLIC,)

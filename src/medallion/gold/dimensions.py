@@ -13,7 +13,6 @@ import pyarrow as pa
 
 from medallion.engine import Engine, Relation, rows_in
 from medallion.errors import SCD2Error
-from medallion.gold.dates import build_dim_date
 from medallion.gold.scd2 import UNKNOWN_SK, SCD2Spec, unknown_member
 from medallion.silver.contracts import SilverTable, silver_table
 from medallion.silver.transform import conformed, conformed_expr
@@ -381,9 +380,9 @@ def fact_date_range(
     return row["lo"], row["hi"]
 
 
-def build_date_dimension(
+def date_span(
     orders: Relation, reviews: Sequence[Relation], items: Relation, engine: Engine
-) -> pa.Table:
-    """Whole years of days around every fact date: generated here, a few thousand rows."""
+) -> tuple[date, date]:
+    """The first and last day of dim_date: whole years around every fact date."""
     lo, hi = fact_date_range(orders, reviews, items, engine)
-    return build_dim_date(date(lo.year, 1, 1), date(hi.year, 12, 31))
+    return date(lo.year, 1, 1), date(hi.year, 12, 31)

@@ -37,7 +37,7 @@ from medallion.gold.increment import (
     touched_keys,
     write_changes,
 )
-from medallion.gold.model import GOLD_TABLES, Dimension, GoldTable, Snapshot
+from medallion.gold.model import GOLD_TABLES, DateDimension, Dimension, GoldTable, Snapshot
 from medallion.gold.scd2 import UNKNOWN_KEY, fold_scd2
 from medallion.runner import Layer, RunContext, Task, TaskResult
 from medallion.silver.contracts import silver_table
@@ -109,6 +109,10 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
         return TaskResult(metrics=metrics, delta_version=target.version)
     transactions = {txn_id(table.name, ref): v for ref, v in current.items()}
     whole = ctx.full_refresh or not target.exists
+    if isinstance(table, DateDimension) and not whole and _days_held(table, inputs, target, engine):
+        meta = {"run_id": ctx.run_id, "step": LAYER, "table": table.name, **metrics}
+        version = target.record(transactions, meta)
+        return TaskResult(metrics=metrics | {"days_held": True}, delta_version=version)
     scope: tuple[str, pa.Array] | None = None
     if isinstance(table, Dimension):
         located = TableRef(LAYER, "dim_location")  # lat/lng are joined onto every row
@@ -159,6 +163,24 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
     metrics["unknown_members"] = unknown_members(table, target, engine)
     changed = written.inserted + written.updated + written.deleted
     return TaskResult(read, changed, metrics=metrics, delta_version=written.version)
+
+
+def _days_held(
+    table: DateDimension, inputs: dict[TableRef, DeltaHandle], target: DeltaHandle, engine: Engine
+) -> bool:
+    """Whether ``target`` holds every day of the span its inputs need and no other (and the
+    unknown member): a change that moves no fact date into another year rebuilds nothing,
+    where generating the days and their holidays cost more than the diff would find. The
+    same span is the same rows (a full refresh generates them again)."""
+    start, end = table.span({ref: _lazy(h, ref, table) for ref, h in inputs.items()}, engine)
+    held = engine.query(
+        "SELECT min(date) AS lo, max(date) AS hi, count(DISTINCT date) AS days, "
+        "count(*) AS n, sum(CASE WHEN date_key = 0 THEN 1 ELSE 0 END) AS unknown FROM d",
+        {"d": target.relation()},
+    ).to_pylist()[0]
+    days = (end - start).days + 1
+    found = (held["lo"], held["hi"], held["days"], held["n"], held["unknown"])
+    return found == (start, end, days, days + 1, 1)
 
 
 def _touched(

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 
 from medallion.catalog import TableRef, gold_ref, silver_ref
 from medallion.engine import Engine, Relation
 from medallion.gold import facts, features
+from medallion.gold.dates import build_dim_date
 from medallion.gold.dimensions import (
     DIMENSIONS,
     SCD2Dimension,
-    build_date_dimension,
     build_dim_location,
+    date_span,
 )
 from medallion.gold.increment import ByKey
 from medallion.registry import Registry
@@ -104,7 +106,10 @@ class ReferenceDimension(Snapshot):
 
 @dataclass(frozen=True, kw_only=True)
 class DateDimension(Snapshot):
-    """Whole years of days covering every date a fact refers to."""
+    """Whole years of days covering every date a fact refers to: ``span`` gives the first
+    and last day from the inputs, ``builder`` the rows."""
+
+    span: Callable[[Inputs, Engine], tuple[date, date]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,13 +150,17 @@ def dimension(fold: SCD2Dimension) -> Dimension:
     )
 
 
+def _date_span(inputs: Inputs, engine: Engine) -> tuple[date, date]:
+    reviews = [inputs[silver_ref("order_reviews")], inputs[_STREAMED_REVIEWS.ref]]
+    return date_span(
+        inputs[silver_ref("orders")], reviews, inputs[silver_ref("order_items")], engine
+    )
+
+
 def _date(inputs: Inputs, engine: Engine, near: DeltaHandle | None) -> Relation:
     """Generated here (a few thousand days), so returned as Arrow: written, or sent once to
     a Spark server for the diff."""
-    reviews = [inputs[silver_ref("order_reviews")], inputs[_STREAMED_REVIEWS.ref]]
-    return build_date_dimension(
-        inputs[silver_ref("orders")], reviews, inputs[silver_ref("order_items")], engine
-    )
+    return build_dim_date(*_date_span(inputs, engine))
 
 
 def _location(inputs: Inputs, engine: Engine, near: DeltaHandle | None) -> Relation:
@@ -227,6 +236,7 @@ GOLD_TABLES: tuple[GoldTable, ...] = (
         optional_inputs=(_STREAMED_REVIEWS,),  # streamed reviews' dates are fact dates too
         grain=("date_key",),
         builder=_date,
+        span=_date_span,
     ),
     *(dimension(d) for d in DIMENSIONS),
     Fact(
