@@ -58,6 +58,25 @@ def test_config_show_loads_the_settings_only(tmp_path: Path) -> None:
     assert loaded_after("config", "show", "--home", str(tmp_path)) == ["pydantic_settings"]
 
 
+def test_a_run_loads_no_module_only_other_commands_need() -> None:
+    """What ``medallion run`` imports before its first task leaves out the source generator
+    and change batches (the demo's), httpx (the first alert's) and holidays (dim_date's, when
+    it generates days): each costs tens of milliseconds of every start."""
+    code = (
+        "import sys; from medallion import api; from medallion.cli import app; api.run; "
+        "import medallion.pipeline; medallion.pipeline.build_tasks(None, None); "
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    unwanted = {"httpx", "holidays", "medallion.source.generator", "medallion.source.changes"}
+    assert "medallion.api.runs" in loaded and "medallion.gold.layer" in loaded
+    assert loaded & unwanted == set()
+
+
 def medallion(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "medallion", *args],

@@ -9,6 +9,9 @@ thread pool's workers would be joined).
 
 Outcomes name what went wrong by HTTP status or exception *type* only: a webhook URL carries
 its secret token, and the text of an exception may embed the URL.
+
+httpx is imported by the functions that send, on the first alert: importing it costs 0.1 s,
+which every command would otherwise pay at start, alerts configured or not.
 """
 
 from __future__ import annotations
@@ -21,9 +24,8 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import httpx
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -35,6 +37,9 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from medallion import __version__
+
+if TYPE_CHECKING:
+    import httpx
 
 TIMED_OUT: Final = "timed out"
 RETRY_BACKOFF_S: Final = 0.5  # the wait on a 429 without a usable Retry-After
@@ -85,6 +90,8 @@ def from_status(code: int, retry_after_header: str | None = None) -> Outcome:
 
 def from_error(exc: Exception) -> Outcome:
     """The outcome of an exception raised by a request, named by type only."""
+    import httpx
+
     if isinstance(exc, httpx.TimeoutException):  # it may have arrived: a retry would double it
         return Outcome(False, TIMED_OUT)
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError | httpx.InvalidURL):
@@ -164,6 +171,8 @@ def _gave_up(attempts: int, retry_state: RetryCallState) -> Outcome:
 @functools.cache
 def _tls() -> ssl.SSLContext:
     """httpx's default TLS context, loaded once (loading the CA bundle takes tens of ms)."""
+    import httpx
+
     return httpx.create_ssl_context()
 
 
@@ -179,6 +188,8 @@ def post(
     """POST ``body`` as JSON to ``url`` until delivered: network errors, 429 and 5xx are
     retried up to ``retries`` times, never past ``deadline`` (a ``time.monotonic()`` value);
     each attempt's timeouts are ``timeout_s`` or the time left, whichever is shorter."""
+    import httpx
+
     attempts = retries + 1
     retrying = Retrying(
         retry=retry_if_result(lambda outcome: bool(outcome.retry)),

@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING, Any
 from medallion.alerts import Alerter, AlertListener, alert_run_summary
 from medallion.api.exports import export
 from medallion.api.inspect import quarantine_summary, report
-from medallion.api.source import ChangeSpec, change_source, generate_source, init_source, load_csv
-from medallion.api.stream import stream_consume, stream_produce
 from medallion.audit import AuditStore
 from medallion.catalog import SOURCE_TABLES
 from medallion.checks import check_only_tasks, with_checks
@@ -140,6 +138,15 @@ def demo(
     """Everything end to end on the settings' stores: data, full run, change batch, rerun;
     with ``stream``, review events through the bundled broker too (before the rerun, so Gold
     unifies them with the batch reviews)."""
+    # the generator and the change batches: only the demo needs them (60 ms of every start)
+    from medallion.api.source import (
+        ChangeSpec,
+        change_source,
+        generate_source,
+        init_source,
+        load_csv,
+    )
+
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     init_source(settings)
@@ -180,6 +187,7 @@ def demo(
 def _demo_stream(settings: Settings, events: int, seed: int) -> ConsumeResult:
     """Publish ``events`` reviews (2 % defects) to a bundled broker on a free port and
     consume them into the lake; the broker stops afterwards."""
+    from medallion.api.stream import stream_consume, stream_produce
     from medallion.stream.kafka import running_broker
 
     with running_broker() as broker:
