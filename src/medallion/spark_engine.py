@@ -23,7 +23,6 @@ import socket
 import threading
 import uuid
 import warnings
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -36,6 +35,7 @@ import sqlglot
 from sqlglot import exp
 
 from medallion.errors import EngineError
+from medallion.remembered import Remembered
 from medallion.sql import quote
 from medallion.storage import (
     AppendedFiles,
@@ -484,26 +484,20 @@ class Kept:
     schema: pa.Schema
 
 
-_KEPT: OrderedDict[int, tuple[pads.Dataset, Kept]] = OrderedDict()
-_KEPT_LOCK = threading.Lock()
+_KEPT: Remembered[pads.Dataset, Kept] = Remembered(kept=512)
 
 
 def _remember_kept(kept: Kept) -> pads.Dataset:
     """A lazy dataset over the kept files (its schema given: an empty result has none)."""
     paths = [join_uri(kept.home.uri, path) for path, _ in kept.files]
     dataset = pads.dataset(paths, schema=nullable(kept.schema), format="parquet")
-    with _KEPT_LOCK:  # the entry holds the dataset, so its id is not reused while kept
-        _KEPT[id(dataset)] = (dataset, kept)
-        while len(_KEPT) > 512:
-            _KEPT.popitem(last=False)
+    _KEPT.add(dataset, kept)
     return dataset
 
 
 def kept_result(dataset: pads.Dataset | pa.Table) -> Kept | None:
     """What :meth:`SparkEngine.keep` wrote for ``dataset``; None for any other relation."""
-    with _KEPT_LOCK:
-        found = _KEPT.get(id(dataset))
-    return found[1] if found is not None and found[0] is dataset else None
+    return _KEPT.of(dataset)
 
 
 def _read_kept(spark: SparkSession, kept: Kept) -> DataFrame:

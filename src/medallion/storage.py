@@ -11,9 +11,7 @@ import datetime
 import json
 import logging
 import shutil
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
@@ -32,6 +30,7 @@ from deltalake.transaction import AddAction, RemoveAction, create_table_with_add
 
 from medallion.errors import StorageError, one_line
 from medallion.faults import crash_point
+from medallion.remembered import Remembered
 from medallion.settings import Settings, redact_url
 
 log = logging.getLogger(__name__)
@@ -65,30 +64,6 @@ _CHANGE_TYPES = ("insert", "delete", "update_preimage", "update_postimage")
 ADDED = ("insert", "update_postimage")  # change types that bring a row into the table
 _TEXT = (pa.string(), pa.large_string(), pa.string_view())
 
-# the lake table and version of each recent lazy scan, so that an engine running elsewhere (a
-# Spark Connect server) reads the table from the lake instead of through this process
-_SCANS: OrderedDict[int, tuple[pads.Dataset, str, int]] = OrderedDict()
-_SCANS_KEPT = 512
-_SCANS_LOCK = threading.Lock()
-
-
-def _remember_scan(dataset: pads.Dataset, uri: str, version: int) -> None:
-    with _SCANS_LOCK:  # the entry holds the dataset, so its id is not reused while kept
-        _SCANS[id(dataset)] = (dataset, uri, version)
-        while len(_SCANS) > _SCANS_KEPT:
-            _SCANS.popitem(last=False)
-
-
-# the lazy scans made, by table (uri and id), version and kind (strings as views or not)
-_DATASETS: OrderedDict[tuple[str, str, int, bool], pads.Dataset] = OrderedDict()
-_DATASETS_KEPT = 128
-
-
-# the local Parquet files of each recent lazy scan of a table in a folder, which DuckDB reads
-# itself (its own Parquet reader: 3x the speed of a pyarrow dataset scan)
-_LOCAL_FILES: OrderedDict[int, tuple[pads.Dataset, LocalFiles]] = OrderedDict()
-_NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # how delta-rs names a NULL partition value
-
 
 @dataclass(frozen=True)
 class LocalFiles:
@@ -97,36 +72,6 @@ class LocalFiles:
 
     paths: list[str]
     partitioned: bool
-
-
-def _remember_files(
-    dataset: pads.Dataset, uri: str, files: list[str], partitions: list[str]
-) -> None:
-    # a NULL partition value is written as a name no reader types alike: left to pyarrow
-    if is_object_store(uri) or not files or any(_NULL_PARTITION in f for f in files):
-        return
-    folder = local_path(uri).rstrip("/")
-    found = LocalFiles([f"{folder}/{file.lstrip('/')}" for file in files], bool(partitions))
-    with _SCANS_LOCK:
-        _LOCAL_FILES[id(dataset)] = (dataset, found)
-        while len(_LOCAL_FILES) > _SCANS_KEPT:
-            _LOCAL_FILES.popitem(last=False)
-
-
-def local_parquet(dataset: pads.Dataset) -> LocalFiles | None:
-    """The Parquet files (local paths) a lazy scan of a lake table in a folder reads, each
-    whole (:meth:`DeltaHandle.relation`, :meth:`DeltaHandle.appended`); None for any other
-    dataset. A table's files hold its rows as written: delta-rs writes no deletion vectors."""
-    with _SCANS_LOCK:
-        found = _LOCAL_FILES.get(id(dataset))
-    return found[1] if found is not None and found[0] is dataset else None
-
-
-def scan_location(dataset: pads.Dataset) -> tuple[str, int] | None:
-    """The lake table URI and version a lazy scan of :meth:`DeltaHandle.relation` reads."""
-    with _SCANS_LOCK:
-        kept = _SCANS.get(id(dataset))
-    return (kept[1], kept[2]) if kept is not None and kept[0] is dataset else None
 
 
 @dataclass(frozen=True)
@@ -141,14 +86,51 @@ class AppendedFiles:
     partitions: list[str]
 
 
-_APPENDED: OrderedDict[int, tuple[pads.Dataset, AppendedFiles]] = OrderedDict()
+@dataclass(frozen=True)
+class _Scan:
+    """What a lazy scan of a lake table reads: the snapshot (``uri`` at ``version``; None for
+    the files some commits appended, then ``appended``), and its files as local paths, which
+    DuckDB reads itself (its Parquet reader: 3x the speed of a pyarrow dataset scan; None on
+    an object store)."""
+
+    uri: str
+    version: int | None
+    local: LocalFiles | None
+    appended: AppendedFiles | None = None
+
+
+# each recent lazy scan made here, found by the dataset (what the engines are handed) and a
+# snapshot's also by its table (uri and id), version and kind (strings as views or not)
+_SCANS: Remembered[pads.Dataset, _Scan] = Remembered(kept=512)
+_NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # how delta-rs names a NULL partition value
+
+
+def _local_files(uri: str, files: list[str], partitions: list[str]) -> LocalFiles | None:
+    # a NULL partition value is written as a name no reader types alike: left to pyarrow
+    if is_object_store(uri) or not files or any(_NULL_PARTITION in f for f in files):
+        return None
+    folder = local_path(uri).rstrip("/")
+    return LocalFiles([f"{folder}/{file.lstrip('/')}" for file in files], bool(partitions))
+
+
+def local_parquet(dataset: pads.Dataset) -> LocalFiles | None:
+    """The Parquet files (local paths) a lazy scan of a lake table in a folder reads, each
+    whole (:meth:`DeltaHandle.relation`, :meth:`DeltaHandle.appended`); None for any other
+    dataset. A table's files hold its rows as written: delta-rs writes no deletion vectors."""
+    scan = _SCANS.of(dataset)
+    return scan.local if scan is not None else None
+
+
+def scan_location(dataset: pads.Dataset) -> tuple[str, int] | None:
+    """The lake table URI and version a lazy scan of :meth:`DeltaHandle.relation` reads."""
+    scan = _SCANS.of(dataset)
+    return (scan.uri, scan.version) if scan is not None and scan.version is not None else None
 
 
 def appended_files(dataset: pads.Dataset) -> AppendedFiles | None:
     """The files a dataset of :meth:`DeltaHandle.appended` reads; None for any other."""
-    with _SCANS_LOCK:
-        found = _APPENDED.get(id(dataset))
-    return found[1] if found is not None and found[0] is dataset else None
+    scan = _SCANS.of(dataset)
+    return scan.appended if scan is not None else None
 
 
 def _files_dataset(
@@ -401,21 +383,15 @@ class DeltaHandle:
             return None
         metadata = dt.metadata()
         key = (self.uri, str(metadata.id), dt.version(), views)  # its stub says int: a UUID
-        with _SCANS_LOCK:
-            dataset = _DATASETS.get(key)
-            if dataset is not None:
-                _DATASETS.move_to_end(key)
-        if dataset is None:
-            try:
-                dataset = dt.to_pyarrow_dataset(schema=_with_string_views(dt) if views else None)
-            except (DeltaError, OSError, pa.ArrowException) as exc:
-                raise _failure("read", self.uri, exc, self.lake.storage_options) from exc
-            with _SCANS_LOCK:
-                _DATASETS[key] = dataset
-                while len(_DATASETS) > _DATASETS_KEPT:
-                    _DATASETS.popitem(last=False)
-        _remember_scan(dataset, self.uri, dt.version())
-        _remember_files(dataset, self.uri, dataset.files, metadata.partition_columns)
+        found = _SCANS.by_key(key)
+        if found is not None:
+            return found[0]
+        try:
+            dataset = dt.to_pyarrow_dataset(schema=_with_string_views(dt) if views else None)
+        except (DeltaError, OSError, pa.ArrowException) as exc:
+            raise _failure("read", self.uri, exc, self.lake.storage_options) from exc
+        local = _local_files(self.uri, dataset.files, metadata.partition_columns)
+        _SCANS.add(dataset, _Scan(self.uri, dt.version(), local), key)
         return dataset
 
     def appended(self, after_version: int | None, until: int | None = None) -> pads.Dataset | None:
@@ -440,11 +416,9 @@ class DeltaHandle:
         schema = pa.schema(dt.schema().to_arrow())
         partitions = dt.metadata().partition_columns
         dataset = _files_dataset(self._store(), files, schema, partitions)
-        with _SCANS_LOCK:
-            _APPENDED[id(dataset)] = (dataset, AppendedFiles(self.uri, files, schema, partitions))
-            while len(_APPENDED) > _SCANS_KEPT:
-                _APPENDED.popitem(last=False)
-        _remember_files(dataset, self.uri, [path for path, _ in files], partitions)
+        local = _local_files(self.uri, [path for path, _ in files], partitions)
+        appended = AppendedFiles(self.uri, files, schema, partitions)
+        _SCANS.add(dataset, _Scan(self.uri, None, local, appended))
         return dataset
 
     def _added_by(self, version: int) -> list[tuple[str, dict[str, str | None]]] | None:

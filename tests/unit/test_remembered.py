@@ -1,0 +1,37 @@
+"""The bounded identity map the engines learn what a lazy dataset reads from."""
+
+from __future__ import annotations
+
+from medallion.remembered import Remembered
+
+
+class Thing:
+    pass
+
+
+def test_facts_are_found_by_the_object_itself_not_an_equal_one() -> None:
+    known: Remembered[object, str] = Remembered(kept=4)
+    a, b = Thing(), Thing()
+    known.add(a, "a")
+    assert (known.of(a), known.of(b), known.of("a")) == ("a", None, None)
+
+
+def test_the_oldest_entry_is_forgotten_first_and_a_lookup_by_key_keeps_one() -> None:
+    known: Remembered[Thing, int] = Remembered(kept=2)
+    things = [Thing() for _ in range(3)]
+    known.add(things[0], 0, key="k0")
+    known.add(things[1], 1)
+    assert known.by_key("k0") == (things[0], 0)  # now the most recent
+    known.add(things[2], 2)  # forgets things[1], the oldest
+    assert [known.of(t) for t in things] == [0, None, 2]
+    known.add(Thing(), 3)  # forgets things[0], and its key with it
+    assert known.of(things[0]) is None and known.by_key("k0") is None
+
+
+def test_a_key_made_again_finds_the_new_object_after_the_old_one_is_forgotten() -> None:
+    known: Remembered[Thing, str] = Remembered(kept=2)
+    old, new = Thing(), Thing()
+    known.add(old, "old", key="snapshot")
+    known.add(new, "new", key="snapshot")  # two tasks made the same snapshot at once
+    known.add(Thing(), "other")  # forgets ``old``
+    assert known.by_key("snapshot") == (new, "new")
