@@ -213,6 +213,26 @@ def _check_tasks(settings: Settings, run_id: str) -> dict[str, dict[str, Any]]:
         return {r["task"]: r for r in audit.run_logs(run_id=run_id) if r["layer"] == "check"}
 
 
+def test_a_first_run_reconciles_bronze_with_the_source_rows_bronze_read(template: Path) -> None:
+    """In full too (a first run has no recorded state), the source side of the checks is what
+    the Bronze task computed from the rows it read: a check task reads Bronze, not the source
+    again (it read both before: twice the table's rows)."""
+    settings = Settings(home=template, retries=0)
+    with AuditStore(settings.audit_location) as audit:
+        (run_id,) = {r["run_id"] for r in audit.run_logs()}
+        rows = {r["check_name"]: r for r in audit.dq_results(run_id)}
+    tasks = _check_tasks(settings, run_id)
+    with open_source(settings.source_location) as db:
+        for name in ("orders", "order_items", "order_payments", "customers"):
+            keys = rows[f"bronze.{name}.reconcile_with_source"]
+            assert (mode(keys), keys["status"]) == ("full", "pass"), keys
+            assert "the key fingerprints agree" in keys["details"]
+            held = db.row_count(source_table(name))
+            assert held <= tasks[f"check.bronze.{name}"]["rows_read"] < 1.5 * held, name
+    revenue = rows["bronze.order_payments.payment_value_sum_matches_source"]
+    assert (mode(revenue), revenue["status"]) == ("full", "pass"), revenue
+
+
 def test_in_a_run_bronze_is_reconciled_with_the_source_rows_bronze_read(
     settings: Settings,
 ) -> None:
