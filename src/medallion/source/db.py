@@ -359,7 +359,8 @@ class SourceDatabase:
             if self.dialect == "sqlite":
                 if number == 0 and (not data.num_rows or data["_sentinel"][0].as_py() != 0):
                     raise SourceError(f"SQLite returned {table.name}'s rows before its typed row")
-                data = data.filter(pc.equal(data["_sentinel"], 1)).drop_columns(["_sentinel"])
+                # the one typed row is the first: the rest are the rows (no copy to drop it)
+                data = (data.slice(1) if number == 0 else data).drop_columns(["_sentinel"])
             if data.num_rows:
                 yield from self._typed(table, data).to_batches()
 
