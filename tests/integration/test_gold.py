@@ -274,8 +274,8 @@ def test_a_change_rebuilds_only_the_keys_it_touched(tmp_path: Path) -> None:
 
 def test_dim_date_is_generated_again_only_when_its_days_would_differ(tmp_path: Path) -> None:
     """A change within the years dim_date spans generates no day (nor reads the days back to
-    diff them); a dim_date
-    that lost a day gets it back; an order in another year adds that whole year."""
+    diff them); a dim_date that lost a day gets it back; an order in another year adds that
+    whole year."""
     s, orders = _built(tmp_path, "orders", seed=5)
 
     def dim() -> DeltaHandle:
