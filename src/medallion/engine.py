@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from medallion.errors import EngineError, ReadOnlyError
+from medallion.merge_sql import expressible, inserted_sql, matched_sql
 from medallion.runner import at_attempt_end
 from medallion.settings import Settings
 from medallion.sql import quote, quoted_list
@@ -93,9 +94,12 @@ class Engine(Protocol):
         *,
         transactions: Mapping[str, int],
         metadata: Mapping[str, Any],
+        all_new: bool | None = None,
     ) -> MergeResult:
         """MERGE ``source`` (alias ``s``) into ``target`` (alias ``t``) in one commit
-        recording ``transactions``, as :meth:`DeltaHandle.merge` does."""
+        recording ``transactions``, as :meth:`DeltaHandle.merge` does. When no source row
+        matches a stored one (``all_new``: the caller knows; None: the engine finds out) the
+        rows it would insert are appended instead, and no stored row is read again."""
         ...
 
     def append(
@@ -209,8 +213,44 @@ class _InProcess:
         *,
         transactions: Mapping[str, int],
         metadata: Mapping[str, Any],
+        all_new: bool | None = None,
     ) -> MergeResult:
+        schema, stored = target.schema, target.relation()
+        if schema is not None and stored is not None and expressible(schema):
+            tables = {"t": stored, "s": source}
+            if all_new is None:
+                all_new = self.query(matched_sql(plan), tables).num_rows == 0
+            if all_new:
+                return self._append_inserts(
+                    target,
+                    source,
+                    plan,
+                    schema=schema,
+                    transactions=transactions,
+                    metadata=metadata,
+                )
         return target.merge(_rows(source), plan, transactions=transactions, metadata=metadata)
+
+    def _append_inserts(
+        self,
+        target: DeltaHandle,
+        source: Relation,
+        plan: MergePlan,
+        *,
+        schema: pa.Schema,
+        transactions: Mapping[str, int],
+        metadata: Mapping[str, Any],
+    ) -> MergeResult:
+        """The MERGE of ``source`` when none of its rows matches a stored one: what it
+        inserts, appended (a MERGE that changes nothing still commits, as delta-rs' does)."""
+        rows = self.query(inserted_sql(plan, schema), {"s": source})
+        if rows.num_rows == 0:
+            version = target.record(transactions, metadata)
+            return MergeResult(version, rows_in(source), 0, 0, 0, 0, 0)
+        files, _ = target.files()
+        version = target.append(rows, transactions=transactions, expected={}, metadata=metadata)
+        added = target.files()[0] - files
+        return MergeResult(version, rows_in(source), rows.num_rows, 0, 0, added, 0)
 
     def append(
         self,

@@ -13,7 +13,8 @@ of the table it is meant for, and this process commits those files to the Delta 
 transactions and is checked against the table's schema here, so idempotent commits and schema
 enforcement do not depend on the server (Sail ignores Delta's ``txnAppId`` and nulls wrongly
 typed values on append). A MERGE is a copy-on-write the server computes
-(:func:`merged_sql`): the table's new content, committed as an overwrite in one commit.
+(:func:`~medallion.merge_sql.merged_sql`): the table's new content, committed as an overwrite in one
+commit; one that only inserts appends the new rows.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import socket
 import threading
 import uuid
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -35,8 +36,8 @@ import sqlglot
 from sqlglot import exp
 
 from medallion.errors import EngineError
+from medallion.merge_sql import inserted_sql, merge_counts_sql, merged_sql
 from medallion.remembered import Remembered
-from medallion.sql import quote
 from medallion.storage import (
     AppendedFiles,
     DeltaHandle,
@@ -407,10 +408,12 @@ class SparkEngine:
         *,
         transactions: Mapping[str, int],
         metadata: Mapping[str, Any],
+        all_new: bool | None = None,
     ) -> MergeResult:
         """The MERGE as a copy-on-write on the server: the table's new content
         (:func:`merged_sql`) written near it and committed as an overwrite, with the counts
-        delta-rs would report; no change commits only ``transactions``."""
+        delta-rs would report (counted whatever ``all_new`` says); no change commits only
+        ``transactions``, inserts alone are appended."""
         schema = target.schema
         current = target.relation()
         if schema is None or current is None:
@@ -422,6 +425,10 @@ class SparkEngine:
             version = target.record(transactions, metadata)
             return MergeResult(version, counts["source_rows"], 0, 0, 0, 0, 0)
         files, _ = target.files()
+        if counts["updated"] + counts["deleted"] == 0:
+            return self._append_inserts(
+                target, source, plan, counts=counts, transactions=transactions, metadata=metadata
+            )
         merged = self.keep(merged_sql(plan, schema), inputs, near=target)
         kept = kept_result(merged)
         assert kept is not None
@@ -441,6 +448,28 @@ class SparkEngine:
             len(kept.files),
             files,
         )
+
+    def _append_inserts(
+        self,
+        target: DeltaHandle,
+        source: Relation,
+        plan: MergePlan,
+        *,
+        counts: Mapping[str, int],
+        transactions: Mapping[str, int],
+        metadata: Mapping[str, Any],
+    ) -> MergeResult:
+        """A MERGE that only inserts: those rows written near ``target`` and committed as
+        new files, the stored ones left as they are."""
+        assert target.schema is not None
+        rows = self.keep(inserted_sql(plan, target.schema), {"s": source}, near=target)
+        kept = kept_result(rows)
+        assert kept is not None
+        version = self.append(
+            target, rows, transactions=transactions, expected={}, metadata=metadata
+        )
+        inserted = counts["inserted"]
+        return MergeResult(version, counts["source_rows"], inserted, 0, 0, len(kept.files), 0)
 
     def hold(self, relation: Relation, columns: Sequence[str] | None = None) -> Relation:
         """``relation`` as it is: the server reads a lake table from the lake each time."""
@@ -545,105 +574,6 @@ def _arrow_schema(frame: DataFrame) -> pa.Schema:
     from pyspark.sql.pandas.types import to_arrow_schema
 
     return to_arrow_schema(frame.schema, prefers_large_types=False)
-
-
-def merged_sql(plan: MergePlan, schema: pa.Schema) -> str:
-    """The rows of target ``t`` after MERGE ``plan`` of source ``s``, as delta-rs computes
-    them: a matched row is deleted by the first delete condition that holds, else changed by
-    the first update clause whose condition holds (columns it does not assign are kept);
-    a source row matching none is inserted by the first insert clause that holds; every
-    other target row stays as it is. Each column keeps the target's type."""
-    columns = schema.names
-    deleted = _any(plan.matched_deletes)
-    updated = [
-        ", ".join(
-            _cast(_first([(c, u.get(n)) for c, u in plan.matched_updates], f"t.{quote(n)}"), f)
-            + f" AS {quote(n)}"
-            for n, f in zip(columns, schema, strict=True)
-        )
-    ]
-    inserted = ", ".join(
-        _cast(_first([(c, i.get(n, "NULL")) for c, i in plan.not_matched_inserts], "NULL"), f)
-        + f" AS {quote(n)}"
-        for n, f in zip(columns, schema, strict=True)
-    )
-    every = ", ".join(f"t.{quote(n)}" for n in columns)
-    return f"""
-        SELECT {every} FROM t WHERE NOT EXISTS (SELECT 1 FROM s WHERE {plan.predicate})
-        UNION ALL
-        SELECT {updated[0]} FROM t JOIN s ON {plan.predicate} WHERE NOT ({deleted})
-        UNION ALL
-        SELECT {inserted} FROM s
-        WHERE NOT EXISTS (SELECT 1 FROM t WHERE {plan.predicate})
-            AND ({_any(c for c, _ in plan.not_matched_inserts)})
-    """
-
-
-def merge_counts_sql(plan: MergePlan) -> str:
-    """The counts of :func:`merged_sql` as delta-rs' metrics name them."""
-    deleted = _any(plan.matched_deletes)
-    updated = _any(c for c, _ in plan.matched_updates)
-    inserted = _any(c for c, _ in plan.not_matched_inserts)
-    return f"""
-        SELECT
-            (SELECT count(*) FROM s) AS source_rows,
-            (SELECT count(*) FROM t JOIN s ON {plan.predicate} WHERE {deleted}) AS deleted,
-            (SELECT count(*) FROM t JOIN s ON {plan.predicate}
-                WHERE NOT ({deleted}) AND {updated}) AS updated,
-            (SELECT count(*) FROM s WHERE NOT EXISTS (SELECT 1 FROM t WHERE {plan.predicate})
-                AND {inserted}) AS inserted
-    """
-
-
-def _any(conditions: Iterable[str | None]) -> str:
-    """Whether one of ``conditions`` holds (None: always; a NULL one does not); no
-    condition: never."""
-    held = [f"COALESCE(({c}), false)" if c is not None else "true" for c in conditions]
-    return "(" + " OR ".join(held) + ")" if held else "false"
-
-
-def _first(clauses: list[tuple[str | None, str | None]], otherwise: str) -> str:
-    """The value of the first clause whose condition holds (a clause without a value for
-    this column gives ``otherwise``)."""
-    if not clauses:
-        return otherwise
-    whens = " ".join(
-        f"WHEN {'true' if c is None else f'COALESCE(({c}), false)'} THEN {v or otherwise}"
-        for c, v in clauses
-    )
-    return f"CASE {whens} ELSE {otherwise} END"
-
-
-def _cast(expression: str, field: pa.Field) -> str:
-    return f"CAST({expression} AS {_sql_type(field.type)})"
-
-
-def _sql_type(kind: pa.DataType) -> str:
-    """An Arrow type as a DuckDB type name (what the SQL is written in)."""
-    if pa.types.is_decimal(kind):
-        return f"DECIMAL({kind.precision}, {kind.scale})"
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        return f"{_sql_type(kind.value_type)}[]"
-    if pa.types.is_timestamp(kind):
-        return "TIMESTAMPTZ" if kind.tz else "TIMESTAMP"
-    simple = {
-        pa.bool_(): "BOOLEAN",
-        pa.int8(): "TINYINT",
-        pa.int16(): "SMALLINT",
-        pa.int32(): "INTEGER",
-        pa.int64(): "BIGINT",
-        pa.float32(): "FLOAT",
-        pa.float64(): "DOUBLE",
-        pa.date32(): "DATE",
-        pa.string(): "VARCHAR",
-        pa.large_string(): "VARCHAR",
-        pa.string_view(): "VARCHAR",
-        pa.binary(): "BLOB",
-        pa.large_binary(): "BLOB",
-    }
-    if kind in simple:
-        return simple[kind]
-    raise EngineError(f"a MERGE on Spark cannot hold a column of type {kind}")
 
 
 def _args(params: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -1013,12 +1013,18 @@ class MergeResult:
 
 @dataclass(frozen=True)
 class MergePlan:
-    """A MERGE as data: the join predicate and ordered (condition, assignments) clauses."""
+    """A MERGE as data: the key columns a stored row matches a source row by (equal values:
+    a NULL matches nothing) and ordered (condition, assignments) clauses."""
 
-    predicate: str
+    keys: tuple[str, ...]
     matched_updates: tuple[tuple[str | None, Mapping[str, str]], ...] = ()
     not_matched_inserts: tuple[tuple[str | None, Mapping[str, str]], ...] = ()
     matched_deletes: tuple[str | None, ...] = ()  # conditions under which a match is deleted
+
+    @property
+    def predicate(self) -> str:
+        """The join condition, over target ``t`` and source ``s``."""
+        return " AND ".join(f"t.{k} = s.{k}" for k in self.keys)  # plain identifiers
 
 
 def _with_string_views(dt: DeltaTable) -> pa.Schema:

@@ -5,6 +5,7 @@ tests/data/scenarios (run by test_scenarios.py)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -270,6 +271,29 @@ def test_a_change_rebuilds_only_the_keys_it_touched(tmp_path: Path) -> None:
     payments = read(s, "gold", "fact_payment")
     assert "installments" in payments.column_names
     assert payments.num_rows == old.num_rows  # every row, not only the touched order's
+
+
+def test_a_change_of_new_grains_only_is_appended(tmp_path: Path) -> None:
+    """A second payment of an order adds a fact_payment row and changes no stored one: the
+    table is appended to, no file rewritten; the rows are those a full rebuild gives."""
+    s, payments = _built(tmp_path, "order_payments", seed=9)
+    paid = payments.sort_by("order_id").slice(0, 1).to_pylist()[0]
+    later = pc.max(payments["updated_at"]).as_py() + timedelta(hours=1)
+    second = {"payment_sequential": 9, "payment_value": Decimal("12.50"), "updated_at": later}
+    put(s, "order_payments", [paid | second])
+    fact = _last_gold(run_ok(s), "fact_payment")
+    assert (fact["inserted"], fact["updated"], fact["deleted"]) == (1, 0, 0)
+    assert fact["files_rewritten"] == 0
+    commit = Lake(s.lake_location).table("gold", "fact_payment").data_commit()
+    assert commit is not None and commit["operation"] == "WRITE"
+    before = gold(s, "fact_payment").sort_by(
+        [("order_id", "ascending"), ("payment_sequential", "ascending")]
+    )
+    assert api.run(s, ["gold"], full_refresh=True).ok
+    after = gold(s, "fact_payment").sort_by(
+        [("order_id", "ascending"), ("payment_sequential", "ascending")]
+    )
+    assert after.equals(before)
 
 
 def test_dim_date_is_generated_again_only_when_its_days_would_differ(tmp_path: Path) -> None:

@@ -229,6 +229,36 @@ def test_rerun_writes_nothing_and_changes_are_merged(settings: Settings) -> None
     )
 
 
+def test_new_keys_are_appended_and_a_change_to_a_stored_key_is_merged(
+    settings: Settings,
+) -> None:
+    """A batch whose keys Silver does not hold is appended (a MERGE would read every stored
+    row to find no match); one that changes a stored key is a MERGE. Either way the rows are
+    those of a full rebuild."""
+    load(settings, "olist_customers_dataset", [customer(C1)])
+    load(settings, "olist_orders_dataset", [order(O1, C1)])
+    run(settings)
+    uri = f"{settings.lake_location}/silver/orders"
+    t1 = T0 + timedelta(days=1)
+    load(settings, "olist_orders_dataset", [order(O2, C1, at=t1), order(O3, C1, at=t1)])
+    report = run(settings)
+    written = {o.task.name: o.result for o in report.outcomes}["silver.orders"]
+    assert written.rows_written == 2 and written.metrics["files_rewritten"] == 0
+    assert DeltaTable(uri).history(1)[0]["operation"] == "WRITE"
+    t2 = t1 + timedelta(days=1)
+    load(settings, "olist_orders_dataset", [order(O1, C1, status="canceled", at=t2)])
+    load(settings, "olist_orders_dataset", [order(O4, C1, at=t2)])
+    report = run(settings)
+    written = {o.task.name: o.result for o in report.outcomes}["silver.orders"]
+    assert written.rows_written == 2 and written.metrics["files_rewritten"] >= 1
+    assert DeltaTable(uri).history(1)[0]["operation"] == "MERGE"
+    held = silver(settings, "orders", ["order_id", "order_status", "updated_at"])
+    assert held == [(O1, "canceled", t2), (O2, "delivered", t1), (O3, "delivered", t1),
+                    (O4, "delivered", t2)]  # fmt: skip
+    run(settings, full_refresh=True)
+    assert silver(settings, "orders", ["order_id", "order_status", "updated_at"]) == held
+
+
 def append_bronze(settings: Settings, name: str, rows: list[dict], op: str = "upsert") -> None:
     """Write rows straight into Bronze, as a late or replayed extraction would."""
     table = source_table(name)

@@ -136,7 +136,7 @@ KEYED = pa.table(
     }
 )
 PLAN = MergePlan(
-    predicate="t.k = s.k",
+    keys=("k",),
     matched_deletes=("s.gone",),
     matched_updates=(("NOT s.gone", {c: f"s.{c}" for c in KEYED.column_names}),),
     not_matched_inserts=(("NOT s.gone", {c: f"s.{c}" for c in KEYED.column_names}),),
@@ -188,6 +188,43 @@ def test_kept_results_are_committed_and_merged_on_the_server_as_duckdb_does(
     assert table.value_range("day") == (date(2018, 1, 1), date(2018, 1, 3))
     commit = table.data_commit()
     assert commit is not None and commit["step"] == "n"  # our metadata, in the same commit
+
+
+def test_a_merge_of_new_keys_only_appends_them_on_the_server_as_duckdb_does(
+    engine: SparkEngine, tmp_path: Path
+) -> None:
+    """No source key is stored: the rows the MERGE inserts are appended (no stored file is
+    rewritten), counted as delta-rs counts them, in a commit recording the transaction whose
+    change feed holds just those rows."""
+    fresh = KEYED.set_column(0, "k", pa.array([7, 8, 9], pa.int64()))
+    fresh = fresh.append_column("gone", pa.array([False, True, False]))  # 8: not inserted
+    seen = {}
+    for name, merging in (("spark", engine), ("duck", DuckDBEngine())):
+        lake = Lake(str(tmp_path / name))
+        engine.staging = lake
+        table = lake.table("gold", "t")
+        before = merging.overwrite(table, KEYED, transactions={"app": 1}, metadata={}, **CDF_ON)
+        merged = merging.merge(table, fresh, PLAN, transactions={"app": 2}, metadata={})
+        stored, commit = table.read(), table.data_commit()
+        changes, _ = table.changes(before, with_change_type=True)
+        assert stored is not None and commit is not None and changes is not None
+        seen[name] = (
+            (merged.source_rows, merged.inserted, merged.updated, merged.deleted),
+            merged.files_removed,
+            stored.sort_by("k")["k"].to_pylist(),
+            commit["operation"],
+            table.app_version("app"),
+            sorted(zip(changes["k"].to_pylist(), changes["_change_type"].to_pylist(), strict=True)),
+        )
+    assert seen["spark"] == seen["duck"]
+    assert seen["duck"] == (
+        (3, 2, 0, 0),
+        0,
+        [1, 2, 3, 7, 9],
+        "WRITE",
+        2,
+        [(7, "insert"), (9, "insert")],
+    )
 
 
 def test_an_empty_result_is_kept_with_its_shape_and_commits_an_empty_table(

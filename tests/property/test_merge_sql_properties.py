@@ -1,7 +1,8 @@
-"""The Spark engine's MERGE (a copy-on-write: the table's new content computed by
-``merged_sql``) gives what delta-rs' MERGE gives, row for row and count for count, for random
+"""A MERGE gives what delta-rs' MERGE gives, row for row and count for count, for random
 tables, change sets and the plans the pipeline uses (Silver's upsert with tombstones, Gold's
-diff); the SQL is run here on DuckDB, the same text Spark runs after transpiling."""
+diff): the Spark engine's copy-on-write (the table's new content computed by ``merged_sql``,
+run here on DuckDB, the same text Spark runs after transpiling), and the in-process engine's,
+which appends the inserts when no source key is stored."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medallion.engine import DuckDBEngine
-from medallion.spark_engine import merge_counts_sql, merged_sql
+from medallion.merge_sql import merge_counts_sql, merged_sql
 from medallion.storage import Lake, MergePlan
 
 SCHEMA = pa.schema([("k", pa.int64()), ("v", pa.string()), ("ts", pa.int32())])
@@ -23,7 +24,7 @@ NEWER = "(s.ts > t.ts OR (s.ts = t.ts AND s.flag AND NOT t.flag))"
 PLANS = {
     # Silver: newer rows win, a tombstone only flips the flag, an insert never a tombstone
     "upsert": MergePlan(
-        predicate="t.k = s.k",
+        keys=("k",),
         matched_updates=(
             (f"{NEWER} AND s.gone", {"ts": "s.ts", "flag": "true"}),
             (f"{NEWER} AND NOT s.gone", {"k": "s.k", "v": "s.v", "ts": "s.ts", "flag": "s.flag"}),
@@ -34,7 +35,7 @@ PLANS = {
     ),
     # Gold: a diff of the new rows against the stored ones, deletes flagged
     "diff": MergePlan(
-        predicate="t.k = s.k",
+        keys=("k",),
         matched_deletes=("s.gone",),
         matched_updates=(("NOT s.gone", {"k": "s.k", "v": "s.v", "ts": "s.ts", "flag": "s.flag"}),),
         not_matched_inserts=(
@@ -43,7 +44,7 @@ PLANS = {
     ),
     # unconditional clauses, a NULL condition (v NULL) and a column no clause assigns
     "bare": MergePlan(
-        predicate="t.k = s.k",
+        keys=("k",),
         matched_deletes=("s.v = 'x'",),
         matched_updates=((None, {"ts": "s.ts"}),),
         not_matched_inserts=((None, {"k": "s.k", "v": "s.v"}),),
@@ -110,3 +111,35 @@ def _delta_rs_merge(
             "inserted": result.inserted,
         }
         return _sorted(stored.cast(TARGET)), counts
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    plan=st.sampled_from(sorted(PLANS)),
+    target=rows(TARGET),
+    source=rows(SOURCE),
+    new_keys=st.booleans(),
+)
+def test_the_in_process_merge_gives_what_delta_rs_merge_gives(
+    plan: str, target: pa.Table, source: pa.Table, new_keys: bool
+) -> None:
+    """DuckDB's MERGE (delta-rs', or an append of the inserts when no source key is stored)
+    leaves the rows and reports the counts delta-rs' MERGE does, and records the transaction;
+    a source of new keys only rewrites no file."""
+    merge = PLANS[plan]
+    if new_keys:  # keys the target cannot hold
+        source = source.set_column(0, "k", pa.compute.add(source["k"], 100))
+    expected_rows, expected_counts = _delta_rs_merge(target, source, merge)
+    with TemporaryDirectory() as folder:
+        handle = Lake(str(Path(folder))).table("t", "x")
+        handle.overwrite(target, transactions={}, metadata={})
+        result = DuckDBEngine().merge(handle, source, merge, transactions={"a": 1}, metadata={})
+        stored = handle.read()
+        assert stored is not None and _sorted(stored.cast(TARGET)) == expected_rows
+        counts = {k: getattr(result, k) for k in expected_counts}
+        assert counts == expected_counts
+        assert handle.app_version("a") == 1 and handle.version == result.version
+        if new_keys:  # an append (an empty one when nothing is inserted), not a MERGE
+            assert result.files_removed == 0
+            commit = handle.data_commit()
+            assert commit is not None and commit["operation"] == "WRITE"

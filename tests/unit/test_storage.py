@@ -194,7 +194,7 @@ def test_a_merge_keeps_the_files_small_and_rewrites_only_those_it_touches(
     table.overwrite(rows, transactions={}, metadata={}, configuration=CDF)
     files, _ = table.files()
     assert files >= 2
-    plan = MergePlan("t.k = s.k", matched_updates=((None, {"v": "s.v"}),))
+    plan = MergePlan(("k",), matched_updates=((None, {"v": "s.v"}),))
     last = pa.table({"k": [keys[-1]], "v": ["x"]})
     result = table.merge(last, plan, transactions={}, metadata={})
     assert (result.updated, result.files_removed) == (1, 1)

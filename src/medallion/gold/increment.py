@@ -209,7 +209,10 @@ def _write_diff(
     if changed == 0:
         return Written(target.record(transactions, metadata))
     plan = _merge_plan(grain, data.schema.names)
-    result = engine.merge(target, diff, plan, transactions=transactions, metadata=metadata)
+    all_new = counts["updated"] == counts["deleted"] == 0  # new grains only: appended
+    result = engine.merge(
+        target, diff, plan, transactions=transactions, metadata=metadata, all_new=all_new
+    )
     return Written(
         result.version, result.inserted, result.updated, result.deleted, result.files_removed
     )
@@ -287,7 +290,7 @@ def _same(grain: tuple[str, ...], a: str, b: str) -> str:
 def _merge_plan(grain: tuple[str, ...], columns: list[str]) -> MergePlan:
     every = {c: f"s.{c}" for c in columns}  # Gold columns are plain identifiers
     return MergePlan(
-        predicate=" AND ".join(f"t.{k} = s.{k}" for k in grain),
+        keys=grain,
         matched_deletes=(f"s.{GONE}",),
         matched_updates=((f"NOT s.{GONE}", every),),
         not_matched_inserts=((f"NOT s.{GONE}", every),),

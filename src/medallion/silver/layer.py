@@ -375,7 +375,8 @@ def _relabel(
     )
     meta = {"run_id": ctx.run_id, "step": LAYER, "table": spec.name, "lookup_version": version}
     plan = _relabel_plan(spec)
-    engine.merge(t.target, changed, plan, transactions={lookup_id(spec): version}, metadata=meta)
+    transactions = {lookup_id(spec): version}
+    engine.merge(t.target, changed, plan, transactions=transactions, metadata=meta, all_new=False)
     relabelled = rows_in(changed)
     engine.discard(changed)
     return relabelled
@@ -446,7 +447,6 @@ def _keys(lake: Lake, table: str, key: tuple[str, ...]) -> Relation:
 def _merge_plan(spec: SilverTable) -> MergePlan:
     """Newer rows win; on equal times a delete wins; a tombstone only flips the flags."""
     cols = silver_columns(spec)
-    match = " AND ".join(f"t.{k} = s.{k}" for k in spec.key)
     newer = (
         "(s.updated_at > t.updated_at OR (s.updated_at = t.updated_at AND s.is_deleted "
         "AND NOT t.is_deleted))"
@@ -456,7 +456,7 @@ def _merge_plan(spec: SilverTable) -> MergePlan:
     }
     everything = {c: f"s.{c}" for c in cols}
     return MergePlan(
-        predicate=match,
+        keys=spec.key,
         matched_updates=(
             (f"{newer} AND s.{TOMBSTONE}", flags),
             (f"{newer} AND NOT s.{TOMBSTONE}", everything),
@@ -471,7 +471,7 @@ def _relabel_plan(spec: SilverTable) -> MergePlan:
     looked_up = [c.name for c in spec.lookup.columns]
     differs = " OR ".join(f"(t.{c} IS DISTINCT FROM s.{c})" for c in looked_up)
     return MergePlan(
-        predicate=" AND ".join(f"t.{k} = s.{k}" for k in spec.key),
+        keys=spec.key,
         matched_updates=((differs, {c: f"s.{c}" for c in [*looked_up, "_run_id"]}),),
     )
 

@@ -117,7 +117,7 @@ def _merge_plan(columns: list[str]) -> MergePlan:
         "s.event_time > t.event_time OR (s.event_time = t.event_time AND s.event_id > t.event_id)"
     )
     return MergePlan(
-        "t.review_id = s.review_id AND t.order_id = s.order_id",
+        ("review_id", "order_id"),
         ((newer, everything),),
         ((None, everything),),
     )
