@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Iterator, Mapping
@@ -103,6 +104,36 @@ class _Scan:
 # snapshot's also by its table (uri and id), version and kind (strings as views or not)
 _SCANS: Remembered[pads.Dataset, _Scan] = Remembered(kept=512)
 _NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # how delta-rs names a NULL partition value
+
+
+@dataclass(frozen=True)
+class _Latest:
+    """A local table opened at its latest version, and that version's commit file as it was
+    (inode, size, modification time): a table dropped and made again has another file."""
+
+    version: int
+    commit: tuple[int, int, int]
+
+
+# the latest snapshot of each local table opened here, shared by the handles that read it
+# until a commit follows (a run opens a table about five times: 2-5 ms each, a stat 5 us)
+_OPENED: Remembered[DeltaTable, _Latest] = Remembered(kept=128)
+
+
+def _commit_stamp(uri: str, version: int) -> tuple[int, int, int] | None:
+    """The commit file of ``version`` of a local table (None: there is none)."""
+    path = os.path.join(local_path(uri), "_delta_log", f"{version:020d}.json")
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_ino, found.st_size, found.st_mtime_ns
+
+
+def _still_latest(uri: str, latest: _Latest) -> bool:
+    """Whether no commit followed ``latest`` (its commit file unchanged, no next one)."""
+    stamp = _commit_stamp(uri, latest.version)
+    return stamp == latest.commit and _commit_stamp(uri, latest.version + 1) is None
 
 
 def _local_files(uri: str, files: list[str], partitions: list[str]) -> LocalFiles | None:
@@ -226,15 +257,28 @@ class Lake:
         return DeltaHandle(self, layer, table)
 
     def open(self, layer: str, table: str, version: int | None = None) -> DeltaTable | None:
-        """The Delta table (at ``version``, else the latest), or None when never written."""
+        """The Delta table (at ``version``, else the latest), or None when never written.
+
+        The latest snapshot of a table in a folder is opened once and shared until a commit
+        follows it (its next commit file is looked for): readers only read it, and a handle
+        commits through an object of its own (:meth:`DeltaHandle._own`)."""
         uri = self.table_uri(layer, table)
+        shared = version is None and not is_object_store(uri)
+        if shared:
+            found = _OPENED.by_key(uri)
+            if found is not None and _still_latest(uri, found[1]):
+                return found[0]
         options = dict(self.storage_options) if self.storage_options else None
         try:
-            return DeltaTable(uri, version=version, storage_options=options)
+            dt = DeltaTable(uri, version=version, storage_options=options)
         except TableNotFoundError:
             return None
         except (DeltaError, OSError) as exc:
             raise _failure("open", uri, exc, self.storage_options) from exc
+        stamp = _commit_stamp(uri, dt.version()) if shared else None
+        if stamp is not None:
+            _OPENED.add(dt, _Latest(dt.version(), stamp), uri)
+        return dt
 
     # -- one-shot conveniences ---------------------------------------------------------------
     def version(self, layer: str, table: str) -> int | None:
@@ -701,7 +745,7 @@ class DeltaHandle:
         held = self._dt.metadata().configuration
         missing = {k: v for k, v in configuration.items() if held.get(k) != v}
         if missing:
-            self._dt.alter.set_table_properties(missing)
+            self._own("configure").alter.set_table_properties(missing)
 
     def files_under(self, folder: str) -> list[tuple[str, int]]:
         """The Parquet files under ``folder`` (relative to the table's root) and their sizes:
@@ -778,7 +822,7 @@ class DeltaHandle:
                 )
             else:
                 changes: list[AddAction | RemoveAction] = [*actions]
-                self._dt.create_write_transaction(
+                self._own("commit files to").create_write_transaction(
                     changes, mode=mode, schema=delta_schema, commit_properties=props
                 )
         except (DeltaError, OSError, pa.ArrowException) as exc:
@@ -800,9 +844,7 @@ class DeltaHandle:
         A MERGE that changes no row still commits (an empty one), so that ``transactions``
         always record the progress.
         """
-        dt = self._dt
-        if dt is None:
-            raise StorageError(f"cannot merge into {self.uri}: no such table")
+        dt = self._own("merge into")
         before = dt.version()
         merger = dt.merge(
             source,
@@ -879,7 +921,7 @@ class DeltaHandle:
     def compact(self, z_order: list[str] | None, metadata: Mapping[str, Any]) -> dict[str, Any]:
         """Rewrite the small files into large ones (ordered by ``z_order`` when given) in one
         commit that changes no row (``dataChange`` false: change-data-feed readers skip it)."""
-        dt = self._require("compact")
+        dt = self._own("compact")
         props = _commit_props({}, metadata)
         try:
             if z_order:
@@ -896,7 +938,7 @@ class DeltaHandle:
         commit took (a result an engine wrote for a run that crashed before committing it)
         older than that; how many. The caller guards short retentions (time travel and
         lagging readers need the files)."""
-        dt = self._require("vacuum")
+        dt = self._own("vacuum")
         try:
             deleted = dt.vacuum(
                 retention_hours=int(retention_hours),
@@ -913,16 +955,22 @@ class DeltaHandle:
     def checkpoint(self) -> None:
         """Write a checkpoint of the current version (app transactions included) and delete
         the log entries older than the table's log retention that it makes unnecessary."""
-        dt = self._require("checkpoint")
+        dt = self._own("checkpoint")
         try:
             dt.create_checkpoint()
             dt.cleanup_metadata()
         except (DeltaError, OSError) as exc:
             raise _failure("checkpoint", self.uri, exc, self.lake.storage_options) from exc
 
-    def _require(self, action: str) -> DeltaTable:
+    def _own(self, action: str) -> DeltaTable:
+        """This snapshot as an object no other handle holds, to commit through: delta-rs moves
+        the object a commit goes through to the new version, and :meth:`Lake.open` shares a
+        table's latest snapshot among the handles reading it."""
         if self._dt is None:
             raise StorageError(f"cannot {action} {self.uri}: no such table")
+        if _OPENED.of(self._dt) is not None:  # shared: the same version, opened anew
+            self._dt = self.lake.open(self.layer, self.name, self._dt.version())
+            assert self._dt is not None
         return self._dt
 
     def record(self, transactions: Mapping[str, int], metadata: Mapping[str, Any]) -> int:

@@ -334,3 +334,43 @@ def test_a_snapshots_scan_is_made_once_and_a_table_made_anew_reads_its_own_rows(
     scan = made_anew.relation()
     assert scan is not None and scan is not first
     assert scan.to_table()["k"].to_pylist() == [1]
+
+
+def test_handles_share_a_snapshot_until_a_commit_follows_and_commit_through_their_own(
+    tmp_path: Path,
+) -> None:
+    """Two handles of a local table opened with no commit between hold one snapshot object;
+    a MERGE, a table property and an append through one of them leave the other where it
+    was (delta-rs moves the object a commit goes through), and a handle opened after a
+    commit sees it."""
+    from medallion.storage import MergePlan
+
+    lake = Lake(str(tmp_path / "lake"))
+    lake.table("gold", "t").overwrite(pa.table({"k": [1, 2]}), transactions={}, metadata={})
+    writer, reader = lake.table("gold", "t"), lake.table("gold", "t")
+    assert writer._dt is reader._dt and writer.version == 0
+    plan = MergePlan(("k",), not_matched_inserts=((None, {"k": "s.k"}),))
+    merged = writer.merge(pa.table({"k": [3]}), plan, transactions={"a": 1}, metadata={})
+    assert (merged.version, writer.version, reader.version) == (1, 1, 0)
+    assert reader.read() == pa.table({"k": [1, 2]})
+    later = lake.table("gold", "t")
+    assert later.version == 1 and later.app_version("a") == 1
+    assert later._dt is lake.table("gold", "t")._dt
+    later.append(pa.table({"k": [4]}), transactions={}, expected={}, metadata={}, configuration=CDF)
+    assert later.version == 3 and lake.table("gold", "t").version == 3  # a property, the rows
+    assert (writer.version, reader.version) == (1, 0)
+    assert sorted(lake.table("gold", "t").read()["k"].to_pylist()) == [1, 2, 3, 4]
+
+
+def test_a_table_made_again_at_its_place_is_not_taken_for_the_one_opened_before(
+    tmp_path: Path,
+) -> None:
+    lake = Lake(str(tmp_path / "lake"))
+    lake.table("_scratch", "t").overwrite(pa.table({"k": [1]}), transactions={}, metadata={})
+    first = lake.table("_scratch", "t")
+    assert first.read() == pa.table({"k": [1]})
+    first.drop()
+    assert not lake.table("_scratch", "t").exists
+    lake.table("_scratch", "t").overwrite(pa.table({"k": [7]}), transactions={}, metadata={})
+    again = lake.table("_scratch", "t")
+    assert again.version == 0 and again.read() == pa.table({"k": [7]})
