@@ -36,7 +36,7 @@ import sqlglot
 from sqlglot import exp
 
 from medallion.errors import EngineError
-from medallion.merge_sql import inserted_sql, merge_counts_sql, merged_sql
+from medallion.merge_sql import expressible, inserted_sql, merge_counts_sql, merged_sql
 from medallion.remembered import Remembered
 from medallion.storage import (
     AppendedFiles,
@@ -425,7 +425,7 @@ class SparkEngine:
             version = target.record(transactions, metadata)
             return MergeResult(version, counts["source_rows"], 0, 0, 0, 0, 0)
         files, _ = target.files()
-        if counts["updated"] + counts["deleted"] == 0:
+        if counts["updated"] + counts["deleted"] == 0 and expressible(schema):
             return self._append_inserts(
                 target, source, plan, counts=counts, transactions=transactions, metadata=metadata
             )
