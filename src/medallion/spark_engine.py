@@ -424,11 +424,11 @@ class SparkEngine:
         if counts["inserted"] + counts["updated"] + counts["deleted"] == 0:
             version = target.record(transactions, metadata)
             return MergeResult(version, counts["source_rows"], 0, 0, 0, 0, 0)
-        files, _ = target.files()
         if counts["updated"] + counts["deleted"] == 0 and expressible(schema):
             return self._append_inserts(
                 target, source, plan, counts=counts, transactions=transactions, metadata=metadata
             )
+        files, _ = target.files()
         merged = self.keep(merged_sql(plan, schema), inputs, near=target)
         kept = kept_result(merged)
         assert kept is not None

@@ -310,6 +310,8 @@ class DeltaHandle:
         self.lake, self.layer, self.name = lake, layer, name
         self.uri = lake.table_uri(layer, name)
         self._dt = lake.open(layer, name)
+        # whether no other handle can hold ``_dt`` (only a folder's tables are shared)
+        self._owned = is_object_store(self.uri)
 
     @property
     def exists(self) -> bool:
@@ -733,7 +735,7 @@ class DeltaHandle:
             )
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("write", self.uri, exc, self.lake.storage_options) from exc
-        self._dt = self.lake.open(self.layer, self.name)  # the handle moves to what it wrote
+        self._move_to_latest()  # the handle moves to what it wrote
         assert self._dt is not None
         return self._dt.version()
 
@@ -827,7 +829,7 @@ class DeltaHandle:
                 )
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("commit files to", self.uri, exc, self.lake.storage_options) from exc
-        self._dt = self.lake.open(self.layer, self.name)
+        self._move_to_latest()
         assert self._dt is not None
         return self._dt.version()
 
@@ -930,7 +932,7 @@ class DeltaHandle:
                 metrics = dt.optimize.compact(commit_properties=props)
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("compact", self.uri, exc, self.lake.storage_options) from exc
-        self._dt = self.lake.open(self.layer, self.name)
+        self._move_to_latest()
         return dict(metrics)
 
     def vacuum(self, retention_hours: float, metadata: Mapping[str, Any]) -> int:
@@ -949,7 +951,7 @@ class DeltaHandle:
             )
         except (DeltaError, OSError) as exc:
             raise _failure("vacuum", self.uri, exc, self.lake.storage_options) from exc
-        self._dt = self.lake.open(self.layer, self.name)
+        self._move_to_latest()
         return len(deleted)
 
     def checkpoint(self) -> None:
@@ -968,10 +970,15 @@ class DeltaHandle:
         table's latest snapshot among the handles reading it."""
         if self._dt is None:
             raise StorageError(f"cannot {action} {self.uri}: no such table")
-        if _OPENED.of(self._dt) is not None:  # shared: the same version, opened anew
+        if not self._owned:  # the same version, opened anew: an object of this handle's
             self._dt = self.lake.open(self.layer, self.name, self._dt.version())
             assert self._dt is not None
+            self._owned = True
         return self._dt
+
+    def _move_to_latest(self) -> None:
+        self._dt = self.lake.open(self.layer, self.name)
+        self._owned = is_object_store(self.uri)
 
     def record(self, transactions: Mapping[str, int], metadata: Mapping[str, Any]) -> int:
         """Commit ``transactions`` with no data change (an empty append): progress recorded
