@@ -215,11 +215,15 @@ class _InProcess:
         metadata: Mapping[str, Any],
         all_new: bool | None = None,
     ) -> MergeResult:
-        schema, stored = target.schema, target.relation()
-        if schema is not None and stored is not None and expressible(schema):
-            tables = {"t": stored, "s": source}
+        schema = target.schema
+        if all_new is not False and schema is not None and expressible(schema):
             if all_new is None:
-                all_new = self.query(matched_sql(plan), tables).num_rows == 0
+                stored = target.relation()
+                matched = (
+                    stored is None
+                    or self.query(matched_sql(plan), {"t": stored, "s": source}).num_rows
+                )
+                all_new = not matched
             if all_new:
                 return self._append_inserts(
                     target,

@@ -1,8 +1,9 @@
 """A MERGE plan (:class:`~medallion.storage.MergePlan`) as SQL in DuckDB's dialect, over
 target ``t`` and source ``s``: what the table holds after it, what it counts, and the rows it
-inserts. The Spark engine runs a MERGE as these queries; every engine asks whether a source
-row matches a stored one at all (a MERGE of new keys only is an append: delta-rs would join
-every stored row to find nothing to rewrite)."""
+inserts. The Spark engine runs a MERGE as these queries; a MERGE of new keys only is an
+append of :func:`inserted_sql` on every engine (delta-rs would join every stored row to find
+nothing to rewrite), which the in-process engine finds out with :func:`matched_sql` and the
+Spark engine from its counts."""
 
 from __future__ import annotations
 

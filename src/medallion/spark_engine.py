@@ -426,7 +426,13 @@ class SparkEngine:
             return MergeResult(version, counts["source_rows"], 0, 0, 0, 0, 0)
         if counts["updated"] + counts["deleted"] == 0 and expressible(schema):
             return self._append_inserts(
-                target, source, plan, counts=counts, transactions=transactions, metadata=metadata
+                target,
+                source,
+                plan,
+                schema=schema,
+                counts=counts,
+                transactions=transactions,
+                metadata=metadata,
             )
         files, _ = target.files()
         merged = self.keep(merged_sql(plan, schema), inputs, near=target)
@@ -455,14 +461,14 @@ class SparkEngine:
         source: Relation,
         plan: MergePlan,
         *,
+        schema: pa.Schema,
         counts: Mapping[str, int],
         transactions: Mapping[str, int],
         metadata: Mapping[str, Any],
     ) -> MergeResult:
         """A MERGE that only inserts: those rows written near ``target`` and committed as
         new files, the stored ones left as they are."""
-        assert target.schema is not None
-        rows = self.keep(inserted_sql(plan, target.schema), {"s": source}, near=target)
+        rows = self.keep(inserted_sql(plan, schema), {"s": source}, near=target)
         kept = kept_result(rows)
         assert kept is not None
         version = self.append(
