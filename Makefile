@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev,kafka,s3,export,airflow,spark]"
+	$(BIN)/python -m compileall -q src  # pip compiles what it installs, not an editable source
 	touch $(STAMP)
 
 demo: $(STAMP)  ## generate scale-$(SCALE) data and run the whole pipeline on embedded defaults

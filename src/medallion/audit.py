@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -174,6 +175,12 @@ def _shared_engine(target: str) -> sa.Engine:
         return engine
 
 
+# engines of SQLite files whose tables this process made or found: a run opens a store per
+# task, and asking for each table costs 2 ms (a file replaced since has an engine of its own;
+# a server is asked every time, which is also how an unreachable one fails at once)
+_TABLES_MADE: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+
+
 def _new_engine(target: str) -> sa.Engine:
     # SQLite: wait for a concurrent writer (another task, `source change`) instead of failing
     # at once with "database is locked"
@@ -240,10 +247,14 @@ class AuditStore:
         return self
 
     def _create_tables(self) -> None:
+        if self.engine in _TABLES_MADE:
+            return
         with self.engine.begin() as conn:
             if self.metadata.schema:
                 conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.metadata.schema}"'))
             self.metadata.create_all(conn)
+        if self.engine.dialect.name == "sqlite":
+            _TABLES_MADE.add(self.engine)
 
     def close(self) -> None:
         """Nothing to release: the engine and its pooled connections serve the next store

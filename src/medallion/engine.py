@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as pads
 
 from medallion.errors import EngineError, ReadOnlyError
 from medallion.merge_sql import expressible, inserted_sql, matched_sql
@@ -36,6 +35,8 @@ from medallion.storage import (
 )
 
 if TYPE_CHECKING:
+    import pyarrow.dataset as pads
+
     from medallion.spark_engine import SparkEngine
 
 # of the process's DuckDB database, shared by the tasks side by side (beyond the limit
@@ -345,7 +346,7 @@ class _Session(_InProcess):
         registered: list[str] = []
         try:
             for name, relation in (tables or {}).items():
-                files = local_parquet(relation) if isinstance(relation, pads.Dataset) else None
+                files = local_parquet(relation)  # None but for a lake scan
                 if files is not None:
                     if self._views.get(name) is not relation:
                         view = f"CREATE OR REPLACE TEMP VIEW {quote(name)} AS "

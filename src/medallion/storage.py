@@ -15,12 +15,11 @@ import shutil
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
@@ -33,6 +32,9 @@ from medallion.errors import StorageError, one_line
 from medallion.faults import crash_point
 from medallion.remembered import Remembered
 from medallion.settings import Settings, redact_url
+
+if TYPE_CHECKING:  # imported where a dataset is made: it imports pandas (0.2 s)
+    import pyarrow.dataset as pads
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +174,8 @@ def _files_dataset(
 ) -> pads.Dataset:
     """A dataset over Parquet ``files`` of a table, each file's partition columns filled in
     from its partition values."""
+    import pyarrow.dataset as pads
+
     expressions = []
     for _, values in files:
         condition = pc.scalar(True)
@@ -916,7 +920,10 @@ class DeltaHandle:
         """The files of this snapshot, one row each, with their statistics (from the log)."""
         assert self._dt is not None
         try:
-            return pa.table(self._dt.get_add_actions(flatten=True))
+            # not pa.table(): it asks pandas whether this is a frame (importing it: 0.2 s)
+            return pa.RecordBatchReader.from_stream(
+                self._dt.get_add_actions(flatten=True)
+            ).read_all()
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("read the log of", self.uri, exc, self.lake.storage_options) from exc
 

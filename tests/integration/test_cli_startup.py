@@ -103,3 +103,31 @@ def test_the_cli_leaves_with_each_command_s_exit_code_and_all_its_output(tmp_pat
     ran = medallion("source", "init", home=tmp_path)
     assert ran.returncode == 0, ran.stderr
     assert (tmp_path / "source.db").exists()
+
+
+_READERS = ("pandas", "pyarrow.dataset", "adbc_driver_manager.dbapi")
+
+
+def test_a_run_that_finds_no_change_loads_no_dataset_reader_nor_the_source_driver(
+    tmp_path: Path,
+) -> None:
+    """``pyarrow.dataset`` imports pandas, and so does the ADBC driver's DB-API module (0.2 s
+    of a run that changed nothing, a fifth of it): a run whose source reports no write reads
+    no table (Bronze stands, Silver finds no Bronze commit and nothing quarantined to retry,
+    the report's quarantine summary is the one kept), so it loads none of them."""
+    home = str(tmp_path)
+    setup = (
+        "from medallion import api; from medallion.settings import Settings; "
+        f"s = Settings(home={home!r}); api.generate_source(s, scale=0.005, seed=4); api.run(s)"
+    )
+    subprocess.run([sys.executable, "-c", setup], capture_output=True, text=True, check=True)
+    probe = (
+        "import sys; from medallion import api; from medallion.settings import Settings; "
+        f"report = api.run(Settings(home={home!r})); assert report.ok; "
+        f"print(sorted({set(_READERS)!r} & set(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +28,31 @@ def audit_log(
         return audit.run_logs(last=last, run_id=run_id)
 
 
-def quarantine_summary(settings: Settings, tables: list[str] | None = None) -> list[dict[str, Any]]:
-    """Quarantined rows per table and rule, with one example reason."""
+def quarantine_summary(
+    settings: Settings, tables: list[str] | None = None, *, kept: bool = False
+) -> list[dict[str, Any]]:
+    """Quarantined rows per table and rule, with one example reason; ``kept``: answered
+    from the answer kept for the report while no quarantine table changed rows since."""
     lake = Lake.from_settings(settings)
     names = (
         [silver_table(source_table(t).name).name for t in tables]
         if tables
         else silver_table_names()
     )
-    out: list[dict[str, Any]] = []
-    for name in names:
-        rows = lake.read("quarantine", name, ["_rule", "_reason"])
+    handles = {name: lake.table("quarantine", name) for name in names}
+    if kept:
+        summary = _kept(settings, "_quarantine", handles, lambda: _quarantined(handles))
+    else:
+        summary = _quarantined(handles)
+    rows: list[dict[str, Any]] = summary.to_pylist()
+    return rows
+
+
+def _quarantined(handles: dict[str, DeltaHandle]) -> pa.Table:
+    """Per table (in the order given), its rules by rows quarantined."""
+    summaries = [_QUARANTINED.empty_table()]
+    for name, held in handles.items():
+        rows = held.read(["_rule", "_reason"]) if held.row_count() != 0 else None
         if rows is None or rows.num_rows == 0:
             continue
         summary = default_engine().query(
@@ -45,8 +60,14 @@ def quarantine_summary(settings: Settings, tables: list[str] | None = None) -> l
             "GROUP BY _rule ORDER BY rows DESC, rule",
             {"q": rows},
         )
-        out += [{"table": name, **row} for row in summary.to_pylist()]
-    return out
+        table = pa.array([name] * summary.num_rows, pa.string())
+        summaries.append(summary.add_column(0, "table", table).cast(_QUARANTINED))
+    return pa.concat_tables(summaries)
+
+
+_QUARANTINED = pa.schema(
+    [("table", pa.string()), ("rule", pa.string()), ("rows", pa.int64()), ("reason", pa.string())]
+)
 
 
 def stream_quarantine_summary(settings: Settings) -> list[dict[str, Any]]:
@@ -119,28 +140,35 @@ def query(settings: Settings, name: str) -> pa.Table:
 
 
 def kept_query(settings: Settings, name: str) -> pa.Table:
-    """:func:`query`, answered from the answer kept in ``reports/.answers`` when no table it
-    reads changed rows since (same table ids and data versions): a report after a run that
-    changed nothing re-reads no Gold."""
+    """:func:`query`, answered from the answer kept for the report when no table it reads
+    changed rows since: a report after a run that changed nothing re-reads no Gold."""
     from medallion.gold.queries import named_query
 
     text = named_query(name).sql
     handles = _named_tables(settings, text)
+    return _kept(settings, name, handles, lambda: _answer(text, handles))
+
+
+def _kept(
+    settings: Settings, name: str, handles: dict[str, DeltaHandle], answer: Callable[[], pa.Table]
+) -> pa.Table:
+    """``answer()``, kept in ``reports/.answers`` as ``name`` and read from there while the
+    tables of ``handles`` are those it was computed from (same table ids and data versions)."""
     stamp = json.dumps({n: [h.identity, h.data_version] for n, h in sorted(handles.items())})
     folder = settings.reports_dir / ".answers"
     kept, stamped = folder / f"{name}.arrow", folder / f"{name}.stamp"
     if stamped.exists() and kept.exists() and stamped.read_text() == stamp:
         with pa.memory_map(str(kept)) as source:
             return pa.ipc.open_file(source).read_all()
-    answer = _answer(text, handles)
+    computed = answer()
     folder.mkdir(parents=True, exist_ok=True)
     stamped.unlink(missing_ok=True)  # a crash from here on leaves no stamp, never a wrong one
     staged = kept.with_suffix(f".{os.getpid()}.tmp")
-    with pa.OSFile(str(staged), "wb") as sink, pa.ipc.new_file(sink, answer.schema) as writer:
-        writer.write_table(answer)
+    with pa.OSFile(str(staged), "wb") as sink, pa.ipc.new_file(sink, computed.schema) as writer:
+        writer.write_table(computed)
     os.replace(staged, kept)
     stamped.write_text(stamp)
-    return answer
+    return computed
 
 
 def report(settings: Settings, run_id: str | None = None) -> Path:
@@ -148,7 +176,7 @@ def report(settings: Settings, run_id: str | None = None) -> Path:
     from medallion.report import LakeViews, build_report
 
     views = LakeViews(
-        lambda: quarantine_summary(settings),
+        lambda: quarantine_summary(settings, kept=True),
         lambda name: kept_query(settings, name),
         lambda: stream_quarantine_summary(settings),
     )

@@ -1,7 +1,7 @@
 """Bronze: append-only raw history per source table, incremental from a watermark.
 
 Per run and table (unless the source database reports no write since the table's last
-successful extraction, :meth:`SourceDatabase.change_token`, recorded in that task's audit
+successful extraction, :func:`~medallion.source.db.change_token`, recorded in that task's audit
 row, and Bronze is still at the version it left: then that extraction's result stands, what
 the checks need of the source rows included, and none of this is done):
 1. read the watermark from the Bronze Delta log (app transaction ``medallion.bronze.<table>``,
@@ -41,7 +41,7 @@ from medallion.checks.declared import SOURCE_TOTALS, SOURCE_VERSION
 from medallion.checks.state import encode_totals
 from medallion.faults import crash_point
 from medallion.runner import Layer, RunContext, Task, TaskResult, per_table
-from medallion.source.db import SourceDatabase, open_source
+from medallion.source.db import SourceDatabase, change_token, open_source
 from medallion.source.drift import check_drift
 from medallion.storage import CDF, DeltaHandle, Lake
 from medallion.storage import app_id as layer_app_id
@@ -84,26 +84,25 @@ LAYER_TASKS = Layer(LAYER, per_table(make_task))
 def extract_table(ctx: RunContext, table: SourceTable) -> TaskResult:
     """Extract one table's changes into Bronze; the runner's task function."""
     lake = Lake.from_settings(ctx.settings)
-    with (
-        table_lease(ctx.settings, lake.table_uri(LAYER, table.name), ctx.run_id) as audit,
-        open_source(ctx.settings.source_location) as db,
-    ):
+    with table_lease(ctx.settings, lake.table_uri(LAYER, table.name), ctx.run_id) as audit:
         bronze = lake.table(LAYER, table.name)
-        token = _change_token(ctx, db)
+        token = _change_token(ctx)
         standing = _unchanged(ctx, table, bronze, audit, token)
-        if standing is not None:
+        if standing is not None:  # not even connected: the driver imports pandas (0.2 s)
             return standing
-        result = _extract(ctx, table, db, bronze)
+        with open_source(ctx.settings.source_location) as db:
+            result = _extract(ctx, table, db, bronze)
         if token is None:
             return result
         return replace(result, metrics=result.metrics | {SOURCE_TOKEN: token})
 
 
-def _change_token(ctx: RunContext, db: SourceDatabase) -> str | None:
-    """The source's change token (None: none, or not to be trusted in this run)."""
+def _change_token(ctx: RunContext) -> str | None:
+    """The source's change token (None: none, or not to be trusted in this run), read
+    before the source is opened."""
     if ctx.full_refresh or not ctx.settings.skip_unchanged_source:
         return None
-    return db.change_token()
+    return change_token(ctx.settings.source_location)
 
 
 def _unchanged(

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 
 from medallion.audit import table_lease
 from medallion.catalog import empty_bronze, source_table
@@ -134,6 +133,8 @@ def _change_set(bronze: DeltaHandle, before: int | None, limit: int) -> tuple[Ch
     are the files the commits since added (:meth:`DeltaHandle.appended`), which an engine
     running elsewhere also reads itself (Sail reads no change data feed); only when the log
     says more than appends are they read here, from the change data feed."""
+    if before is not None and before == bronze.version:  # no commit since: nothing to scan
+        return None, before
     rows = bronze.relation() if before is None else bronze.appended(before)
     if rows is not None or before is None:
         if rows is None or rows_in(rows) <= limit:
@@ -161,12 +162,12 @@ def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake, t: _Tables) ->
     if not t.bronze.exists:
         return _unchanged(t.target, before)
     change, through = _change_set(t.bronze, before, _batch_limit(ctx, spec, engine))
-    lookup = _live_lookup(t, spec)
     relabel = not ctx.full_refresh and t.target.exists and _lookup_moved(spec, t)
     retry = None if ctx.full_refresh else _retry_candidates(spec, t, engine)
     fresh = change is not None and (not _is_relation(change) or rows_in(change) > 0)
     if not (fresh or relabel or retry is not None):
         return _unchanged(t.target, before)
+    lookup = _live_lookup(t, spec)
     metrics: dict[str, Any] = {"bronze_version_before": before, "bronze_version_after": through}
     result = TaskResult(metrics=metrics)
     if fresh or retry is not None:
@@ -249,6 +250,8 @@ class _Merged:
         """The rows to write: the one relation, or the groups staged on disk."""
         if self.stage is None:
             return self.rows[0]
+        import pyarrow.dataset as pads  # only here: it imports pandas
+
         return pads.dataset(self.stage, schema=self.schema, format="parquet")
 
 
@@ -286,6 +289,8 @@ def _validated(
         if stage is None:
             merged.rows.append(source)
         else:
+            import pyarrow.dataset as pads  # only here: it imports pandas
+
             pads.write_dataset(source, stage / str(number), format="parquet")
     return merged
 
@@ -385,8 +390,8 @@ def _relabel(
 def _retry_candidates(spec: SilverTable, t: _Tables, engine: Engine) -> pa.Table | None:
     """Quarantined rows held back only by a missing parent; None when there are none. A
     small answer: at most one row per key still waiting for its parent."""
-    if not spec.references:
-        return None
+    if not spec.references or not t.quarantine.exists or t.quarantine.row_count() == 0:
+        return None  # known from the log: no data read
     held = t.quarantine.relation()
     current = t.target.relation()
     if held is None or current is None or rows_in(held) == 0:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
 from medallion.engine import default_engine, partition_to_files
 from medallion.silver.contracts import SilverTable
@@ -70,6 +69,8 @@ def groups(
         retried = default_engine().query(
             f"SELECT b.*, ({by}) % {parts} AS {PART} FROM retry b", {"retry": retry}
         )
+    import pyarrow.dataset as pads  # only here: it imports pandas
+
     for part, paths in enumerate(files):
         rows = pads.dataset(paths, schema=schema).to_table() if paths else schema.empty_table()
         again = None

@@ -274,33 +274,6 @@ class SourceDatabase:
         row = self.stats([table])[0]
         return source_version(row["rows"], row["soft_deleted"], row["max_updated_at"])
 
-    def change_token(self) -> str | None:
-        """A text that changes whenever a write commits to the source database, read without
-        touching a table; None where no such text exists. Read it before the rows it vouches
-        for: equal texts then mean no write committed in between.
-
-        SQLite in rollback-journal mode (the default): the header's file change counter,
-        which every committed write increments, with the file's identity, size and
-        modification time (another file in its place is another text).
-        In WAL mode a commit goes to the ``-wal`` file and the counter may not move, so there
-        is none. PostgreSQL has none either: its WAL position moves with every write of the
-        cluster, the audit store's included, and its statistics counters lag behind commits.
-        """
-        if self.dialect != "sqlite":
-            return None
-        path = sqlite_path(self.location)
-        try:
-            with path.open("rb") as f:
-                header = f.read(100)
-            stat = path.stat()
-        except OSError:
-            return None
-        if len(header) < 100 or header[18] == 2 or path.with_name(path.name + "-wal").exists():
-            return None
-        counter = int.from_bytes(header[24:28], "big")
-        file = f"{stat.st_dev}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
-        return f"sqlite:{counter}:{file}"
-
     def row_count(self, table: SourceTable) -> int:
         return int(self.scalar(f"SELECT count(*) FROM {self.qualified(table)}") or 0)
 
@@ -481,6 +454,34 @@ def _first_line(exc: BaseException) -> str:
     for prefix in ("IO: ", "INVALID_ARGUMENT: ", "NOT_FOUND: ", "INTERNAL: "):
         text = text.removeprefix(prefix)
     return redact_url(" ".join(text.split()))[:400]
+
+
+def change_token(location: str) -> str | None:
+    """A text that changes whenever a write commits to the source database, read without
+    touching a table; None where no such text exists. Read it before the rows it vouches
+    for: equal texts then mean no write committed in between.
+
+    SQLite in rollback-journal mode (the default): the header's file change counter,
+    which every committed write increments, with the file's identity, size and
+    modification time (another file in its place is another text).
+    In WAL mode a commit goes to the ``-wal`` file and the counter may not move, so there
+    is none. PostgreSQL has none either: its WAL position moves with every write of the
+    cluster, the audit store's included, and its statistics counters lag behind commits.
+    """
+    if dialect_of(location) != "sqlite":
+        return None
+    path = sqlite_path(location)
+    try:
+        with path.open("rb") as f:
+            header = f.read(100)
+        stat = path.stat()
+    except OSError:
+        return None
+    if len(header) < 100 or header[18] == 2 or path.with_name(path.name + "-wal").exists():
+        return None
+    counter = int.from_bytes(header[24:28], "big")
+    file = f"{stat.st_dev}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
+    return f"sqlite:{counter}:{file}"
 
 
 @contextmanager
