@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 from tests.check_support import CheckLake
 
 from medallion import api
@@ -116,6 +117,31 @@ def test_the_stores_of_one_process_share_an_engine_that_never_makes_a_task_wait(
     held = [s.engine.connect() for s in stores]
     for conn in held:
         conn.close()
+
+
+def test_a_sqlite_store_asks_for_its_tables_once_per_process(tmp_path: Path) -> None:
+    """A run opens a store per task: the tables are looked for on the first open only (each
+    look is a query per table), and a file made again is looked at anew."""
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    AuditStore(url).open().close()  # the file made: from here its engine is shared
+    looked: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "table_info" in statement or "CREATE TABLE" in statement:
+            looked.append(statement)
+
+    engine = AuditStore(url).engine
+    sa.event.listen(engine, "before_cursor_execute", note)
+    for _ in range(5):
+        AuditStore(url).open().close()
+    first = len(looked)
+    assert first > 0
+    for _ in range(5):
+        AuditStore(url).open().close()
+    assert len(looked) == first
+    (tmp_path / "audit.db").unlink()
+    store = AuditStore(url).open()  # another file: another engine, its tables made
+    assert store.engine is not engine and store.run_logs() == []
 
 
 def test_a_replaced_sqlite_store_is_written_to_its_new_file(tmp_path: Path) -> None:
