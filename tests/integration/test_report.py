@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
@@ -319,3 +320,44 @@ def test_a_kept_answer_stands_until_a_table_it_reads_changes(
     texts = [named_query(f.query).sql for f in FIGURES]
     reading = {t for t in texts if re.search(r"\bfact_order\b", t)}  # not fact_order_item
     assert reading and set(ran) == reading
+
+
+def test_a_kept_answer_is_stamped_in_its_own_file_and_computed_again_when_stale(
+    tmp_path: Path,
+) -> None:
+    """The stamp (the tables' ids and data versions, what computes the answer) lives in the
+    answer's own file: a commit to a table read, another recipe or an unreadable file make it
+    computed again, and never an error."""
+    from deltalake import write_deltalake
+
+    from medallion.api import inspect
+    from medallion.storage import Lake
+
+    settings = Settings(home=tmp_path)
+    lake = Lake.from_settings(settings)
+    write_deltalake(lake.table_uri("gold", "t"), pa.table({"x": [1, 2]}))
+    computed: list[int] = []
+
+    def answer() -> pa.Table:
+        computed.append(1)
+        return pa.table({"n": [len(computed)]})
+
+    def kept(recipe: str = "r1") -> int:
+        table = inspect._kept(settings, "a", {"t": lake.table("gold", "t")}, answer, recipe)
+        return int(table["n"][0].as_py())
+
+    assert kept() == 1 and kept() == 1  # the second one read back
+    lake.table("gold", "t").record({}, {"step": "test"})  # a commit: the table moved
+    assert kept() == 2 and kept() == 2
+    assert kept("r2") == 3  # another recipe
+    (settings.reports_dir / ".answers" / "a.arrow").write_bytes(b"not arrow")
+    assert kept("r2") == 4 and kept("r2") == 4
+    assert sorted(p.name for p in (settings.reports_dir / ".answers").iterdir()) == ["a.arrow"]
+
+
+def test_the_report_s_quarantine_summary_is_the_one_computed(home: Home) -> None:
+    from medallion.api import inspect
+
+    assert inspect.quarantine_summary(home.settings, kept=True) == inspect.quarantine_summary(
+        home.settings
+    )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -15,7 +17,8 @@ from medallion.catalog import SOURCE_TABLES, bronze_schema, source_table
 from medallion.pipeline import build_tasks
 from medallion.runner import RunContext, RunReport, Status, run_tasks
 from medallion.settings import Settings
-from medallion.silver.contracts import silver_tables
+from medallion.silver import layer as silver_layer
+from medallion.silver.contracts import SilverTable, silver_tables
 from medallion.source.changes import ChangeSpec
 from medallion.source.db import open_source
 from medallion.storage import Lake
@@ -493,23 +496,33 @@ def test_a_new_translation_relabels_existing_products(settings: Settings) -> Non
 
 
 def test_a_row_waiting_for_its_parent_is_released_when_the_parent_arrives(
-    settings: Settings,
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    looked: list[str] = []  # the tables whose quarantine was read for rows to retry
+    retry_candidates = silver_layer._retry_candidates
+
+    def looking(spec: SilverTable, *args: Any) -> pa.Table | None:
+        looked.append(spec.name)
+        return retry_candidates(spec, *args)
+
+    monkeypatch.setattr(silver_layer, "_retry_candidates", looking)
     late_customer = "9" * 32
     load(settings, "olist_customers_dataset", [customer(C1)])
     load(settings, "olist_orders_dataset", [order(O1, C1), order(O2, late_customer)])
     run(settings)
     assert quarantine(settings, "orders") == [(O2, "customer_id_exists_in_customers")]
-    # another run before the parent arrives: still held, not quarantined twice
+    # another run before the parent arrives: still held, not quarantined twice, and not even
+    # looked at again (neither the parents, the quarantine nor the orders moved since)
+    looked.clear()
     report = run(settings)
     assert quarantine(settings, "orders") == [(O2, "customer_id_exists_in_customers")]
     orders = {o.task.name: o.result for o in report.outcomes}["silver.orders"]
-    assert orders.rows_written == 0
+    assert orders.rows_written == 0 and looked == []
     # the customer arrives: the order is released into Silver, counted, and stays put after
     load(settings, "olist_customers_dataset", [customer(late_customer, at=T0 + timedelta(days=1))])
     report = run(settings)
     orders = {o.task.name: o.result for o in report.outcomes}["silver.orders"]
-    assert orders.metrics["released_from_quarantine"] == 1
+    assert orders.metrics["released_from_quarantine"] == 1 and looked == ["orders"]
     assert silver(settings, "orders", ["order_id", "customer_id"]) == [
         (O1, C1),
         (O2, late_customer),
@@ -517,6 +530,30 @@ def test_a_row_waiting_for_its_parent_is_released_when_the_parent_arrives(
     report = run(settings)
     orders = {o.task.name: o.result for o in report.outcomes}["silver.orders"]
     assert orders.rows_written == 0 and "retried_from_quarantine" not in orders.metrics
+
+
+def test_a_parent_table_made_again_at_the_same_version_releases_a_waiting_row(
+    settings: Settings,
+) -> None:
+    """A retry is skipped while the tables it reads are as the last one left them, compared
+    by table id too: Silver customers deleted and rebuilt (version 0 again, now holding the
+    late customer) is another table, and the waiting order is released."""
+    late_customer = "9" * 32
+    load(settings, "olist_customers_dataset", [customer(C1)])
+    load(settings, "olist_orders_dataset", [order(O1, C1), order(O2, late_customer)])
+    run(settings)
+    customers = f"{settings.lake_location}/silver/customers"
+    assert DeltaTable(customers).version() == 0
+    load(settings, "olist_customers_dataset", [customer(late_customer, at=T0 + timedelta(days=1))])
+    shutil.rmtree(customers)  # rebuilt by the next run from every Bronze row
+    report = run(settings)
+    assert DeltaTable(customers).version() == 0  # made again: the same version as before
+    orders = {o.task.name: o.result for o in report.outcomes}["silver.orders"]
+    assert orders.metrics["released_from_quarantine"] == 1
+    assert silver(settings, "orders", ["order_id", "customer_id"]) == [
+        (O1, C1),
+        (O2, late_customer),
+    ]
 
 
 def test_a_batch_of_only_rejected_rows_is_quarantined_once(settings: Settings) -> None:

@@ -3,16 +3,19 @@ never as markup, and every template renders (StrictUndefined fails on a missing 
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from jinja2 import DictLoader, Environment
 
 from medallion.errors import MedallionError
 from medallion.report import FIGURES
-from medallion.report.page import render_page
+from medallion.report.page import _compiled_templates, render_page
 from medallion.report.run import LakeViews, RunData
 from medallion.settings import Settings
 
@@ -149,3 +152,26 @@ def test_every_section_renders(page: str) -> None:
     assert page.count('<p class="na">not available</p>') == 1
     assert "(no report built)" in page
     assert page.endswith("</html>\n")
+
+
+def test_a_store_of_compiled_templates_that_fails_costs_only_the_compile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No safe folder in the temp directory: no store. A store whose folder went away (a
+    full or cleaned ``/tmp``): templates compile and render as without one."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    assert _compiled_templates() is None
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    store = _compiled_templates()
+    assert store is not None and Path(store.directory).is_dir()
+    env = Environment(loader=DictLoader({"t": "{{ x }}!"}), bytecode_cache=store)
+    shutil.rmtree(store.directory)
+    assert env.get_template("t").render(x=1) == "1!"  # dump failed quietly
+    Path(store.directory).mkdir()
+    assert (
+        Environment(loader=DictLoader({"t": "{{ x }}?"}), bytecode_cache=store)
+        .get_template("t")
+        .render(x=2)
+        == "2?"
+    )
+    assert len(list(Path(store.directory).iterdir())) == 1  # kept this time

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import threading
 from collections.abc import Callable
+from contextlib import suppress
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +45,8 @@ def quarantine_summary(
     )
     handles = {name: lake.table("quarantine", name) for name in names}
     if kept:
-        summary = _kept(settings, "_quarantine", handles, lambda: _quarantined(handles))
+        compute = partial(_quarantined, handles)
+        summary = _kept(settings, "_quarantine", handles, compute, _QUARANTINE_RECIPE)
     else:
         summary = _quarantined(handles)
     rows: list[dict[str, Any]] = summary.to_pylist()
@@ -68,6 +73,7 @@ def _quarantined(handles: dict[str, DeltaHandle]) -> pa.Table:
 _QUARANTINED = pa.schema(
     [("table", pa.string()), ("rule", pa.string()), ("rows", pa.int64()), ("reason", pa.string())]
 )
+_QUARANTINE_RECIPE = f"quarantine summary 1: {_QUARANTINED}"  # a new one makes kept ones stale
 
 
 def stream_quarantine_summary(settings: Settings) -> list[dict[str, Any]]:
@@ -146,29 +152,40 @@ def kept_query(settings: Settings, name: str) -> pa.Table:
 
     text = named_query(name).sql
     handles = _named_tables(settings, text)
-    return _kept(settings, name, handles, lambda: _answer(text, handles))
+    return _kept(settings, name, handles, lambda: _answer(text, handles), text)
 
 
 def _kept(
-    settings: Settings, name: str, handles: dict[str, DeltaHandle], answer: Callable[[], pa.Table]
+    settings: Settings,
+    name: str,
+    handles: dict[str, DeltaHandle],
+    answer: Callable[[], pa.Table],
+    recipe: str,
 ) -> pa.Table:
-    """``answer()``, kept in ``reports/.answers`` as ``name`` and read from there while the
-    tables of ``handles`` are those it was computed from (same table ids and data versions)."""
-    stamp = json.dumps({n: [h.identity, h.data_version] for n, h in sorted(handles.items())})
-    folder = settings.reports_dir / ".answers"
-    kept, stamped = folder / f"{name}.arrow", folder / f"{name}.stamp"
-    if stamped.exists() and kept.exists() and stamped.read_text() == stamp:
-        with pa.memory_map(str(kept)) as source:
-            return pa.ipc.open_file(source).read_all()
+    """``answer()``, kept in ``reports/.answers/<name>.arrow`` and read from there while the
+    tables of ``handles`` are those it was computed from (same table ids and data versions)
+    and ``recipe`` (what computes it) is the same. The stamp that says so is in the file's
+    own metadata: an answer and its stamp are replaced together, in one rename."""
+    tables = {n: [h.identity, h.data_version] for n, h in sorted(handles.items())}
+    recipe_id = hashlib.sha256(recipe.encode()).hexdigest()[:16]
+    stamp = json.dumps({"recipe": recipe_id, "tables": tables}).encode()
+    kept = settings.reports_dir / ".answers" / f"{name}.arrow"
+    # none kept yet, or unreadable: computed again
+    with suppress(OSError, pa.ArrowException), pa.memory_map(str(kept)) as source:
+        reader = pa.ipc.open_file(source)
+        if (reader.schema.metadata or {}).get(_STAMP) == stamp:
+            return reader.read_all().replace_schema_metadata(None)
     computed = answer()
-    folder.mkdir(parents=True, exist_ok=True)
-    stamped.unlink(missing_ok=True)  # a crash from here on leaves no stamp, never a wrong one
-    staged = kept.with_suffix(f".{os.getpid()}.tmp")
-    with pa.OSFile(str(staged), "wb") as sink, pa.ipc.new_file(sink, computed.schema) as writer:
-        writer.write_table(computed)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    staged = kept.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+    stamped = computed.replace_schema_metadata({_STAMP: stamp})
+    with pa.OSFile(str(staged), "wb") as sink, pa.ipc.new_file(sink, stamped.schema) as writer:
+        writer.write_table(stamped)
     os.replace(staged, kept)
-    stamped.write_text(stamp)
     return computed
+
+
+_STAMP = b"medallion.kept_for"
 
 
 def report(settings: Settings, run_id: str | None = None) -> Path:

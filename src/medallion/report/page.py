@@ -7,10 +7,15 @@ Undefined names fail loudly rather than render as blanks.
 
 from __future__ import annotations
 
+import hashlib
+from contextlib import suppress
 from datetime import UTC, datetime
 from functools import cache
+from typing import Any
 
+import jinja2
 from jinja2 import Environment, FileSystemBytecodeCache, PackageLoader, StrictUndefined
+from jinja2.bccache import Bucket
 
 from medallion.report.exports import export_section
 from medallion.report.figures import business_section
@@ -30,14 +35,35 @@ from medallion.report.sections import (
 from medallion.report.streaming import stream_section
 from medallion.settings import Settings
 
+# how the templates are compiled: a compiled template is kept for these and this Jinja only
+_OPTIONS: dict[str, Any] = {
+    "autoescape": True,
+    "trim_blocks": True,
+    "lstrip_blocks": True,
+    "keep_trailing_newline": True,
+}
+
+
+class _CompiledTemplates(FileSystemBytecodeCache):
+    """Jinja's store of compiled templates in a private folder of the temp directory, each
+    entry checked against its template's text (compiling them costs every report 30 ms).
+    A store that fails (no room, no safe folder) costs the compile, never the report."""
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        with suppress(OSError):
+            super().load_bytecode(bucket)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        with suppress(OSError):
+            super().dump_bytecode(bucket)
+
 
 def _compiled_templates() -> FileSystemBytecodeCache | None:
-    """Jinja's store of compiled templates, a private folder of the temp directory (each
-    entry checked against its template's text): compiling them costs every report 30 ms.
-    None where no such folder can be made."""
+    made_for = f"{jinja2.__version__} {sorted(_OPTIONS.items())}".encode()
+    pattern = f"__medallion_{hashlib.sha256(made_for).hexdigest()[:16]}_%s.cache"
     try:
-        return FileSystemBytecodeCache()
-    except RuntimeError:  # Jinja's own error when no safe folder can be made
+        return _CompiledTemplates(pattern=pattern)
+    except (RuntimeError, OSError):  # no safe folder to keep them in
         return None
 
 
@@ -46,11 +72,8 @@ def environment() -> Environment:
     return Environment(
         loader=PackageLoader("medallion.report", "templates"),
         bytecode_cache=_compiled_templates(),
-        autoescape=True,
         undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
+        **_OPTIONS,
     )
 
 

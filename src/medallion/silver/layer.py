@@ -108,11 +108,19 @@ class _Job:
 def build_table(ctx: RunContext, spec: SilverTable) -> TaskResult:
     """Bring one Silver table up to date with Bronze; the runner's task function."""
     lake = Lake.from_settings(ctx.settings)
-    with table_lease(ctx.settings, lake.table_uri(LAYER, spec.name), ctx.run_id):
+    with table_lease(ctx.settings, lake.table_uri(LAYER, spec.name), ctx.run_id) as audit:
         tables = _Tables.open(lake, spec)
         if spec.kind is Kind.AGGREGATE:
             return _build_aggregate(ctx, spec, tables)
-        return _build_upsert(ctx, spec, lake, tables)
+        if not spec.references or ctx.full_refresh:  # no row waits / a rebuild retries none
+            return _build_upsert(ctx, spec, lake, tables, retry=False)
+        # the parents as they are before this task reads them, the rest as it leaves them
+        parents = _parent_states(lake, spec)
+        last = audit.last_success(f"{LAYER}.{spec.name}")
+        retry = not _retried_since(last, parents, tables)
+        result = _build_upsert(ctx, spec, lake, tables, retry=retry)
+        result.metrics[RETRY_INPUTS] = parents | _own_states(tables)
+        return result
 
 
 def _merged_through(ctx: RunContext, target: DeltaHandle, spec: SilverTable) -> int | None:
@@ -156,23 +164,26 @@ def _batch_limit(ctx: RunContext, spec: SilverTable, engine: Engine) -> int:
     return sys.maxsize
 
 
-def _build_upsert(ctx: RunContext, spec: SilverTable, lake: Lake, t: _Tables) -> TaskResult:
+def _build_upsert(
+    ctx: RunContext, spec: SilverTable, lake: Lake, t: _Tables, *, retry: bool
+) -> TaskResult:
+    """``retry``: look for quarantined rows whose parent may have arrived."""
     before = _merged_through(ctx, t.target, spec)
     engine = engine_for(ctx.settings)
     if not t.bronze.exists:
         return _unchanged(t.target, before)
     change, through = _change_set(t.bronze, before, _batch_limit(ctx, spec, engine))
     relabel = not ctx.full_refresh and t.target.exists and _lookup_moved(spec, t)
-    retry = None if ctx.full_refresh else _retry_candidates(spec, t, engine)
+    retried = _retry_candidates(spec, t, engine) if retry else None
     fresh = change is not None and (not _is_relation(change) or rows_in(change) > 0)
-    if not (fresh or relabel or retry is not None):
+    if not (fresh or relabel or retried is not None):
         return _unchanged(t.target, before)
     lookup = _live_lookup(t, spec)
     metrics: dict[str, Any] = {"bronze_version_before": before, "bronze_version_after": through}
     result = TaskResult(metrics=metrics)
-    if fresh or retry is not None:
+    if fresh or retried is not None:
         job = _Job(ctx, spec, t, engine, through)
-        batch = _merge_change(job, lake, change, retry, lookup)
+        batch = _merge_change(job, lake, change, retried, lookup)
         if isinstance(change, pa.RecordBatchReader):  # validated group by group
             metrics["batches_split"] = True
         result = batch or result
@@ -385,6 +396,35 @@ def _relabel(
     relabelled = rows_in(changed)
     engine.discard(changed)
     return relabelled
+
+
+RETRY_INPUTS = "retry_inputs"  # task metrics: the tables a retry reads, as the task left them
+
+
+State: TypeAlias = "list[str | int | None]"  # a table's id and data version (JSON-safe)
+
+
+def _state(handle: DeltaHandle) -> State:
+    """A table as a retry reads it: made again at its place, it is another table."""
+    return [handle.identity, handle.data_version]
+
+
+def _parent_states(lake: Lake, spec: SilverTable) -> dict[str, State]:
+    """The state of each table ``spec`` references."""
+    return {f"{LAYER}.{r.table}": _state(lake.table(LAYER, r.table)) for r in spec.references}
+
+
+def _own_states(t: _Tables) -> dict[str, State]:
+    return {QUARANTINE: _state(t.quarantine), LAYER: _state(t.target)}
+
+
+def _retried_since(last: dict[str, Any] | None, parents: dict[str, State], t: _Tables) -> bool:
+    """Whether nothing a retry reads changed since this task last ended well: the parents
+    are as it found them before reading them, the quarantine and the table as it
+    left them. Then no quarantined row can be released: that task retried every waiting row
+    and judged every row it quarantined against those parents or later ones."""
+    recorded = last["metrics"].get(RETRY_INPUTS) if last is not None else None
+    return recorded is not None and recorded == parents | _own_states(t)
 
 
 def _retry_candidates(spec: SilverTable, t: _Tables, engine: Engine) -> pa.Table | None:
