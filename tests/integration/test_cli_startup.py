@@ -113,12 +113,15 @@ def test_a_run_that_finds_no_change_loads_no_dataset_reader_nor_the_source_drive
 ) -> None:
     """``pyarrow.dataset`` imports pandas, and so does the ADBC driver's DB-API module (0.2 s
     of a run that changed nothing, a fifth of it): a run whose source reports no write reads
-    no table (Bronze stands, Silver finds no Bronze commit and nothing quarantined to retry,
-    the report's quarantine summary is the one kept), so it loads none of them."""
+    no table (Bronze stands, Silver finds no Bronze commit, and the rows quarantined for a
+    missing parent need no new look while no table they refer to moved; the report's
+    quarantine summary is the one kept), so it loads none of them."""
     home = str(tmp_path)
     setup = (
         "from medallion import api; from medallion.settings import Settings; "
-        f"s = Settings(home={home!r}); api.generate_source(s, scale=0.005, seed=4); api.run(s)"
+        f"s = Settings(home={home!r}); api.generate_source(s, scale=0.005, seed=4, "
+        "dirty_rate=0.05); api.run(s); "
+        "assert any('_exists_in_' in r['rule'] for r in api.quarantine_summary(s))"  # rows wait
     )
     subprocess.run([sys.executable, "-c", setup], capture_output=True, text=True, check=True)
     probe = (
