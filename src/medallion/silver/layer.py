@@ -398,7 +398,7 @@ def _relabel(
     return relabelled
 
 
-RETRY_INPUTS = "retry_inputs"  # task metrics: the tables a retry reads, as the task left them
+RETRY_INPUTS = "retry_inputs"  # task metrics: the states of the tables a retry reads
 
 
 State: TypeAlias = "list[str | int | None]"  # a table's id and data version (JSON-safe)
@@ -420,9 +420,10 @@ def _own_states(t: _Tables) -> dict[str, State]:
 
 def _retried_since(last: dict[str, Any] | None, parents: dict[str, State], t: _Tables) -> bool:
     """Whether nothing a retry reads changed since this task last ended well: the parents
-    are as it found them before reading them, the quarantine and the table as it
-    left them. Then no quarantined row can be released: that task retried every waiting row
-    and judged every row it quarantined against those parents or later ones."""
+    are as it found them before reading them, the quarantine and the table as it left them.
+    Then no quarantined row can be released: that task retried every waiting row (or found,
+    as this one, nothing changed since one that did), and judged every row it quarantined
+    against those parents or later ones."""
     recorded = last["metrics"].get(RETRY_INPUTS) if last is not None else None
     return recorded is not None and recorded == parents | _own_states(t)
 
