@@ -61,7 +61,7 @@ def touched_keys(
     ``current`` version (MISSING: no table) is not the ``recorded`` one; None when a moved
     input cannot say which (no rule, no change feed or its files vacuumed, a table that
     vanished or was recreated): then everything is rebuilt."""
-    found = []
+    found: list[pa.Array] = []  # the answers' chunks, as text
     with ExitStack() as scratch:
         for ref, handle in inputs.items():
             before, now = recorded.get(ref), current[ref]
@@ -77,10 +77,9 @@ def touched_keys(
             scratch.callback(engine.discard, changed)
             if rows_in(changed):
                 keys = engine.query(by.touched[ref], {**views, "changed": changed})
-                found.append(keys.column(0).cast(pa.string()))
-    if not found:
-        return pa.array([], pa.string())
-    return pc.unique(pa.chunked_array(found).combine_chunks()).drop_null()
+                found += keys.column(0).cast(pa.string()).chunks
+    # typed: an answer without a chunk (no key touched) must not type the union as NULL
+    return pc.unique(pa.chunked_array(found, pa.string())).drop_null()
 
 
 def _changed(handle: DeltaHandle, before: int, now: int, engine: Engine) -> Relation | None:

@@ -182,3 +182,32 @@ def test_touched_keys_follow_each_moved_input(tmp_path: Path) -> None:
     # a table recreated since (its version went back) rebuilds everything
     ahead = {ref_items: items.version + 5, ref_products: MISSING}
     assert touched_keys(by, inputs, ahead, now, views=views, engine=engine) is None
+
+
+def test_touched_keys_of_an_input_that_touches_none_join_those_of_the_next(
+    tmp_path: Path,
+) -> None:
+    """A moved input whose rule finds no key (a changed customer with no order), then one
+    that finds some: the keys of the second (found by the model-based pipeline test: an
+    empty first answer typed the union as NULL and the next failed to join it)."""
+    lake = Lake(str(tmp_path))
+    refs, handles = [], {}
+    for name, rows in (("customers", ["c9"]), ("orders", ["o1", "o2"])):
+        handle = lake.table("silver", name)
+        handle.overwrite(pa.table({"k": ["x"]}), transactions={}, metadata={}, configuration=CDF)
+        handle.append(pa.table({"k": rows}), transactions={}, expected={}, metadata={})
+        ref = TableRef("silver", name)
+        refs.append(ref)
+        handles[ref] = handle
+    by = ByKey(
+        "order_id",
+        {  # no order of the changed customer; the changed orders themselves
+            refs[0]: "SELECT k AS order_id FROM changed WHERE k = 'nobody'",
+            refs[1]: "SELECT k AS order_id FROM changed",
+        },
+        (refs[1],),
+    )
+    was = dict.fromkeys(refs, 0)
+    now = dict.fromkeys(refs, 1)
+    keys = touched_keys(by, handles, was, now, views={}, engine=default_engine())
+    assert keys is not None and sorted(keys.to_pylist()) == ["o1", "o2"]
