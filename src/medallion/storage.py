@@ -123,7 +123,7 @@ class _Latest:
 _OPENED: Remembered[DeltaTable, _Latest] = Remembered(kept=128)
 # the newest data commit of each table (uri, id) version asked about here: a run asks a
 # hundred times, each a read of the last commits (0.4 ms)
-_DATA_COMMITS: dict[tuple[str, str, int], tuple[dict[str, Any] | None, int | None]] = {}
+_DATA_COMMITS: dict[tuple[str, str | None, int], tuple[dict[str, Any] | None, int | None]] = {}
 _DATA_COMMITS_LOCK = threading.Lock()
 _DATA_COMMITS_KEPT = 1024
 
@@ -357,7 +357,7 @@ class DeltaHandle:
         """The newest commit that is no maintenance, else None and the oldest version; asked
         once per table version in a process (a version's history never changes)."""
         assert self._dt is not None
-        key = (self.uri, str(self._dt.metadata().id), self._dt.version())
+        key = (self.uri, self.identity, self._dt.version())
         with _DATA_COMMITS_LOCK:
             found = _DATA_COMMITS.get(key)
         if found is None:

@@ -431,7 +431,7 @@ def _retried_since(last: dict[str, Any] | None, parents: dict[str, State], t: _T
 def _retry_candidates(spec: SilverTable, t: _Tables, engine: Engine) -> pa.Table | None:
     """Quarantined rows held back only by a missing parent; None when there are none. A
     small answer: at most one row per key still waiting for its parent."""
-    if not spec.references or not t.quarantine.exists or t.quarantine.row_count() == 0:
+    if not t.quarantine.exists or t.quarantine.row_count() == 0:
         return None  # known from the log: no data read
     held = t.quarantine.relation()
     current = t.target.relation()
