@@ -31,6 +31,7 @@ SCHEMA = "audit"
 
 
 BUSY_TIMEOUT_S = 30.0  # how long SQLite waits for another writer before saying it is busy
+OPEN_ATTEMPTS = 5  # tries to open a store that another process is creating at once
 RECENT_ATTEMPTS = 2_000  # the attempts the scheduler's timings come from (about 30 runs)
 
 
@@ -125,9 +126,13 @@ def table_lease(settings: Settings, resource: str, run_id: str) -> Iterator[Audi
 
 
 def _lost_creation_race(exc: SQLAlchemyError) -> bool:
-    """SQLite says 'already exists'; PostgreSQL may trip on its catalog's unique index."""
+    """Another process made the tables between our look and ours (SQLite says 'already
+    exists'; PostgreSQL may trip on its catalog's unique index), or a SQLite file that
+    processes open at once was busy past waiting: SQLite answers 'locked' without waiting
+    when waiting could deadlock (a connection that read asks to write while another
+    writes), and two runs starting on a new store meet there."""
     text = str(exc)
-    return "already exists" in text or "pg_type_typname_nsp_index" in text
+    return any(s in text for s in ("already exists", "pg_type_typname_nsp_index", "locked"))
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -232,14 +237,13 @@ class AuditStore:
             path = self.engine.url.database
             if path and path != ":memory:":
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        for attempt in range(3):
+        for attempt in range(OPEN_ATTEMPTS):
             try:
                 self._create_tables()
                 return self
             except SQLAlchemyError as exc:
-                # another process may have created the tables between our check and ours
-                if attempt < 2 and _lost_creation_race(exc):
-                    time.sleep(0.2)
+                if attempt < OPEN_ATTEMPTS - 1 and _lost_creation_race(exc):
+                    time.sleep(0.2 * (attempt + 1))
                     continue
                 raise AuditError(
                     f"audit store {redact_url(self.url)} is unreachable: {_one_line(exc)}"
@@ -551,6 +555,8 @@ class AuditStore:
         except IntegrityError:
             return False
         except SQLAlchemyError as exc:
+            if "locked" in str(exc):  # busy: wait for the store like for the lease
+                return False
             raise AuditError(f"cannot take a lease in the audit store: {_one_line(exc)}") from None
 
     def _lease_owner(self, resource: str) -> str:

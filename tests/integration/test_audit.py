@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -142,6 +143,40 @@ def test_a_sqlite_store_asks_for_its_tables_once_per_process(tmp_path: Path) -> 
     (tmp_path / "audit.db").unlink()
     store = AuditStore(url).open()  # another file: another engine, its tables made
     assert store.engine is not engine and store.run_logs() == []
+
+
+def _busy_once(engine: sa.Engine, statement_part: str) -> list[str]:
+    """Make the first statement of ``engine`` that holds ``statement_part`` fail as SQLite
+    does when two processes start on one store (busy without waiting); returns what failed."""
+    failed: list[str] = []
+
+    def busy(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement_part in statement and not failed:
+            failed.append(statement)
+            raise sqlite3.OperationalError("database is locked")
+
+    sa.event.listen(engine, "before_cursor_execute", busy)
+    return failed
+
+
+def test_a_store_busy_while_another_process_opens_it_is_opened_on_a_second_try(
+    tmp_path: Path,
+) -> None:
+    """Two runs starting at once on a new SQLite store: one may find it busy (SQLite does
+    not wait where waiting could deadlock); that is no reason to fail the run."""
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    store = AuditStore(url)
+    failed = _busy_once(store.engine, "table_info")
+    assert store.open().run_logs() == [] and failed
+
+
+def test_a_lease_asked_of_a_busy_store_waits_for_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    AuditStore(url).open().close()  # the file made: from here its engine is shared
+    store = AuditStore(url).open()
+    failed = _busy_once(store.engine, "FROM leases")
+    with store.lease("lake/silver/orders", "run-1", wait_s=5):
+        assert failed and store._lease_owner("lake/silver/orders") == "run-1"
 
 
 def test_a_replaced_sqlite_store_is_written_to_its_new_file(tmp_path: Path) -> None:
