@@ -133,7 +133,7 @@ def hard_deletes(
     recorded = _recorded_source_keys(bronze)
     if low is not None and recorded is not None:
         whole = _small(recorded.keys, ctx.settings)
-        source, shipped, seen = _source_keys(db, table, whole=whole)
+        source, shipped, seen = _source_keys(db, table, ctx.settings, whole=whole)
         # the keys the last commit was reconciled with, or those and keys Bronze never held
         # (new keys): none gone
         if shipped == recorded or shipped == recorded.plus(
@@ -144,7 +144,7 @@ def hard_deletes(
     held = bronze.read([*keys, "_source_updated_at", "_ingested_at", "_op"])
     if held is None or held.num_rows == 0:  # nothing live; a first run lists every key
         if low is None:  # the candidates are every source row
-            listed, seen = _summarised(db, table, [candidates])
+            listed, seen = _summarised(db, table, ctx.settings, [candidates])
             return Reconciled(source_keys=listed, source_seen=seen)
         return Reconciled()
     live = _live_keys(held, table)
@@ -154,14 +154,14 @@ def hard_deletes(
         differing = list(range(buckets))
         if source is None and low is None:  # without a window: every source row
             source = candidates.select(keys)
-            shipped, seen = _summarised(db, table, [candidates])
+            shipped, seen = _summarised(db, table, ctx.settings, [candidates])
         elif source is None:
-            source, shipped, seen = _source_keys(db, table, whole=True)
+            source, shipped, seen = _source_keys(db, table, ctx.settings, whole=True)
         assert source is not None
         live_read = live
     else:
         if shipped is None:
-            _, shipped, seen = _source_keys(db, table, whole=False)
+            _, shipped, seen = _source_keys(db, table, ctx.settings, whole=False)
         live = _hashed(live, table)
         differing = _differing_buckets(
             db, table, buckets, low=low, live=live, candidates=candidates
@@ -179,36 +179,38 @@ def hard_deletes(
 
 
 def _source_keys(
-    db: SourceDatabase, table: SourceTable, *, whole: bool
+    db: SourceDatabase, table: SourceTable, settings: Settings, *, whole: bool
 ) -> tuple[pa.Table | None, KeyPrint, SourceSeen]:
     """Every source key, their fingerprint and what the checks need of the source rows
     (:func:`~medallion.checks.declared.source_totals`, from the same read: the columns they
     need ride along with the keys); with ``whole`` False the keys are not kept, but streamed
     through in chunks of about a million rows (a large table's keys are never held at once)."""
-    batches = db.select_batches(table, list(dict.fromkeys((*table.row_key, *shipped_with(table)))))
+    shipped = shipped_with(table, settings)
+    batches = db.select_batches(table, list(dict.fromkeys((*table.row_key, *shipped))))
     kept: list[pa.Table] = []
-    fingerprint, seen = _summarised(db, table, _chunks(batches), kept if whole else None)
+    fingerprint, seen = _summarised(db, table, settings, _chunks(batches), kept if whole else None)
     source = pa.concat_tables(kept) if whole and kept else None
     if whole and source is None:
         source = db.select(table, list(table.row_key))  # no row: its empty shape
     return (source if whole else None), fingerprint, seen
 
 
-def shipped_with(table: SourceTable) -> tuple[str, ...]:
+def shipped_with(table: SourceTable, settings: Settings) -> tuple[str, ...]:
     """The source columns the checks' totals read besides the keys (Bronze reads them with
     the keys)."""
-    return source_totals(table)[1]
+    return source_totals(table, settings)[1]
 
 
 def _summarised(
     db: SourceDatabase,
     table: SourceTable,
+    settings: Settings,
     chunks: Iterable[pa.Table],
     kept: list[pa.Table] | None = None,
 ) -> tuple[KeyPrint, SourceSeen]:
     """The key fingerprint of every source row in ``chunks``, and what the checks need of
     them (the newest update from the source's index); each chunk added to ``kept``."""
-    wanted = source_totals(table)[0]
+    wanted = source_totals(table, settings)[0]
     seen = _Seen(table, [t for t in wanted if not t.newest_update], default_engine())
     for chunk in chunks:
         seen.add(chunk)

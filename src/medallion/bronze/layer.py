@@ -154,7 +154,11 @@ def _extract(
     lag = timedelta(seconds=ctx.settings.extract_lag_s)
     low = None if previous is None or ctx.full_refresh else from_micros(previous) - lag
     # without a window every source row is a candidate: with what the checks' totals read
-    extra = shipped_with(table) if low is None and ctx.settings.detect_hard_deletes else ()
+    extra = (
+        shipped_with(table, ctx.settings)
+        if low is None and ctx.settings.detect_hard_deletes
+        else ()
+    )
     candidates = db.changed_keys(table, low, extra)
     held = _bronze_keys(bronze, table, low)
     new_keys = _anti_join(candidates, held, [*table.row_key, UPDATED_AT])

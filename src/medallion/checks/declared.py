@@ -31,12 +31,13 @@ from medallion.checks.kinds import (
 )
 from medallion.errors import MedallionError
 from medallion.gold.model import GOLD_TABLES, Dimension, Fact, GoldTable
+from medallion.settings import Settings
 from medallion.silver.contracts import Action, Kind, SilverTable, silver_tables
 from medallion.silver.transform import all_rules
 
 
 # -- the declarations ------------------------------------------------------------------------
-def bronze_checks(table: SourceTable) -> list[Check]:
+def bronze_checks(table: SourceTable, *, portable_keys: bool = False) -> list[Check]:
     keys = table.row_key
     src = Need("src", "source", table.name, (*keys, "deleted_at"))
     return [
@@ -49,6 +50,7 @@ def bronze_checks(table: SourceTable) -> list[Check]:
             upstream_rows=SOURCE_LIVE,
             here_rows=bronze_live("t", keys),
             fingerprinted=True,
+            portable=portable_keys,
         ),
     ]
 
@@ -184,18 +186,27 @@ SOURCE_TOTALS = "source_totals"  # Bronze task metrics: the totals below, by Tot
 SOURCE_VERSION = "source_version"  # and the table's version, as a check keeps it
 
 
-def source_totals(table: SourceTable) -> tuple[tuple[Total, ...], tuple[str, ...]]:
+def source_totals(
+    table: SourceTable, settings: Settings
+) -> tuple[tuple[Total, ...], tuple[str, ...]]:
     """The totals the checks compare with over the rows of source table ``table``, and the
     columns they read: Bronze computes them from the rows it reads anyway, so that a check
     does not read the source again (:meth:`CheckRunner._total_since`)."""
-    return _source_totals(table.name)
+    return _source_totals(table.name, portable_keys(settings))
+
+
+def portable_keys(settings: Settings) -> bool:
+    """Whether the key fingerprints must hash alike on every engine: a lake side is summed
+    by the configured engine, the source side by DuckDB in this process
+    (:func:`~medallion.checks.kinds.key_hash`)."""
+    return settings.engine != "duckdb"
 
 
 @cache
-def _source_totals(table: str) -> tuple[tuple[Total, ...], tuple[str, ...]]:
+def _source_totals(table: str, portable: bool) -> tuple[tuple[Total, ...], tuple[str, ...]]:
     totals: dict[str, Total] = {}
     columns: dict[str, None] = {}
-    for check in declared_checks():
+    for check in declared_checks(portable_keys=portable):
         for alias, (layer, name) in check.inputs.items():
             if (layer, name) != (SOURCE, table):
                 continue
@@ -208,9 +219,13 @@ def _source_totals(table: str) -> tuple[tuple[Total, ...], tuple[str, ...]]:
     return tuple(totals.values()), tuple(columns)
 
 
-def declared_checks(drift: float = 0.5, max_lag_s: float = 86_400.0) -> list[Check]:
-    """Every check of every layer, with the drift threshold and the freshness limit."""
-    checks = [c for t in SOURCE_TABLES for c in bronze_checks(t)] + [bronze_revenue()]
+def declared_checks(
+    drift: float = 0.5, max_lag_s: float = 86_400.0, *, portable_keys: bool = False
+) -> list[Check]:
+    """Every check of every layer, with the drift threshold and the freshness limit; key
+    fingerprints hashed alike on every engine when ``portable_keys`` (:func:`portable_keys`)."""
+    bronze = [c for t in SOURCE_TABLES for c in bronze_checks(t, portable_keys=portable_keys)]
+    checks = [*bronze, bronze_revenue()]
     checks += [c for spec in silver_tables() for c in silver_checks(spec, drift, max_lag_s)]
     checks += gold_checks(drift)
     names = [c.full_name for c in checks]

@@ -26,7 +26,7 @@ A check is evaluated one of three ways (:class:`~medallion.checks.state.Mode`):
 Lake tables reach the engine as lazy scans and every query returns a small answer: a count and
 a sample of the violations (:func:`sampled_sql`), a total. Totals over source rows are summed
 in this process, where only they can be read (on a Spark engine, shipping them would cost
-their size); the key hash is the same on both engines (:func:`~.kinds.key_hash`).
+their size); the key hash is one both sides compute alike (:func:`~.kinds.key_hash`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from medallion.audit import AuditStore
-from medallion.checks.declared import declared_checks
+from medallion.checks.declared import declared_checks, portable_keys
 from medallion.checks.kinds import LAYER, Check, CheckStatus
 from medallion.checks.runner import CheckRunner
 from medallion.engine import engine_for
@@ -21,7 +21,12 @@ def checks_by_table(settings: Settings) -> dict[tuple[str, str], list[Check]]:
     """The declared checks per (layer, table), with the thresholds from the settings."""
     grouped: dict[tuple[str, str], list[Check]] = {}
     overrides = settings.drift_thresholds
-    for declared in declared_checks(settings.drift_threshold, settings.freshness_max_lag_s):
+    declarations = declared_checks(
+        settings.drift_threshold,
+        settings.freshness_max_lag_s,
+        portable_keys=portable_keys(settings),
+    )
+    for declared in declarations:
         where = f"{declared.layer}.{declared.table}"
         check = declared
         if declared.kind == "row_count_drift" and where in overrides:

@@ -345,3 +345,44 @@ def test_a_state_with_fingerprints_of_another_hash_is_not_built_on(tmp_path: Pat
     step = lake.run([now])
     assert step.mode(now.full_name) == "full"
     assert step[now.full_name].details == "the key fingerprints agree"
+
+
+def test_fingerprints_kept_under_one_key_hash_are_not_built_on_under_another(
+    tmp_path: Path,
+) -> None:
+    """On the DuckDB engine a fingerprint sums DuckDB's own hash (a tenth of the md5's cost),
+    whose text names the DuckDB version. A state kept under the portable hash (the lake was
+    checked on Spark) or under another DuckDB version is evaluated in full, then agrees and
+    is built on."""
+    lake = CheckLake(tmp_path)
+    lake.write("silver", "items", items(("i1", "p0", "1", False)))
+    lake.write("silver", "upstream", upstream(("i1", "1", False)))
+    portable, duck = (
+        reconcile_keys(
+            "silver", "items", ["id"], upstream=UP, upstream_rows=UP_LIVE, fingerprinted=True,
+            portable=p,
+        )
+        for p in (True, False)
+    )  # fmt: skip
+    assert "md5(" in key_hash(["id"]) and "md5(" not in key_hash(["id"], portable=False)
+    assert re.fullmatch(
+        r"hash\(id\) /\* duckdb \d+\.\d+\.\d+\S* \*/", key_hash(["id"], portable=False)
+    )
+    assert lake.run([portable]).mode(KEYS) == "full"
+    lake.write("silver", "items", items(("i2", "p0", "2", False)))
+    lake.write("silver", "upstream", upstream(("i2", "2", False)))
+    step = lake.run([duck])
+    assert (step.mode(KEYS), step[KEYS].details) == ("full", "the key fingerprints agree")
+    lake.write("silver", "items", items(("i3", "p0", "3", False)))
+    lake.write("silver", "upstream", upstream(("i3", "3", False)))
+    step = lake.run([duck])
+    assert step.mode(KEYS) == "incremental" and step[KEYS].failing_rows == 0
+    upgraded = replace(
+        duck,
+        agree=tuple(
+            tuple(replace(t, expr=re.sub(r"duckdb \S+ ", "duckdb 99.0.0 ", t.expr)) for t in pair)
+            for pair in duck.agree
+        ),  # type: ignore[arg-type]
+    )
+    assert upgraded.agree != duck.agree
+    assert lake.run([upgraded]).mode(KEYS) == "full"
