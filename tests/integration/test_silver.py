@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
+from tests.support import put, read, run_ok
 
 from medallion.audit import AuditStore
 from medallion.bronze.layer import app_id as bronze_app_id
@@ -18,6 +19,7 @@ from medallion.pipeline import build_tasks
 from medallion.runner import RunContext, RunReport, Status, run_tasks
 from medallion.settings import Settings
 from medallion.silver import layer as silver_layer
+from medallion.silver import transform
 from medallion.silver.contracts import SilverTable, silver_tables
 from medallion.source.changes import ChangeSpec
 from medallion.source.db import open_source
@@ -673,3 +675,56 @@ def test_a_review_repeating_another_keys_content_is_quarantined_in_its_batch_and
     run(settings, tables=tables)
     assert silver(settings, "order_reviews", ["review_id"]) == [(r1,), (r4,)]
     assert quarantine(settings, "order_reviews") == [(r2, rule), (r3, rule), (r5, rule)]
+
+
+def test_the_geolocation_aggregate_keeps_the_latest_row_of_each_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per zip prefix: the median of its current points (deleted ones out, a point equal to
+    one with a smaller id counted once). The first load holds one row per id and is not
+    ranked; a later one ranks each id's rows; a full refresh gives the same aggregate."""
+    s = Settings(home=tmp_path / "home", retries=0, checks=False, report_on_run=False)
+    with open_source(s.source_location, create=True) as db:
+        db.create_tables(SOURCE_TABLES)
+    ranked: list[bool] = []
+    once = transform._one_row_per_point
+    monkeypatch.setattr(
+        transform, "_one_row_per_point", lambda *a: ranked.append(not once(*a)) or not ranked[-1]
+    )
+
+    def point(i: int, zip_code: str, lat: float, lng: float, at: datetime, **more: Any) -> dict:
+        city, state = ("sao paulo", "SP") if zip_code < "1" else ("rio de janeiro", "RJ")
+        return {"geolocation_id": i, "geolocation_zip_code_prefix": zip_code,
+                "geolocation_lat": lat, "geolocation_lng": lng, "geolocation_city": city,
+                "geolocation_state": state, "updated_at": at, **more}  # fmt: skip
+
+    def aggregate() -> list[tuple]:
+        rows = read(s, "silver", "geolocation").sort_by("zip_code_prefix").to_pylist()
+        names = ("zip_code_prefix", "lat", "lng", "city", "state", "point_count")
+        return [tuple(r[n] for n in names) for r in rows]
+
+    t1 = T0 + timedelta(hours=1)
+    put(s, "geolocation", [
+        point(1, "01001", -23.50, -46.35, T0),
+        point(2, "01001", -23.75, -46.75, T0),
+        point(3, "01001", -23.50, -46.35, T0),  # point 1 again
+        point(4, "20040", -22.90, -43.20, T0),
+    ])  # fmt: skip
+    run_ok(s, ["bronze", "silver"])
+    assert aggregate() == [
+        ("01001", -23.625, -46.55, "sao paulo", "SP", 2),
+        ("20040", -22.90, -43.20, "rio de janeiro", "RJ", 1),
+    ]
+    put(s, "geolocation", [
+        point(2, "20040", -22.80, -43.10, t1),  # moved
+        point(4, "20040", -22.90, -43.20, t1, deleted_at=t1),
+    ])  # fmt: skip
+    run_ok(s, ["bronze", "silver"])
+    after = [
+        ("01001", -23.50, -46.35, "sao paulo", "SP", 1),
+        ("20040", -22.80, -43.10, "rio de janeiro", "RJ", 1),
+    ]
+    assert aggregate() == after
+    assert ranked == [False, True]
+    run_ok(s, ["bronze", "silver"], full_refresh=True)
+    assert aggregate() == after and ranked[-1]
