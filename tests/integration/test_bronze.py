@@ -19,7 +19,7 @@ from medallion.errors import SourceBusyError, SourceError
 from medallion.pipeline import build_tasks
 from medallion.runner import RunContext, RunReport, Status, TaskResult, run_tasks
 from medallion.settings import Settings
-from medallion.source.db import open_source
+from medallion.source.db import SourceDatabase, open_source
 from medallion.storage import Lake
 
 CUSTOMERS = source_table("customers")
@@ -327,6 +327,41 @@ def test_two_concurrent_runs_never_duplicate_rows(settings: Settings) -> None:
     assert codes == [0, 0], [p.stderr.read().decode()[-1000:] for p in procs if p.stderr]
     got = [r[0] for r in bronze_rows(settings)]
     assert len(got) == len(rows) and len(set(got)) == len(rows)
+
+
+def test_a_first_load_reads_the_source_once_and_records_what_a_listing_would(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table's first extraction lists no keys before its rows: one read of the source
+    gives the rows, the watermark, the checks' totals and the key fingerprint its commit
+    records, each what a run that lists the keys first finds (a full refresh); the next run
+    finds the fingerprint unchanged and compares no Bronze key."""
+    rows = [(f"c{i:05d}", "x", T0 + timedelta(seconds=i), None) for i in range(3000)]
+    rows += [(f"d{i}", "y", T0 + timedelta(hours=1), T0 + timedelta(hours=1)) for i in range(7)]
+    with open_source(settings.source_location) as db:
+        db.upsert(CUSTOMERS, customers(*rows))
+    listed: list[object] = []
+    list_keys = SourceDatabase.changed_keys
+    monkeypatch.setattr(
+        SourceDatabase, "changed_keys", lambda db, *a: listed.append(a) or list_keys(db, *a)
+    )
+    first = run_bronze(settings).outcomes[0].result
+    assert first is not None and listed == []
+    got = [first.metrics[k] for k in ("candidates", "upserts", "soft_deletes")]
+    assert (got, first.rows_written) == ([3007, 3000, 7], 3007)
+    assert first.watermark_after == (T0 + timedelta(hours=1)).isoformat()
+    assert len(bronze_rows(settings)) == 3007
+    refreshed = run_bronze(settings, full_refresh=True).outcomes[0].result
+    assert refreshed is not None and listed and refreshed.rows_written == 0
+    for name in ("source_totals", "source_version"):
+        assert refreshed.metrics[name] == first.metrics[name]
+    unchanged = settings.model_copy(update={"skip_unchanged_source": False})
+    after = run_bronze(unchanged).outcomes[0].result
+    assert after is not None and after.rows_written == 0
+    assert (
+        after.metrics["delete_source_keys_read"],
+        after.metrics["delete_bronze_keys_compared"],
+    ) == (3007, 0)
 
 
 def test_columns_that_start_with_nulls_keep_their_type(settings: Settings) -> None:

@@ -210,18 +210,43 @@ def _summarised(
 ) -> tuple[KeyPrint, SourceSeen]:
     """The key fingerprint of every source row in ``chunks``, and what the checks need of
     them (the newest update from the source's index); each chunk added to ``kept``."""
-    wanted = source_totals(table, settings)[0]
-    seen = _Seen(table, [t for t in wanted if not t.newest_update], default_engine())
+    listing = Listing(table, settings)
     for chunk in chunks:
-        seen.add(chunk)
+        listing.add(chunk)
         if kept is not None:
             kept.append(chunk)
-    latest = db.latest_update(table)
-    newest = dict.fromkeys((t.key for t in wanted if t.newest_update), latest)
-    version = None
-    if seen.deleted is not None:
-        version = source_version(seen.fingerprint.keys, seen.deleted, latest)
-    return seen.fingerprint, SourceSeen(seen.totals | newest, version)
+    return listing.summary(db)
+
+
+class Listing:
+    """Source rows summarised as they go by (a chunk at a time, none held): their key
+    fingerprint and what the checks need of them, as a reconciliation that lists every
+    source key records them."""
+
+    def __init__(self, table: SourceTable, settings: Settings) -> None:
+        self.table = table
+        self.wanted = source_totals(table, settings)[0]
+        summed = [t for t in self.wanted if not t.newest_update]
+        self._seen = _Seen(table, summed, default_engine())
+
+    def add(self, rows: pa.Table) -> None:
+        """Count ``rows`` in: they hold the key and the columns of :func:`shipped_with`."""
+        self._seen.add(rows)
+
+    def summary(self, db: SourceDatabase) -> tuple[KeyPrint, SourceSeen]:
+        """The fingerprint of the keys added, and what the checks need of their rows."""
+        latest = db.latest_update(self.table)
+        newest = dict.fromkeys((t.key for t in self.wanted if t.newest_update), latest)
+        seen = self._seen
+        version = None
+        if seen.deleted is not None:
+            version = source_version(seen.fingerprint.keys, seen.deleted, latest)
+        return seen.fingerprint, SourceSeen(seen.totals | newest, version)
+
+    def reconciled(self, db: SourceDatabase) -> Reconciled:
+        """A first reconciliation's result: nothing gone, every key listed."""
+        fingerprint, seen = self.summary(db)
+        return Reconciled(source_keys=fingerprint, source_seen=seen)
 
 
 def _chunks(batches: Iterable[pa.RecordBatch], rows: int = 1 << 20) -> Iterator[pa.Table]:

@@ -13,15 +13,19 @@ the checks need of the source rows included, and none of this is done):
    read only in the key-hash buckets whose summaries differ (:mod:`medallion.bronze.deletes`);
 4. stream the new rows in bounded batches plus tombstones into ONE Delta commit that also
    records the new watermark. No new rows means no commit.
+A table's first extraction (no watermark, no row) does 2-4 in one read of the source
+(:func:`_first_load`).
 A crash anywhere leaves either the whole commit (watermark included) or nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -32,6 +36,7 @@ from medallion.bronze.deletes import (
     OP_DELETE,
     OP_UPSERT,
     SOURCE_KEYS,
+    Listing,
     Reconciled,
     hard_deletes,
     shipped_with,
@@ -151,6 +156,8 @@ def _extract(
             ", ".join(drift.new_columns),
         )
     previous = bronze.app_version(app_id(table))
+    if previous is None and not bronze.row_count():
+        return _first_load(ctx, table, db, bronze, drift.new_columns)
     lag = timedelta(seconds=ctx.settings.extract_lag_s)
     low = None if previous is None or ctx.full_refresh else from_micros(previous) - lag
     # without a window every source row is a candidate: with what the checks' totals read
@@ -201,24 +208,17 @@ def _extract(
     )
     tail = _as_bronze(tombstones, schema, ctx) if tombstones is not None and n_dead else None
     reader = pa.RecordBatchReader.from_batches(schema, _chain(batches, tail))
-    version = bronze.append(
+    version = _commit(
+        ctx,
+        table,
+        bronze,
         reader,
-        partition_by=PARTITION,
-        transactions={app_id(table): watermark},
-        expected={app_id(table): previous},
-        metadata={
-            "run_id": ctx.run_id,
-            "step": LAYER,
-            "table": table.name,
-            "watermark_from": _iso(previous),
-            "watermark_to": _iso(watermark),
-            "rows": n_new + n_dead,  # as listed: the commit's own metrics count the rows written
-            **({SOURCE_KEYS: reconciled.source_keys.text} if reconciled.source_keys else {}),
-        },
-        evolve_schema=bool(drift.new_columns),
-        configuration=CDF,
+        previous=previous,
+        watermark=watermark,
+        listed=n_new + n_dead,
+        reconciled=reconciled,
+        evolve=bool(drift.new_columns),
     )
-    crash_point("bronze.after_commit")
     metrics |= {
         "upserts": counter.upserts,
         "soft_deletes": counter.deletes,
@@ -230,6 +230,115 @@ def _extract(
         delta_version=version,
         watermark_after=_iso(watermark),
     )
+
+
+def _first_load(
+    ctx: RunContext,
+    table: SourceTable,
+    db: SourceDatabase,
+    bronze: DeltaHandle,
+    new_columns: tuple[str, ...],
+) -> TaskResult:
+    """A table's first extraction (no watermark, no Bronze row) reads the source once: the
+    rows stream to a local Arrow file, summarised on the way (the newest update, the key
+    fingerprint and the checks' totals a first reconciliation records), and are committed
+    from it. Later runs list candidate keys first, which their window keeps small; here
+    that list is the whole table, read twice before (geolocation: 0.6 of 2.2 s)."""
+    schema = bronze_schema(table, _evolved(bronze, table, new_columns))
+    names = [*(c.name for c in table.all_columns), *new_columns]
+    listing = Listing(table, ctx.settings) if ctx.settings.detect_hard_deletes else None
+    counter, newest = _Counter(), None
+    with tempfile.TemporaryDirectory(prefix=f"medallion-{table.name}-") as folder:
+        spilled = Path(folder) / "rows.arrow"
+        with pa.OSFile(str(spilled), "wb") as sink, pa.ipc.new_file(sink, schema) as spill:
+            for batch in db.rows_updated_between(table, names, None, None):
+                rows = pa.Table.from_batches([batch])
+                if listing is not None:
+                    listing.add(rows)
+                newest = rows[UPDATED_AT][-1].as_py()  # oldest first
+                spill.write_table(_counted(_as_bronze(rows, schema, ctx), counter))
+        reconciled = listing.reconciled(db) if listing is not None else Reconciled()
+        listed = counter.upserts + counter.deletes
+        result = TaskResult(
+            rows_read=listed,
+            metrics={"candidates": listed, "new_columns": list(new_columns),
+                     **_source_seen(reconciled)},
+            delta_version=bronze.version,
+        )  # fmt: skip
+        if newest is None:
+            return result
+        with pa.memory_map(str(spilled)) as source:
+            rows = pa.ipc.open_file(source)
+            reader = pa.RecordBatchReader.from_batches(schema, _crashing_after_first(rows))
+            version = _commit(
+                ctx,
+                table,
+                bronze,
+                reader,
+                previous=None,
+                watermark=to_micros(newest),
+                listed=listed,
+                reconciled=reconciled,
+                evolve=bool(new_columns),
+            )
+    metrics = {"upserts": counter.upserts, "soft_deletes": counter.deletes, "hard_deletes": 0}
+    return replace(
+        result,
+        rows_written=listed,
+        metrics=result.metrics | metrics,
+        delta_version=version,
+        watermark_after=_iso(to_micros(newest)),
+    )
+
+
+def _counted(stamped: pa.Table, counter: _Counter) -> pa.Table:
+    """``stamped`` Bronze rows, counted as upserts and soft deletes."""
+    deletes = pc.sum(pc.equal(stamped["_op"], OP_DELETE)).as_py() or 0
+    counter.deletes += deletes
+    counter.upserts += stamped.num_rows - deletes
+    return stamped
+
+
+def _crashing_after_first(rows: pa.ipc.RecordBatchFileReader) -> Iterator[pa.RecordBatch]:
+    for i in range(rows.num_record_batches):
+        yield rows.get_batch(i)
+        if i == 0:
+            crash_point("bronze.during_write")
+
+
+def _commit(
+    ctx: RunContext,
+    table: SourceTable,
+    bronze: DeltaHandle,
+    reader: pa.RecordBatchReader,
+    *,
+    previous: int | None,
+    watermark: int,
+    listed: int,
+    reconciled: Reconciled,
+    evolve: bool,
+) -> int:
+    """Append ``reader`` in ONE commit that moves the watermark from ``previous`` (refused
+    if another run moved it first) and records the source keys reconciled."""
+    version = bronze.append(
+        reader,
+        partition_by=PARTITION,
+        transactions={app_id(table): watermark},
+        expected={app_id(table): previous},
+        metadata={
+            "run_id": ctx.run_id,
+            "step": LAYER,
+            "table": table.name,
+            "watermark_from": _iso(previous),
+            "watermark_to": _iso(watermark),
+            "rows": listed,  # as listed: the commit's own metrics count the rows written
+            **({SOURCE_KEYS: reconciled.source_keys.text} if reconciled.source_keys else {}),
+        },
+        evolve_schema=evolve,
+        configuration=CDF,
+    )
+    crash_point("bronze.after_commit")
+    return version
 
 
 def _evolved(
@@ -302,11 +411,7 @@ def _rows_to_write(
         fresh = _anti_join(pa.Table.from_batches([batch]), held, [*table.row_key, UPDATED_AT])
         if fresh.num_rows == 0:
             continue
-        stamped = _as_bronze(fresh, schema, ctx)
-        n_del = pc.sum(pc.equal(stamped["_op"], OP_DELETE)).as_py() or 0
-        counter.deletes += n_del
-        counter.upserts += stamped.num_rows - n_del
-        yield from stamped.to_batches()
+        yield from _counted(_as_bronze(fresh, schema, ctx), counter).to_batches()
         if i == 0:
             crash_point("bronze.during_write")
 
