@@ -242,41 +242,46 @@ def _first_load(
     """A table's first extraction (no watermark, no Bronze row) reads the source once: the
     rows stream to a local Arrow file, summarised on the way (the newest update, the key
     fingerprint and the checks' totals a first reconciliation records), and are committed
-    from it. Later runs list candidate keys first, which their window keeps small; here
-    that list is the whole table, read twice before (geolocation: 0.6 of 2.2 s)."""
+    from it. A later run lists the keys of its window first, a small read; here that list
+    would be the whole table, read again for the rows."""
     schema = bronze_schema(table, _evolved(bronze, table, new_columns))
-    names = [*(c.name for c in table.all_columns), *new_columns]
     listing = Listing(table, ctx.settings) if ctx.settings.detect_hard_deletes else None
-    counter, newest = _Counter(), None
+    counter = _Counter()
     with tempfile.TemporaryDirectory(prefix=f"medallion-{table.name}-") as folder:
         spilled = Path(folder) / "rows.arrow"
-        with pa.OSFile(str(spilled), "wb") as sink, pa.ipc.new_file(sink, schema) as spill:
-            for batch in db.rows_updated_between(table, names, None, None):
-                rows = pa.Table.from_batches([batch])
-                if listing is not None:
-                    listing.add(rows)
-                newest = rows[UPDATED_AT][-1].as_py()  # oldest first
-                spill.write_table(_counted(_as_bronze(rows, schema, ctx), counter))
+        names = [*(c.name for c in table.all_columns), *new_columns]
+        newest = _spill(
+            db.rows_updated_between(table, names, None, None),
+            spilled,
+            schema=schema,
+            ctx=ctx,
+            listing=listing,
+            counter=counter,
+        )
         reconciled = listing.reconciled(db) if listing is not None else Reconciled()
         listed = counter.upserts + counter.deletes
         result = TaskResult(
             rows_read=listed,
-            metrics={"candidates": listed, "new_columns": list(new_columns),
-                     **_source_seen(reconciled)},
+            metrics={
+                "candidates": listed,
+                "new_columns": list(new_columns),
+                **_source_seen(reconciled),
+            },
             delta_version=bronze.version,
-        )  # fmt: skip
+        )
         if newest is None:
             return result
+        watermark = to_micros(newest)
         with pa.memory_map(str(spilled)) as source:
-            rows = pa.ipc.open_file(source)
-            reader = pa.RecordBatchReader.from_batches(schema, _crashing_after_first(rows))
+            written = pa.ipc.open_file(source)
+            reader = pa.RecordBatchReader.from_batches(schema, _crashing_after_first(written))
             version = _commit(
                 ctx,
                 table,
                 bronze,
                 reader,
                 previous=None,
-                watermark=to_micros(newest),
+                watermark=watermark,
                 listed=listed,
                 reconciled=reconciled,
                 evolve=bool(new_columns),
@@ -287,8 +292,31 @@ def _first_load(
         rows_written=listed,
         metrics=result.metrics | metrics,
         delta_version=version,
-        watermark_after=_iso(to_micros(newest)),
+        watermark_after=_iso(watermark),
     )
+
+
+def _spill(
+    batches: Iterator[pa.RecordBatch],
+    path: Path,
+    *,
+    schema: pa.Schema,
+    ctx: RunContext,
+    listing: Listing | None,
+    counter: _Counter,
+) -> datetime | None:
+    """Write the source rows of ``batches`` (oldest first) as Bronze rows to an Arrow file
+    at ``path``, each batch added to ``listing`` and counted; the newest ``updated_at``
+    (None: no row)."""
+    newest = None
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as spill:
+        for batch in batches:
+            rows = pa.Table.from_batches([batch])
+            if listing is not None:
+                listing.add(rows)
+            newest = rows[UPDATED_AT][-1].as_py()
+            spill.write_table(_counted(_as_bronze(rows, schema, ctx), counter))
+    return newest
 
 
 def _counted(stamped: pa.Table, counter: _Counter) -> pa.Table:
@@ -300,6 +328,7 @@ def _counted(stamped: pa.Table, counter: _Counter) -> pa.Table:
 
 
 def _crashing_after_first(rows: pa.ipc.RecordBatchFileReader) -> Iterator[pa.RecordBatch]:
+    """The batches of ``rows``; a test may crash the run after the first reached Delta."""
     for i in range(rows.num_record_batches):
         yield rows.get_batch(i)
         if i == 0:
