@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from medallion.errors import AuditError, TransientError, one_line
+from medallion.remembered import Bounded
 from medallion.runner import RunContext, Status, Task, TaskOutcome
 from medallion.settings import Settings, redact_url
 
@@ -154,9 +155,12 @@ def _write_ahead_log(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-_ENGINES: dict[tuple[int, str], tuple[tuple[int, int] | None, sa.Engine]] = {}
+# the engine of each store (and the identity of its SQLite file), for 8 stores a process
+# uses (tests open hundreds); one made at a time
+_ENGINES: Bounded[tuple[int, str], tuple[tuple[int, int] | None, sa.Engine]] = Bounded(
+    kept=8, forget=lambda held: held[1].dispose()
+)
 _ENGINES_LOCK = threading.Lock()
-_ENGINES_KEPT = 8  # stores a process keeps engines for (tests open hundreds)
 
 
 def _shared_engine(target: str) -> sa.Engine:
@@ -174,9 +178,7 @@ def _shared_engine(target: str) -> sa.Engine:
             return engine  # in memory, or a file its first connection creates
         if held is not None:
             held[1].dispose()
-        _ENGINES[key] = (identity, engine)
-        while len(_ENGINES) > _ENGINES_KEPT:
-            _ENGINES.pop(next(iter(_ENGINES)))[1].dispose()
+        _ENGINES.put(key, (identity, engine))
         return engine
 
 

@@ -1,4 +1,5 @@
-"""What this process knows of objects it made: a bounded map by identity, thread-safe.
+"""What this process knows of objects it made: a bounded map by identity, thread-safe; and
+:class:`Bounded`, a bounded map by value.
 
 The engines are handed lazy datasets and must learn what each reads (a lake snapshot, some
 appended files, a kept result) from the object alone: the facts are remembered by the
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 Thing = TypeVar("Thing")
 Facts = TypeVar("Facts")
+Key = TypeVar("Key", bound=Hashable)
+Value = TypeVar("Value")
 
 
 class Remembered(Generic[Thing, Facts]):
@@ -53,3 +56,28 @@ class Remembered(Generic[Thing, Facts]):
             self._entries.move_to_end(ident)
             thing, facts, _ = self._entries[ident]
             return thing, facts
+
+
+class Bounded(Generic[Key, Value]):
+    """Values by key, up to ``kept`` of them (the oldest put forgotten first, handed to
+    ``forget``), thread-safe: what a process learnt once and asks for again."""
+
+    def __init__(self, kept: int, forget: Callable[[Value], object] | None = None) -> None:
+        self._kept = kept
+        self._forget = forget
+        self._values: dict[Key, Value] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Key) -> Value | None:
+        with self._lock:
+            return self._values.get(key)
+
+    def put(self, key: Key, value: Value) -> None:
+        """Keep ``value`` under ``key`` (a value it replaces is not handed to ``forget``)."""
+        with self._lock:
+            self._values.pop(key, None)
+            self._values[key] = value
+            while len(self._values) > self._kept:
+                forgotten = self._values.pop(next(iter(self._values)))
+                if self._forget is not None:
+                    self._forget(forgotten)

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import shutil
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from deltalake.transaction import AddAction, RemoveAction, create_table_with_add
 
 from medallion.errors import StorageError, one_line
 from medallion.faults import crash_point
-from medallion.remembered import Remembered
+from medallion.remembered import Bounded, Remembered
 from medallion.settings import Settings, redact_url
 
 if TYPE_CHECKING:  # imported where a dataset is made: it imports pandas (0.2 s)
@@ -123,9 +122,9 @@ class _Latest:
 _OPENED: Remembered[DeltaTable, _Latest] = Remembered(kept=128)
 # the newest data commit of each table (uri, id) version asked about here: a run asks a
 # hundred times, each a read of the last commits (0.4 ms)
-_DATA_COMMITS: dict[tuple[str, str | None, int], tuple[dict[str, Any] | None, int | None]] = {}
-_DATA_COMMITS_LOCK = threading.Lock()
-_DATA_COMMITS_KEPT = 1024
+_DATA_COMMITS: Bounded[tuple[str, str | None, int], tuple[dict[str, Any] | None, int | None]] = (
+    Bounded(kept=1024)
+)
 
 
 def _commit_stamp(uri: str, version: int) -> tuple[int, int, int] | None:
@@ -358,14 +357,10 @@ class DeltaHandle:
         once per table version in a process (a version's history never changes)."""
         assert self._dt is not None
         key = (self.uri, self.identity, self._dt.version())
-        with _DATA_COMMITS_LOCK:
-            found = _DATA_COMMITS.get(key)
+        found = _DATA_COMMITS.get(key)
         if found is None:
             found = self._read_latest_data_commit()
-            with _DATA_COMMITS_LOCK:
-                _DATA_COMMITS[key] = found
-                while len(_DATA_COMMITS) > _DATA_COMMITS_KEPT:
-                    del _DATA_COMMITS[next(iter(_DATA_COMMITS))]
+            _DATA_COMMITS.put(key, found)
         return found
 
     def _read_latest_data_commit(self) -> tuple[dict[str, Any] | None, int | None]:

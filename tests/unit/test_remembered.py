@@ -1,8 +1,8 @@
-"""The bounded identity map the engines learn what a lazy dataset reads from."""
+"""The bounded maps: by identity (what the engines learn of a lazy dataset) and by value."""
 
 from __future__ import annotations
 
-from medallion.remembered import Remembered
+from medallion.remembered import Bounded, Remembered
 
 
 class Thing:
@@ -35,3 +35,16 @@ def test_a_key_made_again_finds_the_new_object_after_the_old_one_is_forgotten() 
     known.add(new, "new", key="snapshot")  # two tasks made the same snapshot at once
     known.add(Thing(), "other")  # forgets ``old``
     assert known.by_key("snapshot") == (new, "new")
+
+
+def test_bounded_keeps_the_newest_values_and_hands_the_oldest_to_forget() -> None:
+    forgotten: list[str] = []
+    values: Bounded[tuple[str, int], str] = Bounded(kept=2, forget=forgotten.append)
+    values.put(("a", 1), "first")
+    values.put(("b", 1), "second")
+    values.put(("a", 1), "first again")  # replaced: not forgotten, and now the newest
+    assert values.get(("a", 1)) == "first again" and forgotten == []
+    values.put(("c", 1), "third")
+    assert forgotten == ["second"]
+    assert values.get(("b", 1)) is None
+    assert [values.get(k) for k in (("a", 1), ("c", 1))] == ["first again", "third"]
