@@ -364,6 +364,20 @@ def test_a_first_load_reads_the_source_once_and_records_what_a_listing_would(
     ) == (3007, 0)
 
 
+def test_a_first_load_commits_its_rows_oldest_first(settings: Settings) -> None:
+    """The source is read in its own order (no sort there); the commit holds the rows in
+    ``updated_at`` order all the same, as every Bronze commit does (a window's read skips
+    files by their statistics)."""
+    rows = [(f"c{i:04d}", "x", T0 + timedelta(seconds=500 - i), None) for i in range(500)]
+    with open_source(settings.source_location) as db:
+        db.upsert(CUSTOMERS, customers(*rows))
+        stored = db.read_table(CUSTOMERS)["updated_at"].to_pylist()
+    assert stored != sorted(stored)  # the table's own order is not the time order
+    assert run_bronze(settings).ok
+    written = DeltaTable(f"{settings.lake_location}/bronze/customers").to_pyarrow_table()
+    assert written["_source_updated_at"].to_pylist() == sorted(stored)
+
+
 def test_columns_that_start_with_nulls_keep_their_type(settings: Settings) -> None:
     """SQLite's driver infers types from the first rows; a nullable text column that is NULL
     for thousands of rows and then set must still come through (and stay text)."""

@@ -251,7 +251,7 @@ def _first_load(
         spilled = Path(folder) / "rows.arrow"
         names = [*(c.name for c in table.all_columns), *new_columns]
         newest = _spill(
-            db.rows_updated_between(table, names, None, None),
+            db.rows_with_updates(table, names),
             spilled,
             schema=schema,
             ctx=ctx,
@@ -273,8 +273,8 @@ def _first_load(
             return result
         watermark = to_micros(newest)
         with pa.memory_map(str(spilled)) as source:
-            written = pa.ipc.open_file(source)
-            reader = pa.RecordBatchReader.from_batches(schema, _crashing_after_first(written))
+            batches = _oldest_first(pa.ipc.open_file(source).read_all())
+            reader = pa.RecordBatchReader.from_batches(schema, _crashing_after_first(batches))
             version = _commit(
                 ctx,
                 table,
@@ -305,18 +305,31 @@ def _spill(
     listing: Listing | None,
     counter: _Counter,
 ) -> datetime | None:
-    """Write the source rows of ``batches`` (oldest first) as Bronze rows to an Arrow file
-    at ``path``, each batch added to ``listing`` and counted; the newest ``updated_at``
-    (None: no row)."""
+    """Write the source rows of ``batches`` as Bronze rows to an Arrow file at ``path``,
+    each batch added to ``listing`` and counted; the newest ``updated_at`` (None: no row)."""
     newest = None
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as spill:
         for batch in batches:
             rows = pa.Table.from_batches([batch])
             if listing is not None:
                 listing.add(rows)
-            newest = rows[UPDATED_AT][-1].as_py()
+            latest = pc.max(rows[UPDATED_AT]).as_py()
+            newest = latest if newest is None else max(newest, latest)
             spill.write_table(_counted(_as_bronze(rows, schema, ctx), counter))
     return newest
+
+
+def _oldest_first(rows: pa.Table, batch_rows: int = 1 << 16) -> Iterator[pa.RecordBatch]:
+    """The batches of ``rows`` (a memory-mapped file's) ordered by ``_source_updated_at``,
+    as every Bronze commit is, so that a window's read skips files by their statistics:
+    as they are when they already are in that order, else taken in it a batch at a time."""
+    updated = rows["_source_updated_at"]
+    if rows.num_rows < 2 or pc.all(pc.less_equal(updated[:-1], updated[1:])).as_py():
+        yield from rows.to_batches(batch_rows)
+        return
+    order = pc.sort_indices(updated)
+    for start in range(0, rows.num_rows, batch_rows):
+        yield from rows.take(order[start : start + batch_rows]).to_batches()
 
 
 def _counted(stamped: pa.Table, counter: _Counter) -> pa.Table:
@@ -327,10 +340,10 @@ def _counted(stamped: pa.Table, counter: _Counter) -> pa.Table:
     return stamped
 
 
-def _crashing_after_first(rows: pa.ipc.RecordBatchFileReader) -> Iterator[pa.RecordBatch]:
-    """The batches of ``rows``; a test may crash the run after the first reached Delta."""
-    for i in range(rows.num_record_batches):
-        yield rows.get_batch(i)
+def _crashing_after_first(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """``batches``; a test may crash the run after the first reached Delta."""
+    for i, batch in enumerate(batches):
+        yield batch
         if i == 0:
             crash_point("bronze.during_write")
 

@@ -231,23 +231,25 @@ class SourceDatabase:
         return self.select(table, columns, where, [self._timestamp(since)])
 
     def rows_updated_between(
-        self,
-        table: SourceTable,
-        columns: Sequence[str],
-        low: datetime | None,
-        high: datetime | None,
+        self, table: SourceTable, columns: Sequence[str], low: datetime | None, high: datetime
     ) -> Iterator[pa.RecordBatch]:
-        """``columns`` of the rows with ``low < updated_at <= high`` (None: no bound), oldest
-        first, in batches."""
-        bounds = [(">", low), ("<=", high)]
-        params = [self._timestamp(at) for _, at in bounds if at is not None]
-        where = " AND ".join(
-            f"{quote(UPDATED_AT)} {op} {self.param(i)}"
-            for i, op in enumerate((op for op, at in bounds if at is not None), 1)
-        )
+        """``columns`` of the rows with ``low < updated_at <= high``, oldest first, in batches."""
+        where = f"{quote(UPDATED_AT)} <= {self.param(1)}"
+        params: list[Any] = [self._timestamp(high)]
+        if low is not None:
+            where += f" AND {quote(UPDATED_AT)} > {self.param(2)}"
+            params.append(self._timestamp(low))
         return self.select_batches(
             table, columns, where, params, order_by=UPDATED_AT, whole=low is None
         )
+
+    def rows_with_updates(
+        self, table: SourceTable, columns: Sequence[str]
+    ) -> Iterator[pa.RecordBatch]:
+        """``columns`` of every row that has an ``updated_at``, in the table's own order (a
+        first load orders them itself: SQLite's sort of a million rows costs 0.4 s, and a
+        table written in time order needs none), in batches."""
+        return self.select_batches(table, columns, f"{quote(UPDATED_AT)} IS NOT NULL")
 
     def latest_update(self, table: SourceTable) -> datetime | None:
         """The newest ``updated_at`` of the table (None when it is empty)."""
