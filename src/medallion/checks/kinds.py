@@ -145,14 +145,16 @@ def key_hash(keys: Sequence[str], *, portable: bool = True) -> str:
     alike. The Spark spelling of the hex cast is ``conv``
     (:func:`medallion.spark_engine.to_spark_sql`).
 
-    Else DuckDB's own 64-bit hash of the columns, for when DuckDB computes both sides: a
-    tenth of the md5's cost (0.02 against 0.33 microseconds a key), which Bronze pays on
-    every source key it reads. DuckDB keeps it only within a version, so the version is
-    part of the text: a fingerprint kept under another one is not built on (the check's
-    definition differs) and Bronze's totals of the source are not taken for it.
+    Else DuckDB's own 64-bit hash of the columns' text (an INTEGER and a BIGINT key hash
+    alike), for when DuckDB computes both sides: a tenth of the md5's cost (0.02 against
+    0.33 microseconds a key), which Bronze pays on every source key it reads. DuckDB keeps
+    it only within a version, so the version is part of the text: a fingerprint kept under
+    another one is not built on (the check's definition differs) and Bronze's totals of the
+    source are not taken for it.
     """
     if not portable:
-        return f"hash({', '.join(keys)}) /* duckdb {_duckdb_version()} */"
+        texts = ", ".join(f"CAST({k} AS VARCHAR)" for k in keys)
+        return f"hash({texts}) /* duckdb {_duckdb_version()} */"
     parts = " || ".join(
         f"coalesce(CAST(length(CAST({k} AS VARCHAR)) AS VARCHAR) || ':' || CAST({k} AS VARCHAR)"
         ", '-')"
