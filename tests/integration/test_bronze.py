@@ -295,6 +295,27 @@ def test_crash_then_rerun_equals_clean_run(settings: Settings, point: str, tmp_p
     assert [r[0] for r in got] == [r[0] for r in rows]  # every row exactly once
 
 
+@pytest.mark.parametrize("point", ["bronze.during_write", "bronze.after_commit"])
+def test_a_crashed_incremental_extraction_rerun_equals_a_clean_one(
+    settings: Settings, point: str
+) -> None:
+    """As above, for an extraction after the first (its window's rows, not a first load)."""
+    first = [(f"c{i:04d}", "x", T0 + timedelta(seconds=i), None) for i in range(20)]
+    later = [(f"d{i:04d}", "y", T0 + timedelta(hours=1, seconds=i), None) for i in range(30)]
+    with open_source(settings.source_location) as db:
+        db.upsert(CUSTOMERS, customers(*first))
+    assert run_bronze(settings).ok
+    with open_source(settings.source_location) as db:
+        db.upsert(CUSTOMERS, customers(*later))
+    args = [sys.executable, "-c", CRASH_SCRIPT, str(settings.home), settings.source_location]
+    env = {**os.environ, "MEDALLION_CRASH_AT": point}
+    crashed = subprocess.run([*args, "crash"], env=env, capture_output=True, check=False)
+    assert crashed.returncode == 86, crashed.stderr.decode()[-2000:]
+    again = subprocess.run([*args, "rerun"], capture_output=True, check=False)
+    assert again.returncode == 0, again.stderr.decode()[-2000:]
+    assert [r[0] for r in bronze_rows(settings)] == [r[0] for r in first + later]
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [

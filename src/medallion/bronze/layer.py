@@ -156,7 +156,7 @@ def _extract(
             ", ".join(drift.new_columns),
         )
     previous = bronze.app_version(app_id(table))
-    if previous is None and not bronze.row_count():
+    if previous is None and (not bronze.exists or bronze.row_count() == 0):
         return _first_load(ctx, table, db, bronze, drift.new_columns)
     lag = timedelta(seconds=ctx.settings.extract_lag_s)
     low = None if previous is None or ctx.full_refresh else from_micros(previous) - lag
@@ -207,7 +207,7 @@ def _extract(
         counter=counter,
     )
     tail = _as_bronze(tombstones, schema, ctx) if tombstones is not None and n_dead else None
-    reader = pa.RecordBatchReader.from_batches(schema, _chain(batches, tail))
+    reader = pa.RecordBatchReader.from_batches(schema, _chain(_crashing_after_first(batches), tail))
     version = _commit(
         ctx,
         table,
@@ -219,11 +219,7 @@ def _extract(
         reconciled=reconciled,
         evolve=bool(drift.new_columns),
     )
-    metrics |= {
-        "upserts": counter.upserts,
-        "soft_deletes": counter.deletes,
-        "hard_deletes": n_dead,
-    }
+    metrics |= counter.metrics(hard_deletes=n_dead)
     return replace(
         result,
         rows_written=counter.upserts + counter.deletes + n_dead,
@@ -286,11 +282,10 @@ def _first_load(
                 reconciled=reconciled,
                 evolve=bool(new_columns),
             )
-    metrics = {"upserts": counter.upserts, "soft_deletes": counter.deletes, "hard_deletes": 0}
     return replace(
         result,
         rows_written=listed,
-        metrics=result.metrics | metrics,
+        metrics=result.metrics | counter.metrics(hard_deletes=0),
         delta_version=version,
         watermark_after=_iso(watermark),
     )
@@ -398,6 +393,10 @@ class _Counter:
     upserts: int = 0
     deletes: int = 0
 
+    def metrics(self, *, hard_deletes: int) -> dict[str, int]:
+        """The task metrics of what a commit wrote."""
+        return {"upserts": self.upserts, "soft_deletes": self.deletes, "hard_deletes": hard_deletes}
+
 
 def _chain(batches: Iterator[pa.RecordBatch], tail: pa.Table | None) -> Iterator[pa.RecordBatch]:
     yield from batches
@@ -449,13 +448,11 @@ def _rows_to_write(
     """Stream the new rows of the window, typed and stamped, in bounded batches."""
     names = [c.name for c in table.all_columns]
     batches = db.rows_updated_between(table, [*names, *extra], window.low, window.high)
-    for i, batch in enumerate(batches):
+    for batch in batches:
         fresh = _anti_join(pa.Table.from_batches([batch]), held, [*table.row_key, UPDATED_AT])
         if fresh.num_rows == 0:
             continue
         yield from _counted(_as_bronze(fresh, schema, ctx), counter).to_batches()
-        if i == 0:
-            crash_point("bronze.during_write")
 
 
 def _as_bronze(rows: pa.Table, schema: pa.Schema, ctx: RunContext) -> pa.Table:
