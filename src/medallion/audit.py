@@ -133,7 +133,12 @@ def _lost_creation_race(exc: SQLAlchemyError) -> bool:
     when waiting could deadlock (a connection that read asks to write while another
     writes), and two runs starting on a new store meet there."""
     text = str(exc)
-    return any(s in text for s in ("already exists", "pg_type_typname_nsp_index", "locked"))
+    return "already exists" in text or "pg_type_typname_nsp_index" in text or _busy(exc)
+
+
+def _busy(exc: SQLAlchemyError) -> bool:
+    """SQLite's store was locked by another writer past waiting (or without waiting)."""
+    return "locked" in str(exc)
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -343,7 +348,7 @@ class AuditStore:
             except SQLAlchemyError as exc:
                 # busy past the timeout, or a concurrent writer replaced the same check state
                 # first: try again
-                if attempt < 2 and ("locked" in str(exc) or isinstance(exc, IntegrityError)):
+                if attempt < 2 and (_busy(exc) or isinstance(exc, IntegrityError)):
                     time.sleep(1.0)
                     continue
                 raise AuditError(f"cannot write the audit log: {_one_line(exc)}") from None
@@ -557,7 +562,7 @@ class AuditStore:
         except IntegrityError:
             return False
         except SQLAlchemyError as exc:
-            if "locked" in str(exc):  # busy: wait for the store like for the lease
+            if _busy(exc):  # wait for the store like for the lease
                 return False
             raise AuditError(f"cannot take a lease in the audit store: {_one_line(exc)}") from None
 
