@@ -6,6 +6,8 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from medallion.engine import default_engine
 from medallion.gold import features
@@ -142,3 +144,32 @@ def test_average_delivery_days_are_exact_whatever_the_row_order() -> None:
         got.add(out["avg_delivery_days"][0].as_py())
     exact = sum(Decimal(str(d)) for d in days) / n
     assert got == {float(exact.quantize(Decimal("0.01"), rounding="ROUND_HALF_UP"))}
+
+
+def test_quintiles_give_tied_values_one_score_by_rank() -> None:
+    base = pa.table({"v": [1, 1, 1, 2, 3, 3]})
+    out = default_engine().query(f"{features.quintiles('v')} ORDER BY v", {"base": base})
+    # ranks 1, 4, 5 of 6 rows -> 1 + floor(5 * (rank - 1) / 6)
+    assert out.to_pydict() == {"v": [1, 2, 3], "q": [1, 3, 4]}
+    down = default_engine().query(f"{features.quintiles('v', 'DESC')} ORDER BY v", {"base": base})
+    assert down.to_pydict() == {"v": [1, 2, 3], "q": [3, 2, 1]}  # ranks 4, 3, 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.one_of(st.none(), st.integers(-3, 6)), min_size=1, max_size=40),
+    direction=st.sampled_from(["ASC", "DESC"]),
+)
+def test_quintiles_equal_rank_over_every_row(values: list[int | None], direction: str) -> None:
+    """The running count over distinct values is the rank each row would get (NULLs too)."""
+    base = pa.table({"id": list(range(len(values))), "v": pa.array(values, pa.int64())})
+    by_rank = (
+        f"SELECT id, 1 + CAST(floor(5.0 * (rank() OVER (ORDER BY v {direction}) - 1) "
+        "/ count(*) OVER ()) AS INTEGER) AS q FROM base ORDER BY id"
+    )
+    by_count = (
+        f"SELECT id, q FROM base JOIN ({features.quintiles('v', direction)}) s "
+        "ON s.v IS NOT DISTINCT FROM base.v ORDER BY id"
+    )
+    engine = default_engine()
+    assert engine.query(by_count, {"base": base}) == engine.query(by_rank, {"base": base})
