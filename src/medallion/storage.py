@@ -39,7 +39,8 @@ if TYPE_CHECKING:  # imported where a dataset is made: it imports pandas (0.2 s)
 log = logging.getLogger(__name__)
 
 # Files of at most this size, written in key order, so that a MERGE rewrites only the files
-# whose key range holds a touched key (delta-rs prunes target files by the source's key range)
+# whose key range holds a touched key (delta-rs still reads every file to find them: it prunes
+# by the source's key range only with a materialised source, slower at scale 10)
 TARGET_FILE_BYTES = 8 << 20
 CDF_KEY = "delta.enableChangeDataFeed"
 # readers of a table read only its new files; a MERGE writes files of the same size as a write
