@@ -474,7 +474,11 @@ class CheckRunner:
         """A row judged alone: the recorded failing count plus the added rows that fail minus
         the removed rows that failed; the sample from the failing rows added."""
         added = self.engine.query(check.sql, {"t": feed.added})
-        removed = self.engine.query(check.sql, {"t": feed.removed})
+        removed = (  # no row in, none out: appends remove nothing
+            self.engine.query(check.sql, {"t": feed.removed})
+            if feed.removed.num_rows
+            else added.slice(0, 0)
+        )
         failing = state.failing_rows + added.num_rows - removed.num_rows
         if failing < 0:
             return None  # the recorded count does not fit the table: count again in full
