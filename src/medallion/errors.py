@@ -61,6 +61,11 @@ class EngineError(MedallionError):
     """A transformation query failed."""
 
 
+class EngineMemoryError(EngineError):
+    """A query ran out of the engine's memory, which the tasks running beside it share: the
+    runner runs the task once more with nothing beside it."""
+
+
 class ReadOnlyError(EngineError):
     """A statement other than one SELECT was given to the read-only query surface."""
 

@@ -19,10 +19,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import partial
 from typing import Any, Protocol
 
 from medallion.catalog import SourceTable
-from medallion.errors import MedallionError, TaskError, TransientError
+from medallion.errors import EngineMemoryError, MedallionError, TaskError, TransientError
 from medallion.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,8 @@ class TaskOutcome:
     started_at: float = 0.0
     ended_at: float = 0.0
     will_retry: bool = False  # a failed attempt that the runner is about to retry
+    # ran out of the engine's memory, which the tasks beside it share: retried once alone
+    needs_alone: bool = False
 
     @property
     def is_final(self) -> bool:
@@ -214,6 +217,8 @@ def run_tasks(
     outcomes: dict[str, TaskOutcome] = {}
     running: dict[Future[TaskOutcome], Task] = {}
     waiting: list[tuple[float, int, str]] = []  # ready to start: (-rank, position, name)
+    alone: list[TaskOutcome] = []  # attempts that ran out of memory: each runs again alone
+    solo: set[Future[TaskOutcome]] = set()  # such a run: nothing starts beside it
     workers = ctx.settings.parallelism
     with StopSignals() as stop, ThreadPoolExecutor(max_workers=workers) as pool:
         while graph.is_active():
@@ -225,7 +230,13 @@ def run_tasks(
                     continue
                 outcome = _not_started(task, stop.by) if stop.by else _skipped(task, outcomes)
                 _settle(outcome, outcomes, hooks, ctx, graph)
-            while waiting and (stop.by is not None or len(running) < workers):
+            if alone and not running:  # the others have finished: nothing starts beside it
+                last = alone.pop(0)
+                attempt = partial(_attempt_task, first=last.attempts + 1, started=last.started_at)
+                future = pool.submit(attempt, last.task, ctx, hooks, sleep)
+                running[future] = last.task
+                solo.add(future)
+            while waiting and not (alone or solo) and (stop.by or len(running) < workers):
                 task = by_name[heapq.heappop(waiting)[2]]
                 if stop.by is not None:
                     _settle(_not_started(task, stop.by), outcomes, hooks, ctx, graph)
@@ -236,7 +247,12 @@ def run_tasks(
             finished, _ = wait(running, timeout=0.25, return_when=FIRST_COMPLETED)
             for future in finished:
                 task = running.pop(future)
-                outcomes[task.name] = future.result()
+                solo.discard(future)
+                outcome = future.result()
+                if outcome.needs_alone:  # running already, so run again even when stopping
+                    alone.append(outcome)
+                    continue
+                outcomes[task.name] = outcome
                 graph.done(task.name)
     return RunReport(ctx.run_id, [outcomes[t.name] for t in ordered], stop.by)
 
@@ -316,15 +332,30 @@ def _skipped(task: Task, outcomes: dict[str, TaskOutcome]) -> TaskOutcome:
 
 
 def _attempt_task(
-    task: Task, ctx: RunContext, hooks: list[RunListener], sleep: Callable[[float], None]
+    task: Task,
+    ctx: RunContext,
+    hooks: list[RunListener],
+    sleep: Callable[[float], None],
+    *,
+    first: int = 1,
+    started: float | None = None,
 ) -> TaskOutcome:
-    started = time.time()
+    """Attempts of ``task`` from number ``first`` until one succeeds, fails for good, or runs
+    out of memory (returned for the scheduler to run again alone, once: attempts from
+    ``first`` above 1 are that run)."""
+    started = started if started is not None else time.time()
     max_attempts = ctx.settings.retries + 1
-    for attempt in range(1, max_attempts + 1):
+    for attempt in range(first, max_attempts + 1):
         outcome, _ = attempt_once(
-            task, ctx, hooks, attempt, may_retry=attempt < max_attempts, started_at=started
+            task,
+            ctx,
+            hooks,
+            attempt,
+            may_retry=attempt < max_attempts,
+            started_at=started,
+            may_rerun_alone=first == 1,
         )
-        if not outcome.will_retry:
+        if not outcome.will_retry or outcome.needs_alone:
             return outcome
         delay = retry_delay(ctx.settings, attempt)
         log.warning(
@@ -360,10 +391,13 @@ def attempt_once(
     *,
     may_retry: bool,
     started_at: float | None = None,
+    may_rerun_alone: bool = False,
 ) -> tuple[TaskOutcome, Exception | None]:
     """One attempt of ``task``: the listeners hear its start and its end, and a transient
-    failure is reported as one that will be retried when ``may_retry``. Returns the outcome
-    and the exception that failed it (for a scheduler that runs one attempt at a time)."""
+    failure is reported as one that will be retried when ``may_retry``, as is running out of
+    the engine's memory when ``may_rerun_alone`` too (:attr:`TaskOutcome.needs_alone`).
+    Returns the outcome and the exception that failed it (for a scheduler that runs one
+    attempt at a time)."""
     outcome = TaskOutcome(
         task, Status.RUNNING, attempts=attempt, started_at=started_at or time.time()
     )
@@ -379,7 +413,9 @@ def attempt_once(
     except Exception as exc:
         error = exc
         outcome.status, outcome.error = Status.FAILED, describe_error(exc)
-        outcome.will_retry = may_retry and is_transient(exc)
+        alone = may_rerun_alone and isinstance(exc, EngineMemoryError)
+        outcome.will_retry = may_retry and (is_transient(exc) or alone)
+        outcome.needs_alone = outcome.will_retry and alone
         if not isinstance(exc, MedallionError) and not outcome.will_retry:
             log.debug("%s failed:\n%s", task.name, traceback.format_exc())
     outcome.ended_at = time.time()

@@ -86,3 +86,15 @@ def test_a_task_attempt_queries_on_one_connection_closed_when_it_ends(tmp_path: 
     )
     assert seen[0] == seen[1]
     assert engines._thread_sessions() == {}
+
+
+def test_a_query_out_of_memory_is_an_engine_memory_error_in_one_line() -> None:
+    """What the runner runs again alone (the memory is the process's, shared by tasks)."""
+    from medallion.engine import DuckDBEngine
+    from medallion.errors import EngineMemoryError
+
+    engine = DuckDBEngine(memory_limit="20MB")
+    with pytest.raises(EngineMemoryError, match=r"^query ran out of memory: Out of Memory") as e:
+        engine.query("SELECT list(i) FROM range(5000000) t(i)")
+    assert "\n" not in str(e.value)
+    assert engine.query("SELECT 1 AS one").column("one").to_pylist() == [1]  # usable after

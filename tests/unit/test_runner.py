@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from medallion.errors import TaskError
+from medallion.errors import EngineMemoryError, TaskError
 from medallion.runner import (
     TASK_FLOOR_S,
     RunContext,
@@ -145,6 +145,72 @@ def test_transient_failures_are_retried_with_backoff(tmp_path: Path) -> None:
     )
     assert report.ok and report.outcomes[0].attempts == 3
     assert sleeps == [0.5, 1.0]
+
+
+def test_a_task_out_of_memory_beside_others_runs_again_alone_once(tmp_path: Path) -> None:
+    """The engine's memory is shared by the tasks side by side: a task that ran out of it
+    runs again once the others have finished, with nothing started beside it, and fails
+    for good if it runs out alone too."""
+    lock, running = threading.Lock(), set[str]()
+    beside: dict[tuple[str, int], set[str]] = {}  # (task, call): what ran beside that call
+    calls = {"big": 0, "huge": 0, "small": 0, "after": 0}
+
+    def task(name: str, fails: int = 0):
+        def fn(_ctx: RunContext) -> TaskResult:
+            with lock:
+                calls[name] += 1
+                call = (name, calls[name])
+                running.add(name)
+                for other in running - {name}:  # each sees the other, whichever came first
+                    beside.setdefault((other, calls[other]), set()).add(name)
+                beside.setdefault(call, set()).update(running - {name})
+            try:
+                time.sleep(0.05)
+                if call[1] <= fails:
+                    raise EngineMemoryError("query ran out of memory")
+                return TaskResult()
+            finally:
+                with lock:
+                    running.discard(name)
+
+        return fn
+
+    seen: list[tuple[str, int, Status, bool]] = []
+
+    class Listener:
+        def task_started(self, _c: RunContext, task: Task, attempt: int) -> None:
+            pass
+
+        def task_finished(self, _c: RunContext, outcome: TaskOutcome) -> None:
+            seen.append((outcome.task.name, outcome.attempts, outcome.status, outcome.will_retry))
+
+    tasks = [
+        Task("big", "l", "t", task("big", fails=1)),
+        Task("small", "l", "t", task("small")),
+        Task("after", "l", "t", task("after")),
+        Task("huge", "l", "t", task("huge", fails=9)),
+    ]
+    report = run_tasks(tasks, ctx(tmp_path, parallelism=2, retries=3), [Listener()])
+    status = {o.task.name: (o.status, o.attempts) for o in report.outcomes}
+    assert status == {
+        "big": (Status.SUCCESS, 2),
+        "small": (Status.SUCCESS, 1),
+        "after": (Status.SUCCESS, 1),
+        "huge": (Status.FAILED, 2),  # alone it ran out again: not retried a third time
+    }
+    assert calls == {"big": 2, "huge": 2, "small": 1, "after": 1}
+    assert ("big", 1, Status.FAILED, True) in seen and ("big", 2, Status.SUCCESS, False) in seen
+    assert ("huge", 1, Status.FAILED, True) in seen and ("huge", 2, Status.FAILED, False) in seen
+    assert beside[("big", 1)]  # big and small start together
+    assert beside.get(("big", 2), set()) == beside.get(("huge", 2), set()) == set()
+
+
+def test_a_task_out_of_memory_is_not_run_again_without_retries(tmp_path: Path) -> None:
+    def short(_ctx: RunContext) -> TaskResult:
+        raise EngineMemoryError("query ran out of memory")
+
+    report = run_tasks([Task("m", "l", "t", short)], ctx(tmp_path, retries=0))
+    assert report.outcomes[0].status is Status.FAILED and report.outcomes[0].attempts == 1
 
 
 def test_permanent_failure_is_not_retried_and_downstream_is_skipped(tmp_path: Path) -> None:
