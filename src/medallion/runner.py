@@ -205,6 +205,9 @@ def run_tasks(
     with two workers, a task nothing waits for (RFM) started before a fact table's build
     delays every table after that fact by its whole duration.
 
+    A task whose query ran out of the engine's memory (which the tasks side by side share)
+    runs again once the running tasks have finished, with nothing started beside it.
+
     SIGINT or SIGTERM stops the run cleanly: running tasks finish (each commits whole or not
     at all), no new task starts, and those never started are recorded as skipped with the
     reason. A second signal stops at once.
@@ -250,6 +253,7 @@ def run_tasks(
                 solo.discard(future)
                 outcome = future.result()
                 if outcome.needs_alone:  # running already, so run again even when stopping
+                    log.warning("%s: %s; running it again alone", task.name, outcome.error)
                     alone.append(outcome)
                     continue
                 outcomes[task.name] = outcome
