@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 import duckdb
 import pyarrow as pa
 
-from medallion.errors import EngineError, EngineMemoryError, ReadOnlyError
+from medallion.errors import EngineError, EngineMemoryError, ReadOnlyError, one_line
 from medallion.merge_sql import expressible, inserted_sql, matched_sql
 from medallion.runner import at_attempt_end
 from medallion.settings import Settings
@@ -359,9 +359,9 @@ class _Session(_InProcess):
                 registered.append(name)
             return _collect(self._con.sql(sql, params=dict(params) if params else None))
         except duckdb.OutOfMemoryException as exc:
-            raise EngineMemoryError(f"query ran out of memory: {_one_line(exc)}") from exc
+            raise EngineMemoryError(f"query ran out of memory: {one_line(exc)}") from exc
         except duckdb.Error as exc:
-            raise EngineError(f"query failed: {_one_line(exc)}") from exc
+            raise EngineError(f"query failed: {one_line(exc)}") from exc
         finally:
             for name in registered:
                 self._con.unregister(name)
@@ -392,10 +392,6 @@ class _Session(_InProcess):
                 self._con.unregister("_schema")
             known = _TYPES[schema] = [(row[0], row[1]) for row in described]
         return known
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:400]
 
 
 def _text(value: str) -> str:
@@ -471,7 +467,7 @@ def partition_to_files(
             "(FORMAT parquet, PARTITION_BY (_part))"
         )
     except duckdb.Error as exc:
-        raise EngineError(f"partitioning failed: {_one_line(exc)}") from exc
+        raise EngineError(f"partitioning failed: {one_line(exc)}") from exc
     finally:
         con.close()
     return [sorted((folder / f"_part={p}").glob("*.parquet")) for p in range(parts)]
@@ -500,7 +496,7 @@ def query_read_only(sql: str, tables: Mapping[str, Relation]) -> pa.Table:
             )
         return con.sql(sql).to_arrow_table()
     except duckdb.Error as exc:
-        raise EngineError(f"query failed: {_one_line(exc)}") from exc
+        raise EngineError(f"query failed: {one_line(exc)}") from exc
     finally:
         con.close()
 
