@@ -280,17 +280,22 @@ sys.exit(0 if report.ok else 1)
 """
 
 
-@pytest.mark.parametrize("point", ["bronze.during_write", "bronze.after_commit"])
-def test_crash_then_rerun_equals_clean_run(settings: Settings, point: str, tmp_path: Path) -> None:
-    rows = [(f"c{i:04d}", "x", T0 + timedelta(seconds=i), None) for i in range(50)]
-    with open_source(settings.source_location) as db:
-        db.upsert(CUSTOMERS, customers(*rows))
+def _crash_then_rerun(settings: Settings, point: str) -> None:
+    """Bronze's customers extracted in a process that crashes at ``point``, then again."""
     args = [sys.executable, "-c", CRASH_SCRIPT, str(settings.home), settings.source_location]
     env = {**os.environ, "MEDALLION_CRASH_AT": point}
     crashed = subprocess.run([*args, "crash"], env=env, capture_output=True, check=False)
     assert crashed.returncode == 86, crashed.stderr.decode()[-2000:]
     again = subprocess.run([*args, "rerun"], capture_output=True, check=False)
     assert again.returncode == 0, again.stderr.decode()[-2000:]
+
+
+@pytest.mark.parametrize("point", ["bronze.during_write", "bronze.after_commit"])
+def test_crash_then_rerun_equals_clean_run(settings: Settings, point: str, tmp_path: Path) -> None:
+    rows = [(f"c{i:04d}", "x", T0 + timedelta(seconds=i), None) for i in range(50)]
+    with open_source(settings.source_location) as db:
+        db.upsert(CUSTOMERS, customers(*rows))
+    _crash_then_rerun(settings, point)
     got = bronze_rows(settings)
     assert [r[0] for r in got] == [r[0] for r in rows]  # every row exactly once
 
@@ -307,12 +312,7 @@ def test_a_crashed_incremental_extraction_rerun_equals_a_clean_one(
     assert run_bronze(settings).ok
     with open_source(settings.source_location) as db:
         db.upsert(CUSTOMERS, customers(*later))
-    args = [sys.executable, "-c", CRASH_SCRIPT, str(settings.home), settings.source_location]
-    env = {**os.environ, "MEDALLION_CRASH_AT": point}
-    crashed = subprocess.run([*args, "crash"], env=env, capture_output=True, check=False)
-    assert crashed.returncode == 86, crashed.stderr.decode()[-2000:]
-    again = subprocess.run([*args, "rerun"], capture_output=True, check=False)
-    assert again.returncode == 0, again.stderr.decode()[-2000:]
+    _crash_then_rerun(settings, point)
     assert [r[0] for r in bronze_rows(settings)] == [r[0] for r in first + later]
 
 
