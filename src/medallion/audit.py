@@ -59,6 +59,16 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("error", sa.Text),
         sa.Column("metrics", sa.Text),
     )
+    # what a run asks of a long log, each answered without reading it whole: the attempts a
+    # killed run left unfinished, and the attempts of one job (the report's exports, stream)
+    unfinished = run_logs.c.ended_at.is_(None)
+    sa.Index(
+        "ix_run_logs_unfinished",
+        run_logs.c.status,
+        sqlite_where=unfinished,
+        postgresql_where=unfinished,
+    )
+    sa.Index("ix_run_logs_job", run_logs.c.job)
     dq_results = sa.Table(
         "dq_results",
         metadata,
@@ -75,6 +85,7 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
         sa.Column("details", sa.Text),
         sa.Column("checked_at", sa.DateTime, nullable=False),
     )
+    sa.Index("ix_dq_results_check_name", dq_results.c.check_name)  # a check's last values
     check_state = sa.Table(
         "check_state",
         metadata,
@@ -191,15 +202,19 @@ def _shared_engine(target: str) -> sa.Engine:
 # task, and asking for each table costs 2 ms (a file replaced since has an engine of its own;
 # a server is asked every time, which is also how an unreachable one fails at once)
 _TABLES_MADE: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
+# engines whose store holds every declared index (asked once per process and store)
+_INDEXED: weakref.WeakSet[sa.Engine] = weakref.WeakSet()
 
 
 def _new_engine(target: str) -> sa.Engine:
     # SQLite: wait for a concurrent writer (another task, `source change`) instead of failing
     # at once with "database is locked"
-    args = {"timeout": BUSY_TIMEOUT_S} if target.startswith("sqlite") else {}
+    sqlite = target.startswith("sqlite")
+    args = {"timeout": BUSY_TIMEOUT_S} if sqlite else {}
     # as many pooled connections as the tasks of a run use at once: a shared engine's pool
-    # must never make a task wait for another's
-    engine = sa.create_engine(target, pool_pre_ping=True, max_overflow=-1, connect_args=args)
+    # must never make a task wait for another's; a server's connection is pinged before use
+    # (it may have dropped it), a file's never goes stale
+    engine = sa.create_engine(target, pool_pre_ping=not sqlite, max_overflow=-1, connect_args=args)
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _write_ahead_log)
     return engine
@@ -264,6 +279,11 @@ class AuditStore:
             if self.metadata.schema:
                 conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.metadata.schema}"'))
             self.metadata.create_all(conn)
+            if self.engine not in _INDEXED:  # a store made by an earlier release lacks some
+                for table in self.metadata.sorted_tables:
+                    for index in table.indexes:
+                        index.create(conn, checkfirst=True)
+        _INDEXED.add(self.engine)
         if self.engine.dialect.name == "sqlite":
             _TABLES_MADE.add(self.engine)
 

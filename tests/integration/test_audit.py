@@ -236,3 +236,40 @@ def test_check_states_keep_versions_results_and_exact_sums(tmp_path: Path, audit
     assert json.loads(state["totals"]) == {"here": "0.30", "upstream": "0.30"}
     assert states["silver.x.v_not_null"]["status"] == "fail"
     assert lake.run(checks).mode("silver.x.v_not_null") == "unchanged"
+
+
+INDEXES = {"ix_run_logs_unfinished", "ix_run_logs_job", "ix_dq_results_check_name"}
+
+
+def test_a_store_made_without_the_indexes_gets_them_on_its_first_open(audit_url: str) -> None:
+    """A store an earlier release made lacks the indexes a run's questions of a long log
+    use: the first open of a process makes them (existing tables are left as they are)."""
+    store = AuditStore(audit_url).open()
+    schema = store.metadata.schema
+    with store.engine.begin() as conn:
+        for name in INDEXES:
+            conn.execute(sa.text(f"DROP INDEX {schema + '.' if schema else ''}{name}"))
+    audit_module._INDEXED.discard(store.engine)  # as a new process finds it
+    audit_module._TABLES_MADE.discard(store.engine)
+    AuditStore(audit_url).open()
+    inspector = sa.inspect(store.engine)
+    found = {
+        i["name"]
+        for table in ("run_logs", "dq_results")
+        for i in inspector.get_indexes(table, schema=schema)
+    }
+    assert found >= INDEXES
+
+
+def test_finding_a_killed_run_s_attempts_reads_only_the_unfinished_ones(tmp_path: Path) -> None:
+    """Every run looks for attempts a killed run left RUNNING: SQLite answers from the
+    index of unfinished attempts, not by reading the whole log (which grows every run)."""
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}").open()
+    logs = store.t["run_logs"]
+    question = sa.select(logs.c.id, logs.c.metrics).where(
+        logs.c.status == Status.RUNNING.value, logs.c.ended_at.is_(None)
+    )
+    sql = str(question.compile(store.engine, compile_kwargs={"literal_binds": True}))
+    with store.engine.connect() as conn:
+        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+    assert "ix_run_logs_unfinished" in plan, plan

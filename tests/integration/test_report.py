@@ -7,6 +7,7 @@ import re
 import shutil
 import struct
 import subprocess
+import tempfile
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,6 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from medallion import api
@@ -22,6 +25,7 @@ from medallion.audit import AuditStore
 from medallion.cli import app
 from medallion.errors import MedallionError
 from medallion.report import FIGURES, report_name
+from medallion.report import run as report_run
 from medallion.settings import Settings
 
 SECTIONS = ("summary", "timeline", "rows", "quarantine", "checks", "drift", "business",
@@ -361,3 +365,73 @@ def test_the_report_s_quarantine_summary_is_the_one_computed(home: Home) -> None
     assert inspect.quarantine_summary(home.settings, kept=True) == inspect.quarantine_summary(
         home.settings
     )
+
+
+# -- which run, and which before it, in a long log ------------------------------------------
+JOBS = ("medallion_pipeline", "medallion_check", "medallion_stream", "medallion_export")
+
+
+def _log_attempts(settings: Settings, attempts: list[tuple[int, str]]) -> None:
+    """One run-log row per (run number, job), in this order."""
+    store = AuditStore(settings.audit_location).open()
+    rows = [
+        {"run_id": f"r{run}", "job": job, "layer": "bronze", "table_name": "t",
+         "task": f"bronze.t{i}", "attempt": 1, "status": "SUCCESS",
+         "started_at": datetime(2024, 5, 1)}
+        for i, (run, job) in enumerate(attempts)
+    ]  # fmt: skip
+    if rows:
+        with store.engine.begin() as conn:
+            conn.execute(sa.insert(store.t["run_logs"]), rows)
+
+
+def _started_in_order(attempts: list[tuple[int, str]]) -> list[str]:
+    """The reference: pipeline runs by their first attempt (the whole log read)."""
+    first: dict[str, int] = {}
+    for i, (run, job) in enumerate(attempts):
+        if job in ("medallion_pipeline", "medallion_check"):
+            first.setdefault(f"r{run}", i)
+    return sorted(first, key=first.__getitem__)
+
+
+def test_interleaved_runs_each_follow_the_one_that_started_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """r2 starts while r1 runs, and r1 writes last: r2 is still the latest run (it started
+    last) and r1 its predecessor; a stream consume between them is no page."""
+    monkeypatch.setattr(report_run, "_WINDOW", 2)  # look back two attempts at a time
+    settings = Settings(home=tmp_path)
+    attempts = [(0, "medallion_pipeline"), (1, "medallion_pipeline"), (9, "medallion_stream"),
+                (2, "medallion_pipeline"), (1, "medallion_pipeline"), (1, "medallion_pipeline"),
+                (8, "medallion_export")]  # fmt: skip
+    _log_attempts(settings, attempts)
+    latest = report_run.load_run(settings)
+    assert (latest.run_id, latest.previous) == ("r2", "r1")
+    assert report_run.load_run(settings, "r1").previous == "r0"
+    assert report_run.load_run(settings, "r0").previous is None
+    with pytest.raises(MedallionError, match="not in the audit log"):
+        report_run.load_run(settings, "r9")  # a stream consume is not a run with a page
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    attempts=st.lists(st.tuples(st.integers(0, 5), st.sampled_from(JOBS)), max_size=40),
+    window=st.integers(1, 8),
+)
+def test_the_run_before_any_run_is_the_one_started_before_it_as_in_the_whole_log(
+    attempts: list[tuple[int, str]], window: int
+) -> None:
+    """Against the whole log read in order: whatever the interleaving of runs and jobs, and
+    however narrow the first look back, the latest run and each run's predecessor agree."""
+    with tempfile.TemporaryDirectory() as home, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(report_run, "_WINDOW", window)
+        s = Settings(home=Path(home))
+        _log_attempts(s, attempts)
+        order = _started_in_order(attempts)
+        if not order:
+            with pytest.raises(MedallionError):
+                report_run.load_run(s)
+            return
+        assert report_run.load_run(s).run_id == order[-1]
+        for at, run_id in enumerate(order):
+            assert report_run.load_run(s, run_id).previous == (order[at - 1] if at else None)

@@ -219,9 +219,10 @@ def _source_totals(table: str, portable: bool) -> tuple[tuple[Total, ...], tuple
     return tuple(totals.values()), tuple(columns)
 
 
+@cache  # every check task of a run asks for the same declarations
 def declared_checks(
     drift: float = 0.5, max_lag_s: float = 86_400.0, *, portable_keys: bool = False
-) -> list[Check]:
+) -> tuple[Check, ...]:
     """Every check of every layer, with the drift threshold and the freshness limit; key
     fingerprints hashed alike on every engine when ``portable_keys`` (:func:`portable_keys`)."""
     bronze = [c for t in SOURCE_TABLES for c in bronze_checks(t, portable_keys=portable_keys)]
@@ -232,4 +233,4 @@ def declared_checks(
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:  # pragma: no cover - guards the declarations above
         raise MedallionError(f"checks declared twice: {', '.join(dupes)}")
-    return checks
+    return tuple(checks)

@@ -46,30 +46,67 @@ class RunData:
 def load_run(settings: Settings, run_id: str | None = None) -> RunData:
     """The run's attempts and check results (default: the latest run), and its predecessor."""
     with AuditStore(settings.audit_location) as store:
-        order = _run_ids(store)
-        if not order:
-            raise MedallionError(NO_RUN)
-        chosen = run_id or order[-1]
-        if chosen not in order:
+        if run_id is None:
+            chosen = _started_last(store)
+            if chosen is None:
+                raise MedallionError(NO_RUN)
+        else:
+            chosen = run_id
+        first = _first_attempt(store, chosen)
+        if first is None:
             raise MedallionError(f"run {chosen!r} is not in the audit log; see `medallion audit`")
-        at = order.index(chosen)
-        previous = order[at - 1] if at else None
+        previous = _started_last(store, before=first)
         attempts, checks = store.run_logs(run_id=chosen), store.dq_results(chosen)
         exports = _job_rows(store, EXPORT_JOB)
         return RunData(chosen, attempts, previous, checks, _stream_batches(store), exports)
 
 
-def _run_ids(store: AuditStore) -> list[str]:
-    """Every pipeline run id in the order the runs started (stream consumes, exports and
-    maintenance are not pages: a report's run and its predecessor are pipeline runs)."""
+# stream consumes, exports and maintenance are not pages: a report's run and its predecessor
+# are pipeline runs, ordered by their first attempt
+_NOT_PIPELINE = (STREAM_JOB, EXPORT_JOB, MAINTAIN_JOB)
+_WINDOW = 256  # attempts read first when looking back for a run's start (about four runs)
+
+
+def _first_attempt(store: AuditStore, run_id: str) -> int | None:
+    """The id of the pipeline run's first attempt (None: no such run)."""
     rl = store.t["run_logs"]
-    stmt = (
-        sa.select(rl.c.run_id)
-        .where(rl.c.job.not_in([STREAM_JOB, EXPORT_JOB, MAINTAIN_JOB]))
-        .group_by(rl.c.run_id)
-        .order_by(sa.func.min(rl.c.id))
-    )
-    return [str(r["run_id"]) for r in _select(store, stmt)]
+    return _id(store, sa.func.min(rl.c.id), rl.c.run_id == run_id, rl.c.job.not_in(_NOT_PIPELINE))
+
+
+def _id(store: AuditStore, aggregate: Any, *where: Any) -> int | None:
+    """One attempt id: ``aggregate`` (the min or max id) of the attempts ``where`` holds."""
+    found = _select(store, sa.select(aggregate.label("id")).where(*where))[0]["id"]
+    return None if found is None else int(found)
+
+
+def _started_last(store: AuditStore, before: int | None = None) -> str | None:
+    """The pipeline run whose first attempt is the latest (before attempt id ``before``).
+
+    Reads the log backwards from ``before`` in widening windows, never the whole of a long
+    log: every run with an attempt in the window is a candidate, its first attempt found by
+    the run-id index; a candidate starting inside the window is the answer (a run starting
+    later inside it would be a candidate too), else the window widens. Runs interleave
+    (a run started while another ran), so the last attempt before ``before`` need not be
+    the answer's."""
+    rl = store.t["run_logs"]
+    pipeline = rl.c.job.not_in(_NOT_PIPELINE)
+    newest = _id(store, sa.func.max(rl.c.id))
+    if newest is None:
+        return None
+    top, width = before if before is not None else newest + 1, _WINDOW
+    while True:
+        low = top - width
+        in_window = sa.select(rl.c.run_id).where(pipeline, rl.c.id >= low, rl.c.id < top)
+        firsts = sa.select(rl.c.run_id, sa.func.min(rl.c.id).label("first")).where(
+            pipeline, rl.c.run_id.in_(in_window.distinct().scalar_subquery())
+        )
+        rows = _select(store, firsts.group_by(rl.c.run_id))
+        started = [(r["first"], r["run_id"]) for r in rows if low <= r["first"] < top]
+        if started:
+            return str(max(started)[1])
+        if low <= 0:  # the window holds the whole log below ``top``
+            return None
+        width *= 4
 
 
 def _job_rows(store: AuditStore, job: str) -> list[Row]:
