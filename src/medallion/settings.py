@@ -87,7 +87,8 @@ class Settings(BaseSettings):
     check_full_every: int = Field(
         default=20,
         ge=0,
-        description="evaluate each check in full every N runs (0: only on its first run)",
+        description="evaluate each check in full instead of every N-th incremental evaluation "
+        "(runs where its inputs did not move do not count; 0: only on its first run)",
     )
     storage_options: dict[str, SecretStr] = Field(default_factory=dict)
     engine: Literal["duckdb", "spark"] = Field(

@@ -15,13 +15,14 @@ A check is evaluated one of three ways (:class:`~medallion.checks.state.Mode`):
   fingerprints of both sides agree;
 - **full**: every row of every input, the declared query as it stands (a reconciliation whose
   key fingerprints are kept passes when those of both sides, summed over every row, agree: the
-  query runs when they differ, and names the keys). On the first run, when
-  the state is missing or was recorded for another definition, with ``--full``
-  (``--full-refresh``), every ``check_full_every`` runs, and whenever an incremental form
-  cannot be exact: a table whose log cannot say what changed (an overwrite, a missing change
-  data feed), a source table no Bronze task of this run read (no change feed), fingerprints
-  that differ (the full evaluation names the keys), or a key-local check that did not pass
-  last time.
+  query runs when they differ, and names the keys). On the first run, when the state is
+  missing or was recorded for another definition, with ``--full`` (``--full-refresh``),
+  instead of every ``check_full_every``-th incremental evaluation (a check standing unchanged
+  is not one: it reads nothing and its state holds, so a run with no change never pays for a
+  full pass), and whenever an incremental form cannot be exact: a table whose log cannot say
+  what changed (an overwrite, a missing change data feed), a source table no Bronze task of
+  this run read (no change feed), fingerprints that differ (the full evaluation names the
+  keys), or a key-local check that did not pass last time.
 
 Lake tables reach the engine as lazy scans and every query returns a small answer: a count and
 a sample of the violations (:func:`sampled_sql`), a total. Totals over source rows are summed
@@ -165,7 +166,9 @@ class CheckRunner:
             or state is None
             or state.definition != definition(check)
             or versions[input_name(check.layer, check.table)] is None  # not written (yet)
-            or (every > 0 and state.runs_since_full + 1 >= every)
+            # the N-th evaluation on what moved since the last full one; standing unchanged
+            # reads nothing and carries the state as it was, so it is never one of them
+            or (every > 0 and state.runs_since_full + 1 >= every and bool(state.moved(versions)))
         )
 
     # -- full ------------------------------------------------------------------------------
@@ -670,9 +673,9 @@ def _state(
         "observed": r.observed,
         "totals": encode_totals(done.totals),
         "mode": done.mode.value,
-        "runs_since_full": 0
+        "runs_since_full": 0  # counts the evaluations on what moved (see _must_be_full)
         if done.mode is Mode.FULL or before is None
-        else before.runs_since_full + 1,
+        else before.runs_since_full + (done.mode is Mode.INCREMENTAL),
         "passed_at": before.passed_at if before else None,
         "full_at": before.full_at if before else None,
     }

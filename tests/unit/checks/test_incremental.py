@@ -253,12 +253,26 @@ def test_a_failure_stands_while_nothing_moves(lake: CheckLake) -> None:
     assert step[DRIFT].status.value == "pass"  # drift compares with the last run: no change
 
 
-def test_every_nth_run_is_full(tmp_path: Path) -> None:
+def test_every_nth_evaluation_on_what_moved_is_full_and_a_run_with_no_change_never(
+    tmp_path: Path,
+) -> None:
+    """With ``check_full_every = 3`` the third evaluation on what moved since the last full
+    one is full; runs in which nothing moved stand unchanged, however many, and do not count
+    (a full pass on the same versions would read every row to find the same result)."""
     lake = CheckLake(tmp_path, full_every=3)
     check = unique("silver", "x", ["pid"])
     lake.write("silver", "x", parents("a"))
-    modes = [lake.run([check]).mode(check.full_name) for _ in range(7)]
-    assert modes == ["full", "unchanged", "unchanged", "full", "unchanged", "unchanged", "full"]
+
+    def run() -> str:
+        return lake.run([check]).mode(check.full_name)
+
+    modes = [run() for _ in range(5)]
+    for key in "bcdef":
+        lake.write("silver", "x", parents(key))
+        modes += [run(), run()]
+    assert modes == ["full", *["unchanged"] * 4,
+                     "incremental", "unchanged", "incremental", "unchanged", "full", "unchanged",
+                     "incremental", "unchanged", "incremental", "unchanged"]  # fmt: skip
     assert lake.run([check], full=True).mode(check.full_name) == "full"
 
 
