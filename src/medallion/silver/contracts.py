@@ -28,6 +28,10 @@ class Col:
     name: str
     type: str  # DuckDB type of the Silver column
     expr: str  # SQL over Bronze columns
+    # the one Bronze column ``expr`` reads, when it is costly and its values repeat (a city
+    # over a million points, 164 distinct at scale 1): conformed once per distinct value and
+    # joined back, the same values as row by row at a tenth of the cost
+    per_value_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -303,7 +307,7 @@ SILVER_TABLES: tuple[SilverTable, ...] = (
             Col("zip_code_prefix", "VARCHAR", zip_prefix("geolocation_zip_code_prefix")),
             Col("lat", "DOUBLE", "geolocation_lat"),
             Col("lng", "DOUBLE", "geolocation_lng"),
-            Col("city", "VARCHAR", city("geolocation_city")),
+            Col("city", "VARCHAR", city("geolocation_city"), per_value_of="geolocation_city"),
             Col("state", "VARCHAR", state("geolocation_state")),
         ),
         kind=Kind.AGGREGATE,

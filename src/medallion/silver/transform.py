@@ -107,12 +107,11 @@ def conformed_names(spec: SilverTable) -> list[str]:
 def _conformed_select(spec: SilverTable, source: str = "bronze", carried: str = "") -> str:
     """The conformed columns (:func:`conformed_names`) of the rows of ``source`` (alias
     ``b``), then ``carried`` (more select items over ``b``) when given."""
-    cols = []
-    for col in spec.columns:
-        cols.append(f"TRY_CAST({col.expr} AS {col.type}) AS {_q(col.name)}")
+    exprs, joins = _per_value(spec, source)
+    cols = [f"TRY_CAST({exprs[c.name]} AS {c.type}) AS {_q(c.name)}" for c in spec.columns]
     type_checks = ", ".join(
-        f"CASE WHEN ({c.expr}) IS NOT NULL AND TRY_CAST({c.expr} AS {c.type}) IS NULL "
-        f"THEN '{c.name}_type' END"
+        f"CASE WHEN ({exprs[c.name]}) IS NOT NULL AND TRY_CAST({exprs[c.name]} AS {c.type}) "
+        f"IS NULL THEN '{c.name}_type' END"
         for c in spec.columns
     )
     return (
@@ -122,8 +121,26 @@ def _conformed_select(spec: SilverTable, source: str = "bronze", carried: str = 
         "CASE WHEN b._op = 'delete' THEN coalesce(b.deleted_at, b._source_updated_at) END "
         "AS deleted_at, b.updated_at IS NULL AS _tombstone, b._run_id AS _bronze_run_id, "
         f"list_filter([{type_checks}], lambda x: x IS NOT NULL) AS _type_errors"
-        f"{', ' + carried if carried else ''} FROM {source} b"
+        f"{', ' + carried if carried else ''} FROM {source} b{joins}"
     )
+
+
+def _per_value(spec: SilverTable, source: str) -> tuple[dict[str, str], str]:
+    """Each column's SQL over ``b`` (before its cast), and the joins that bring the values
+    of the columns conformed per distinct value (:attr:`Col.per_value_of`): ``source`` is then
+    read twice, so it must be a table or a CTE, never a stream read once."""
+    exprs, joins = {c.name: c.expr for c in spec.columns}, ""
+    for i, col in enumerate(spec.columns):
+        if col.per_value_of is None:
+            continue
+        alias, raw = f"_per_value{i}", _q(col.per_value_of)
+        joins += (
+            f" LEFT JOIN (SELECT {raw} AS _value, {col.expr} AS _conformed "
+            f"FROM (SELECT DISTINCT {raw} FROM {source})) {alias} "
+            f"ON b.{raw} IS NOT DISTINCT FROM {alias}._value"
+        )
+        exprs[col.name] = f"{alias}._conformed"
+    return exprs, joins
 
 
 def _rule_case(rule: Rule) -> str:

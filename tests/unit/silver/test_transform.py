@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from medallion.engine import DuckDBEngine
-from medallion.silver.contracts import silver_table
-from medallion.silver.transform import _content_json, _native_json
+from medallion.silver.contracts import SilverTable, silver_table
+from medallion.silver.transform import _conformed_select, _content_json, _native_json
 
 # every character JSON escapes, quotes, backslashes, text beyond ASCII, empty and NULL
 TEXTS = [None, "", "plain", 'a"b', "a\\b", "é ü 中文 😀", "/x/", "\x7f"] + [
@@ -44,3 +47,44 @@ def test_duckdbs_own_json_is_the_portable_content_text() -> None:
     )
     assert got["native"].to_pylist() == got["portable"].to_pylist()
     assert got["portable"][3].as_py().startswith('{"order_id":"a\\"b",')
+
+
+CITY_PARTS = ["sao paulo", "S\u00e3o  Paulo ", "santa barbara d\u00b4oeste", "rio / rj",
+              "santos - sp", "12345", "a@b", "", " ", "\u00c9vora, brasil", "-"]  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(cities=st.lists(st.one_of(st.none(), st.sampled_from(CITY_PARTS), st.text(max_size=6))))
+def test_a_column_conformed_per_distinct_value_equals_it_conformed_row_by_row(
+    cities: list[str | None],
+) -> None:
+    """Geolocation's city is conformed once per distinct value and joined back: every row,
+    NULLs, repeats and broken values included, gets what the row-by-row expression gives it,
+    and no row is lost or doubled by the join."""
+    spec = silver_table("geolocation")
+    assert any(c.per_value_of for c in spec.columns)
+    row_by_row = replace(spec, columns=tuple(replace(c, per_value_of=None) for c in spec.columns))
+    n = len(cities)
+    bronze = pa.table(
+        {
+            "geolocation_id": [str(i) for i in range(n)],
+            "geolocation_zip_code_prefix": ["1001"] * n,
+            "geolocation_lat": ["-23.5"] * n,
+            "geolocation_lng": ["-46.6"] * n,
+            "geolocation_city": pa.array(cities, pa.string()),
+            "geolocation_state": ["sp"] * n,
+            "updated_at": pa.array([datetime(2018, 1, 1)] * n, pa.timestamp("us")),
+            "deleted_at": pa.nulls(n, pa.timestamp("us")),
+            "_op": ["upsert"] * n,
+            "_source_updated_at": pa.array([datetime(2018, 1, 1)] * n, pa.timestamp("us")),
+            "_ingested_at": pa.array([datetime(2018, 1, 2)] * n, pa.timestamp("us")),
+            "_run_id": ["r"] * n,
+        }
+    )
+    engine = DuckDBEngine()
+
+    def conformed(s: SilverTable) -> list[dict[str, object]]:
+        sql = f"SELECT * FROM ({_conformed_select(s)}) ORDER BY geolocation_id"
+        return engine.query(sql, {"bronze": bronze}).to_pylist()
+
+    assert conformed(spec) == conformed(row_by_row)
