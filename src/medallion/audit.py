@@ -61,12 +61,10 @@ def _define(metadata: sa.MetaData) -> dict[str, sa.Table]:
     )
     # what a run asks of a long log, each answered without reading it whole: the attempts a
     # killed run left unfinished, and the attempts of one job (the report's exports, stream)
-    unfinished = run_logs.c.ended_at.is_(None)
+    # (on SQLite only the unfinished ones; PostgreSQL indexes every status: naming a
+    # postgresql_where would load SQLAlchemy's PostgreSQL dialect in every run, 30 ms)
     sa.Index(
-        "ix_run_logs_unfinished",
-        run_logs.c.status,
-        sqlite_where=unfinished,
-        postgresql_where=unfinished,
+        "ix_run_logs_unfinished", run_logs.c.status, sqlite_where=run_logs.c.ended_at.is_(None)
     )
     sa.Index("ix_run_logs_job", run_logs.c.job)
     dq_results = sa.Table(

@@ -17,7 +17,6 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-import duckdb
 import pyarrow as pa
 
 from medallion.errors import EngineError, EngineMemoryError, ReadOnlyError, one_line
@@ -34,7 +33,9 @@ from medallion.storage import (
     local_parquet,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # duckdb is imported where a query needs it (a run with nothing to do
+    # makes none, and the import costs 30-40 ms of its second)
+    import duckdb
     import pyarrow.dataset as pads
 
     from medallion.spark_engine import SparkEngine
@@ -343,6 +344,8 @@ class _Session(_InProcess):
         tables: Mapping[str, Relation] | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> pa.Table:
+        import duckdb
+
         registered: list[str] = []
         try:
             for name, relation in (tables or {}).items():
@@ -428,6 +431,8 @@ def _database(config: Mapping[str, str | int]) -> duckdb.DuckDBPyConnection:
     database of its own costs 12-25 ms, paid by every task attempt), so the threads and the
     memory limit are the process's, shared by the tasks running side by side. A process
     forked from one with it open opens its own (DuckDB's threads did not come along)."""
+    import duckdb
+
     key = (os.getpid(), *sorted(config.items()))
     with _DATABASE_LOCK:
         database = _DATABASES.get(key)
@@ -458,6 +463,8 @@ def partition_to_files(
     """Stream ``rows`` (alias ``b``) into ``parts`` groups of Parquet files under ``folder``
     by ``by`` (an SQL hash expression), so that each group can later be read alone: memory
     stays bounded by DuckDB's limit whatever the size of ``rows``. The files of each group."""
+    import duckdb
+
     con = duckdb.connect(config={"threads": THREADS, "memory_limit": MEMORY_LIMIT})
     target = str(folder).replace("'", "''")
     try:
@@ -474,13 +481,15 @@ def partition_to_files(
 
 
 _READ_ONLY = {"enable_external_access": False, "lock_configuration": True}
-_ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+_ALLOWED = ("SELECT", "EXPLAIN")  # the statement types (by name) a user's query may be
 
 
 def query_read_only(sql: str, tables: Mapping[str, Relation]) -> pa.Table:
     """Run one user SELECT over ``tables`` and nothing else: no file, network or extension
     access (``enable_external_access`` off), configuration locked, and any statement that is
     not a single SELECT (DDL, DML, COPY, ATTACH, SET, PRAGMA, INSTALL/LOAD, CALL) refused."""
+    import duckdb
+
     con = duckdb.connect(config={"threads": THREADS, "memory_limit": MEMORY_LIMIT})
     try:
         for name, table in tables.items():
@@ -488,7 +497,7 @@ def query_read_only(sql: str, tables: Mapping[str, Relation]) -> pa.Table:
         for key, value in _READ_ONLY.items():  # after registering: locked from here on
             con.execute(f"SET {key} = {str(value).lower()}")
         statements = con.extract_statements(sql)
-        if len(statements) != 1 or statements[0].type not in _ALLOWED:
+        if len(statements) != 1 or statements[0].type.name not in _ALLOWED:
             kinds = ", ".join(s.type.name for s in statements) or "nothing"
             raise ReadOnlyError(
                 f"only one SELECT statement can run on the lake (got {kinds}); "
@@ -533,6 +542,8 @@ def reach_engine(settings: Settings) -> str:
         engine = engine_for(settings)
         assert isinstance(engine, SparkEngine)
         return engine.describe()
+    import duckdb
+
     return f"DuckDB {duckdb.__version__}"
 
 
