@@ -477,10 +477,10 @@ class AuditStore:
 
     def check_states(self, names: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The recorded state of each named check that has one."""
-        stmt, names = _check_states(self.t["check_state"]), {"names": list(names)}
+        stmt, params = _check_states(self.t["check_state"]), {"names": list(names)}
         try:
             with self.engine.connect() as conn:
-                return {r.check_name: dict(r._mapping) for r in conn.execute(stmt, names)}
+                return {r.check_name: dict(r._mapping) for r in conn.execute(stmt, params)}
         except SQLAlchemyError as exc:
             raise AuditError(f"cannot read the check states: {_one_line(exc)}") from None
 
