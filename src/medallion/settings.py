@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     )
     checks: bool = Field(default=True, description="run data-quality checks after each layer")
     report_on_run: bool = Field(default=True, description="write the HTML report after a run")
+    reports_kept: int = Field(
+        default=200,
+        ge=0,
+        description="run pages kept in reports/, the oldest removed as new ones come (0: all)",
+    )
     drift_threshold: float = Field(default=0.5, gt=0, description="row-count change that warns")
     drift_thresholds: dict[str, float] = Field(
         default_factory=dict, description='per table, e.g. {"silver.orders": 0.2}'

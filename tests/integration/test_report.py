@@ -435,3 +435,27 @@ def test_the_run_before_any_run_is_the_one_started_before_it_as_in_the_whole_log
         assert report_run.load_run(s).run_id == order[-1]
         for at, run_id in enumerate(order):
             assert report_run.load_run(s, run_id).previous == (order[at - 1] if at else None)
+
+
+def test_only_the_newest_run_pages_are_kept(tmp_path: Path) -> None:
+    """A scheduler writes a page every few minutes: ``reports_kept`` newest pages stay (the
+    one just written always among them), ``latest.html`` and the kept answers too; a page
+    for an old run written again counts as new; 0 keeps every page."""
+    settings = Settings(home=tmp_path / "home", reports_kept=3)
+    runs = [f"r{i}" for i in range(5)]
+    for run_id in runs:
+        insert_run(settings, run_id, "boom")
+    for run_id in runs:
+        api.report(settings, run_id)
+    pages = settings.reports_dir
+    assert sorted(p.name for p in pages.glob("*.html")) == [
+        "latest.html", "r2.html", "r3.html", "r4.html",
+    ]  # fmt: skip
+    api.report(settings, "r0")  # asked for again: the newest page now
+    assert sorted(p.name for p in pages.glob("r*.html")) == ["r0.html", "r3.html", "r4.html"]
+    again = api.report(settings, "r3").read_text(encoding="utf-8")
+    assert "r2 (no report kept)" in again  # its predecessor's page is gone: no broken link
+    every = settings.model_copy(update={"reports_kept": 0})
+    for run_id in runs:
+        api.report(every, run_id)
+    assert len(list(pages.glob("r*.html"))) == 5

@@ -150,7 +150,7 @@ def test_every_section_renders(page: str) -> None:
     for sid in SECTIONS:
         assert f'<section id="{sid}">' in page and f'<a href="#{sid}">' in page
     assert page.count('<p class="na">not available</p>') == 1
-    assert "(no report built)" in page
+    assert "(no report kept)" in page
     assert page.endswith("</html>\n")
 
 

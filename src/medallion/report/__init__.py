@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import suppress
 from pathlib import Path
 
 from medallion.report.figures import FIGURES
@@ -34,8 +35,29 @@ def build_report(settings: Settings, views: LakeViews, run_id: str | None = None
     out.mkdir(parents=True, exist_ok=True)
     path = out / report_name(data.run_id)
     _write_atomic(path, page)
-    _write_atomic(out / "latest.html", page)
+    _write_atomic(out / LATEST, page)
+    _prune(out, settings.reports_kept, path)
     return path
+
+
+LATEST = "latest.html"
+
+
+def _prune(out: Path, kept: int, written: Path) -> None:
+    """Keep the ``kept`` newest run pages (0: all), the one just written among them: a
+    scheduler running every few minutes writes a page each time. Best effort: a page
+    another process removed first, or one that cannot be removed, is left to the next run."""
+    if kept == 0:
+        return
+    pages = []
+    with os.scandir(out) as entries:
+        for entry in entries:
+            if entry.name.endswith(".html") and entry.name not in (LATEST, written.name):
+                with suppress(OSError):
+                    pages.append((entry.stat().st_mtime_ns, entry.name))
+    for _, name in sorted(pages, reverse=True)[kept - 1 :]:
+        with suppress(OSError):
+            (out / name).unlink(missing_ok=True)
 
 
 def _write_atomic(path: Path, text: str) -> None:

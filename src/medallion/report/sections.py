@@ -83,7 +83,7 @@ def summary_section(settings: Settings, data: RunData) -> Section:
     elif (settings.reports_dir / report_name(data.previous)).exists():
         previous = Fact("previous run", data.previous, href=report_name(data.previous))
     else:
-        previous = Fact("previous run", f"{data.previous} (no report built)")
+        previous = Fact("previous run", f"{data.previous} (no report kept)")
     verbs = {"SUCCESS": "succeeded", "FAILED": "failed", "SKIPPED": "skipped"}
     counts = ", ".join(f"{t.counts[s]:,} {verb}" for s, verb in verbs.items())
     if t.counts["RUNNING"]:
