@@ -90,10 +90,12 @@ def _started_last(store: AuditStore, before: int | None = None) -> str | None:
     the answer's."""
     rl = store.t["run_logs"]
     pipeline = rl.c.job.not_in(_NOT_PIPELINE)
-    newest = _id(store, sa.func.max(rl.c.id))
-    if newest is None:
-        return None
-    top, width = before if before is not None else newest + 1, _WINDOW
+    if before is None:  # the latest of all: from the newest attempt on
+        newest = _id(store, sa.func.max(rl.c.id))
+        if newest is None:
+            return None
+        before = newest + 1
+    top, width = before, _WINDOW
     while True:
         low = top - width
         in_window = sa.select(rl.c.run_id).where(pipeline, rl.c.id >= low, rl.c.id < top)
