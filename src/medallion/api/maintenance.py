@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from medallion.audit import AuditStore
 from medallion.catalog import SOURCE_TABLES, TableRef
 from medallion.errors import ConfigError, MedallionError
+from medallion.gold.dimensions import DIMENSIONS
+from medallion.gold.links import links_name
 from medallion.gold.model import GOLD_TABLES
 from medallion.runner import (
     MAINTAIN_JOB,
@@ -62,7 +64,8 @@ class MaintainReport:
 
 def lake_tables_with_keys() -> dict[TableRef, tuple[str, ...]]:
     """Every table the pipeline and the stream write, with the key a z-order sorts by (the
-    quarantine tables have none: they hold rejected rows of any shape)."""
+    quarantine tables have none: they hold rejected rows of any shape), the state Gold keeps
+    beside its dimensions too."""
     tables = {TableRef("bronze", t.name): t.row_key for t in SOURCE_TABLES}
     tables[TableRef("bronze", REVIEW_EVENTS)] = ("topic", "partition", "offset")
     tables |= {TableRef("silver", t.name): t.key for t in silver_tables()}
@@ -70,6 +73,8 @@ def lake_tables_with_keys() -> dict[TableRef, tuple[str, ...]]:
     tables |= {TableRef("quarantine", t.name): () for t in silver_tables()}
     tables[TableRef("quarantine", REVIEW_EVENTS)] = ()
     tables |= {TableRef("gold", t.name): t.grain for t in GOLD_TABLES}
+    # the SCD2 dimensions' kept links: a small append every run
+    tables |= {TableRef("gold", links_name(d)): d.contract.key for d in DIMENSIONS}
     return tables
 
 

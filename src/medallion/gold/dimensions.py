@@ -15,7 +15,6 @@ from medallion.engine import Engine, Relation, rows_in
 from medallion.errors import SCD2Error
 from medallion.gold.scd2 import UNKNOWN_SK, SCD2Spec, unknown_member
 from medallion.silver.contracts import SilverTable, silver_table
-from medallion.silver.transform import conformed, conformed_expr
 from medallion.sql import quote as _q
 from medallion.storage import DeltaHandle
 
@@ -123,8 +122,9 @@ def touched_entities(
     key ever belonged to, and every entity that ever had a lookup value the batch relabels (a
     small answer: the batch's entities).
 
-    ``linked`` is :func:`links` of the whole Bronze history; ``new`` and ``lookup_new`` are the
-    valid states appended since the last build (``valid_history``).
+    ``linked`` holds the links of the whole Bronze history (:mod:`medallion.gold.links`);
+    ``new`` and ``lookup_new`` are the valid states appended since the last build
+    (``valid_history``).
     """
     rk = ", ".join(_q(k) for k in dim.contract.key)
     entity = _q(dim.entity)
@@ -136,36 +136,6 @@ def touched_entities(
         sql += f" UNION SELECT {entity} FROM h SEMI JOIN ln USING ({on}) WHERE {entity} NOTNULL"
         tables["ln"] = lookup_new
     return engine.query(sql, tables)
-
-
-def links(dim: SCD2Dimension, bronze: Relation, engine: Engine) -> Relation:
-    """Which Silver key ever belonged to which entity (and carried which lookup value), from
-    raw Bronze rows: only those columns are conformed, so finding what a batch touches never
-    conforms the whole history. Rows Silver rejects may add links: folding an extra entity
-    again changes nothing. Kept by the engine: one row per key of the whole history."""
-    lookup = dim.contract.lookup
-    names = tuple(dict.fromkeys([*dim.contract.key, dim.entity, *([lookup.on] if lookup else [])]))
-    return engine.keep(f"SELECT DISTINCT {conformed(dim.contract, names)} FROM b", {"b": bronze})
-
-
-def rows_of(
-    dim: SCD2Dimension, bronze: Relation, linked: Relation, entities: pa.Table, engine: Engine
-) -> Relation:
-    """The raw Bronze rows of every Silver key that ever belonged to one of ``entities``
-    (kept by the engine: an entity's whole history)."""
-    key = dim.contract.key
-    picked = ", ".join(f"{_q(k)} AS _key{i}" for i, k in enumerate(key))
-    match = " AND ".join(
-        f"{conformed_expr(dim.contract, k)} = k._key{i}" for i, k in enumerate(key)
-    )
-    return engine.keep(
-        f"""
-        SELECT b.* FROM b SEMI JOIN (
-            SELECT DISTINCT {picked} FROM l WHERE {_q(dim.entity)} IN (SELECT e FROM t)
-        ) k ON {match}
-        """,
-        {"b": bronze, "l": linked, "t": entities},
-    )
 
 
 def dimension_events(

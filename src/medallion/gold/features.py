@@ -47,7 +47,10 @@ def _segment_case() -> str:
 def rfm_sql(as_of: date | None) -> str:
     """RFM as of the end of ``as_of`` (default: the last purchase date in the data).
 
-    Only what was known then counts: orders purchased and delivered by that day."""
+    Only what was known then counts: orders purchased and delivered by that day. Unlike the
+    other Gold builds the rows are not sorted by key: the table is replaced whole whenever its
+    as-of date moves (most runs), and sorting a row per customer cost a third of the query
+    (0.3-0.6 s of 1.4-2.0 s at scale 10) for a key-ordered layout no merge of it uses."""
     as_of_sql = (
         f"DATE '{as_of.isoformat()}'"
         if as_of
@@ -91,7 +94,7 @@ def rfm_sql(as_of: date | None) -> str:
         recency_days, frequency, monetary,
         r AS r_score, f AS f_score, m AS m_score, r * 100 + f * 10 + m AS rfm_score,
         {_segment_case()} AS segment
-    FROM scored ORDER BY customer_unique_id
+    FROM scored
     """
 
 

@@ -25,8 +25,6 @@ from medallion.errors import MedallionError
 from medallion.gold.dimensions import (
     SCD2Dimension,
     dimension_events,
-    links,
-    rows_of,
     touched_entities,
     with_derived,
 )
@@ -37,6 +35,7 @@ from medallion.gold.increment import (
     touched_keys,
     write_changes,
 )
+from medallion.gold.links import current_links, rows_of
 from medallion.gold.model import GOLD_TABLES, DateDimension, Dimension, GoldTable, Snapshot
 from medallion.gold.scd2 import UNKNOWN_KEY, fold_scd2
 from medallion.runner import Layer, RunContext, Task, TaskResult
@@ -298,10 +297,15 @@ def _build_scd2(
         if lookup is not None:
             lookup_rows = _bronze_rows(bronze[lookup.table], lookup.table, through[lookup.table])
             lookup_history = kept(valid_history(silver_table(lookup.table), lookup_rows, engine))
+        # brought up to date by every build, a rebuild too: the next build only extends them
+        own, meta = dim.silver, {"run_id": ctx.run_id, "step": LAYER, "table": table.name}
+        linked = current_links(
+            dim, lake, bronze[own], rows, through=through[own], engine=engine, metadata=meta
+        )
         stored, touched, scope = None, None, None
         if not rebuild:
             rows, touched = _touched_rows(
-                dim, bronze, rows, folded=folded, through=through, kept=kept, engine=engine
+                dim, bronze, rows, linked, folded=folded, through=through, kept=kept, engine=engine
             )
             entities = touched["e"].combine_chunks()
             if whole or pc.any(pc.equal(entities.cast(pa.string()), UNKNOWN_KEY)).as_py():
@@ -328,6 +332,7 @@ def _touched_rows(
     dim: SCD2Dimension,
     bronze: dict[str, DeltaHandle],
     rows: Relation,
+    linked: Relation,
     *,
     folded: dict[str, int | None],
     through: dict[str, int | None],
@@ -335,10 +340,9 @@ def _touched_rows(
     engine: Engine,
 ) -> tuple[Relation, pa.Table]:
     """The Bronze ``rows`` of the entities whose history grew since the versions ``folded``
-    (kept), and those entities (a small answer)."""
+    (kept), and those entities (a small answer), found by the keys' ``linked`` entities."""
     lookup = dim.contract.lookup
     new = {n: kept(_valid_new(h, n, folded[n], through[n], engine)) for n, h in bronze.items()}
-    linked = kept(links(dim, rows, engine))
     lookup_new = new[lookup.table] if lookup else None
     touched = touched_entities(dim, linked, new[dim.silver], lookup_new, engine)
     return kept(rows_of(dim, rows, linked, touched, engine)), touched

@@ -10,13 +10,8 @@ import pyarrow as pa
 
 from medallion.catalog import bronze_schema, source_table
 from medallion.engine import default_engine
-from medallion.gold.dimensions import (
-    DIMENSIONS,
-    dimension_events,
-    links,
-    rows_of,
-    touched_entities,
-)
+from medallion.gold.dimensions import DIMENSIONS, dimension_events, touched_entities
+from medallion.gold.links import links_sql, rows_of
 from medallion.silver.contracts import silver_table
 from medallion.silver.transform import valid_history
 
@@ -50,6 +45,10 @@ def bronze(table: str, rows: list[dict[str, Any]]) -> pa.Table:
 
 def history(table: str, rows: list[dict[str, Any]]) -> pa.Table:
     return valid_history(silver_table(table), bronze(table, rows), ENGINE)
+
+
+def links(d: Any, raw: pa.Table) -> pa.Table:
+    return ENGINE.query(links_sql(d, "b"), {"b": raw})
 
 
 def dim(name: str) -> Any:
@@ -128,7 +127,7 @@ def test_touched_entities_follow_rows_and_relabels() -> None:
         "customers",
         [customer(c1, "SP", at(1)), {**customer(c2, "SP", at(1)), "customer_unique_id": OTHER}],
     )
-    linked = links(dim("dim_customer"), raw, ENGINE)
+    linked = links(dim("dim_customer"), raw)
     new = history("customers", [{"customer_id": c1, "op": "delete", "at": at(2)}])
     touched = touched_entities(dim("dim_customer"), linked, new, None, ENGINE)
     assert touched["e"].to_pylist() == [PERSON]  # the tombstone's person, found in history
@@ -138,6 +137,6 @@ def test_touched_entities_follow_rows_and_relabels() -> None:
     relabel = history("product_category_name_translation", [translation("perfume", at(2))])
     empty = history("products", [])
     got = touched_entities(
-        dim("dim_product"), links(dim("dim_product"), products, ENGINE), empty, relabel, ENGINE
+        dim("dim_product"), links(dim("dim_product"), products), empty, relabel, ENGINE
     )
     assert got["e"].to_pylist() == ["a1" * 16]
