@@ -300,7 +300,14 @@ def _build_scd2(
         # brought up to date by every build, a rebuild too: the next build only extends them
         own, meta = dim.silver, {"run_id": ctx.run_id, "step": LAYER, "table": table.name}
         linked = current_links(
-            dim, lake, bronze[own], rows, through=through[own], engine=engine, metadata=meta
+            dim,
+            lake,
+            bronze[own],
+            rows,
+            through=through[own],
+            engine=engine,
+            metadata=meta,
+            anew=ctx.full_refresh,
         )
         stored, touched, scope = None, None, None
         if not rebuild:

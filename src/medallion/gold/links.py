@@ -9,14 +9,16 @@ at scale 10, growing with the history, whatever the change.
 The links are kept instead (:func:`links_table`, beside the dimension): one row per distinct
 raw Bronze key, its conformed key, entity and lookup value, extended each run by the Bronze
 rows appended since the Bronze version they record (an app transaction named after the Bronze
-table's identity), and made again from the whole history when that cannot be done by appends
-(no version recorded, Bronze made anew or overwritten since). Rows are picked by their raw key,
+table's identity and the conforming SQL), and made again from the whole history when that
+cannot be done by appends (no version recorded, Bronze made anew or overwritten since, the
+rules that conform a key changed) and by a full refresh. Rows are picked by their raw key,
 which needs no conforming. Links ahead of the Bronze version a build folds through (a build that
 failed after extending them) are a superset: an extra entity folded again changes nothing, and
 rows are always read from the Bronze snapshot folded."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from medallion.engine import Engine, Relation, rows_in
@@ -60,6 +62,14 @@ def links_sql(dim: SCD2Dimension, source: str) -> str:
     return f"SELECT DISTINCT {raws}, {conformed(dim.contract, names)} FROM {source}"
 
 
+def links_app(dim: SCD2Dimension, bronze: DeltaHandle) -> str:
+    """The app transaction recording how far the links cover ``bronze``: named after its
+    identity and the SQL that conforms the links, so that links of another Bronze table, or
+    conformed by another release's rules, are never extended."""
+    recipe = hashlib.sha256(links_sql(dim, "b").encode()).hexdigest()[:16]
+    return f"medallion.links:{bronze.identity}:{recipe}"
+
+
 def current_links(
     dim: SCD2Dimension,
     lake: Lake,
@@ -69,14 +79,16 @@ def current_links(
     through: int | None,
     engine: Engine,
     metadata: dict[str, Any],
+    anew: bool = False,
 ) -> Relation:
     """The links of every Bronze row up to version ``through`` (``rows``, that snapshot), or a
-    superset: the kept table, brought up to ``through`` first (see the module's docstring)."""
+    superset: the kept table, brought up to ``through`` first (see the module's docstring),
+    or made again from the whole history when ``anew`` (a full refresh)."""
     if through is None:  # no Bronze yet: nothing to keep
         return engine.keep(links_sql(dim, "b"), {"b": rows})
     store = links_table(lake, dim)
-    app = f"medallion.links:{bronze.identity}"
-    covered = store.app_version(app)
+    app = links_app(dim, bronze)
+    covered = None if anew else store.app_version(app)
     if covered is not None and covered >= through:
         stored = store.relation()
         assert stored is not None

@@ -109,6 +109,32 @@ def test_links_are_extended_by_appends_and_made_again_when_bronze_is_new(tmp_pat
     source = lake.table("bronze", "customers")
     source.append(bronze([customer(KEYS[1], PEOPLE[2], 1)]), expected={}, **write)
     assert {r[2] for r in links_now(0)} == {PEOPLE[2]}
+    made = len(_operations(store))
+    current_links(DIM, lake, source, source.relation(), through=0, engine=ENGINE, metadata={})
+    assert len(_operations(store)) == made  # up to date: nothing written
+    rows = source.relation()
+    current_links(DIM, lake, source, rows, through=0, engine=ENGINE, metadata={}, anew=True)
+    assert _operations(store)[made:] == ["WRITE:Overwrite"]  # a full refresh makes them again
+
+
+def test_links_conformed_by_other_rules_are_made_again(tmp_path: Path, monkeypatch: Any) -> None:
+    lake = Lake(str(tmp_path))
+    source = lake.table("bronze", "customers")
+    write = {"transactions": {}, "metadata": {}}
+    source.append(bronze([customer(KEYS[0], PEOPLE[0], 1)]), expected={}, **write)
+    current_links(DIM, lake, source, source.relation(), through=0, engine=ENGINE, metadata={})
+    source.append(bronze([customer(KEYS[1], PEOPLE[1], 2)]), expected={}, **write)
+    import medallion.gold.links as module
+
+    rules = module.links_sql  # another release conforms the person in upper case
+    monkeypatch.setattr(
+        module, "links_sql", lambda d, src: rules(d, src).replace("lower(", "upper(")
+    )
+    got = current_links(DIM, lake, source, source.relation(), through=1, engine=ENGINE, metadata={})
+    people = {
+        r["customer_unique_id"] for r in ENGINE.query("SELECT * FROM l", {"l": got}).to_pylist()
+    }
+    assert people == {PEOPLE[0].upper(), PEOPLE[1].upper()}  # none kept from the old rules
 
 
 def _operations(store: Any) -> list[str]:
