@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from medallion.catalog import bronze_schema, source_table
 from medallion.engine import default_engine
 from medallion.gold.dimensions import DIMENSIONS
-from medallion.gold.links import current_links, links_name, links_sql, rows_of
+from medallion.gold.links import current_links, links_name, links_sql, raw_key, rows_of
 from medallion.silver.transform import conformed_expr
 from medallion.storage import Lake
 
@@ -57,6 +57,14 @@ def reference_rows(raw: pa.Table, people: list[str]) -> set[tuple[Any, ...]]:
         {"b": raw, "t": pa.table({"e": pa.array(people, pa.string())})},
     )
     return as_set(found)
+
+
+def test_every_dimension_s_key_is_read_from_its_bronze_column() -> None:
+    for dim in DIMENSIONS:
+        bronze_columns = bronze_schema(source_table(dim.contract.bronze)).names
+        for key in raw_key(dim):
+            assert key in bronze_columns
+            assert key in conformed_expr(dim.contract, key)  # conformed from that column
 
 
 def test_the_rows_of_a_person_are_every_row_of_every_key_they_ever_had() -> None:
