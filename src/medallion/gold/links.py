@@ -31,8 +31,9 @@ LAYER = "gold"
 
 
 def links_table(lake: Lake, dim: SCD2Dimension) -> DeltaHandle:
-    """The links of ``dim`` (``gold/_links_<dimension>``: a leading underscore, as Delta
-    readers skip, since it is the pipeline's state and no part of the star schema)."""
+    """The links of ``dim`` (``gold/_links_<dimension>``: a leading underscore, the usual
+    mark of a folder that is not data, since it is the pipeline's state and no part of the
+    star schema)."""
     return lake.table(LAYER, links_name(dim))
 
 
