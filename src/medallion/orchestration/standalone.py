@@ -65,12 +65,25 @@ class Standalone:
                 _signal_group(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
         _signal_group(self.process.pid, signal.SIGKILL)  # a component that outlived its parent
+        _wait_group_gone(self.process.pid)
         return self.process.returncode
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def _wait_group_gone(pgid: int, timeout_s: float = 5.0) -> None:
+    """Wait until no process of the group is left: one just killed is still listed until the
+    kernel has torn it down (seen: a component still in /proc when the command returned)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
 
 
 def standalone_env(
