@@ -13,9 +13,12 @@ by the engine: only its counts (and the keys a change touched) come to this proc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from contextlib import ExitStack
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -62,24 +65,102 @@ def touched_keys(
     input cannot say which (no rule, no change feed or its files vacuumed, a table that
     vanished or was recreated): then everything is rebuilt."""
     found: list[pa.Array] = []  # the answers' chunks, as text
-    with ExitStack() as scratch:
-        for ref, handle in inputs.items():
-            before, now = recorded.get(ref), current[ref]
-            if before == now:
-                continue
-            if now == MISSING or before is None or now < before:  # vanished or recreated
-                return None
-            if ref not in by.touched or not handle.has_change_feed:
-                return None
-            changed = _changed(handle, before, now, engine)
-            if changed is None:
-                return None
-            scratch.callback(engine.discard, changed)
-            if rows_in(changed):
-                keys = engine.query(by.touched[ref], {**views, "changed": changed})
-                found += keys.column(0).cast(pa.string()).chunks
+    for ref, handle in inputs.items():
+        before, now = recorded.get(ref), current[ref]
+        if before == now:
+            continue
+        if now == MISSING or before is None or now < before:  # vanished or recreated
+            return None
+        if ref not in by.touched or not handle.has_change_feed:
+            return None
+        rule, span = by.touched[ref], (before, now)
+        key = _answer_key(rule, handle, span=span, inputs=inputs, current=current, engine=engine)
+        find = partial(_touched_by, rule, handle, span=span, views=views, engine=engine)
+        answer = _ANSWERS.get(key, find)
+        if answer is None:
+            return None
+        found += answer.chunks
     # typed: an answer without a chunk (no key touched) must not type the union as NULL
     return pc.unique(pa.chunked_array(found, pa.string())).drop_null()
+
+
+def _touched_by(
+    rule: str,
+    handle: DeltaHandle,
+    *,
+    span: tuple[int, int],
+    views: Mapping[str, Relation],
+    engine: Engine,
+) -> pa.ChunkedArray | None:
+    """The key values ``rule`` finds touched by ``handle``'s change between the versions of
+    ``span`` (as text); None when the change can no longer be read."""
+    changed = _changed(handle, *span, engine)
+    if changed is None:
+        return None
+    try:
+        if not rows_in(changed):
+            return pa.chunked_array([], pa.string())
+        keys = engine.query(rule, {**views, "changed": changed})
+        return keys.column(0).cast(pa.string())
+    finally:
+        engine.discard(changed)
+
+
+def _answer_key(
+    rule: str,
+    handle: DeltaHandle,
+    *,
+    span: tuple[int, int],
+    inputs: Mapping[TableRef, DeltaHandle],
+    current: Mapping[TableRef, int],
+    engine: Engine,
+) -> tuple[Any, ...]:
+    """What fixes ``rule``'s answer: its text, the change it reads (the table's identity and
+    versions) and the identity and version of every input it names (read as views)."""
+    named = set(re.findall(r"\w+", rule))
+    reads = sorted(
+        (ref.layer, ref.name, h.identity, current[ref])
+        for ref, h in inputs.items()
+        if ref.name in named
+    )
+    return (engine.dialect, rule, handle.identity, span, tuple(reads))
+
+
+class _Answers:
+    """The touched keys a rule found, kept for the other tables of the process that ask the
+    same rule of the same change over the same inputs: the three fact tables each map a
+    customer change to its orders (0.2 s at scale 10). Keyed by what fixes the answer, so an
+    answer is never stale; a key asked for while being computed waits for it; the last
+    :attr:`KEPT` are kept."""
+
+    KEPT = 32
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done: OrderedDict[tuple[Any, ...], pa.ChunkedArray | None] = OrderedDict()
+        self._busy: dict[tuple[Any, ...], threading.Lock] = {}
+
+    def get(
+        self, key: tuple[Any, ...], compute: Callable[[], pa.ChunkedArray | None]
+    ) -> pa.ChunkedArray | None:
+        with self._lock:
+            if key in self._done:
+                return self._done[key]
+            busy = self._busy.setdefault(key, threading.Lock())
+        with busy:
+            with self._lock:
+                if key in self._done:
+                    return self._done[key]
+            answer = compute()
+            with self._lock:
+                self._done[key] = answer
+                while len(self._done) > self.KEPT:
+                    self._done.popitem(last=False)
+                self._busy.pop(key, None)
+            return answer
+
+
+_ANSWERS = _Answers()
 
 
 def _changed(handle: DeltaHandle, before: int, now: int, engine: Engine) -> Relation | None:

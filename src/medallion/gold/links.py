@@ -101,11 +101,7 @@ def current_links(
         finally:
             engine.discard(whole)
     else:
-        stored = store.relation()
-        found = engine.keep(
-            f"SELECT * FROM ({links_sql(dim, 'n')}) EXCEPT SELECT * FROM l",
-            {"n": new, "l": stored},
-        )
+        found = engine.keep(_unknown_sql(dim), {"n": new, "l": store.relation()})
         try:
             if rows_in(found):
                 progress = {app: covered}
@@ -119,6 +115,18 @@ def current_links(
     kept = store.relation()
     assert kept is not None
     return kept
+
+
+def _unknown_sql(dim: SCD2Dimension) -> str:
+    """The links of Bronze rows ``n`` that the kept links ``l`` do not hold, compared with
+    only the kept links of the same first raw key value: an EXCEPT with all of them hashed
+    every kept link per run (0.16-0.26 s at scale 10, 0.08 s so)."""
+    first = _q(_raw_as(dim.contract.key[0]))
+    return f"""
+        WITH fresh AS ({links_sql(dim, "n")})
+        SELECT * FROM fresh EXCEPT SELECT * FROM l
+        WHERE EXISTS (SELECT 1 FROM fresh f WHERE f.{first} IS NOT DISTINCT FROM l.{first})
+    """
 
 
 def rows_of(

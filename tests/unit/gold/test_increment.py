@@ -9,6 +9,7 @@ import pytest
 
 from medallion.catalog import TableRef
 from medallion.engine import default_engine
+from medallion.gold import increment
 from medallion.gold.increment import MISSING, ByKey, touched_keys, write_changes
 from medallion.storage import CDF, DeltaHandle, Lake
 
@@ -211,3 +212,48 @@ def test_touched_keys_of_an_input_that_touches_none_join_those_of_the_next(
     now = dict.fromkeys(refs, 1)
     keys = touched_keys(by, handles, was, now, views={}, engine=default_engine())
     assert keys is not None and sorted(keys.to_pylist()) == ["o1", "o2"]
+
+
+def test_a_rule_asked_again_of_the_same_change_is_answered_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fact tables each map a customer change to its orders by the same rule: the
+    second asks nothing of the lake; once an input the rule reads has moved, it is asked
+    again (never a stale answer)."""
+    lake = Lake(str(tmp_path))
+    customers, orders = lake.table("silver", "customers"), lake.table("silver", "orders")
+    customers.overwrite(
+        pa.table({"customer_id": ["c1"]}), transactions={}, metadata={}, configuration=CDF
+    )
+    customers.append(pa.table({"customer_id": ["c2"]}), transactions={}, expected={}, metadata={})
+    write = {"transactions": {}, "metadata": {}}
+    orders.overwrite(pa.table({"order_id": ["o1"], "customer_id": ["c2"]}), **write)
+    c_ref, o_ref = TableRef("silver", "customers"), TableRef("silver", "orders")
+    rule = "SELECT order_id FROM orders WHERE customer_id IN (SELECT customer_id FROM changed)"
+    reads: list[int] = []
+    changed = increment._changed
+    monkeypatch.setattr(
+        increment,
+        "_changed",
+        lambda *a: reads.append(1) or changed(*a),  # type: ignore[func-returns-value]
+    )
+
+    def ask(table: str) -> list[str]:
+        by = ByKey("order_id", {c_ref: rule, o_ref: "SELECT order_id FROM changed"}, (o_ref,))
+        handles = {c_ref: customers, o_ref: orders}
+        assert customers.version is not None and orders.version is not None
+        now = {c_ref: customers.version, o_ref: orders.version}
+        was = {c_ref: 0, o_ref: orders.version}  # only the customers moved
+        views = {
+            "orders": orders.read(),
+            "customers": customers.read(),
+            "t": pa.table({table: [1]}),
+        }
+        keys = touched_keys(by, handles, was, now, views=views, engine=default_engine())
+        assert keys is not None
+        return sorted(keys.to_pylist())
+
+    assert ask("fact_order") == ["o1"]
+    assert ask("fact_order_item") == ["o1"] and len(reads) == 1  # answered from the first
+    orders.append(pa.table({"order_id": ["o2"], "customer_id": ["c2"]}), expected={}, **write)
+    assert ask("fact_payment") == ["o1", "o2"] and len(reads) == 2  # orders moved: asked again
