@@ -120,7 +120,7 @@ def current_links(
 def _unknown_sql(dim: SCD2Dimension) -> str:
     """The links of Bronze rows ``n`` that the kept links ``l`` do not hold, compared with
     only the kept links of the same first raw key value: an EXCEPT with all of them hashed
-    every kept link per run (0.16-0.26 s at scale 10, 0.08 s so)."""
+    every kept link in each run (gold.dim_customer at scale 10: 0.23-0.36 s, so 0.12-0.13 s)."""
     first = _q(_raw_as(dim.contract.key[0]))
     return f"""
         WITH fresh AS ({links_sql(dim, "n")})
