@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -27,6 +26,7 @@ import pyarrow.compute as pc
 from medallion.catalog import TableRef
 from medallion.engine import Engine, Relation, rows_in
 from medallion.errors import StorageError
+from medallion.remembered import Bounded
 from medallion.sql import quote, quoted_list
 from medallion.storage import CDF, DeltaHandle, MergePlan
 
@@ -59,11 +59,13 @@ def touched_keys(
     *,
     views: Mapping[str, Relation],
     engine: Engine,
+    run: str | None = None,
 ) -> pa.Array | None:
     """The distinct ``by.key`` values to rebuild (a small answer), from the inputs whose
     ``current`` version (MISSING: no table) is not the ``recorded`` one; None when a moved
     input cannot say which (no rule, no change feed or its files vacuumed, a table that
-    vanished or was recreated): then everything is rebuilt."""
+    vanished or was recreated): then everything is rebuilt. Within ``run``, a rule's answer
+    is shared with the other tables that ask it (:class:`_Answers`)."""
     found: list[pa.Array] = []  # the answers' chunks, as text
     for ref, handle in inputs.items():
         before, now = recorded.get(ref), current[ref]
@@ -74,9 +76,12 @@ def touched_keys(
         if ref not in by.touched or not handle.has_change_feed:
             return None
         rule, span = by.touched[ref], (before, now)
-        key = _answer_key(rule, handle, span=span, inputs=inputs, current=current, engine=engine)
         find = partial(_touched_by, rule, handle, span=span, views=views, engine=engine)
-        answer = _ANSWERS.get(key, find)
+        if run is None:
+            answer = find()
+        else:
+            key = _answer_key(rule, handle, span=span, inputs=inputs, current=current)
+            answer = _ANSWERS.get((run, engine.dialect, *key), find)
         if answer is None:
             return None
         found += answer.chunks
@@ -113,51 +118,44 @@ def _answer_key(
     span: tuple[int, int],
     inputs: Mapping[TableRef, DeltaHandle],
     current: Mapping[TableRef, int],
-    engine: Engine,
 ) -> tuple[Any, ...]:
-    """What fixes ``rule``'s answer: its text, the change it reads (the table's identity and
-    versions) and the identity and version of every input it names (read as views)."""
+    """What fixes ``rule``'s answer within a run: its text, the change it reads (the table
+    and its versions) and the version of every input it names (read as views)."""
     named = set(re.findall(r"\w+", rule))
     reads = sorted(
-        (ref.layer, ref.name, h.identity, current[ref])
-        for ref, h in inputs.items()
-        if ref.name in named
+        (h.uri, h.identity, current[ref]) for ref, h in inputs.items() if ref.name in named
     )
-    return (engine.dialect, rule, handle.identity, span, tuple(reads))
+    return (rule, handle.uri, handle.identity, span, tuple(reads))
 
 
 class _Answers:
-    """The touched keys a rule found, kept for the other tables of the process that ask the
-    same rule of the same change over the same inputs: the three fact tables each map a
-    customer change to its orders (0.2 s at scale 10). Keyed by what fixes the answer, so an
-    answer is never stale; a key asked for while being computed waits for it; the last
-    :attr:`KEPT` are kept."""
-
-    KEPT = 32
+    """The touched keys a rule found, kept for the other tables of the run that ask the same
+    rule of the same change over the same inputs: the three fact tables each map a customer
+    change to its orders (0.2 s at scale 10). Keyed by the run and what fixes the answer in
+    it: a table's identity and version do not fix its content across runs (a lake copied or
+    restored holds the same ones over other rows). A key asked for while being computed waits
+    for it; the last 32 are kept."""
 
     def __init__(self) -> None:
+        self._kept: Bounded[tuple[Any, ...], tuple[pa.ChunkedArray | None]] = Bounded(kept=32)
         self._lock = threading.Lock()
-        self._done: OrderedDict[tuple[Any, ...], pa.ChunkedArray | None] = OrderedDict()
         self._busy: dict[tuple[Any, ...], threading.Lock] = {}
 
     def get(
         self, key: tuple[Any, ...], compute: Callable[[], pa.ChunkedArray | None]
     ) -> pa.ChunkedArray | None:
-        with self._lock:
-            if key in self._done:
-                return self._done[key]
-            busy = self._busy.setdefault(key, threading.Lock())
-        with busy:
+        kept = self._kept.get(key)
+        if kept is None:
             with self._lock:
-                if key in self._done:
-                    return self._done[key]
-            answer = compute()
-            with self._lock:
-                self._done[key] = answer
-                while len(self._done) > self.KEPT:
-                    self._done.popitem(last=False)
-                self._busy.pop(key, None)
-            return answer
+                busy = self._busy.setdefault(key, threading.Lock())
+            with busy:  # another thread computing it: wait for its answer
+                kept = self._kept.get(key)
+                if kept is None:
+                    kept = (compute(),)  # None is an answer too: kept as a 1-tuple
+                    self._kept.put(key, kept)
+                with self._lock:
+                    self._busy.pop(key, None)
+        return kept[0]
 
 
 _ANSWERS = _Answers()

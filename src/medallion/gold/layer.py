@@ -130,7 +130,7 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
         keys = (
             None
             if whole or table.by_key is None
-            else _touched(table, inputs, recorded, current, engine)
+            else _touched(ctx, table, inputs, recorded=recorded, current=current, engine=engine)
         )
         data, read = _build_snapshot(table, inputs, keys, engine, target)
         if keys is not None and not same_columns(target, data):  # its columns changed
@@ -183,15 +183,19 @@ def _days_held(
 
 
 def _touched(
+    ctx: RunContext,
     table: Snapshot,
     inputs: dict[TableRef, DeltaHandle],
+    *,
     recorded: dict[TableRef, int | None],
     current: dict[TableRef, int],
     engine: Engine,
 ) -> pa.Array | None:
     assert table.by_key is not None
     views = {ref.name: _lazy(h, ref, table) for ref, h in inputs.items()}
-    return touched_keys(table.by_key, inputs, recorded, current, views=views, engine=engine)
+    return touched_keys(
+        table.by_key, inputs, recorded, current, views=views, engine=engine, run=ctx.run_id
+    )
 
 
 def _build_snapshot(
