@@ -67,10 +67,31 @@ class Bounded(Generic[Key, Value]):
         self._forget = forget
         self._values: dict[Key, Value] = {}
         self._lock = threading.Lock()
+        self._busy: dict[Key, threading.Lock] = {}  # keys being computed (:meth:`computed`)
 
     def get(self, key: Key) -> Value | None:
         with self._lock:
             return self._values.get(key)
+
+    def computed(self, key: Key, compute: Callable[[], Value]) -> Value:
+        """The value kept under ``key``, else ``compute()``, kept there: computed once while
+        other threads asking for the same key wait for it (a value may be None; a call that
+        raised keeps nothing, and the next one computes)."""
+        with self._lock:
+            if key in self._values:
+                return self._values[key]
+            busy = self._busy.setdefault(key, threading.Lock())
+        with busy:
+            try:
+                with self._lock:
+                    if key in self._values:
+                        return self._values[key]
+                value = compute()
+                self.put(key, value)
+                return value
+            finally:
+                with self._lock:
+                    self._busy.pop(key, None)
 
     def put(self, key: Key, value: Value) -> None:
         """Keep ``value`` under ``key`` (a value it replaces is not handed to ``forget``)."""

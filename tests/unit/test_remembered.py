@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+
+import pytest
+
 from medallion.remembered import Bounded, Remembered
 
 
@@ -48,3 +52,35 @@ def test_bounded_keeps_the_newest_values_and_hands_the_oldest_to_forget() -> Non
     assert forgotten == ["second"]
     assert values.get(("b", 1)) is None
     assert [values.get(k) for k in (("a", 1), ("c", 1))] == ["first again", "third"]
+
+
+def test_a_value_is_computed_once_while_others_wait_and_a_failure_keeps_nothing() -> None:
+    values: Bounded[str, int | None] = Bounded(kept=4)
+    started, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def slow() -> int:
+        calls.append("slow")
+        started.set()
+        release.wait(5)
+        return 7
+
+    first = threading.Thread(target=lambda: values.computed("k", slow))
+    first.start()
+    started.wait(5)
+    got: list[int | None] = []
+    second = threading.Thread(target=lambda: got.append(values.computed("k", lambda: 8)))
+    second.start()  # asks while the first computes: waits for its answer
+    release.set()
+    first.join(5)
+    second.join(5)
+    assert got == [7] and calls == ["slow"]
+    assert values.computed("none", lambda: None) is None  # None is a value, kept
+    assert values.computed("none", lambda: 9) is None
+
+    def failing() -> int:
+        raise ValueError("no")
+
+    with pytest.raises(ValueError):
+        values.computed("f", failing)
+    assert values.computed("f", lambda: 3) == 3  # nothing kept from the failure

@@ -14,8 +14,7 @@ by the engine: only its counts (and the keys a change touched) come to this proc
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -65,7 +64,7 @@ def touched_keys(
     ``current`` version (MISSING: no table) is not the ``recorded`` one; None when a moved
     input cannot say which (no rule, no change feed or its files vacuumed, a table that
     vanished or was recreated): then everything is rebuilt. Within ``run``, a rule's answer
-    is shared with the other tables that ask it (:class:`_Answers`)."""
+    is shared with the other tables that ask it (``_ANSWERS``)."""
     found: list[pa.Array] = []  # the answers' chunks, as text
     for ref, handle in inputs.items():
         before, now = recorded.get(ref), current[ref]
@@ -81,7 +80,7 @@ def touched_keys(
             answer = find()
         else:
             key = _answer_key(rule, handle, span=span, inputs=inputs, current=current)
-            answer = _ANSWERS.get((run, engine.dialect, *key), find)
+            answer = _ANSWERS.computed((run, engine.dialect, *key), find)
         if answer is None:
             return None
         found += answer.chunks
@@ -128,37 +127,12 @@ def _answer_key(
     return (rule, handle.uri, handle.identity, span, tuple(reads))
 
 
-class _Answers:
-    """The touched keys a rule found, kept for the other tables of the run that ask the same
-    rule of the same change over the same inputs: the three fact tables each map a customer
-    change to its orders (0.2 s at scale 10). Keyed by the run and what fixes the answer in
-    it: a table's identity and version do not fix its content across runs (a lake copied or
-    restored holds the same ones over other rows). A key asked for while being computed waits
-    for it; the last 32 are kept."""
-
-    def __init__(self) -> None:
-        self._kept: Bounded[tuple[Any, ...], tuple[pa.ChunkedArray | None]] = Bounded(kept=32)
-        self._lock = threading.Lock()
-        self._busy: dict[tuple[Any, ...], threading.Lock] = {}
-
-    def get(
-        self, key: tuple[Any, ...], compute: Callable[[], pa.ChunkedArray | None]
-    ) -> pa.ChunkedArray | None:
-        kept = self._kept.get(key)
-        if kept is None:
-            with self._lock:
-                busy = self._busy.setdefault(key, threading.Lock())
-            with busy:  # another thread computing it: wait for its answer
-                kept = self._kept.get(key)
-                if kept is None:
-                    kept = (compute(),)  # None is an answer too: kept as a 1-tuple
-                    self._kept.put(key, kept)
-                with self._lock:
-                    self._busy.pop(key, None)
-        return kept[0]
-
-
-_ANSWERS = _Answers()
+# The touched keys a rule found, kept for the other tables of the run that ask the same rule
+# of the same change over the same inputs: the three fact tables each map a customer change to
+# its orders (0.2 s at scale 10). Keyed by the run and what fixes the answer in it: a table's
+# identity and version do not fix its content across runs (a lake copied or restored holds the
+# same ones over other rows). A key asked for while being computed waits for it.
+_ANSWERS: Bounded[tuple[Any, ...], pa.ChunkedArray | None] = Bounded(kept=32)
 
 
 def _changed(handle: DeltaHandle, before: int, now: int, engine: Engine) -> Relation | None:
