@@ -332,12 +332,18 @@ class SparkEngine:
         transactions: Mapping[str, int],
         metadata: Mapping[str, Any],
         configuration: Mapping[str, str] | None = None,
+        key: Sequence[str] = (),
     ) -> int:
-        """A result kept near ``target`` is committed as it lies; another is first written
-        there by the server (Arrow rows already here are written by delta-rs)."""
+        """A result kept near ``target`` is committed as it lies (files the server wrote, as
+        it laid them out); another is first written there by the server (Arrow rows already
+        here are written by delta-rs, laid out for lookups by ``key``)."""
         if isinstance(data, pa.Table):
             return target.overwrite(
-                data, transactions=transactions, metadata=metadata, configuration=configuration
+                data,
+                transactions=transactions,
+                metadata=metadata,
+                configuration=configuration,
+                key=key,
             )
         kept = self._kept_near(target, data)
         return target.adopt(
@@ -368,11 +374,13 @@ class SparkEngine:
         expected: Mapping[str, int | None],
         metadata: Mapping[str, Any],
         evolve_schema: bool = False,
+        key: Sequence[str] = (),
     ) -> int:
         """A result kept near ``target`` is committed as new rows as its files lie, after the
         check of ``expected`` :meth:`DeltaHandle.append` makes (Arrow rows already here are
-        appended by delta-rs). Committing files does not change the table's schema, so with
-        ``evolve_schema`` a column the table lacks is first added by an empty append."""
+        appended by delta-rs, laid out for lookups by ``key``). Committing files does not
+        change the table's schema, so with ``evolve_schema`` a column the table lacks is
+        first added by an empty append."""
         if isinstance(data, pa.Table):
             return target.append(
                 data,
@@ -380,6 +388,7 @@ class SparkEngine:
                 expected=expected,
                 metadata=metadata,
                 evolve_schema=evolve_schema,
+                key=key,
             )
         kept = self._kept_near(target, data)
         target.expect(expected)
@@ -409,9 +418,11 @@ class SparkEngine:
         transactions: Mapping[str, int],
         metadata: Mapping[str, Any],
         all_new: bool | None = None,
+        key: Sequence[str] | None = None,
     ) -> MergeResult:
         """The MERGE as a copy-on-write on the server: the table's new content
-        (:func:`merged_sql`) written near it and committed as an overwrite, with the counts
+        (:func:`merged_sql`) written near it (laid out by the server: ``key`` is for files
+        this process writes) and committed as an overwrite, with the counts
         delta-rs would report (counted whatever ``all_new`` says); no change commits only
         ``transactions``, inserts alone are appended."""
         schema = target.schema

@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from urllib.parse import urlsplit
@@ -22,7 +22,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import (
+    BloomFilterProperties,
+    ColumnProperties,
+    CommitProperties,
+    DeltaTable,
+    Transaction,
+    WriterProperties,
+    write_deltalake,
+)
 from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import DeltaError, TableNotFoundError
 from deltalake.fs import DeltaStorageHandler
@@ -46,6 +54,10 @@ CDF_KEY = "delta.enableChangeDataFeed"
 # readers of a table read only its new files; a MERGE writes files of the same size as a write
 # (delta-rs' MERGE otherwise writes what it rewrites as one file, the key order's ranges lost)
 CDF = {CDF_KEY: "true", "delta.targetFileSize": str(TARGET_FILE_BYTES)}
+# Rows per Parquet row group, each with a bloom filter of its first key column (see
+# :func:`file_layout`): a read of a few keys skips the row groups that hold none of them
+ROW_GROUP_ROWS = 16_384
+BLOOM_FPP = 0.01  # a row group holding none of the keys read anyway, for one key
 # Commits that change no row: compaction and vacuum (`medallion maintain`), table properties
 MAINTENANCE = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES"})
 # commits whose change data feed delta-rs writes when CDF is on (an overwrite is all rows out
@@ -681,8 +693,10 @@ class DeltaHandle:
         metadata: Mapping[str, Any],
         evolve_schema: bool = False,
         configuration: Mapping[str, str] | None = None,
+        key: Sequence[str] = (),
     ) -> int:
-        """Append in one commit that also records ``transactions`` (app id -> version).
+        """Append in one commit that also records ``transactions`` (app id -> version), the
+        files laid out for lookups by ``key`` (:func:`file_layout`).
 
         Fails if another writer moved one of those app ids since we read its ``expected``
         version (read afresh here, not from this snapshot), so two concurrent writers can never
@@ -696,6 +710,7 @@ class DeltaHandle:
             props=_commit_props(transactions, metadata),
             schema_mode="merge" if evolve_schema else None,
             configuration=configuration,
+            key=key,
         )
 
     def expect(self, expected: Mapping[str, int | None]) -> None:
@@ -717,9 +732,10 @@ class DeltaHandle:
         transactions: Mapping[str, int],
         metadata: Mapping[str, Any],
         configuration: Mapping[str, str] | None = None,
+        key: Sequence[str] = (),
     ) -> int:
         """Replace the table's content (schema too) in one commit recording ``transactions``
-        (app id -> version)."""
+        (app id -> version), the files laid out for lookups by ``key``."""
         return self._write(
             data,
             mode="overwrite",
@@ -727,6 +743,7 @@ class DeltaHandle:
             props=_commit_props(transactions, metadata),
             schema_mode="overwrite",
             configuration=configuration,
+            key=key,
         )
 
     def _write(
@@ -738,6 +755,7 @@ class DeltaHandle:
         props: CommitProperties,
         schema_mode: Literal["merge", "overwrite"] | None,
         configuration: Mapping[str, str] | None = None,
+        key: Sequence[str] = (),
     ) -> int:
         options = dict(self.lake.storage_options) if self.lake.storage_options else None
         try:
@@ -752,6 +770,7 @@ class DeltaHandle:
                 commit_properties=props,
                 configuration=configuration,
                 target_file_size=TARGET_FILE_BYTES,
+                writer_properties=file_layout(key),
             )
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("write", self.uri, exc, self.lake.storage_options) from exc
@@ -860,8 +879,11 @@ class DeltaHandle:
         *,
         transactions: Mapping[str, int],
         metadata: Mapping[str, Any],
+        key: Sequence[str] | None = None,
     ) -> MergeResult:
-        """MERGE ``source`` (alias ``s``) into the table (alias ``t``) in one commit.
+        """MERGE ``source`` (alias ``s``) into the table (alias ``t``) in one commit, the
+        files it writes laid out for lookups by ``key`` (:func:`file_layout`; by default the
+        plan's keys).
 
         A MERGE that changes no row still commits (an empty one), so that ``transactions``
         always record the progress.
@@ -874,6 +896,7 @@ class DeltaHandle:
             source_alias="s",
             target_alias="t",
             commit_properties=_commit_props(transactions, metadata),
+            writer_properties=file_layout(plan.keys if key is None else key),
         )
         for predicate in plan.matched_deletes:
             merger = merger.when_matched_delete(predicate)
@@ -943,16 +966,22 @@ class DeltaHandle:
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("read the log of", self.uri, exc, self.lake.storage_options) from exc
 
-    def compact(self, z_order: list[str] | None, metadata: Mapping[str, Any]) -> dict[str, Any]:
-        """Rewrite the small files into large ones (ordered by ``z_order`` when given) in one
-        commit that changes no row (``dataChange`` false: change-data-feed readers skip it)."""
+    def compact(
+        self, z_order: list[str] | None, metadata: Mapping[str, Any], key: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """Rewrite the small files into large ones (ordered by ``z_order`` when given, laid
+        out for lookups by ``key``) in one commit that changes no row (``dataChange`` false:
+        change-data-feed readers skip it)."""
         dt = self._own("compact")
         props = _commit_props({}, metadata)
+        layout = file_layout(key)
         try:
             if z_order:
-                metrics = dt.optimize.z_order(z_order, commit_properties=props)
+                metrics = dt.optimize.z_order(
+                    z_order, writer_properties=layout, commit_properties=props
+                )
             else:
-                metrics = dt.optimize.compact(commit_properties=props)
+                metrics = dt.optimize.compact(writer_properties=layout, commit_properties=props)
         except (DeltaError, OSError, pa.ArrowException) as exc:
             raise _failure("compact", self.uri, exc, self.lake.storage_options) from exc
         self._move_to_latest()
@@ -1011,6 +1040,18 @@ class DeltaHandle:
         empty = pa.schema(self._dt.schema().to_arrow()).empty_table()
         props = _commit_props(transactions, metadata)
         return self._write(empty, mode="append", partition_by=None, props=props, schema_mode=None)
+
+
+def file_layout(key: Sequence[str]) -> WriterProperties:
+    """How the Parquet files of a table keyed by ``key`` are written: row groups of
+    :data:`ROW_GROUP_ROWS` rows, each with a bloom filter of the key's first column (the column
+    every key lookup filters by, :func:`medallion.engine.read_matching`). A key lookup then
+    reads only the row groups that may hold one of its keys, so a small change reads a small
+    part of each table it touches (DuckDB probes the filters of an ``IN`` list; min/max
+    statistics cannot skip anything for random keys). No key: the row groups alone."""
+    bloom = BloomFilterProperties(True, BLOOM_FPP, ROW_GROUP_ROWS)
+    columns = {key[0]: ColumnProperties(bloom_filter_properties=bloom)} if key else None
+    return WriterProperties(max_row_group_size=ROW_GROUP_ROWS, column_properties=columns)
 
 
 def _accounted(rows: pa.Table, commits: list[dict[str, Any]]) -> bool:

@@ -63,16 +63,17 @@ class MaintainReport:
 
 
 def lake_tables_with_keys() -> dict[TableRef, tuple[str, ...]]:
-    """Every table the pipeline and the stream write, with the key a z-order sorts by (the
-    quarantine tables have none: they hold rejected rows of any shape), the state Gold keeps
-    beside its dimensions too."""
+    """Every table the pipeline and the stream write, with the key its lookups filter by, a
+    z-order sorts by and its files are laid out for (:func:`~medallion.storage.file_layout`;
+    the quarantine tables have none: they hold rejected rows of any shape), the state Gold
+    keeps beside its dimensions too."""
     tables = {TableRef("bronze", t.name): t.row_key for t in SOURCE_TABLES}
     tables[TableRef("bronze", REVIEW_EVENTS)] = ("topic", "partition", "offset")
     tables |= {TableRef("silver", t.name): t.key for t in silver_tables()}
     tables[TableRef("silver", REVIEW_EVENTS)] = ("review_id", "order_id")
     tables |= {TableRef("quarantine", t.name): () for t in silver_tables()}
     tables[TableRef("quarantine", REVIEW_EVENTS)] = ()
-    tables |= {TableRef("gold", t.name): t.grain for t in GOLD_TABLES}
+    tables |= {TableRef("gold", t.name): t.lookup_key for t in GOLD_TABLES}
     # the SCD2 dimensions' kept links: a small append every run
     tables |= {TableRef("gold", links_name(d)): d.contract.key for d in DIMENSIONS}
     return tables
@@ -134,7 +135,7 @@ def maintain(
     done: list[Maintained] = []
     with AuditStore(settings.audit_location) as audit:
         for ref, key in chosen.items():
-            result = _maintain_logged(audit, ctx, lake, ref, key=key if order else (), hours=hours)
+            result = _maintain_logged(audit, ctx, lake, ref, key=key, z_order=order, hours=hours)
             if result is not None:
                 done.append(result)
     return MaintainReport(ctx.run_id, done, hours, time.perf_counter() - start)
@@ -147,6 +148,7 @@ def _maintain_logged(
     ref: TableRef,
     *,
     key: tuple[str, ...],
+    z_order: bool,
     hours: int,
 ) -> Maintained | None:
     """One table, recorded in the audit log (a table never written is skipped, unrecorded)."""
@@ -157,7 +159,7 @@ def _maintain_logged(
     audit.task_started(ctx, task, 1)
     began = time.time()
     try:
-        done = maintain_table(lake, ref, key, hours, ctx.run_id)
+        done = maintain_table(lake, ref, key, hours, ctx.run_id, z_order=z_order)
     except MedallionError as exc:
         outcome = TaskOutcome(task, Status.FAILED, 1, str(exc), None, began, time.time())
         audit.task_finished(ctx, outcome)
@@ -179,10 +181,16 @@ def _maintain_logged(
 
 
 def maintain_table(
-    lake: Lake, ref: TableRef, key: tuple[str, ...], hours: int, run_id: str
+    lake: Lake,
+    ref: TableRef,
+    key: tuple[str, ...],
+    hours: int,
+    run_id: str,
+    *,
+    z_order: bool = True,
 ) -> Maintained:
-    """Compact (z-ordered by ``key`` if any) when the table has more than one file, vacuum,
-    then checkpoint."""
+    """Compact (z-ordered by ``key`` when ``z_order``; the files laid out for lookups by
+    ``key`` either way) when the table has more than one file, vacuum, then checkpoint."""
     clock = time.perf_counter()
     handle = lake.table(ref.layer, ref.name)
     files, size = handle.files()
@@ -190,9 +198,10 @@ def maintain_table(
     assert version is not None
     metadata = {"run_id": run_id, "step": "maintain", "table": str(ref)}
     schema = handle.schema
-    order = [c for c in key if schema is not None and c in schema.names]
+    held = tuple(c for c in key if schema is not None and c in schema.names)
+    order = list(held) if z_order else []
     if files > 1:
-        handle.compact(order or None, metadata)
+        handle.compact(order or None, metadata, key=held)
     vacuumed = handle.vacuum(hours, metadata)
     handle.checkpoint()
     files_after, size_after = handle.files()

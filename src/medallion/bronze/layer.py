@@ -373,6 +373,7 @@ def _commit(
         },
         evolve_schema=evolve,
         configuration=CDF,
+        key=table.row_key,
     )
     crash_point("bronze.after_commit")
     return version

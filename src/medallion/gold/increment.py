@@ -188,18 +188,26 @@ def write_changes(
     transactions: Mapping[str, int],
     metadata: Mapping[str, Any],
     engine: Engine,
+    key: tuple[str, ...] | None = None,
 ) -> Written:
     """Make the target's rows in ``scope`` (column, values; the whole table when None) equal
     ``data`` in one commit that also records ``transactions``: only rows that differ are
     inserted, updated or deleted (the whole table is replaced instead when most of it differs:
     cheaper than a MERGE touching every row). Nothing differing still commits, to record the
     progress. The stored rows are read where the engine runs, and ``data`` (kept near the
-    target) is either committed as it lies or discarded: no table-sized set comes here."""
+    target) is either committed as it lies or discarded: no table-sized set comes here. The
+    files written are laid out for lookups by ``key`` (by default the grain)."""
+    layout = grain if key is None else key
     if scope is None and apart(target, data, grain, engine):  # every row differs: replace all
         held, (files, _) = target.row_count() or 0, target.files()
         inserted = rows_in(data)
         version = engine.overwrite(
-            target, data, transactions=transactions, metadata=metadata, configuration=CDF
+            target,
+            data,
+            transactions=transactions,
+            metadata=metadata,
+            configuration=CDF,
+            key=layout,
         )
         return Written(version, inserted=inserted, deleted=held, files_rewritten=files)
     diff = _diff(target, data, grain, scope, engine)
@@ -213,6 +221,7 @@ def write_changes(
             transactions=transactions,
             metadata=metadata,
             engine=engine,
+            key=layout,
         )
     finally:
         engine.discard(diff)
@@ -246,15 +255,22 @@ def _write_diff(
     transactions: Mapping[str, int],
     metadata: Mapping[str, Any],
     engine: Engine,
+    key: tuple[str, ...],
 ) -> Written:
     """Commit ``diff`` as a MERGE, or ``data`` as the new content when it is the ``whole``
-    table and most of it changed; ``data`` not committed is discarded."""
+    table and most of it changed (files laid out for lookups by ``key``); ``data`` not
+    committed is discarded."""
     counts = _counts(diff, engine)
     changed = counts["inserted"] + counts["updated"] + counts["deleted"]
     if whole and 2 * changed > rows_in(data):
         files, _ = target.files()
         version = engine.overwrite(
-            target, data, transactions=transactions, metadata=metadata, configuration=CDF
+            target,
+            data,
+            transactions=transactions,
+            metadata=metadata,
+            configuration=CDF,
+            key=key,
         )
         return Written(version, **counts, files_rewritten=files)
     engine.discard(data)
@@ -263,7 +279,13 @@ def _write_diff(
     plan = _merge_plan(grain, data.schema.names)
     all_new = counts["updated"] == counts["deleted"] == 0  # new grains only: appended
     result = engine.merge(
-        target, diff, plan, transactions=transactions, metadata=metadata, all_new=all_new
+        target,
+        diff,
+        plan,
+        transactions=transactions,
+        metadata=metadata,
+        all_new=all_new,
+        key=key,
     )
     return Written(
         result.version, result.inserted, result.updated, result.deleted, result.files_removed

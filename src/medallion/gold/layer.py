@@ -145,7 +145,12 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
     if whole or not same_columns(target, data):  # a new table, or new columns: replace it
         inserted = rows_in(data)
         version = engine.overwrite(
-            target, data, transactions=transactions, metadata=meta, configuration=CDF
+            target,
+            data,
+            transactions=transactions,
+            metadata=meta,
+            configuration=CDF,
+            key=table.lookup_key,
         )
         written = Written(version, inserted=inserted)
     else:  # commits ``data`` or discards it
@@ -157,6 +162,7 @@ def _build(ctx: RunContext, table: GoldTable, lake: Lake, engine: Engine) -> Tas
             transactions=transactions,
             metadata=meta,
             engine=engine,
+            key=table.lookup_key,
         )
         metrics |= written.metrics
     metrics["unknown_members"] = unknown_members(table, target, engine)

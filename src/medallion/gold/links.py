@@ -97,7 +97,9 @@ def current_links(
     if new is None:  # made again from the whole history
         whole = engine.keep(links_sql(dim, "b"), {"b": rows})
         try:
-            engine.overwrite(store, whole, transactions={app: through}, metadata=metadata)
+            engine.overwrite(
+                store, whole, transactions={app: through}, metadata=metadata, key=dim.contract.key
+            )
         finally:
             engine.discard(whole)
     else:
@@ -106,7 +108,12 @@ def current_links(
             if rows_in(found):
                 progress = {app: covered}
                 engine.append(
-                    store, found, transactions={app: through}, expected=progress, metadata=metadata
+                    store,
+                    found,
+                    transactions={app: through},
+                    expected=progress,
+                    metadata=metadata,
+                    key=dim.contract.key,
                 )
             else:
                 store.record({app: through}, metadata)

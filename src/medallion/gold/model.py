@@ -65,6 +65,12 @@ class GoldTable:
         return gold_ref(self.name)
 
     @property
+    def lookup_key(self) -> tuple[str, ...]:
+        """The columns an incremental build looks its stored rows up by: the grain (the
+        files are laid out for it, :func:`~medallion.storage.file_layout`)."""
+        return self.grain
+
+    @property
     def reads(self) -> tuple[TableRef, ...]:
         """Every table the build reads, optional ones included (their versions are recorded)."""
         return (*self.inputs, *(o.ref for o in self.optional_inputs))
@@ -97,6 +103,11 @@ class Dimension(GoldTable):
     """An SCD2 dimension: history folded from every state Bronze captured."""
 
     fold: SCD2Dimension
+
+    @property
+    def lookup_key(self) -> tuple[str, ...]:
+        """A dimension's rows are looked up by the entity they version (its natural key)."""
+        return self.fold.spec.natural_key
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -341,7 +341,12 @@ def _merge_batch(
     if ctx.full_refresh or not t.target.exists:
         transactions |= _lookup_txn(spec, t)  # labelled from the lookup as it is now
         version = engine.overwrite(
-            t.target, source, transactions=transactions, metadata=meta, configuration=CDF
+            t.target,
+            source,
+            transactions=transactions,
+            metadata=meta,
+            configuration=CDF,
+            key=spec.key,
         )
         result = MergeResult(version, merged.sourced, merged.written, 0, 0, 0, 0)
     else:
@@ -575,6 +580,7 @@ def _build_aggregate(ctx: RunContext, spec: SilverTable, t: _Tables) -> TaskResu
         transactions={app_id(LAYER, spec.name): through},
         metadata=meta,
         configuration=CDF,
+        key=spec.key,
     )
     zips = rows_in(aggregate)
     metrics = {

@@ -29,6 +29,8 @@ BRONZE = TableRef("bronze", NAME)
 SILVER = TableRef("silver", NAME)
 QUARANTINE = TableRef("quarantine", NAME)
 UNKNOWN_ORDER = "order_id: unknown order"
+BRONZE_KEY = ("topic", "partition", "offset")  # a message, once
+SILVER_KEY = ("review_id", "order_id")  # a review, its newest event
 
 BRONZE_SCHEMA = pa.schema(
     [
@@ -78,6 +80,7 @@ def append_bronze(
         expected=expected,
         metadata={"run_id": run_id, "step": "stream", "table": NAME, "rows": rows.num_rows},
         configuration=CDF,
+        key=BRONZE_KEY,
     )
 
 
@@ -117,7 +120,7 @@ def _merge_plan(columns: list[str]) -> MergePlan:
         "s.event_time > t.event_time OR (s.event_time = t.event_time AND s.event_id > t.event_id)"
     )
     return MergePlan(
-        ("review_id", "order_id"),
+        SILVER_KEY,
         ((newer, everything),),
         ((None, everything),),
     )
@@ -222,7 +225,9 @@ def _merge(silver: DeltaHandle, latest: pa.Table, through: int, run_id: str) -> 
     sid = app_id("silver", NAME)
     meta = {"run_id": run_id, "step": "silver", "table": NAME, "bronze_version": through}
     if not silver.exists:
-        silver.overwrite(latest, transactions={sid: through}, metadata=meta, configuration=CDF)
+        silver.overwrite(
+            latest, transactions={sid: through}, metadata=meta, configuration=CDF, key=SILVER_KEY
+        )
         return int(latest.num_rows)
     stored = silver.read(["review_id", "order_id", "event_time", "event_id"])
     changed = default_engine().query(_CHANGED, {"latest": latest, "stored": stored})
@@ -230,10 +235,12 @@ def _merge(silver: DeltaHandle, latest: pa.Table, through: int, run_id: str) -> 
     newer = changed.filter(changed["_stored"]).drop_columns(["_stored"])
     done = silver.app_version(sid)
     if newer.num_rows == 0:
-        silver.append(new, transactions={sid: through}, expected={sid: done}, metadata=meta)
+        silver.append(
+            new, transactions={sid: through}, expected={sid: done}, metadata=meta, key=SILVER_KEY
+        )
         return int(new.num_rows)
     if new.num_rows:
-        silver.append(new, transactions={}, expected={sid: done}, metadata=meta)
+        silver.append(new, transactions={}, expected={sid: done}, metadata=meta, key=SILVER_KEY)
     plan = _merge_plan(latest.column_names)
     result = silver.merge(newer, plan, transactions={sid: through}, metadata=meta)
     return int(new.num_rows) + result.updated
