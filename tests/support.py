@@ -55,6 +55,23 @@ def read(settings: Settings, layer: str, name: str) -> pa.Table:
 S3_KEY, S3_SECRET = "medallion-test", "medallion-test-secret-key"
 
 
+def file_layout(uri: str) -> list[tuple[int, frozenset[str]]]:
+    """Each row group of the current files of the Delta table at ``uri``: its rows and the
+    columns it holds a bloom filter of (read from the Parquet footers by DuckDB)."""
+    import duckdb
+    from deltalake import DeltaTable
+
+    files = DeltaTable(uri).file_uris()
+    if not files:
+        return []
+    found = duckdb.sql(
+        "SELECT file_name, row_group_id, any_value(row_group_num_rows), "
+        "list(path_in_schema) FILTER (WHERE bloom_filter_offset IS NOT NULL) "
+        f"FROM parquet_metadata({files!r}) GROUP BY ALL"
+    ).fetchall()
+    return [(rows, frozenset(bloom or ())) for _, _, rows, bloom in found]
+
+
 def _free_pair() -> int:
     """A port p with p and p + 10000 free (SeaweedFS puts each gRPC port 10000 above)."""
     for _ in range(200):

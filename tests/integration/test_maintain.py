@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.support import run_ok
+from tests.support import file_layout, run_ok
 from typer.testing import CliRunner
 
 from medallion import api
@@ -18,7 +18,7 @@ from medallion.cli import app
 from medallion.errors import ConfigError
 from medallion.settings import Settings
 from medallion.source.changes import ChangeSpec
-from medallion.storage import Lake
+from medallion.storage import ROW_GROUP_ROWS, Lake
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +38,22 @@ def rows(settings: Settings) -> dict[str, list[str]]:
             keep = [c for c in data.column_names if not c.startswith("_")]
             lines = (json.dumps(r, default=str) for r in data.select(keep).to_pylist())
             out[str(ref)] = sorted(lines)
+    return out
+
+
+def badly_laid_out(settings: Settings) -> dict[str, set[tuple[int, frozenset[str]]]]:
+    """Tables with a row group of more than ROW_GROUP_ROWS rows, or without a bloom filter of
+    the first column of the key their lookups filter by (only of it), by ``layer.table``:
+    every writer of the pipeline lays its files out for the lookups (``file_layout``)."""
+    lake, out = Lake.from_settings(settings), {}
+    for ref, key in lake_tables_with_keys().items():
+        if not lake.table(ref.layer, ref.name).exists:
+            continue
+        wanted = frozenset(key[:1])
+        groups = file_layout(lake.table_uri(ref.layer, ref.name))
+        bad = {(rows, bloom) for rows, bloom in groups if rows > ROW_GROUP_ROWS or bloom != wanted}
+        if bad:
+            out[str(ref)] = bad
     return out
 
 
@@ -73,6 +89,7 @@ def test_maintain_compacts_and_keeps_what_the_pipeline_depends_on(
             change(maintained, seed)
         run_ok(maintained)
         run_ok(control)
+    assert badly_laid_out(maintained) == {}
     lake = Lake.from_settings(maintained)
     files_before = lake.table("bronze", "orders").files()[0]
     data, txns = rows(maintained), app_transactions(maintained)
@@ -84,6 +101,7 @@ def test_maintain_compacts_and_keeps_what_the_pipeline_depends_on(
     assert orders.vacuumed >= files_before
     assert rows(maintained) == data
     assert app_transactions(maintained) == txns
+    assert badly_laid_out(maintained) == {}
     audit = [r for r in api.audit_log(maintained, last=None) if r["job"] == "medallion_maintain"]
     assert len(audit) == len(report.tables) and {r["status"] for r in audit} == {"SUCCESS"}
 

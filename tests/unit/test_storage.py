@@ -205,6 +205,49 @@ def test_a_merge_keeps_the_files_small_and_rewrites_only_those_it_touches(
     assert max(sizes) < 2 * TARGET_FILE_BYTES
 
 
+def test_every_write_lays_its_files_out_for_lookups_by_the_key(tmp_path: Path) -> None:
+    """Row groups of at most ROW_GROUP_ROWS rows, each with a bloom filter of the key's first
+    column and of no other (a lookup of a few keys skips the row groups holding none of them):
+    an overwrite, an append, a MERGE's rewritten files and those it inserts (laid out by its
+    plan's keys, or by the key it is given), a compaction; no key, no filter."""
+    from tests.support import file_layout
+
+    from medallion.storage import ROW_GROUP_ROWS, MergePlan
+
+    n = 2 * ROW_GROUP_ROWS + 5
+    rows = pa.table({"k": [f"k{i:06d}" for i in range(n)], "g": [i % 7 for i in range(n)]})
+    lake = Lake(str(tmp_path))
+    table = lake.table("gold", "t")
+
+    def laid_out(bloom: set[str], name: str = "t") -> None:
+        groups = file_layout(lake.table_uri("gold", name))
+        assert len(groups) >= 3
+        assert {b for _, b in groups} == {frozenset(bloom)}
+        assert max(r for r, _ in groups) == ROW_GROUP_ROWS
+
+    table.overwrite(rows, transactions={}, metadata={}, key=("k", "g"))
+    laid_out({"k"})
+    more = pa.table({"k": [f"m{i:06d}" for i in range(n)], "g": [1] * n})
+    table.append(more, transactions={}, expected={}, metadata={}, key=("k",))
+    laid_out({"k"})
+    plan = MergePlan(("k",), ((None, {"g": "s.g"}),), ((None, {"k": "s.k", "g": "s.g"}),))
+    touched = pa.table({"k": ["k000001", "m000002", "new"], "g": [9, 9, 9]})
+    result = table.merge(touched, plan, transactions={}, metadata={})
+    assert result.files_removed >= 1 and result.inserted == 1
+    laid_out({"k"})
+    alone = pa.table({"k": ["z"], "g": [0]})  # in a file of its own
+    table.append(alone, transactions={}, expected={}, metadata={}, key=("k",))
+    table.merge(alone, plan, transactions={}, metadata={}, key=("g",))
+    assert {b for _, b in file_layout(lake.table_uri("gold", "t"))} == {
+        frozenset({"k"}),
+        frozenset({"g"}),
+    }
+    table.compact(["k"], {}, key=("k",))
+    laid_out({"k"})
+    lake.table("gold", "u").overwrite(rows, transactions={}, metadata={})
+    laid_out(set(), "u")
+
+
 def test_a_table_made_before_a_property_gets_it_with_its_next_write(tmp_path: Path) -> None:
     from medallion.storage import CDF_KEY
 
@@ -297,6 +340,7 @@ def test_duckdb_reads_the_matching_rows_pyarrow_reads(tmp_path: Path, partitione
     asked: list[tuple[str, pa.Array, list[str] | None]] = [
         ("v", pa.array(["a", None]), None),
         ("v", pa.array(["zz"]), ["k"]),
+        ("v", pa.array(["a"]), None),  # no NULL asked: none matches the row holding one
         ("k", pa.array([2, 4], pa.int64()), ["k", "amount"]),
         ("day", pa.array(["d2"]), ["k", "day"]),
     ]
