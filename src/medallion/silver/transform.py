@@ -251,6 +251,25 @@ def _json_key(name: str) -> str:
     return f'"{name}"'
 
 
+_PARENT = "parent_"  # a referenced table whole; ``ref_<table>``: the rows a batch asks for
+
+
+def _asked_parents_sql(spec: SilverTable) -> str:
+    """Of each table ``spec`` references, the rows whose key the batch's rows name, under the
+    name its reference rules read (``ref_<table>``). An ``IN`` list of a small batch's keys lets
+    DuckDB's Parquet reader skip the parent's row groups whose bloom filter holds none of them
+    (:func:`~medallion.storage.file_layout`): the rule's anti-join otherwise hashes every key
+    of the parent (scale 10, 10 orders against customers: 65-110 ms, 7 ms so)."""
+    asked: dict[str, list[str]] = {}
+    for ref in spec.references:
+        wanted = f"{_q(ref.key[0])} IN (SELECT {_q(ref.columns[0])} FROM h)"
+        asked.setdefault(ref.table, []).append(wanted)
+    return "".join(
+        f", ref_{table} AS (SELECT * FROM {_PARENT}{table} WHERE {' OR '.join(wanted)})"
+        for table, wanted in asked.items()
+    )
+
+
 def _seen_sql(spec: SilverTable, has_existing: bool) -> str:
     """Live content already in Silver plus this batch, and of it the rows that repeat an
     earlier row's content under another key, for the duplicate-content rule. Only content
@@ -331,7 +350,9 @@ def check(
     """Conform and check a Bronze batch (and retried rows) in one pass, kept by the engine
     (staging: no table takes it), with the counts of what it found."""
     originals = list(bronze.schema.names)
-    tables = {"bronze": bronze, **{f"ref_{k}": v for k, v in references.items()}}
+    asked = {r.table for r in spec.references}  # read through _asked_parents_sql
+    tables = {"bronze": bronze}
+    tables |= {f"{_PARENT if k in asked else 'ref_'}{k}": v for k, v in references.items()}
     rows = f"SELECT *, false AS {RETRIED} FROM bronze"
     if retry is not None and retry.num_rows:
         tables["retry"] = _shaped_like(retry, bronze.schema)
@@ -348,9 +369,10 @@ def check(
     checked = engine.keep(
         f"""
         WITH incoming AS ({rows}),
-        h AS {"MATERIALIZED " if spec.unique_content else ""}(
+        h AS {"MATERIALIZED " if spec.unique_content or spec.references else ""}(
             SELECT *{_content_columns(spec, engine)} FROM ({select})
         )
+        {_asked_parents_sql(spec)}
         {_seen_sql(spec, existing is not None)}
         SELECT {quoted_list(kept)}, {_broken_only(carried)}, {RETRIED}, _broken, _warned
         FROM (

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medallion.engine import DuckDBEngine
-from medallion.silver.contracts import SilverTable, silver_table
-from medallion.silver.transform import _conformed_select, _content_json, _native_json
+from medallion.silver.contracts import Col, Reference, SilverTable, silver_table
+from medallion.silver.transform import _conformed_select, _content_json, _native_json, check
 
 # every character JSON escapes, quotes, backslashes, text beyond ASCII, empty and NULL
 TEXTS = [None, "", "plain", 'a"b', "a\\b", "é ü 中文 😀", "/x/", "\x7f"] + [
@@ -88,3 +88,55 @@ def test_a_column_conformed_per_distinct_value_equals_it_conformed_row_by_row(
         return engine.query(sql, {"bronze": bronze}).to_pylist()
 
     assert conformed(spec) == conformed(row_by_row)
+
+
+# a child whose two columns both name a row of one parent table
+TWO_PARENTS = SilverTable(
+    "child",
+    "child",
+    key=("k",),
+    columns=(Col("k", "VARCHAR", "k"), Col("a", "VARCHAR", "a"), Col("b", "VARCHAR", "b")),
+    references=(Reference(("a",), "p", ("id",)), Reference(("b",), "p", ("id",))),
+)
+IDS = [f"p{i}" for i in range(8)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    held=st.sets(st.sampled_from(IDS)),
+    named=st.lists(
+        st.tuples(st.one_of(st.none(), st.sampled_from(IDS)), st.sampled_from(IDS)), max_size=6
+    ),
+)
+def test_a_reference_rule_judges_a_row_by_the_whole_parent_table(
+    held: set[str], named: list[tuple[str | None, str]]
+) -> None:
+    """The parents a batch names are read by its keys alone (:func:`_asked_parents_sql`), and
+    each row still breaks exactly the rules whose key the parent lacks, a NULL breaking
+    none, two references to one table each judged on its own column."""
+    n = len(named)
+    stamp = pa.array([datetime(2020, 1, 1)] * n, pa.timestamp("us"))
+    bronze = pa.table(
+        {
+            "k": [f"c{i}" for i in range(n)],
+            "a": [a for a, _ in named],
+            "b": [b for _, b in named],
+            "updated_at": stamp,
+            "deleted_at": pa.nulls(n, pa.timestamp("us")),
+            "_source_updated_at": stamp,
+            "_ingested_at": stamp,
+            "_op": ["upsert"] * n,
+            "_run_id": ["r"] * n,
+        }
+    )
+    parents = pa.table({"id": pa.array([*sorted(held), "unrelated"], pa.string())})
+    checked = check(TWO_PARENTS, bronze, {"p": parents}, engine=DuckDBEngine())
+    got = {r["k"]: sorted(r["_broken"]) for r in checked.rows.to_pylist()}  # type: ignore[union-attr]
+    want = {
+        f"c{i}": sorted(
+            ["a_exists_in_p"] * (a is not None and a not in held)
+            + ["b_exists_in_p"] * (b not in held)
+        )
+        for i, (a, b) in enumerate(named)
+    }
+    assert got == want
