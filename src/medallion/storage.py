@@ -57,7 +57,7 @@ CDF = {CDF_KEY: "true", "delta.targetFileSize": str(TARGET_FILE_BYTES)}
 # Rows per Parquet row group, each with a bloom filter of its first key column (see
 # :func:`file_layout`): a read of a few keys skips the row groups that hold none of them
 ROW_GROUP_ROWS = 16_384
-BLOOM_FPP = 0.01  # a row group holding none of the keys read anyway, for one key
+BLOOM_FPP = 0.01  # per key looked up, the chance a row group not holding it is read anyway
 # Commits that change no row: compaction and vacuum (`medallion maintain`), table properties
 MAINTENANCE = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES"})
 # commits whose change data feed delta-rs writes when CDF is on (an overwrite is all rows out

@@ -29,13 +29,14 @@ from medallion.runner import (
 )
 from medallion.silver.contracts import silver_tables
 from medallion.storage import Lake
+from medallion.stream.lake import BRONZE_KEY, SILVER_KEY
+from medallion.stream.lake import NAME as REVIEW_EVENTS
 
 if TYPE_CHECKING:
     from medallion.settings import Settings
 
 MIN_RETENTION_HOURS = 1  # below this, --force: a running reader may still need the files
 LAYERS = ("bronze", "silver", "quarantine", "gold")
-REVIEW_EVENTS = "review_events"  # the stream's tables (medallion.stream.lake)
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,9 @@ def lake_tables_with_keys() -> dict[TableRef, tuple[str, ...]]:
     the quarantine tables have none: they hold rejected rows of any shape), the state Gold
     keeps beside its dimensions too."""
     tables = {TableRef("bronze", t.name): t.row_key for t in SOURCE_TABLES}
-    tables[TableRef("bronze", REVIEW_EVENTS)] = ("topic", "partition", "offset")
+    tables[TableRef("bronze", REVIEW_EVENTS)] = BRONZE_KEY
     tables |= {TableRef("silver", t.name): t.key for t in silver_tables()}
-    tables[TableRef("silver", REVIEW_EVENTS)] = ("review_id", "order_id")
+    tables[TableRef("silver", REVIEW_EVENTS)] = SILVER_KEY
     tables |= {TableRef("quarantine", t.name): () for t in silver_tables()}
     tables[TableRef("quarantine", REVIEW_EVENTS)] = ()
     tables |= {TableRef("gold", t.name): t.lookup_key for t in GOLD_TABLES}
